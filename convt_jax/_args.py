@@ -45,9 +45,13 @@ class Config(NamedTuple):
 
 
 class Parsed(NamedTuple):
+    """:class:`Config` plus what the caller needs besides it."""
+
     config: Config
     batched: bool
     out_shape: tuple[int, ...]
+    padding: tuple[tuple[int, int], ...]  # (lo, hi) per axis, before output padding
+    output_padding: tuple[int, ...]
 
 
 def _fmt(value: Any) -> str:
@@ -317,4 +321,4 @@ def parse(
     )
     lead = in_shape[:1] if batched else ()
     out_shape = (lead + out_spatial + (c_out,)) if channels_last else (lead + (c_out,) + out_spatial)
-    return Parsed(config, batched, out_shape)
+    return Parsed(config, batched, out_shape, pads, opad)

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from . import _args, _lowering
+from . import _args, _lowering, _padding_modes
 
 _ARGS_DOC = """
     Args:
@@ -38,6 +38,11 @@ _ARGS_DOC = """
       precision: keyword-only; passed to ``jax.lax.conv_general_dilated``.
       preferred_element_type: keyword-only; accumulation dtype passed to XLA
         (e.g. ``jnp.float32`` for float16 inputs); the result is cast back.
+      padding_mode: keyword-only; ``"zeros"`` (default, PyTorch's meaning),
+        ``"circular"``, ``"reflect"`` or ``"replicate"``: the exact adjoint of
+        the forward convolution that pads its input with that mode (output
+        contributions that land in the padded border are folded back onto
+        the positions the border was copied from).
 
     Returns:
       ``(N, C_out, *out_spatial)`` (or the unbatched / channels-last
@@ -81,7 +86,7 @@ def _forward(x, w, b, *, config: _args.Config, batched: bool, dtype):
 
 def _conv_transpose(input, weight, bias, stride, padding, output_padding, *, groups, dilation,
                     output_size, channels_last, conv_mode, precision, preferred_element_type,
-                    num_spatial, fn_name):
+                    padding_mode, num_spatial, fn_name):
     x = _as_array("input", input)
     w = _as_array("weight", weight)
     b = None if bias is None else _as_array("bias", bias)
@@ -97,7 +102,17 @@ def _conv_transpose(input, weight, bias, stride, padding, output_padding, *, gro
             f"bias has complex dtype {b.dtype} but input and weight are real ({dtype}): "
             "make input or weight complex too"
         )
-    return _forward(x, w, b, config=parsed.config, batched=parsed.batched, dtype=np.dtype(dtype))
+    if padding_mode == "zeros":
+        return _forward(x, w, b, config=parsed.config, batched=parsed.batched,
+                        dtype=np.dtype(dtype))
+    # Non-zero padding modes: the unpadded transposed convolution (keeping the
+    # output padding), then fold the border back (see _padding_modes).
+    pads = _padding_modes.check(padding_mode, parsed)
+    full = parsed.config._replace(crops=tuple((0, hi - p_hi) for (_, hi), (_, p_hi) in zip(
+        parsed.config.crops, pads)))
+    return _padding_modes.fold(
+        _forward(x, w, b, config=full, batched=parsed.batched, dtype=np.dtype(dtype)),
+        pads, padding_mode, channels_last=parsed.config.channels_last)
 
 
 def _make(num_spatial: int | None, name: str, summary: str, example: str):
@@ -116,12 +131,14 @@ def _make(num_spatial: int | None, name: str, summary: str, example: str):
         conv_mode: str = "cross_correlation",
         precision: Any = None,
         preferred_element_type: Any = None,
+        padding_mode: str = "zeros",
     ) -> jax.Array:
         return _conv_transpose(
             input, weight, bias, stride, padding, output_padding, groups=groups,
             dilation=dilation, output_size=output_size, channels_last=channels_last,
             conv_mode=conv_mode, precision=precision,
-            preferred_element_type=preferred_element_type, num_spatial=num_spatial, fn_name=name,
+            preferred_element_type=preferred_element_type, padding_mode=padding_mode,
+            num_spatial=num_spatial, fn_name=name,
         )
 
     fn.__name__ = fn.__qualname__ = name
