@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from . import _args, _lowering, _padding_modes
+from . import _args, _padding_modes, _primitive
 
 _ARGS_DOC = """
     Args:
@@ -75,7 +75,7 @@ def _forward(x, w, b, *, config: _args.Config, batched: bool, dtype):
     w = w.astype(dtype)
     if not batched:
         x = x[None]
-    y = _lowering.dilated(x, w, config)
+    y = _primitive.conv_transpose_batched(x, w, config)
     if b is not None:
         shape = [1] * y.ndim
         shape[-1 if config.channels_last else 1] = -1
