@@ -20,6 +20,8 @@ dilated, only padded by ``lo`` / ``hi`` (negative padding crops).
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from ._args import Config
@@ -102,3 +104,110 @@ def bias_grad(g: jax.Array, config: Config, batched: bool = True) -> jax.Array:
     """Cotangent of the bias: ``g`` summed over batch and spatial axes."""
     channel = g.ndim - 1 if config.channels_last else (1 if batched else 0)
     return g.sum(axis=tuple(a for a in range(g.ndim) if a != channel))
+
+
+# --- matrix-multiply forms of dx and dw ------------------------------------------------------
+#
+# Both rules above read the padded cotangent gp only at positions s*i + d*k.
+# Gathering those once, cols[n, i, k, co] = gp[n, s*i + d*k, co] (prod(K)
+# strided slices of gp: no zeros, no dilation), turns them into plain matrix
+# multiplies, the fast primitive of XLA:CPU (its weight-gradient convolution
+# can fall back to a naive loop):
+#
+#   dx[(n, i), ci]   = sum_{(k, co)} cols[(n, i), (k, co)] * w[ci, co, k]     (cols @ W)
+#   dw[ci, (k, co)]  = sum_{(n, i)} x[(n, i), ci] * cols[(n, i), (k, co)]     (x^T @ cols)
+#
+# For depthwise weights (C_in/g = 1, C_out = C_in * mult) the sums over co
+# reduce to elementwise products with the channel's own taps.
+
+
+def _im2col(g: jax.Array, spatial: tuple[int, ...], kernel: tuple[int, ...],
+            config: Config) -> jax.Array:
+    """``(N, *L, *K, C_out)`` with ``cols[n, i, k] = gp[n, s*i + d*k]``; ``g`` channels-last."""
+    nd = config.ndim
+    gp = lax.pad(g, jnp.zeros((), g.dtype),
+                 [(0, 0, 0)] + [(lo, hi, 0) for lo, hi in config.crops] + [(0, 0, 0)])
+    slices = []
+    for k in np.ndindex(*kernel):
+        start = (0,) + tuple(d * kk for d, kk in zip(config.dilation, k)) + (0,)
+        limit = (gp.shape[0],) + tuple(
+            st + s * (n - 1) + 1 for st, s, n in zip(start[1:], config.stride, spatial)) + (
+            gp.shape[-1],)
+        slices.append(lax.slice(gp, start, limit, (1,) + config.stride + (1,)))
+    cols = jnp.stack(slices, axis=1 + nd)
+    return cols.reshape(g.shape[0], *spatial, *kernel, g.shape[-1])
+
+
+def _cl(a: jax.Array, config: Config) -> jax.Array:
+    return a if config.channels_last else jnp.moveaxis(a, 1, -1)
+
+
+def _from_cl(a: jax.Array, config: Config) -> jax.Array:
+    return a if config.channels_last else jnp.moveaxis(a, -1, 1)
+
+
+def input_grad_matmul(g: jax.Array, w: jax.Array, config: Config) -> jax.Array:
+    """``dx = cols @ W`` (groups == 1), or the elementwise depthwise form."""
+    if config.groups not in (1, w.shape[0]):
+        return input_grad(g, w, config)
+    if config.flip:
+        w = flip_spatial(w)
+    w = w.astype(g.dtype)
+    nd = config.ndim
+    c_in, c_out_g, *kernel = w.shape
+    gl = _cl(g, config)
+    n = gl.shape[0]
+    spatial = _input_spatial(gl.shape[1:-1], kernel, config)
+    cols = _im2col(gl, spatial, tuple(kernel), config)
+    acc = config.preferred_element_type
+    if config.groups == 1:
+        wm = w.transpose(tuple(range(2, 2 + nd)) + (1, 0)).reshape(-1, c_in)
+        dx = jnp.dot(cols.reshape(-1, wm.shape[0]), wm, precision=config.precision,
+                     preferred_element_type=acc).reshape(n, *spatial, c_in)
+    else:  # depthwise: C_out = C_in * mult
+        cols = cols.reshape(n, *spatial, *kernel, c_in, c_out_g).astype(acc or g.dtype)
+        wt = w.transpose(tuple(range(2, 2 + nd)) + (0, 1)).astype(acc or g.dtype)
+        dx = (cols * wt).sum(axis=tuple(range(1 + nd, 1 + 2 * nd)) + (2 + 2 * nd,))
+    return _from_cl(dx.astype(g.dtype), config)
+
+
+def weight_grad_matmul(g: jax.Array, x: jax.Array, config: Config) -> jax.Array:
+    """``dw = x^T @ cols`` (groups == 1), or the elementwise depthwise form."""
+    nd = config.ndim
+    if config.groups not in (1, x.shape[-1 if config.channels_last else 1]):
+        return weight_grad(g, x, config)
+    gl = _cl(g, config)
+    xl = _cl(x, config).astype(g.dtype)
+    n, *spatial, c_in = xl.shape
+    c_out = gl.shape[-1]
+    kernel = _kernel_size(tuple(spatial), gl.shape[1:-1], config)
+    cols = _im2col(gl, tuple(spatial), kernel, config)
+    acc = config.preferred_element_type
+    if config.groups == 1:
+        dw = lax.dot_general(xl.reshape(-1, c_in), cols.reshape(xl.shape[0] * np.prod(
+            spatial, dtype=int), -1), (((0,), (0,)), ((), ())), precision=config.precision,
+            preferred_element_type=acc)
+        dw = dw.reshape(c_in, *kernel, c_out).transpose((0, 1 + nd) + tuple(range(1, 1 + nd)))
+    else:  # depthwise: C_out = C_in * mult
+        mult = c_out // c_in
+        cols = cols.reshape(n, *spatial, *kernel, c_in, mult).astype(acc or g.dtype)
+        xe = xl.astype(acc or g.dtype)[(slice(None),) * (1 + nd) + (None,) * nd + (
+            slice(None), None)]
+        dw = (xe * cols).sum(axis=tuple(range(1 + nd)))             # (*K, C_in, mult)
+        dw = dw.transpose((nd, nd + 1) + tuple(range(nd)))
+    dw = dw.astype(g.dtype)
+    return flip_spatial(dw) if config.flip else dw
+
+
+def _input_spatial(out_spatial, kernel, config: Config) -> tuple[int, ...]:
+    # Invert L_out = (L - 1)*s + d*(K - 1) + 1 - lo - hi for L.
+    return tuple((o + lo + hi - d * (k - 1) - 1) // s + 1
+                 for o, k, s, d, (lo, hi) in zip(out_spatial, kernel, config.stride,
+                                                 config.dilation, config.crops))
+
+
+def _kernel_size(spatial, out_spatial, config: Config) -> tuple[int, ...]:
+    # Invert the same formula for K.
+    return tuple((o + lo + hi - s * (n - 1) - 1) // d + 1
+                 for n, o, s, d, (lo, hi) in zip(spatial, out_spatial, config.stride,
+                                                 config.dilation, config.crops))

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from . import _args, _padding_modes, _primitive
+from . import _args, _auto, _padding_modes, _primitive
 
 _ARGS_DOC = """
     Args:
@@ -43,6 +43,13 @@ _ARGS_DOC = """
         the forward convolution that pads its input with that mode (output
         contributions that land in the padded border are folded back onto
         the positions the border was copied from).
+      method: keyword-only; the lowering: ``"auto"`` (default: picked by
+        backend and shape from measurements), ``"dilated"`` (one lhs-dilated
+        convolution, the reference), ``"subpixel"`` (phase decomposition: one
+        stride-1 convolution, then depth-to-space), ``"matmul"`` (one matrix
+        multiply and a shifted sum) or ``"depthwise"`` (elementwise, for
+        ``groups == C_in``).  All give the same numbers; where a method does
+        not apply it falls back to one that does.
 
     Returns:
       ``(N, C_out, *out_spatial)`` (or the unbatched / channels-last
@@ -69,13 +76,14 @@ def _as_array(name: str, value: Any) -> Any:
     return value
 
 
-@functools.partial(jax.jit, static_argnames=("config", "batched", "dtype"))
-def _forward(x, w, b, *, config: _args.Config, batched: bool, dtype):
+@functools.partial(jax.jit, static_argnames=("config", "batched", "dtype", "method"))
+def _forward(x, w, b, *, config: _args.Config, batched: bool, dtype, method: str):
     x = x.astype(dtype)
     w = w.astype(dtype)
     if not batched:
         x = x[None]
-    y = _primitive.conv_transpose_batched(x, w, config)
+    y = _primitive.conv_transpose_batched(
+        x, w, config, _auto.resolve(method, config, x.shape, w.shape))
     if b is not None:
         shape = [1] * y.ndim
         shape[-1 if config.channels_last else 1] = -1
@@ -86,7 +94,7 @@ def _forward(x, w, b, *, config: _args.Config, batched: bool, dtype):
 
 def _conv_transpose(input, weight, bias, stride, padding, output_padding, *, groups, dilation,
                     output_size, channels_last, conv_mode, precision, preferred_element_type,
-                    padding_mode, num_spatial, fn_name):
+                    padding_mode, method, num_spatial, fn_name):
     x = _as_array("input", input)
     w = _as_array("weight", weight)
     b = None if bias is None else _as_array("bias", bias)
@@ -95,6 +103,7 @@ def _conv_transpose(input, weight, bias, stride, padding, output_padding, *, gro
         groups, dilation, output_size, channels_last, conv_mode, precision,
         preferred_element_type, num_spatial=num_spatial, fn_name=fn_name,
     )
+    method = _auto.check(method)
     dtype = jnp.result_type(x, w)
     if b is not None and jnp.issubdtype(b.dtype, jnp.complexfloating) and not jnp.issubdtype(
             dtype, jnp.complexfloating):
@@ -104,14 +113,15 @@ def _conv_transpose(input, weight, bias, stride, padding, output_padding, *, gro
         )
     if padding_mode == "zeros":
         return _forward(x, w, b, config=parsed.config, batched=parsed.batched,
-                        dtype=np.dtype(dtype))
+                        dtype=np.dtype(dtype), method=method)
     # Non-zero padding modes: the unpadded transposed convolution (keeping the
     # output padding), then fold the border back (see _padding_modes).
     pads = _padding_modes.check(padding_mode, parsed)
     full = parsed.config._replace(crops=tuple((0, hi - p_hi) for (_, hi), (_, p_hi) in zip(
         parsed.config.crops, pads)))
     return _padding_modes.fold(
-        _forward(x, w, b, config=full, batched=parsed.batched, dtype=np.dtype(dtype)),
+        _forward(x, w, b, config=full, batched=parsed.batched, dtype=np.dtype(dtype),
+                 method=method),
         pads, padding_mode, channels_last=parsed.config.channels_last)
 
 
@@ -132,12 +142,13 @@ def _make(num_spatial: int | None, name: str, summary: str, example: str):
         precision: Any = None,
         preferred_element_type: Any = None,
         padding_mode: str = "zeros",
+        method: str = "auto",
     ) -> jax.Array:
         return _conv_transpose(
             input, weight, bias, stride, padding, output_padding, groups=groups,
             dilation=dilation, output_size=output_size, channels_last=channels_last,
             conv_mode=conv_mode, precision=precision,
-            preferred_element_type=preferred_element_type, padding_mode=padding_mode,
+            preferred_element_type=preferred_element_type, padding_mode=padding_mode, method=method,
             num_spatial=num_spatial, fn_name=name,
         )
 

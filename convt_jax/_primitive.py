@@ -47,14 +47,25 @@ from ._args import Config
 
 conv_transpose_p = Primitive("convt_jax_conv_transpose")
 
-LOWERINGS = {"dilated": _lowering.dilated}
+LOWERINGS = {
+    "dilated": _lowering.dilated,
+    "subpixel": _lowering.subpixel,
+    "matmul": _lowering.matmul,
+    "depthwise": _lowering.depthwise,
+}
+# Backward forms, chosen separately for dx and dw: "conv" = strided
+# convolution (dx) and zero-free correlation (dw); "matmul" = im2col of the
+# cotangent times the weight / the input (groups == 1, or depthwise
+# elementwise).  ``method`` is (forward lowering, dx form, dw form).
+INPUT_GRADS = {"conv": _gradients.input_grad, "matmul": _gradients.input_grad_matmul}
+WEIGHT_GRADS = {"conv": _gradients.weight_grad, "matmul": _gradients.weight_grad_matmul}
 
 
-def _run(x, w, *, config: Config, method: str):
-    return LOWERINGS[method](x, w, config).astype(x.dtype)
+def _run(x, w, *, config: Config, method: tuple[str, str, str]):
+    return LOWERINGS[method[0]](x, w, config).astype(x.dtype)
 
 
-def _abstract_eval(x, w, *, config: Config, method: str):
+def _abstract_eval(x, w, *, config: Config, method: tuple[str, str, str]):
     nd = config.ndim
     if config.channels_last:
         n, *spatial, _ = x.shape
@@ -68,19 +79,19 @@ def _abstract_eval(x, w, *, config: Config, method: str):
     return jax.core.ShapedArray(shape, x.dtype)
 
 
-def _transpose_x(g, x, w, *, config: Config, method: str):
-    return _gradients.input_grad(g, w, config)
+def _transpose_x(g, x, w, *, config: Config, method: tuple[str, str, str]):
+    return INPUT_GRADS[method[1]](g, w, config)
 
 
-def _transpose_w(g, x, w, *, config: Config, method: str):
-    return _gradients.weight_grad(g, x, config)
+def _transpose_w(g, x, w, *, config: Config, method: tuple[str, str, str]):
+    return WEIGHT_GRADS[method[2]](g, x, config)
 
 
 def _channel_axis(config: Config) -> int:
     return config.ndim + 1 if config.channels_last else 1
 
 
-def _batch_rule(args, dims, *, config: Config, method: str):
+def _batch_rule(args, dims, *, config: Config, method: tuple[str, str, str]):
     x, w = args
     bx, bw = dims
     c_ax = _channel_axis(config)
@@ -116,7 +127,7 @@ def _batch_rule(args, dims, *, config: Config, method: str):
 
 
 @functools.partial(jax.jit, static_argnames=("config", "method"))
-def _impl(x, w, *, config: Config, method: str):
+def _impl(x, w, *, config: Config, method: tuple[str, str, str]):
     return _run(x, w, config=config, method=method)
 
 
@@ -128,6 +139,10 @@ mlir.register_lowering(conv_transpose_p, mlir.lower_fun(_run, multiple_results=F
 
 
 def conv_transpose_batched(x: jax.Array, w: jax.Array, config: Config,
-                           method: str = "dilated") -> jax.Array:
-    """Bind the primitive: batched ``x`` in the config's layout, ``w`` of the same dtype."""
+                           method: tuple[str, str, str] = ("dilated", "conv", "conv")) -> jax.Array:
+    """Bind the primitive: batched ``x`` in the config's layout, ``w`` of the same dtype.
+
+    ``method`` is ``(forward lowering, dx form, dw form)``, already resolved
+    (:func:`convt_jax._auto.resolve`).
+    """
     return conv_transpose_p.bind(x, w, config=config, method=method)

@@ -1,0 +1,104 @@
+"""Every lowering and backward form agrees with the core lhs-dilated lowering (float64)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from reference import call_args, configs, make_arrays, reference
+
+import convt_jax as ct
+from convt_jax import _args, _auto, _primitive
+
+TOL = 1e-10
+LOWERINGS = ("subpixel", "matmul", "depthwise")
+
+
+def _depthwise(cfg):
+    mult = cfg["c_out"] // cfg["groups"]
+    return dict(cfg, groups=cfg["c_in"], c_out=cfg["c_in"] * mult)
+
+
+@settings(max_examples=100)
+@given(cfg=configs(), method=st.sampled_from(("auto",) + LOWERINGS), dw=st.booleans(),
+       flip=st.booleans())
+def test_forward_and_gradients_equal_dilated(cfg, method, dw, flip):
+    if dw:
+        cfg = _depthwise(cfg)
+    x, w, b = make_arrays(cfg)
+    xin, kwargs = call_args(cfg, x)
+    kwargs["conv_mode"] = "convolution" if flip else "cross_correlation"
+
+    def run(m):
+        f = lambda x, w: ct.conv_transpose(x, w, b, **kwargs, method=m)  # noqa: E731
+        y = f(xin, w)
+        g = jnp.asarray(np.random.default_rng(cfg["seed"]).standard_normal(y.shape))
+        return (y, *jax.jit(lambda x, w, g: jax.vjp(f, x, w)[1](g))(xin, w, g))
+
+    for got, want in zip(run(method), run("dilated")):
+        np.testing.assert_allclose(got, want, rtol=TOL, atol=TOL)
+    if not flip:
+        np.testing.assert_allclose(run(method)[0], reference(cfg, x, w, b), rtol=TOL, atol=TOL)
+
+
+@settings(max_examples=60)
+@given(cfg=configs(), dw=st.booleans(),
+       forms=st.sampled_from([("conv", "matmul"), ("matmul", "conv"), ("matmul", "matmul")]))
+def test_backward_forms_equal_conv_rules(cfg, dw, forms):
+    if dw:
+        cfg = _depthwise(cfg)
+    x, w, _ = make_arrays(cfg)
+    xin, kwargs = call_args(cfg, x)
+    xb = xin if cfg["batched"] else xin[None]
+    config = _args.parse(xb.shape, w.shape, None, kwargs["stride"], kwargs["padding"],
+                         kwargs["output_padding"], kwargs["groups"], kwargs["dilation"], None,
+                         kwargs["channels_last"]).config
+
+    def grads(method):
+        f = lambda x, w: _primitive.conv_transpose_batched(x, w, config, method)  # noqa: E731
+        y = jax.eval_shape(f, xb, w)
+        g = jnp.asarray(np.random.default_rng(cfg["seed"]).standard_normal(y.shape))
+        return jax.jit(lambda x, w, g: jax.vjp(f, x, w)[1](g))(xb, w, g)
+
+    for got, want in zip(grads(("subpixel",) + forms), grads(("dilated", "conv", "conv"))):
+        np.testing.assert_allclose(got, want, rtol=TOL, atol=TOL)
+
+
+@pytest.mark.parametrize("method", LOWERINGS)
+def test_methods_under_vmap_and_second_order(method):
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((3, 2, 4, 5, 5)))
+    w = jnp.asarray(rng.standard_normal((4, 1, 3, 4)))
+    kw = dict(stride=(2, 3), padding=((1, 0), (2, 1)), output_padding=(1, 0), groups=4,
+              method=method)
+    f = lambda x, w: jnp.sum(ct.conv_transpose2d(x, w, None, **kw) ** 2)  # noqa: E731
+    want = jnp.stack([jax.grad(f, 1)(xi, w) for xi in x])
+    np.testing.assert_allclose(jax.vmap(jax.grad(f, 1), (0, None))(x, w), want, rtol=TOL)
+    h = jax.hessian(lambda w: f(x[0], w))(w)
+    h_ref = jax.hessian(lambda w: jnp.sum(ct.conv_transpose2d(
+        x[0], w, None, **dict(kw, method="dilated")) ** 2))(w)
+    np.testing.assert_allclose(h, h_ref, rtol=1e-9, atol=1e-9)
+
+
+def test_auto_picks_from_the_shape():
+    def pick(x_shape, w_shape, **kw):
+        config = _args.parse(x_shape, w_shape, None, kw.get("stride", 2), kw.get("padding", 1),
+                             0, kw.get("groups", 1), kw.get("dilation", 1), None, False).config
+        return _auto.resolve("auto", config, x_shape, w_shape)
+
+    assert pick((8, 128, 32, 32), (128, 1, 4, 4), groups=128)[0] == "depthwise"
+    assert pick((2, 8, 5, 5), (8, 4, 3, 3), dilation=2) == ("dilated", "conv", "conv")
+    assert pick((64, 512, 4, 4), (512, 256, 4, 4))[0] == "matmul"
+    assert pick((2, 32, 16, 16, 16), (32, 16, 4, 4, 4)) == ("subpixel", "matmul", "matmul")
+    assert pick((16, 64, 32, 32), (64, 64, 3, 3), stride=1)[1:] == ("conv", "conv")
+
+
+def test_unknown_method_is_rejected():
+    x, w = jnp.ones((1, 2, 3)), jnp.ones((2, 1, 2))
+    with pytest.raises(ValueError, match=r"method='fast' must be one of"):
+        ct.conv_transpose1d(x, w, method="fast")
+    with pytest.raises(TypeError, match=r"method=3 must be one of"):
+        ct.conv_transpose1d(x, w, method=3)
