@@ -1,6 +1,7 @@
 """convt_jax: exact, fast transposed convolution for JAX with PyTorch's semantics."""
 
 from . import layouts as layouts
+from . import nn as nn
 from ._op import conv_transpose as conv_transpose
 from ._op import conv_transpose1d as conv_transpose1d
 from ._op import conv_transpose2d as conv_transpose2d
@@ -16,4 +17,5 @@ __all__ = [
     "conv_transpose3d",
     "conv_transpose_output_shape",
     "layouts",
+    "nn",
 ]

@@ -20,6 +20,7 @@ from . import _shapes
 CONV_MODES = ("cross_correlation", "convolution")
 PADDING_STRINGS = ("valid", "same")
 _DTYPE_RULE = "float16, bfloat16, float32, float64, complex64 or complex128"
+_SCALAR_SETTINGS = ("groups",)  # settings that take one int, never a tuple
 
 
 class Config(NamedTuple):
@@ -58,7 +59,7 @@ def _fmt(value: Any) -> str:
     if isinstance(value, str):
         return repr(value)
     if isinstance(value, jax.core.Tracer):
-        return f"a traced {type(value).__name__}"
+        return f"a traced array of shape {tuple(value.shape)}"
     if isinstance(value, (np.ndarray, jax.Array)):
         return f"an array of shape {tuple(value.shape)}"
     return repr(value)
@@ -76,7 +77,8 @@ def _int(name: str, value: Any) -> int:
     try:
         return operator.index(value)
     except TypeError:
-        raise TypeError(f"{name}={_fmt(value)} must be an int or a tuple of ints") from None
+        kind = "an int" if name in _SCALAR_SETTINGS else "an int or a tuple of ints"
+        raise TypeError(f"{name}={_fmt(value)} must be {kind}") from None
 
 
 def int_tuple(name: str, value: Any, n: int) -> tuple[int, ...]:
@@ -114,6 +116,8 @@ def _padding_pairs(value: Any, n: int) -> tuple[tuple[int, int], ...]:
                 p = _int("padding", v)
                 pairs.append((p, p))
         return tuple(pairs)
+    if isinstance(value, (jax.Array, np.ndarray)):
+        _int("padding", value)  # raises: settings must be static
     try:
         p = _int("padding", value)
     except TypeError:
@@ -164,6 +168,10 @@ def _preferred(value: Any) -> Any:
 
 
 def _output_size(value: Any, n: int, in_ndim: int, channels_last: bool) -> tuple[int, ...]:
+    if isinstance(value, str):
+        raise TypeError(f"output_size={value!r} must be an int or a tuple of ints")
+    if isinstance(value, (jax.Array, np.ndarray)) and value.ndim == 0:
+        _int("output_size", value)  # raises: settings must be static
     if isinstance(value, (tuple, list)) or hasattr(value, "__len__"):
         size = tuple(_int("output_size", v) for v in value)
         if len(size) == in_ndim and in_ndim != n:
@@ -245,6 +253,15 @@ def parse(
         raise ValueError(f"groups={groups!r} must be >= 1")
     if any(k < 1 for k in kernel):
         raise ValueError(f"weight of shape {w_shape} must have every kernel size >= 1")
+    if w_shape[0] < 1 or w_shape[1] < 1:
+        raise ValueError(
+            f"weight of shape {w_shape} must have weight.shape[0] = C_in >= 1 and "
+            "weight.shape[1] = C_out // groups >= 1"
+        )
+    if any(length < 1 for length in spatial):
+        raise ValueError(
+            f"input of shape {in_shape} must have every spatial size >= 1, got {spatial}"
+        )
     if c_in != w_shape[0]:
         raise ValueError(
             f"input has {c_in} channels (shape {in_shape}, channels_last={channels_last}) but "

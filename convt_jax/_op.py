@@ -119,10 +119,16 @@ def _conv_transpose(input, weight, bias, stride, padding, output_padding, *, gro
     pads = _padding_modes.check(padding_mode, parsed)
     full = parsed.config._replace(crops=tuple((0, hi - p_hi) for (_, hi), (_, p_hi) in zip(
         parsed.config.crops, pads)))
-    return _padding_modes.fold(
-        _forward(x, w, b, config=full, batched=parsed.batched, dtype=np.dtype(dtype),
+    y = _padding_modes.fold(
+        _forward(x, w, None, config=full, batched=parsed.batched, dtype=np.dtype(dtype),
                  method=method),
         pads, padding_mode, channels_last=parsed.config.channels_last)
+    if b is None:
+        return y
+    # The bias is added once per output position, after the fold (the fold is linear).
+    shape = [1] * y.ndim
+    shape[-1 if parsed.config.channels_last else y.ndim - len(pads) - 1] = -1
+    return y + jnp.asarray(b).astype(y.dtype).reshape(shape)
 
 
 def _make(num_spatial: int | None, name: str, summary: str, example: str):

@@ -1,0 +1,14 @@
+"""Layers and initialisers (SPEC §5): ``ConvTranspose1d/2d/3d`` as immutable JAX pytrees.
+
+``ct.nn.ConvTranspose*d`` mirror ``torch.nn.ConvTranspose*d`` (same
+arguments, weight layout, initial distribution and ``state_dict`` keys);
+``ct.nn.init`` holds the initialisers they use and ICNR.
+"""
+
+from . import init as init
+from ._layers import ConvTranspose as ConvTranspose
+from ._layers import ConvTranspose1d as ConvTranspose1d
+from ._layers import ConvTranspose2d as ConvTranspose2d
+from ._layers import ConvTranspose3d as ConvTranspose3d
+
+__all__ = ["ConvTranspose", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "init"]

@@ -1,0 +1,189 @@
+"""Initialisers for transposed-convolution weights (PyTorch layout ``(C_in, C_out // groups, *K)``).
+
+Every initialiser takes ``(key, shape, dtype)`` first, like
+``jax.nn.initializers``, and returns a ``jax.Array``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from .._args import _int, check_dtype, int_tuple
+
+__all__ = ["fan_in", "icnr", "pytorch_default", "pytorch_uniform"]
+
+
+def _shape(name: str, shape: Any, min_rank: int) -> tuple[int, ...]:
+    if not isinstance(shape, (tuple, list)):
+        raise TypeError(f"{name}={shape!r} must be a tuple of ints")
+    shape = tuple(_int(name, s) for s in shape)
+    if len(shape) < min_rank or any(s < 1 for s in shape):
+        layout = ": (C_in, C_out // groups, *kernel)" if min_rank == 3 else ""
+        raise ValueError(
+            f"{name}={shape} must have rank >= {min_rank} and every size >= 1{layout}"
+        )
+    return shape
+
+
+def fan_in(weight_shape: Sequence[int]) -> int:
+    """PyTorch's fan-in of a transposed-convolution weight: ``(C_out // groups) * prod(kernel)``.
+
+    PyTorch computes it from ``weight.size(1)`` and the kernel, so for the
+    layout ``(C_in, C_out // groups, *K)`` it counts output channels.
+
+    Args:
+      weight_shape: ``(C_in, C_out // groups, *kernel)``.
+
+    Returns:
+      ``weight_shape[1] * prod(weight_shape[2:])``.
+
+    Example:
+      >>> import convt_jax as ct
+      >>> ct.nn.init.fan_in((16, 8, 4, 4))
+      128
+    """
+    shape = _shape("weight_shape", weight_shape, 3)
+    return shape[1] * math.prod(shape[2:])
+
+
+_weight_fan_in = fan_in  # ``pytorch_uniform`` has a keyword of the same name
+
+
+def _uniform(key: jax.Array, shape: tuple[int, ...], dtype: Any, bound: float) -> jax.Array:
+    dt = jnp.dtype(dtype)
+    if jnp.issubdtype(dt, jnp.complexfloating):
+        kr, ki = jax.random.split(key)
+        real = jnp.finfo(dt).dtype
+        return (jax.random.uniform(kr, shape, real, -bound, bound)
+                + 1j * jax.random.uniform(ki, shape, real, -bound, bound)).astype(dt)
+    return jax.random.uniform(key, shape, dt, -bound, bound)
+
+
+def pytorch_uniform(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32, *,
+                    fan_in: int | None = None) -> jax.Array:
+    """Uniform in ``±1/sqrt(fan_in)``: PyTorch's default for convolution weights and biases.
+
+    ``torch.nn.ConvTranspose*d.reset_parameters`` draws the weight with
+    ``kaiming_uniform_(a=sqrt(5))`` (bound ``1/sqrt(fan_in)``) and the bias
+    uniform in the same bound. Complex dtypes draw the real and imaginary
+    parts independently in that bound.
+
+    Args:
+      key: a ``jax.random`` key.
+      shape: the array shape; without ``fan_in`` it must be a weight shape
+        ``(C_in, C_out // groups, *kernel)`` and ``fan_in`` is computed from it.
+      dtype: a floating or complex dtype.
+      fan_in: keyword-only; the fan-in to use (pass the weight's for a bias).
+
+    Returns:
+      An array of ``shape`` and ``dtype``.
+
+    Example:
+      >>> import jax, convt_jax as ct
+      >>> w = ct.nn.init.pytorch_uniform(jax.random.key(0), (16, 8, 4, 4))
+      >>> bool(abs(w).max() <= 1 / 128 ** 0.5)
+      True
+    """
+    check_dtype("dtype", dtype)
+    if fan_in is None:
+        shape = _shape("shape", shape, 3)
+        fan = _weight_fan_in(shape)
+    else:
+        shape = _shape("shape", shape, 0)
+        fan = _int("fan_in", fan_in)
+        if fan < 1:
+            raise ValueError(f"fan_in={fan_in!r} must be >= 1")
+    return _uniform(key, shape, dtype, 1.0 / math.sqrt(fan))
+
+
+def pytorch_default(key: jax.Array, weight_shape: Sequence[int], dtype: Any = jnp.float32, *,
+                    groups: int = 1, bias: bool = True) -> tuple[jax.Array, jax.Array | None]:
+    """The weight and bias ``torch.nn.ConvTranspose*d`` starts with (in distribution).
+
+    Args:
+      key: a ``jax.random`` key (split into one for the weight, one for the bias).
+      weight_shape: ``(C_in, C_out // groups, *kernel)``.
+      dtype: a floating or complex dtype.
+      groups: keyword-only; the layer's groups (the bias has
+        ``C_out = weight_shape[1] * groups`` entries).
+      bias: keyword-only; also draw the bias.
+
+    Returns:
+      ``(weight, bias)``, both uniform in ``±1/sqrt(fan_in(weight_shape))``,
+      the bias of shape ``(C_out,)`` (``None`` when ``bias=False``).
+
+    Example:
+      >>> import jax, convt_jax as ct
+      >>> w, b = ct.nn.init.pytorch_default(jax.random.key(0), (4, 3, 2, 2), groups=2)
+      >>> w.shape, b.shape
+      ((4, 3, 2, 2), (6,))
+    """
+    shape = _shape("weight_shape", weight_shape, 3)
+    g = _int("groups", groups)
+    if g < 1:
+        raise ValueError(f"groups={groups!r} must be >= 1")
+    kw, kb = jax.random.split(key)
+    w = pytorch_uniform(kw, shape, dtype)
+    b = pytorch_uniform(kb, (shape[1] * g,), dtype, fan_in=fan_in(shape)) if bias else None
+    return w, b
+
+
+def icnr(key: jax.Array, shape: Sequence[int], stride: int | Sequence[int],
+         dtype: Any = jnp.float32, *,
+         initializer: Callable[..., jax.Array] = pytorch_uniform) -> jax.Array:
+    """ICNR (Aitken et al. 2017): a checkerboard-free start for a stride-``s`` layer.
+
+    Draws a smaller kernel ``v`` of shape ``(C_in, C_out // groups, *(K - s + 1))``
+    with ``initializer`` and returns ``w = box_s * v``, the full convolution
+    of ``v`` with an all-ones box of ``s`` taps on every axis. Since the
+    transposed convolution with the box kernel and stride ``s`` is exactly
+    nearest-neighbour upsampling, the layer starts as *nearest-neighbour
+    upsampling followed by a convolution with* ``v``: every one of the
+    ``prod(s)`` output phases sums all of ``v``'s taps, so there is no
+    checkerboard (a constant input gives a constant output away from the
+    border). Assumes ``dilation=1``; works with groups and either ``conv_mode``.
+
+    Args:
+      key: a ``jax.random`` key.
+      shape: ``(C_in, C_out // groups, *kernel)``, each kernel size ``>= stride``.
+      stride: the layer's stride: an int or one int per spatial axis.
+      dtype: a floating or complex dtype.
+      initializer: keyword-only; ``(key, shape, dtype) -> array`` for ``v``
+        (default :func:`pytorch_uniform`, with ``v``'s own fan-in).
+
+    Returns:
+      The weight, of ``shape`` and ``dtype``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, convt_jax as ct
+      >>> w = ct.nn.init.icnr(jax.random.key(0), (1, 1, 4, 4), stride=2)
+      >>> y = ct.conv_transpose2d(jnp.ones((1, 1, 4, 4)), w, stride=2, padding=1)
+      >>> bool(jnp.allclose(y[..., 2:-2, 2:-2], y[0, 0, 2, 2]))   # no checkerboard
+      True
+    """
+    shape = _shape("shape", shape, 3)
+    n = len(shape) - 2
+    strides = int_tuple("stride", stride, n)
+    kernel = shape[2:]
+    if any(s < 1 for s in strides):
+        raise ValueError(f"stride={stride!r} must be >= 1 on every axis")
+    if any(k < s for k, s in zip(kernel, strides)):
+        raise ValueError(
+            f"icnr needs every kernel size >= stride: kernel {kernel} with stride={strides} "
+            "(the kernel must hold the nearest-neighbour box of `stride` taps)"
+        )
+    small = shape[:2] + tuple(k - s + 1 for k, s in zip(kernel, strides))
+    w = initializer(key, small, dtype)
+    for axis, s in enumerate(strides, start=2):
+        widths = [(0, 0)] * w.ndim
+        copies = []
+        for b in range(s):
+            widths[axis] = (b, s - 1 - b)
+            copies.append(jnp.pad(w, widths))
+        w = sum(copies[1:], copies[0])
+    return w.astype(dtype)

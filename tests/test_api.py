@@ -1,0 +1,269 @@
+"""The public surface (SPEC §2): names, signatures, docstrings, the shape helper, py.typed."""
+
+from __future__ import annotations
+
+import doctest
+import importlib.resources
+import inspect
+import itertools
+import sys
+import types
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+import convt_jax as ct
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    tomllib = None
+
+OPS = ["conv_transpose", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"]
+POSITIONAL = [("input", inspect.Parameter.empty), ("weight", inspect.Parameter.empty),
+              ("bias", None), ("stride", 1), ("padding", 0), ("output_padding", 0)]
+KEYWORD_ONLY = [("groups", 1), ("dilation", 1), ("output_size", None), ("channels_last", False),
+                ("conv_mode", "cross_correlation"), ("precision", None),
+                ("preferred_element_type", None), ("padding_mode", "zeros"), ("method", "auto")]
+P = inspect.Parameter
+
+
+# --- names ------------------------------------------------------------------------------
+
+def _public_modules(module: types.ModuleType = ct):
+    """``convt_jax`` and every public submodule reachable through ``__all__``."""
+    yield module
+    for name in getattr(module, "__all__", ()):
+        obj = getattr(module, name, None)
+        if isinstance(obj, types.ModuleType):
+            yield from _public_modules(obj)
+
+
+PUBLIC_MODULES = list(_public_modules())
+
+
+def _public_names(module: types.ModuleType) -> set[str]:
+    """Names without an underscore that the module defines or re-exports from its own
+    (private) submodules; names it merely imports from elsewhere do not count."""
+    names = set()
+    for name, obj in vars(module).items():
+        if name.startswith("_"):
+            continue
+        if isinstance(obj, types.ModuleType):
+            origin = obj.__name__
+        else:
+            origin = getattr(obj, "__module__", None)
+            if not isinstance(origin, str):
+                continue
+        if origin == module.__name__ or origin.startswith(module.__name__ + "."):
+            names.add(name)
+    return names
+
+
+@pytest.mark.parametrize("module", PUBLIC_MODULES, ids=lambda m: m.__name__)
+def test_all_is_complete_and_exists(module):
+    assert hasattr(module, "__all__"), f"{module.__name__} has no __all__"
+    assert len(module.__all__) == len(set(module.__all__)), "duplicates in __all__"
+    for name in module.__all__:
+        assert hasattr(module, name), f"{module.__name__}.__all__ names missing {name!r}"
+    assert _public_names(module) == set(module.__all__)
+    assert module.__doc__ and module.__doc__.strip(), f"{module.__name__} has no docstring"
+
+
+def test_top_level_names():
+    assert set(OPS) | {"conv_transpose_output_shape", "layouts"} <= set(ct.__all__)
+    assert isinstance(ct.__version__, str)
+
+
+def test_layout_converters_come_in_pairs():
+    names = set(ct.layouts.__all__)
+    for name in names:  # from_X and to_X
+        other = name.replace("from_", "to_", 1) if name.startswith("from_") else \
+            name.replace("to_", "from_", 1)
+        assert other in names, f"{name} has no inverse {other}"
+
+
+def _documented():
+    for module in PUBLIC_MODULES:
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if not isinstance(obj, types.ModuleType):  # modules: checked above
+                yield pytest.param(obj, id=f"{module.__name__}.{name}")
+
+
+@pytest.mark.parametrize("obj", list(_documented()))
+def test_public_names_are_documented(obj):
+    doc = inspect.getdoc(obj)
+    assert doc and doc.strip(), f"{obj!r} has no docstring"
+    if inspect.isfunction(obj):
+        assert "Args:" in doc, obj.__name__
+        assert "Returns:" in doc, obj.__name__
+
+
+# --- signatures ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", OPS)
+def test_op_signature(name):
+    params = list(inspect.signature(getattr(ct, name)).parameters.values())
+    assert [(p.name, p.default) for p in params] == POSITIONAL + KEYWORD_ONLY
+    for p in params[:len(POSITIONAL)]:
+        assert p.kind is P.POSITIONAL_OR_KEYWORD, p.name
+    for p in params[len(POSITIONAL):]:
+        assert p.kind is P.KEYWORD_ONLY, f"{p.name} must be keyword-only"
+
+
+@pytest.mark.parametrize("name", OPS)
+def test_groups_and_dilation_cannot_be_positional(name):
+    """PyTorch orders groups before dilation, Lucid/MegEngine after: positional is refused."""
+    x, w = np.ones((1, 2, 3)), np.ones((2, 1, 2))
+    with pytest.raises(TypeError):
+        getattr(ct, name)(x, w, None, 1, 0, 0, 1)
+
+
+def test_output_shape_signature():
+    params = list(inspect.signature(ct.conv_transpose_output_shape).parameters.values())
+    assert [(p.name, p.kind, p.default) for p in params] == [
+        ("input_shape", P.POSITIONAL_OR_KEYWORD, P.empty),
+        ("weight_shape", P.POSITIONAL_OR_KEYWORD, P.empty),
+        ("stride", P.POSITIONAL_OR_KEYWORD, 1),
+        ("padding", P.POSITIONAL_OR_KEYWORD, 0),
+        ("output_padding", P.POSITIONAL_OR_KEYWORD, 0),
+        ("groups", P.KEYWORD_ONLY, 1),
+        ("dilation", P.KEYWORD_ONLY, 1),
+        ("output_size", P.KEYWORD_ONLY, None),
+        ("channels_last", P.KEYWORD_ONLY, False),
+    ]
+
+
+def test_positional_order_is_pytorchs():
+    """input, weight, bias, stride, padding, output_padding: the same numbers either way."""
+    rng = np.random.default_rng(0)
+    x, w, b = rng.standard_normal((1, 2, 4, 3)), rng.standard_normal((2, 3, 3, 2)), np.ones(3)
+    pos = ct.conv_transpose2d(x, w, b, (2, 1), (1, 0), (1, 0))
+    kw = ct.conv_transpose2d(input=x, weight=w, bias=b, stride=(2, 1), padding=(1, 0),
+                             output_padding=(1, 0))
+    np.testing.assert_array_equal(np.asarray(pos), np.asarray(kw))
+    assert pos.shape == (1, 3, 8, 4)
+
+
+# --- the shape helper agrees with the operation ---------------------------------------------
+
+SPATIAL, KERNEL = (3, 4, 2), (2, 3, 2)
+PADDINGS = {
+    "int": lambda n: 1,
+    "per-axis": lambda n: tuple(i % 2 for i in range(n)),
+    "pairs": lambda n: tuple((i % 2, 1 - i % 2) for i in range(n)),
+    "same": lambda n: "same",
+    "valid": lambda n: "valid",
+}
+
+
+def _shape_cases():
+    """(id, n, batched, channels_last, settings, expected spatial output or None)."""
+    for i, (n, batched, channels_last, pad) in enumerate(
+            itertools.product((1, 2, 3), (True, False), (False, True), PADDINGS)):
+        stride = (2, 1, 3)[:n] if i % 2 else 2
+        dilation = 1 if i % 3 else (1, 2, 1)[:n]
+        output_padding = 1 if (stride == 2 and i % 4 == 0 and pad != "same") else 0
+        want = tuple(s * length for s, length in zip(
+            stride if isinstance(stride, tuple) else (stride,) * n, SPATIAL)) \
+            if pad == "same" else None
+        yield (f"{n}d-{'b' if batched else 'u'}-{'cl' if channels_last else 'cf'}-{pad}",
+               n, batched, channels_last, dict(stride=stride, padding=PADDINGS[pad](n),
+                                               output_padding=output_padding,
+                                               dilation=dilation), want)
+    # groups; output_size as spatial sizes, as an int and as a full output shape
+    yield "2d-groups", 2, True, False, dict(groups=2, stride=2, padding=1), None
+    yield "1d-output_size-int", 1, True, False, dict(stride=3, output_size=9), (9,)
+    yield ("2d-output_size-spatial-cl", 2, True, True,
+           dict(stride=2, padding=(1, 0), output_size=(5, 9)), (5, 9))
+    yield ("2d-output_size-full", 2, True, False, dict(stride=2, output_size=(2, 3, 7, 10)),
+           (7, 10))
+    yield ("2d-output_size-full-unbatched", 2, False, False,
+           dict(stride=2, output_size=(3, 7, 10)), (7, 10))
+    yield ("3d-output_size-full-cl-unbatched", 3, False, True,
+           dict(stride=2, output_size=(6, 9, 5, 3)), (6, 9, 5))
+    yield ("3d-output_size-full-cl", 3, True, True,
+           dict(stride=2, dilation=2, padding=1, output_size=(2, 6, 10, 4, 3)), (6, 10, 4))
+
+
+@pytest.mark.parametrize("case", [pytest.param(c[1:], id=c[0]) for c in _shape_cases()])
+def test_output_shape_matches_the_operation(case):
+    n, batched, channels_last, kw, want_spatial = case
+    groups = kw.get("groups", 1)
+    c_in, c_out = 2 * groups, 3 * groups
+    spatial, kernel = SPATIAL[:n], KERNEL[:n]
+    x_shape = (spatial + (c_in,)) if channels_last else ((c_in,) + spatial)
+    if batched:
+        x_shape = (2,) + x_shape
+    w_shape = (c_in, 3) + kernel
+    expected = ct.conv_transpose_output_shape(x_shape, w_shape, channels_last=channels_last, **kw)
+    assert isinstance(expected, tuple) and all(type(d) is int for d in expected)
+    x, w = np.ones(x_shape, np.float32), np.ones(w_shape, np.float32)
+    assert getattr(ct, f"conv_transpose{n}d")(x, w, channels_last=channels_last,
+                                               **kw).shape == expected
+    assert ct.conv_transpose(x, w, channels_last=channels_last, **kw).shape == expected
+    # list shapes work the same as tuples
+    assert ct.conv_transpose_output_shape(list(x_shape), list(w_shape),
+                                          channels_last=channels_last, **kw) == expected
+    # the non-spatial axes are (N,) C_out in the input's layout
+    lead = x_shape[:1] if batched else ()
+    spatial_out = expected[len(lead):-1] if channels_last else expected[len(lead) + 1:]
+    assert len(spatial_out) == n
+    assert expected == ((lead + spatial_out + (c_out,)) if channels_last
+                        else (lead + (c_out,) + spatial_out))
+    if want_spatial is not None:  # output_size honoured; "same" gives input * stride
+        assert spatial_out == want_spatial
+
+
+# --- docstring examples run ------------------------------------------------------------
+
+def _doctests():
+    """Every ``>>>`` example in every loaded module of the package, private ones included."""
+    finder = doctest.DocTestFinder(exclude_empty=True)
+    modules = [mod for name, mod in sorted(sys.modules.items())
+               if (name == "convt_jax" or name.startswith("convt_jax."))
+               and name != "convt_jax.__main__" and mod is not None]
+    tests = {}
+    for module in modules:
+        for t in finder.find(module):
+            if t.examples:
+                tests[t.name] = t
+    return [tests[name] for name in sorted(tests)]
+
+
+DOCTESTS = _doctests()
+
+
+def test_every_public_function_has_a_doctest_that_is_run():
+    names = {t.name.rsplit(".", 1)[1] for t in DOCTESTS}
+    assert set(OPS) | {"conv_transpose_output_shape"} | set(ct.layouts.__all__) <= names
+
+
+@pytest.mark.parametrize("test", DOCTESTS, ids=[t.name for t in DOCTESTS])
+def test_docstring_examples(test):
+    report: list[str] = []
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    test.globs = dict(test.globs)
+    # The printed examples use JAX's default float32 (the test session enables x64).
+    with jax.enable_x64(False):
+        runner.run(test, out=report.append, clear_globs=False)
+    assert runner.failures == 0, "".join(report)
+
+
+# --- packaging ------------------------------------------------------------------------
+
+def test_py_typed_ships():
+    assert importlib.resources.files("convt_jax").joinpath("py.typed").is_file()
+    root = Path(ct.__file__).resolve().parent.parent
+    pyproject = root / "pyproject.toml"
+    # In a source checkout: the wheel takes the whole package folder, py.typed included.
+    if pyproject.is_file() and tomllib is not None:
+        config = tomllib.loads(pyproject.read_text())
+        packages = config["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
+        assert "convt_jax" in packages
+        ignore = root / ".gitignore"
+        if ignore.is_file():
+            assert "py.typed" not in ignore.read_text()
