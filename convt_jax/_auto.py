@@ -39,9 +39,10 @@ def resolve(method: str, config: Config, x_shape, w_shape) -> tuple[str, str, st
     * forward: one matrix multiply (``"matmul"``) when ``C_in >= 512`` or
       ``C_out <= 8`` (2-D), where the phase convolution is slow, else the
       phase convolution (``"subpixel"``, best for 1-D, 3-D and mid-size 2-D);
-    * backward: im2col + matrix multiplies for 3-D, ``K == s`` and small
-      or narrow 2-D layers; the strided-convolution forms for 1-D, stride 1
-      and the rest (XLA's convolutions are fast there).
+    * backward: the phase forms (one matrix multiply each over the
+      cotangent's phases) for 3-D and ``K == s``; im2col + matrix multiplies
+      for small or narrow 2-D layers; the strided-convolution forms for 1-D,
+      stride 1 and the rest (XLA's convolutions are fast there).
     """
     c_in = w_shape[0]
     if method == "dilated":
@@ -62,7 +63,8 @@ def resolve(method: str, config: Config, x_shape, w_shape) -> tuple[str, str, st
     spatial = x_shape[1:-1] if config.channels_last else x_shape[2:]
     forward = "matmul" if nd == 2 and (c_in >= 512 or c_out <= 8) else "subpixel"
     strided = any(s > 1 for s in config.stride)
-    if strided and nd >= 2 and (nd == 3 or kernel == config.stride
-                                or math.prod(spatial) <= 64 or c_out <= 8):
+    if strided and nd >= 2 and (nd == 3 or kernel == config.stride):
+        return (forward, "phase", "phase")
+    if strided and nd >= 2 and (math.prod(spatial) <= 64 or c_out <= 8):
         return (forward, "matmul", "matmul")
     return (forward, "conv", "conv")

@@ -211,3 +211,94 @@ def _kernel_size(spatial, out_spatial, config: Config) -> tuple[int, ...]:
     return tuple((o + lo + hi - s * (n - 1) - 1) // d + 1
                  for n, o, s, d, (lo, hi) in zip(spatial, out_spatial, config.stride,
                                                  config.dilation, config.crops))
+
+
+# --- phase form of dw -------------------------------------------------------------------------
+#
+# With d = 1 write k = s*m + r as in the sub-pixel lowering.  Extend gp with
+# zeros to J*s positions per axis (J = L + M - 1) and read it as phases,
+# gph[n, j, r, co] = gp[n, s*j + r, co] (a reshape, no copy).  Then
+#
+#   dw[ci, co, s*m + r] = sum_{n, i} x[n, i, ci] * gp[n, s*(i + m) + r, co]
+#                       = sum_{n, j} P[n, j, m, ci] * gph[n, j, r, co],   P[n, j, m] = x[n, j - m]
+#
+# one matrix multiply P^T @ gph of (N*J, M*C_in) by (N*J, s*C_out): the
+# patches P are M^d shifted copies of x, smaller than the prod(K) slices of
+# the cotangent that im2col gathers whenever C_in < prod(s) * C_out (3-D
+# decoders).  With K == s (M = 1) P is x itself: a single matmul, no copy.
+
+
+def phase_supported(config: Config) -> bool:
+    return config.groups == 1 and all(d == 1 for d in config.dilation)
+
+
+def _cotangent_phases(gl: jax.Array, spatial, kernel, config: Config):
+    """gp zero-extended to ``J*s`` per axis, as phases ``(N, *J, *s, C_out)``; also ``M``, ``J``."""
+    nd = config.ndim
+    n, c_out = gl.shape[0], gl.shape[-1]
+    s = config.stride
+    m = tuple(-(-k // st) for k, st in zip(kernel, s))
+    rows = tuple(ln + mm - 1 for ln, mm in zip(spatial, m))
+    pads = [(lo, r * st - (o + lo), 0) for (lo, _), r, st, o in
+            zip(config.crops, rows, s, gl.shape[1:-1])]
+    gp = lax.pad(gl, jnp.zeros((), gl.dtype), [(0, 0, 0)] + pads + [(0, 0, 0)])
+    gp = gp.reshape(n, *[v for r, st in zip(rows, s) for v in (r, st)], c_out)
+    gp = gp.transpose((0,) + tuple(1 + 2 * a for a in range(nd)) + tuple(
+        2 + 2 * a for a in range(nd)) + (1 + 2 * nd,))
+    return gp, m, rows
+
+
+# dx in the same phases: dx[n, i, ci] = sum_{m, r, co} gph[n, i + m, r, co] * w[ci, co, s*m + r],
+# i.e. Q @ Wq with Q[n, i, m, (r, co)] = gph[n, i + m, r, co] (M^d contiguous shifted
+# windows of the phases) and Wq[(m, r, co), ci] the weight zero-padded to M*s taps.
+def input_grad_phase(g: jax.Array, w: jax.Array, config: Config) -> jax.Array:
+    """``dx`` as one matrix multiply of shifted cotangent phases with the weight."""
+    if not phase_supported(config):
+        return input_grad_matmul(g, w, config)
+    if config.flip:
+        w = flip_spatial(w)
+    nd = config.ndim
+    c_in, c_out, *kernel = w.shape
+    gl = _cl(g, config)
+    n = gl.shape[0]
+    spatial = _input_spatial(gl.shape[1:-1], kernel, config)
+    gph, m, _ = _cotangent_phases(gl, spatial, kernel, config)
+    q = jnp.stack([gph[(slice(None),) + tuple(slice(mm, mm + ln) for mm, ln in zip(mi, spatial))]
+                   for mi in np.ndindex(*m)], axis=1 + nd)       # (N, *L, M^d, *s, C_out)
+    s = config.stride
+    wq = jnp.pad(w.astype(g.dtype), [(0, 0), (0, 0)] + [
+        (0, mm * st - k) for mm, st, k in zip(m, s, kernel)])
+    wq = wq.reshape(c_in, c_out, *[v for mm, st in zip(m, s) for v in (mm, st)])
+    wq = wq.transpose(tuple(2 + 2 * a for a in range(nd)) + tuple(3 + 2 * a for a in range(nd))
+                      + (1, 0)).reshape(-1, c_in)
+    dx = jnp.dot(q.reshape(-1, wq.shape[0]), wq, precision=config.precision,
+                 preferred_element_type=config.preferred_element_type)
+    return _from_cl(dx.reshape(n, *spatial, c_in).astype(g.dtype), config)
+
+
+def weight_grad_phase(g: jax.Array, x: jax.Array, config: Config) -> jax.Array:
+    """``dw`` as one matrix multiply of phase patches of ``x`` with phases of the cotangent."""
+    if not phase_supported(config):
+        return weight_grad_matmul(g, x, config)
+    nd = config.ndim
+    gl = _cl(g, config)
+    xl = _cl(x, config).astype(g.dtype)
+    n, *spatial, c_in = xl.shape
+    c_out = gl.shape[-1]
+    kernel = _kernel_size(tuple(spatial), gl.shape[1:-1], config)
+    s = config.stride
+    gp, m, rows = _cotangent_phases(gl, tuple(spatial), kernel, config)
+    patches = jnp.stack([
+        lax.pad(xl, jnp.zeros((), xl.dtype), [(0, 0, 0)] + [
+            (mm, mt - 1 - mm, 0) for mm, mt in zip(mi, m)] + [(0, 0, 0)])
+        for mi in np.ndindex(*m)], axis=1 + nd)                      # (N, *J, M^d, C_in)
+    rows_total = n * int(np.prod(rows))
+    dw = lax.dot_general(patches.reshape(rows_total, -1), gp.reshape(rows_total, -1),
+                         (((0,), (0,)), ((), ())), precision=config.precision,
+                         preferred_element_type=config.preferred_element_type)
+    # (*M, C_in, *s, C_out) -> (C_in, C_out, *M, *s) -> (C_in, C_out, *(M*s)) -> crop to K
+    dw = dw.reshape(*m, c_in, *s, c_out)
+    dw = dw.transpose((nd, 2 * nd + 1) + tuple(v for a in range(nd) for v in (a, nd + 1 + a)))
+    dw = dw.reshape(c_in, c_out, *(mm * st for mm, st in zip(m, s)))
+    dw = dw[(slice(None), slice(None)) + tuple(slice(0, k) for k in kernel)].astype(g.dtype)
+    return flip_spatial(dw) if config.flip else dw

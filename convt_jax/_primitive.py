@@ -25,6 +25,10 @@ fail.  A primitive gives full control and is sound:
 * **Lowering** via ``mlir.lower_fun`` of the chosen lowering, so XLA (and
   its SPMD partitioner) sees ordinary convolutions, and ``impl`` is the same
   function under ``jax.jit``.
+* **Sharding** (see "Sharding" below): the partitioner works on the lowered
+  convolutions; with ``Explicit`` mesh axes the primitive's type carries an
+  output sharding and its insides run with those axes ``Auto``; inside
+  ``shard_map`` operands are cast to vary over the same manual axes.
 
 The primitive works on batched arrays in the configuration's layout, with
 ``x`` and ``w`` in one dtype; the public functions handle unbatched input,
@@ -37,10 +41,15 @@ from __future__ import annotations
 
 import functools
 
+import math
+
 import jax
 import jax.numpy as jnp
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
+from jax._src.interpreters import mlir as _mlir_internal  # lower_with_sharding_in_types
+from jax.sharding import AxisType, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from . import _gradients, _lowering, _shapes
 from ._args import Config
@@ -56,9 +65,13 @@ LOWERINGS = {
 # Backward forms, chosen separately for dx and dw: "conv" = strided
 # convolution (dx) and zero-free correlation (dw); "matmul" = im2col of the
 # cotangent times the weight / the input (groups == 1, or depthwise
-# elementwise).  ``method`` is (forward lowering, dx form, dw form).
-INPUT_GRADS = {"conv": _gradients.input_grad, "matmul": _gradients.input_grad_matmul}
-WEIGHT_GRADS = {"conv": _gradients.weight_grad, "matmul": _gradients.weight_grad_matmul}
+# elementwise); "phase" = the cotangent read as phases, times phase patches of
+# the input (dw) or shifted windows of itself times the weight (dx); groups ==
+# 1, d == 1.  ``method`` is (forward lowering, dx form, dw form).
+INPUT_GRADS = {"conv": _gradients.input_grad, "matmul": _gradients.input_grad_matmul,
+               "phase": _gradients.input_grad_phase}
+WEIGHT_GRADS = {"conv": _gradients.weight_grad, "matmul": _gradients.weight_grad_matmul,
+                "phase": _gradients.weight_grad_phase}
 
 
 def _run(x, w, *, config: Config, method: tuple[str, str, str]):
@@ -76,15 +89,95 @@ def _abstract_eval(x, w, *, config: Config, method: tuple[str, str, str]):
     c_out = w.shape[1] * config.groups
     shape = (n, *out, c_out) if config.channels_last else (n, c_out, *out)
     assert len(shape) == nd + 2
-    return jax.core.ShapedArray(shape, x.dtype)
+    if x.mat.varying != w.mat.varying:
+        raise ValueError(
+            f"conv_transpose operands vary over different manual mesh axes "
+            f"(input {sorted(x.mat.varying, key=str)}, weight {sorted(w.mat.varying, key=str)}); "
+            "bind through convt_jax._primitive.conv_transpose_batched, which casts them")
+    return x.update(shape=shape, weak_type=False,
+                    sharding=_out_sharding(x, w, config, shape))
+
+
+# --- Sharding ------------------------------------------------------------------------------
+#
+# Auto mesh axes (jit with NamedSharding inputs on an Auto mesh): nothing to do; the
+# primitive lowers to ordinary XLA ops and the SPMD partitioner partitions those.
+#
+# Explicit mesh axes (the default of ``jax.make_mesh``): shardings are part of the
+# types, so (1) the abstract eval gives the output a sharding (below); (2) the lowering
+# and the two transposes run their ops with the explicit axes switched to Auto (JAX's
+# per-op sharding rules reject, e.g., the reshapes of the phase interleave), and the
+# result is annotated / resharded to the type's sharding, exactly like
+# ``jax.sharding.auto_axes``.
+#
+# Manual axes (``shard_map``): per-device code; x and w are cast to vary over the same
+# axes (as JAX's own binary ops do), so the weight's cotangent of a replicated weight is
+# summed over the devices by the transpose of that cast.
+
+
+def _axis_size(mesh, entry) -> int:
+    if entry is None:
+        return 1
+    names = entry if isinstance(entry, tuple) else (entry,)
+    return math.prod(mesh.shape[a] for a in names)
+
+
+def _out_sharding(x, w, config: Config, shape):
+    """The output's sharding in the type: batch (and divisible spatial) axes follow the
+    input, channels follow the weight's output channels (``groups == 1``) or its input
+    channels (``groups`` a multiple of the shard count); everything else replicated."""
+    mesh = x.sharding.mesh
+    nd = config.ndim
+    x_spec = tuple(x.sharding.spec) + (None,) * (x.ndim - len(x.sharding.spec))
+    w_spec = tuple(w.sharding.spec) + (None,) * (w.ndim - len(w.sharding.spec))
+    c_ax = _channel_axis(config)
+    s_axes = [a for a in range(1, nd + 2) if a != c_ax]
+    spec = [None] * len(shape)
+    spec[0] = x_spec[0]
+    for a in s_axes:
+        e = x_spec[a]
+        if e is not None and shape[a] % _axis_size(mesh, e) == 0:
+            spec[a] = e
+    if config.groups == 1:
+        c = w_spec[1]
+    else:
+        c = w_spec[0] if w_spec[0] is not None and config.groups % _axis_size(
+            mesh, w_spec[0]) == 0 else None
+    if c is not None and shape[c_ax] % _axis_size(mesh, c) == 0:
+        def names(e):
+            return set() if e is None else set(e if isinstance(e, tuple) else (e,))
+        used = set().union(*(names(e) for e in spec))
+        if not names(c) & used:
+            spec[c_ax] = c
+    return x.sharding.update(spec=P(*spec))
+
+
+def _explicit_axes(*avals) -> tuple:
+    for a in avals:
+        mesh = a.sharding.mesh
+        if not mesh.empty and mesh.explicit_axes:
+            return tuple(mesh.explicit_axes)
+    return ()
+
+
+def _without_explicit_axes(fn, out_aval, *avals):
+    """``fn`` run with the explicit mesh axes Auto, its result resharded to ``out_aval``'s."""
+    axes = _explicit_axes(out_aval, *avals)
+    if not axes:
+        return fn
+    return jax.sharding.auto_axes(fn, axes=axes, out_sharding=out_aval.sharding)
 
 
 def _transpose_x(g, x, w, *, config: Config, method: tuple[str, str, str]):
-    return INPUT_GRADS[method[1]](g, w, config)
+    fn = _without_explicit_axes(lambda g, w: INPUT_GRADS[method[1]](g, w, config), x.aval,
+                                jax.typeof(g), jax.typeof(w))
+    return fn(g, w)
 
 
 def _transpose_w(g, x, w, *, config: Config, method: tuple[str, str, str]):
-    return WEIGHT_GRADS[method[2]](g, x, config)
+    fn = _without_explicit_axes(lambda g, x: WEIGHT_GRADS[method[2]](g, x, config), w.aval,
+                                jax.typeof(g), jax.typeof(x))
+    return fn(g, x)
 
 
 def _channel_axis(config: Config) -> int:
@@ -135,7 +228,25 @@ conv_transpose_p.def_impl(_impl)
 conv_transpose_p.def_abstract_eval(_abstract_eval)
 ad.defbilinear(conv_transpose_p, _transpose_x, _transpose_w)
 batching.primitive_batchers[conv_transpose_p] = _batch_rule
-mlir.register_lowering(conv_transpose_p, mlir.lower_fun(_run, multiple_results=False))
+_lower_run = mlir.lower_fun(_run, multiple_results=False)
+
+
+def _lowering(ctx, x, w, *, config: Config, method: tuple[str, str, str]):
+    axes = _explicit_axes(*ctx.avals_in)
+    if not axes:
+        return _lower_run(ctx, x, w, config=config, method=method)
+    # Lower the insides with the explicit axes Auto (no per-op sharding rules or
+    # constraints: the partitioner propagates), then pin the result to its type.
+    mesh = ctx.avals_in[0].sharding.mesh.update_axis_types({a: AxisType.Auto for a in axes})
+    avals_in = [a.update(sharding=NamedSharding(mesh, P())) for a in ctx.avals_in]
+    avals_out = [a.update(sharding=NamedSharding(mesh, P())) for a in ctx.avals_out]
+    with jax.sharding.use_abstract_mesh(mesh):
+        out, = _lower_run(ctx.replace(avals_in=avals_in, avals_out=avals_out), x, w,
+                          config=config, method=method)
+    return [_mlir_internal.lower_with_sharding_in_types(ctx, out, ctx.avals_out[0])]
+
+
+mlir.register_lowering(conv_transpose_p, _lowering)
 
 
 def conv_transpose_batched(x: jax.Array, w: jax.Array, config: Config,
@@ -143,6 +254,13 @@ def conv_transpose_batched(x: jax.Array, w: jax.Array, config: Config,
     """Bind the primitive: batched ``x`` in the config's layout, ``w`` of the same dtype.
 
     ``method`` is ``(forward lowering, dx form, dw form)``, already resolved
-    (:func:`convt_jax._auto.resolve`).
+    (:func:`convt_jax._auto.resolve`).  Inside ``shard_map`` the operand that varies
+    over fewer manual axes is cast (``jax.lax.pcast``) to vary like the other.
     """
+    vx, vw = jax.typeof(x).mat.varying, jax.typeof(w).mat.varying
+    if vx != vw:
+        if vw - vx:
+            x = jax.lax.pcast(x, tuple(sorted(vw - vx, key=str)), to="varying")
+        if vx - vw:
+            w = jax.lax.pcast(w, tuple(sorted(vx - vw, key=str)), to="varying")
     return conv_transpose_p.bind(x, w, config=config, method=method)

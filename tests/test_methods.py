@@ -46,7 +46,8 @@ def test_forward_and_gradients_equal_dilated(cfg, method, dw, flip):
 
 @settings(max_examples=60)
 @given(cfg=configs(), dw=st.booleans(),
-       forms=st.sampled_from([("conv", "matmul"), ("matmul", "conv"), ("matmul", "matmul")]))
+       forms=st.sampled_from([("conv", "matmul"), ("matmul", "conv"), ("matmul", "matmul"),
+                             ("conv", "phase"), ("phase", "phase"), ("phase", "matmul")]))
 def test_backward_forms_equal_conv_rules(cfg, dw, forms):
     if dw:
         cfg = _depthwise(cfg)
@@ -92,7 +93,7 @@ def test_auto_picks_from_the_shape():
     assert pick((8, 128, 32, 32), (128, 1, 4, 4), groups=128)[0] == "depthwise"
     assert pick((2, 8, 5, 5), (8, 4, 3, 3), dilation=2) == ("dilated", "conv", "conv")
     assert pick((64, 512, 4, 4), (512, 256, 4, 4))[0] == "matmul"
-    assert pick((2, 32, 16, 16, 16), (32, 16, 4, 4, 4)) == ("subpixel", "matmul", "matmul")
+    assert pick((2, 32, 16, 16, 16), (32, 16, 4, 4, 4)) == ("subpixel", "phase", "phase")
     assert pick((16, 64, 32, 32), (64, 64, 3, 3), stride=1)[1:] == ("conv", "conv")
 
 
