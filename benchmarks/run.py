@@ -117,8 +117,8 @@ def _implementations(shape, modes, methods, with_lax=True):
     for m in methods:
         if "/" in m:  # "forward/dx/dw": a lowering with chosen backward forms (tuning only)
             config = _args.parse(x.shape, w.shape, None, s, p, 0, g, 1, None, False).config
-            add_jax(m, lambda x, w, m=m: _primitive.conv_transpose_batched(
-                x, w, config, tuple(m.split("/"))))
+            add_jax(m, lambda x, w, m=m, c=config: _primitive.conv_transpose_batched(
+                x, w, c, tuple(m.split("/"))))
         else:
             add_jax(m, lambda x, w, m=m: ct.conv_transpose(x, w, None, s, p, groups=g, method=m))
     if with_lax:
