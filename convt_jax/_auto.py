@@ -40,7 +40,8 @@ def resolve(method: str, config: Config, x_shape, w_shape) -> tuple[str, str, st
       ``C_out <= 8`` (2-D), where the phase convolution is slow, else the
       phase convolution (``"subpixel"``, best for 1-D, 3-D and mid-size 2-D);
     * backward: the phase forms (one matrix multiply each over the
-      cotangent's phases) for 3-D and ``K == s``; im2col + matrix multiplies
+      cotangent's phases) for ``K == s``, and for dw in 3-D (dx there by the
+      strided convolution, which needs no extra memory); im2col + matrix multiplies
       for small or narrow 2-D layers; the strided-convolution forms for 1-D,
       stride 1 and the rest (XLA's convolutions are fast there).
     """
@@ -63,8 +64,13 @@ def resolve(method: str, config: Config, x_shape, w_shape) -> tuple[str, str, st
     spatial = x_shape[1:-1] if config.channels_last else x_shape[2:]
     forward = "matmul" if nd == 2 and (c_in >= 512 or c_out <= 8) else "subpixel"
     strided = any(s > 1 for s in config.stride)
-    if strided and nd >= 2 and (nd == 3 or kernel == config.stride):
+    if strided and nd >= 2 and kernel == config.stride:
         return (forward, "phase", "phase")
+    if strided and nd == 3:
+        # dx by phases would be as fast but holds M^3 shifted copies of the cotangent's
+        # phases (2.5x PyTorch's peak memory on the 3-D U-Net decoder); the strided
+        # convolution needs none (benchmarks/memory.py).
+        return (forward, "conv", "phase")
     if strided and nd >= 2 and (math.prod(spatial) <= 64 or c_out <= 8):
         return (forward, "matmul", "matmul")
     return (forward, "conv", "conv")

@@ -93,7 +93,8 @@ def test_auto_picks_from_the_shape():
     assert pick((8, 128, 32, 32), (128, 1, 4, 4), groups=128)[0] == "depthwise"
     assert pick((2, 8, 5, 5), (8, 4, 3, 3), dilation=2) == ("dilated", "conv", "conv")
     assert pick((64, 512, 4, 4), (512, 256, 4, 4))[0] == "matmul"
-    assert pick((2, 32, 16, 16, 16), (32, 16, 4, 4, 4)) == ("subpixel", "phase", "phase")
+    assert pick((2, 32, 16, 16, 16), (32, 16, 4, 4, 4)) == ("subpixel", "conv", "phase")
+    assert pick((2, 64, 8, 8, 8), (64, 32, 2, 2, 2), padding=0) == ("subpixel", "phase", "phase")
     assert pick((16, 64, 32, 32), (64, 64, 3, 3), stride=1)[1:] == ("conv", "conv")
 
 
