@@ -40,14 +40,13 @@ spatial axes, is what JAX's transpose of the broadcast add gives:
 from __future__ import annotations
 
 import functools
-
 import math
 
 import jax
 import jax.numpy as jnp
+from jax._src.interpreters import mlir as _mlir_internal  # lower_with_sharding_in_types
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
-from jax._src.interpreters import mlir as _mlir_internal  # lower_with_sharding_in_types
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 

@@ -1,0 +1,149 @@
+"""Time a sharded transposed convolution (forward + backward) on 1, 2, 4 and 8 devices.
+
+    python -m benchmarks.sharded                 # the table below, 7 rounds
+    python -m benchmarks.sharded --rounds 3 --out table.md
+
+Runs on simulated CPU devices: this module sets
+``XLA_FLAGS=--xla_force_host_platform_device_count=8`` before it imports
+JAX (so run it as its own process).  Simulated devices share the machine's
+cores, so on a small machine the table shows the *overhead* of partitioning
+(collectives, halo exchanges, smaller per-device kernels), not a speed-up;
+on real accelerators each device has its own compute.
+
+Each row is one way of splitting one layer (DCGAN-like: k=4, s=2, p=1,
+float32): the function computes ``y``, ``dx`` and ``dw`` in one ``jax.jit``
+program (``jax.vjp``), checked against the one-device result before it is
+timed.  Every figure is the median over the rounds; in each round every
+device count runs once, in turn (the machines are shared and noisy).
+"""
+
+from __future__ import annotations
+
+import os
+
+_FLAG = "--xla_force_host_platform_device_count=8"
+if _FLAG not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FLAG}".strip()
+
+import argparse  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from jax.sharding import AxisType, Mesh, NamedSharding  # noqa: E402
+from jax.sharding import PartitionSpec as P  # noqa: E402
+
+import convt_jax as ct  # noqa: E402
+
+DEVICE_COUNTS = (1, 2, 4, 8)
+# name: (what, method, x spec, w spec, gy spec)
+LAYOUTS = {
+    "data (auto)": ("batch split, weight replicated", "auto", P("d"), P(), P("d")),
+    "data (dilated)": ("batch split, weight replicated", "dilated", P("d"), P(), P("d")),
+    "channel (dilated)": ("weight's output channels split", "dilated", P(), P(None, "d"),
+                          P(None, "d")),
+    "spatial (dilated)": ("image rows split, halo exchange", "dilated", P(None, None, "d"),
+                          P(), P(None, None, "d")),
+}
+# (N, C_in, H, W, C_out, kernel, stride, padding)
+SHAPE = (32, 64, 16, 16, 64, 4, 2, 1)
+
+
+def _fwd_bwd(method, stride, padding):
+    def run(x, w, gy):
+        y, vjp = jax.vjp(lambda x, w: ct.conv_transpose2d(
+            x, w, None, stride, padding, method=method), x, w)
+        return (y, *vjp(gy))
+    return run
+
+
+def _arrays():
+    n, c_in, h, w_, c_out, k, s, p = SHAPE
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, c_in, h, w_), dtype=np.float32)
+    w = rng.standard_normal((c_in, c_out, k, k), dtype=np.float32) / np.sqrt(c_in * k * k)
+    out = ct.conv_transpose_output_shape(x.shape, w.shape, s, p)
+    gy = rng.standard_normal(out, dtype=np.float32)
+    return x, w, gy
+
+
+def _block(values):
+    for v in values:
+        v.block_until_ready()
+
+
+def bench(rounds: int, log=print) -> dict[str, dict[int, float]]:
+    """{layout: {devices: median seconds}}, every result checked against one device."""
+    x, w, gy = _arrays()
+    _, _, _, _, _, _, s, p = SHAPE
+    want = jax.jit(_fwd_bwd("dilated", s, p))(x, w, gy)
+    runs = {}
+    for name, (_, method, xs, ws, gs) in LAYOUTS.items():
+        for d in DEVICE_COUNTS:
+            mesh = Mesh(np.array(jax.devices()[:d]), ("d",), axis_types=(AxisType.Auto,))
+            args = [jax.device_put(a, NamedSharding(mesh, spec))
+                    for a, spec in ((x, xs), (w, ws), (gy, gs))]
+            f = jax.jit(_fwd_bwd(method, s, p)).lower(*args).compile()
+            got = f(*args)
+            for g, ref in zip(got, want):
+                err = float(jnp.abs(g - ref).max() / jnp.abs(ref).max())
+                assert err < 1e-5, (name, d, err)
+            _block(f(*args))                            # warm-up
+            runs[name, d] = (f, args)
+        log(f"  compiled and checked {name}")
+    times: dict = {key: [] for key in runs}
+    for r in range(rounds):
+        for key, (f, args) in runs.items():
+            t0 = time.perf_counter()
+            _block(f(*args))
+            times[key].append(time.perf_counter() - t0)
+        log(f"  round {r + 1}/{rounds}")
+    out: dict[str, dict[int, float]] = {}
+    for (name, d), ts in times.items():
+        out.setdefault(name, {})[d] = statistics.median(ts)
+    return out
+
+
+def table(results) -> str:
+    n, c_in, h, w_, c_out, k, s, p = SHAPE
+    lines = [
+        f"Sharded forward + backward (y, dx, dw) of conv_transpose2d, x = ({n}, {c_in}, {h}, "
+        f"{w_}) float32, weight ({c_in}, {c_out}, {k}, {k}), stride {s}, padding {p}; "
+        f"median ms on D simulated CPU devices (XLA_FLAGS={_FLAG}), "
+        f"{os.cpu_count()} cores, jax {jax.__version__}, {platform.processor() or 'cpu'}. "
+        "In brackets: time relative to 1 device.",
+        "",
+        "| layout | split | " + " | ".join(f"D={d}" for d in DEVICE_COUNTS) + " |",
+        "|---|---|" + "---|" * len(DEVICE_COUNTS),
+    ]
+    for name, (what, *_rest) in LAYOUTS.items():
+        base = results[name][1]
+        cells = [f"{results[name][d] * 1e3:.1f} ({results[name][d] / base:.2f}x)"
+                 for d in DEVICE_COUNTS]
+        lines.append(f"| {name} | {what} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--out", help="also write the table to this file")
+    args = parser.parse_args(argv)
+    if jax.device_count() < max(DEVICE_COUNTS):
+        raise SystemExit(f"needs {max(DEVICE_COUNTS)} devices: JAX was initialised before "
+                         f"XLA_FLAGS={_FLAG} could be set; run `python -m benchmarks.sharded`")
+    print(f"{jax.device_count()} {jax.devices()[0].platform} devices", flush=True)
+    results = bench(args.rounds, log=lambda m: print(m, flush=True))
+    text = table(results)
+    print()
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
