@@ -1,12 +1,18 @@
 """``python -m convt_jax``: a short, real demonstration of the library.
 
 Prints the seed documents' examples with their correct values, shows what
-``jax.lax.conv_transpose`` gives for the same PyTorch-style call, and checks
-a grouped, dilated, output-padded call against PyTorch when it is installed.
+``jax.lax.conv_transpose`` gives for the same PyTorch-style call, checks a
+grouped, dilated, output-padded call against PyTorch when it is installed,
+and trains a small decoder for a few seconds, writing a PNG of its
+reconstructions (``--png PATH``, default ``convt_jax_demo.png`` in the
+current directory). Needs only the package's own dependencies.
+
+    python -m convt_jax [--png PATH] [--steps N] [--no-train]
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import jax
@@ -21,7 +27,8 @@ def _show(title: str, value) -> None:
     print(f"\n{title}\n{text}")
 
 
-def main() -> None:
+def examples() -> None:
+    """The seed documents' examples, jax.lax.conv_transpose side by side, PyTorch if installed."""
     print(f"convt_jax {ct.__version__} on jax {jax.__version__} ({jax.default_backend()})")
 
     x = jnp.array([[[1.0, 2.0, 3.0]]])
@@ -46,9 +53,9 @@ def main() -> None:
           "(not 2x2)")
 
     # The same PyTorch-style call (DCGAN layer: k=4, stride 2, padding 1) through jax.lax.
-    kx, kw = jax.random.split(jax.random.key(0))
-    xs = jax.random.normal(kx, (1, 4, 5, 5))
-    ws = jax.random.normal(kw, (4, 3, 4, 4))               # PyTorch layout (C_in, C_out, kh, kw)
+    rng = np.random.default_rng(0)
+    xs = jnp.asarray(rng.standard_normal((1, 4, 5, 5)), jnp.float32)
+    ws = jnp.asarray(rng.standard_normal((4, 3, 4, 4)), jnp.float32)   # (C_in, C_out, kh, kw)
     ours = ct.conv_transpose2d(xs, ws, stride=2, padding=1)
     dn = ("NCHW", "OIHW", "NCHW")
     lax_naive = jax.lax.conv_transpose(xs, ws, (2, 2), ((1, 1), (1, 1)), dimension_numbers=dn,
@@ -87,6 +94,26 @@ def main() -> None:
           f"output_padding=1 on {x.shape} -> {tuple(y.shape)}; max |diff| = "
           f"{float(np.abs(np.asarray(y) - yt).max()):.2e} (first call incl. compile "
           f"{1e3 * (t1 - t0):.0f} ms)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m convt_jax",
+        description="A short demonstration of convt_jax: the seed documents' examples, "
+                    "jax.lax.conv_transpose side by side, a check against PyTorch (if "
+                    "installed) and a small decoder trained for a few seconds.")
+    parser.add_argument("--png", default="convt_jax_demo.png",
+                        help="where to write the reconstructions (default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=800, help="training steps (default: 800)")
+    parser.add_argument("--no-train", action="store_true", help="skip the training demo")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    examples()
+    if not args.no_train and args.steps > 0:
+        from . import _demo
+
+        _demo.run(args.steps, png=args.png)
+    print(f"\ndone in {time.perf_counter() - start:.1f} s")
 
 
 if __name__ == "__main__":

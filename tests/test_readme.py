@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pathlib
 import re
+import struct
 import subprocess
 import sys
+import zlib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -52,8 +54,23 @@ def test_ci_runs_quick_start_command_two_verbatim():
     assert proc.stdout.strip() == second
 
 
-def test_main_demo_runs():
-    proc = subprocess.run([sys.executable, "-m", "convt_jax"], capture_output=True, text=True,
-                          cwd=ROOT, timeout=300)
+def test_main_demo_runs(tmp_path):
+    png = tmp_path / "demo.png"
+    proc = subprocess.run([sys.executable, "-m", "convt_jax", "--png", str(png)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "3.25" in proc.stdout and "-3.5" in proc.stdout
+    # The training part: the loss falls and the PNG is written where it says.
+    before, after = map(float, re.search(
+        r"mean squared error: ([\d.]+) before training, ([\d.]+) after", proc.stdout).groups())
+    assert after < 0.1 * before
+    assert f"wrote {png}" in proc.stdout
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    # A valid 8-bit grayscale PNG: IHDR first, and IDAT inflates to one filter byte + width
+    # bytes per row.
+    width, height, depth, colour = struct.unpack(">IIBB", data[16:26])
+    assert data[12:16] == b"IHDR" and (depth, colour) == (8, 0) and width > height > 0
+    idat_len = struct.unpack(">I", data[33:37])[0]
+    assert data[37:41] == b"IDAT"
+    assert len(zlib.decompress(data[41:41 + idat_len])) == height * (width + 1)
