@@ -184,9 +184,11 @@ def weight_grad_matmul(g: jax.Array, x: jax.Array, config: Config) -> jax.Array:
     cols = _im2col(gl, tuple(spatial), kernel, config)
     acc = config.preferred_element_type
     if config.groups == 1:
-        dw = lax.dot_general(xl.reshape(-1, c_in), cols.reshape(xl.shape[0] * np.prod(
-            spatial, dtype=int), -1), (((0,), (0,)), ((), ())), precision=config.precision,
-            preferred_element_type=acc)
+        rows = n * int(np.prod(spatial))   # explicit sizes: -1 cannot be inferred when N == 0
+        dw = lax.dot_general(xl.reshape(rows, c_in),
+                             cols.reshape(rows, int(np.prod(kernel)) * c_out),
+                             (((0,), (0,)), ((), ())), precision=config.precision,
+                             preferred_element_type=acc)
         dw = dw.reshape(c_in, *kernel, c_out).transpose((0, 1 + nd) + tuple(range(1, 1 + nd)))
     else:  # depthwise: C_out = C_in * mult
         mult = c_out // c_in
@@ -293,7 +295,8 @@ def weight_grad_phase(g: jax.Array, x: jax.Array, config: Config) -> jax.Array:
             (mm, mt - 1 - mm, 0) for mm, mt in zip(mi, m)] + [(0, 0, 0)])
         for mi in np.ndindex(*m)], axis=1 + nd)                      # (N, *J, M^d, C_in)
     rows_total = n * int(np.prod(rows))
-    dw = lax.dot_general(patches.reshape(rows_total, -1), gp.reshape(rows_total, -1),
+    dw = lax.dot_general(patches.reshape(rows_total, int(np.prod(m)) * c_in),
+                         gp.reshape(rows_total, int(np.prod(s)) * c_out),
                          (((0,), (0,)), ((), ())), precision=config.precision,
                          preferred_element_type=config.preferred_element_type)
     # (*M, C_in, *s, C_out) -> (C_in, C_out, *M, *s) -> (C_in, C_out, *(M*s)) -> crop to K

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from . import _args, _auto, _padding_modes, _primitive
+from . import _args, _auto, _padding_modes, _primitive, _shapes
 
 _ARGS_DOC = """
     Args:
@@ -82,8 +82,17 @@ def _forward(x, w, b, *, config: _args.Config, batched: bool, dtype, method: str
     w = w.astype(dtype)
     if not batched:
         x = x[None]
-    y = _primitive.conv_transpose_batched(
-        x, w, config, _auto.resolve(method, config, x.shape, w.shape))
+    if x.shape[0] == 0:
+        # An empty batch: the result is the bias alone and the gradients are zero.  Not
+        # lowered: the im2col gradient forms cannot reshape an empty batch.
+        spatial = x.shape[1:-1] if config.channels_last else x.shape[2:]
+        out = _shapes.output_spatial_shape(spatial, w.shape[2:], config.stride,
+                                           config.dilation, config.crops)
+        c_out = w.shape[1] * config.groups
+        y = jnp.zeros((0, *out, c_out) if config.channels_last else (0, c_out, *out), dtype)
+    else:
+        y = _primitive.conv_transpose_batched(
+            x, w, config, _auto.resolve(method, config, x.shape, w.shape))
     if b is not None:
         shape = [1] * y.ndim
         shape[-1 if config.channels_last else 1] = -1

@@ -20,7 +20,26 @@ settings.register_profile(
     "dev", max_examples=600, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+settings.register_profile(
+    "slow", max_examples=600, deadline=None, derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--slow", action="store_true", default=False,
+        help="load the 'slow' hypothesis profile: ten times the examples of the 'ci' profile "
+             "(the argument fuzz of tests/test_fuzz.py scales with it), still derandomized",
+    )
+
+
+def pytest_configure(config):
+    # Before collection, so modules that size their example counts from the
+    # loaded profile at import (tests/test_fuzz.py) see it.
+    if config.getoption("--slow"):
+        settings.load_profile("slow")
 
 
 @pytest.fixture
