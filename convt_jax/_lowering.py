@@ -114,6 +114,22 @@ class _Phases:
                 for d, m, j0, j1, n in zip(self.d, self.m, self.j0, self.j1, self.length)]
 
 
+def _crop(ph: _Phases) -> tuple[slice, ...]:
+    """Per-axis slice of the interleaved phase rows ``j0*s ...`` that is the output."""
+    return tuple(slice(lo - j0 * s, lo - j0 * s + o)
+                 for lo, j0, s, o in zip(ph.lo, ph.j0, ph.s, ph.out))
+
+
+def _interleave_last(y: jax.Array, ph: _Phases) -> jax.Array:
+    """``(N, *J, *s, *C)`` -> channels-last output ``(N, *out, prod(C))``: depth-to-space, crop."""
+    nd = len(ph.s)
+    n, rows, channels = y.shape[0], y.shape[1:1 + nd], y.shape[1 + 2 * nd:]
+    perm = (0,) + tuple(v for a in range(nd) for v in (1 + a, 1 + nd + a)) + tuple(
+        range(1 + 2 * nd, y.ndim))
+    y = y.transpose(perm).reshape(n, *(j * s for j, s in zip(rows, ph.s)), int(np.prod(channels)))
+    return y[(slice(None),) + _crop(ph)]
+
+
 def _phase_major_kernel(w: jax.Array, groups: int, flip: bool, ph: _Phases) -> jax.Array:
     """``(C_in, C_out/g, *K)`` -> ``(g, *s, C_out/g, C_in/g, *M)`` with taps ``w[s*m + r]``."""
     if flip:
@@ -139,15 +155,11 @@ def _interleave(y: jax.Array, ph: _Phases, groups: int, c_out_g: int,
         perm = (0,) + tuple(v for a in range(nd) for v in (1 + a, 2 + nd + a)) + (
             1 + nd, 2 + 2 * nd)
         y = y.transpose(perm).reshape(n, *(j * s for j, s in zip(rows, ph.s)), groups * c_out_g)
-        index = (slice(None),) + tuple(
-            slice(lo - j0 * s, lo - j0 * s + o) for lo, j0, s, o in zip(ph.lo, ph.j0, ph.s, ph.out))
-        return y[index + (slice(None),)]
+        return y[(slice(None),) + _crop(ph)]
     y = y.reshape(n, groups, *ph.s, c_out_g, *rows)
     perm = (0, 1, 2 + nd) + tuple(v for a in range(nd) for v in (3 + nd + a, 2 + a))
     y = y.transpose(perm).reshape(n, groups * c_out_g, *(j * s for j, s in zip(rows, ph.s)))
-    index = (slice(None), slice(None)) + tuple(
-        slice(lo - j0 * s, lo - j0 * s + o) for lo, j0, s, o in zip(ph.lo, ph.j0, ph.s, ph.out))
-    return y[index]
+    return y[(slice(None), slice(None)) + _crop(ph)]
 
 
 def _spatial(x: jax.Array, channels_last: bool) -> tuple[int, ...]:
@@ -212,7 +224,9 @@ def matmul(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     the transposed convolution is a matmul and a reshape.  Groups use the
     phase convolution (a grouped GEMM would need a batched dot).
     """
-    if config.groups != 1 or not subpixel_supported(config):
+    if config.groups != 1 or not subpixel_supported(config) or any(
+            d > 1 for d in config.dilation):
+        # Groups, and kernel dilation on stride-1 axes, use the phase convolution.
         return subpixel(x, w, config)
     cl = config.channels_last
     xl = x if cl else to_channels_last(x)
@@ -227,15 +241,7 @@ def matmul(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
                 precision=config.precision,
                 preferred_element_type=config.preferred_element_type)
     z = z.reshape(n, *spatial, *ph.m, *ph.s, c_out)
-    if any(d > 1 for d in ph.d):
-        return subpixel(x, w, config)
-    y = _shift_sum(z, ph, lead=1)                                # (N, *J, *s, C_out)
-    rows = y.shape[1:1 + nd]
-    perm = (0,) + tuple(v for a in range(nd) for v in (1 + a, 1 + nd + a)) + (1 + 2 * nd,)
-    y = y.transpose(perm).reshape(n, *(j * s for j, s in zip(rows, ph.s)), c_out)
-    index = (slice(None),) + tuple(
-        slice(lo - j0 * s, lo - j0 * s + o) for lo, j0, s, o in zip(ph.lo, ph.j0, ph.s, ph.out))
-    y = y[index]
+    y = _interleave_last(_shift_sum(z, ph, lead=1), ph)         # from (N, *J, *s, C_out)
     return y if cl else to_channels_first(y)
 
 
@@ -259,7 +265,6 @@ def depthwise(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     ph = _Phases(spatial, w.shape[2:], config)
     k = _phase_major_kernel(w, c_in, config.flip, ph)
     k = k[(slice(None),) * (2 + nd) + (0,)]                         # (C_in, *s, mult, *M)
-    mult = k.shape[1 + nd]
     # z[n, *L, *M, *s, C_in, mult] = x[n, *L, C_in] * k[C_in, *s, mult, *M]
     kk = k.transpose(tuple(range(2 + nd, 2 + 2 * nd)) + tuple(range(1, 1 + nd)) + (0, 1 + nd))
     acc = config.preferred_element_type or xl.dtype
@@ -273,12 +278,5 @@ def depthwise(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
         ] + [(0, 0, 0)] * (nd + 2)
         prod = lax.pad(prod, jnp.zeros((), prod.dtype), pads)
         out = prod if out is None else out + prod
-    y = out                                                         # (N, *J, *s, C_in, mult)
-    rows = y.shape[1:1 + nd]
-    perm = (0,) + tuple(v for a in range(nd) for v in (1 + a, 1 + nd + a)) + (
-        1 + 2 * nd, 2 + 2 * nd)
-    y = y.transpose(perm).reshape(n, *(j * s for j, s in zip(rows, ph.s)), c_in * mult)
-    index = (slice(None),) + tuple(
-        slice(lo - j0 * s, lo - j0 * s + o) for lo, j0, s, o in zip(ph.lo, ph.j0, ph.s, ph.out))
-    y = y[index]
+    y = _interleave_last(out, ph)                                # from (N, *J, *s, C_in, mult)
     return y if cl else to_channels_first(y)
