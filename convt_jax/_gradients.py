@@ -25,7 +25,7 @@ import numpy as np
 from jax import lax
 
 from ._args import Config
-from ._lowering import dimension_numbers, flip_spatial
+from ._lowering import dimension_numbers, flip_spatial, to_channels_first, to_channels_last
 
 
 def _pads(config: Config) -> list[tuple[int, int]]:
@@ -139,11 +139,11 @@ def _im2col(g: jax.Array, spatial: tuple[int, ...], kernel: tuple[int, ...],
 
 
 def _cl(a: jax.Array, config: Config) -> jax.Array:
-    return a if config.channels_last else jnp.moveaxis(a, 1, -1)
+    return a if config.channels_last else to_channels_last(a)
 
 
 def _from_cl(a: jax.Array, config: Config) -> jax.Array:
-    return a if config.channels_last else jnp.moveaxis(a, -1, 1)
+    return a if config.channels_last else to_channels_first(a)
 
 
 def input_grad_matmul(g: jax.Array, w: jax.Array, config: Config) -> jax.Array:

@@ -76,8 +76,14 @@ def _as_array(name: str, value: Any) -> Any:
     return value
 
 
-@functools.partial(jax.jit, static_argnames=("config", "batched", "dtype", "method"))
-def _forward(x, w, b, *, config: _args.Config, batched: bool, dtype, method: str):
+@functools.partial(jax.jit, static_argnames=("config", "batched", "dtype", "method", "fold"))
+def _forward(x, w, b, *, config: _args.Config, batched: bool, dtype, method: str, fold=None):
+    """Batch, bind the primitive, fold a non-zero padding mode's border, add the bias, cast.
+
+    ``fold`` is ``None`` or ``(pads, padding_mode)``: then ``config`` crops no
+    padding and the border is folded back (in the accumulation dtype) before
+    the bias is added once per output position.
+    """
     x = x.astype(dtype)
     w = w.astype(dtype)
     if not batched:
@@ -93,6 +99,8 @@ def _forward(x, w, b, *, config: _args.Config, batched: bool, dtype, method: str
     else:
         y = _primitive.conv_transpose_batched(
             x, w, config, _auto.resolve(method, config, x.shape, w.shape))
+    if fold is not None:
+        y = _padding_modes.fold(y, *fold, channels_last=config.channels_last)
     if b is not None:
         shape = [1] * y.ndim
         shape[-1 if config.channels_last else 1] = -1
@@ -124,20 +132,12 @@ def _conv_transpose(input, weight, bias, stride, padding, output_padding, *, gro
         return _forward(x, w, b, config=parsed.config, batched=parsed.batched,
                         dtype=np.dtype(dtype), method=method)
     # Non-zero padding modes: the unpadded transposed convolution (keeping the
-    # output padding), then fold the border back (see _padding_modes).
+    # output padding), then the border folded back (see _padding_modes).
     pads = _padding_modes.check(padding_mode, parsed)
     full = parsed.config._replace(crops=tuple((0, hi - p_hi) for (_, hi), (_, p_hi) in zip(
         parsed.config.crops, pads)))
-    y = _padding_modes.fold(
-        _forward(x, w, None, config=full, batched=parsed.batched, dtype=np.dtype(dtype),
-                 method=method),
-        pads, padding_mode, channels_last=parsed.config.channels_last)
-    if b is None:
-        return y
-    # The bias is added once per output position, after the fold (the fold is linear).
-    shape = [1] * y.ndim
-    shape[-1 if parsed.config.channels_last else y.ndim - len(pads) - 1] = -1
-    return y + jnp.asarray(b).astype(y.dtype).reshape(shape)
+    return _forward(x, w, b, config=full, batched=parsed.batched, dtype=np.dtype(dtype),
+                    method=method, fold=(pads, padding_mode))
 
 
 def _make(num_spatial: int | None, name: str, summary: str, example: str):
