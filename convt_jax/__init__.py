@@ -1,5 +1,7 @@
 """convt_jax: exact, fast transposed convolution for JAX with PyTorch's semantics."""
 
+from importlib.metadata import PackageNotFoundError, version
+
 from . import layouts as layouts
 from . import nn as nn
 from ._op import conv_transpose as conv_transpose
@@ -7,10 +9,19 @@ from ._op import conv_transpose1d as conv_transpose1d
 from ._op import conv_transpose2d as conv_transpose2d
 from ._op import conv_transpose3d as conv_transpose3d
 from ._op import conv_transpose_output_shape as conv_transpose_output_shape
+from ._tune import autotune as autotune
+from ._tune import clear_tuning_cache as clear_tuning_cache
+from ._tune import tuning_cache as tuning_cache
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("convt_jax")  # the one place it is written: pyproject.toml
+except PackageNotFoundError:  # pragma: no cover - running from a source tree, not installed
+    __version__ = "unknown"
+del PackageNotFoundError, version
 
 __all__ = [
+    "autotune",
+    "clear_tuning_cache",
     "conv_transpose",
     "conv_transpose1d",
     "conv_transpose2d",
@@ -18,4 +29,5 @@ __all__ = [
     "conv_transpose_output_shape",
     "layouts",
     "nn",
+    "tuning_cache",
 ]

@@ -1,61 +1,47 @@
-"""Normalise and validate the public arguments; every user-facing error lives here.
+"""Validate the public arguments; the user-facing error messages of the package live here.
 
-The public functions call :func:`parse` once, at the Python boundary, before
-any XLA work (so errors are also raised at trace time under ``jax.jit``).
-It returns a hashable :class:`Config` of canonical tuples that the lowerings
-and gradient rules receive as static parameters.
+Two steps, so every entry point checks the same things the same way:
+
+* :func:`parse_settings` validates the settings alone (no input shape) and
+  returns a hashable :class:`Settings`: the functions, the layers, the
+  initialisers and the weight converters all use it;
+* :func:`bind` checks a :class:`Settings` against the input, weight and
+  bias shapes and builds the :class:`~convt_jax._geometry.Config` the
+  lowerings receive as a static parameter.
+
+The public functions call both at the Python boundary, before any XLA work,
+so errors are also raised at trace time under ``jax.jit``.  The small
+validators (:func:`choice`, :func:`positive`, :func:`divides`,
+:func:`int_tuple`, :func:`padding_pairs`) are what the other entry points share.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from . import _shapes
+from . import _geometry as geo
+from ._geometry import Config
 
 CONV_MODES = ("cross_correlation", "convolution")
 PADDING_STRINGS = ("valid", "same")
+PADDING_MODES = ("zeros", "circular", "reflect", "replicate")
+COMPUTE_MODES = ("default", "float32")
 _DTYPE_RULE = "float16, bfloat16, float32, float64, complex64 or complex128"
 _SCALAR_SETTINGS = ("groups",)  # settings that take one int, never a tuple
 
-
-class Config(NamedTuple):
-    """Canonical, hashable settings of one transposed convolution.
-
-    ``crops`` already hold the padding and the output padding: output axis
-    ``a`` is the full transposed convolution with ``crops[a][0]`` positions
-    removed at the start and ``crops[a][1]`` at the end (negative: extended).
-    """
-
-    stride: tuple[int, ...]
-    dilation: tuple[int, ...]
-    crops: tuple[tuple[int, int], ...]
-    groups: int
-    channels_last: bool
-    flip: bool
-    precision: Any
-    preferred_element_type: Any
-
-    @property
-    def ndim(self) -> int:
-        return len(self.stride)
+Pairs = tuple[tuple[int, int], ...]
 
 
-class Parsed(NamedTuple):
-    """:class:`Config` plus what the caller needs besides it."""
+# --- small validators ------------------------------------------------------------------------
 
-    config: Config
-    batched: bool
-    out_shape: tuple[int, ...]
-    padding: tuple[tuple[int, int], ...]  # (lo, hi) per axis, before output padding
-    output_padding: tuple[int, ...]
-
-
-def _fmt(value: Any) -> str:
+def fmt(value: Any) -> str:
+    """A value as an error message shows it (arrays by shape, never by content)."""
     if isinstance(value, str):
         return repr(value)
     if isinstance(value, jax.core.Tracer):
@@ -65,20 +51,54 @@ def _fmt(value: Any) -> str:
     return repr(value)
 
 
-def _int(name: str, value: Any) -> int:
+def to_int(name: str, value: Any) -> int:
     """A static Python integer (numpy integers accepted, bools and floats not)."""
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name}={value!r} must be an int, not a bool")
     if isinstance(value, (jax.Array, np.ndarray)):
         raise TypeError(
-            f"{name}={_fmt(value)} must be a static Python int: settings are "
+            f"{name}={fmt(value)} must be a static Python int: settings are "
             "compile-time constants, not arrays (mark them static under jax.jit)"
         )
     try:
         return operator.index(value)
     except TypeError:
         kind = "an int" if name in _SCALAR_SETTINGS else "an int or a tuple of ints"
-        raise TypeError(f"{name}={_fmt(value)} must be {kind}") from None
+        raise TypeError(f"{name}={fmt(value)} must be {kind}") from None
+
+
+def positive(name: str, value: Any) -> int:
+    """An int ``>= 1`` (a layer's channel counts, ``groups``, ...)."""
+    try:
+        v = to_int(name, value)
+    except TypeError:
+        raise TypeError(f"{name}={value!r} must be an int, not {type(value).__name__}") from None
+    if v < 1:
+        raise ValueError(f"{name}={value!r} must be >= 1")
+    return v
+
+
+def divides(name: str, value: Any, total: int, what: str) -> int:
+    """``value`` as an int ``>= 1`` that divides ``total`` (``what`` names ``total``)."""
+    g = to_int(name, value)
+    if g < 1 or total % g:
+        raise ValueError(f"{name}={value!r} must be >= 1 and divide {what}={total}")
+    return g
+
+
+def choice(name: str, value: Any, options: Sequence[str]) -> str:
+    """One of ``options`` (a TypeError for a non-string, a ValueError for an unknown one)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name}={fmt(value)} must be one of {tuple(options)}")
+    if value not in options:
+        raise ValueError(f"{name}={value!r} must be one of {tuple(options)}")
+    return value
+
+
+def is_bool(name: str, value: Any, rule: str = "") -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}={fmt(value)} must be a bool{rule}")
+    return bool(value)
 
 
 def int_tuple(name: str, value: Any, n: int) -> tuple[int, ...]:
@@ -86,14 +106,19 @@ def int_tuple(name: str, value: Any, n: int) -> tuple[int, ...]:
     if isinstance(value, (tuple, list)):
         if len(value) != n:
             raise ValueError(
-                f"{name}={_fmt(value)} must be an int or a tuple of {n} ints "
+                f"{name}={fmt(value)} must be an int or a tuple of {n} ints "
                 f"(one per spatial axis), got {len(value)} values"
             )
-        return tuple(_int(name, v) for v in value)
-    return (_int(name, value),) * n
+        return tuple(to_int(name, v) for v in value)
+    return (to_int(name, value),) * n
 
 
-def _padding_pairs(value: Any, n: int) -> tuple[tuple[int, int], ...]:
+def at_least(name: str, value: Any, values: Sequence[int], low: int) -> None:
+    if any(v < low for v in values):
+        raise ValueError(f"{name}={value!r} must be >= {low} on every axis")
+
+
+def padding_pairs(value: Any, n: int) -> Pairs:
     """Numeric ``padding`` as ``(lo, hi)`` per axis."""
     rule = (
         f"an int, a tuple of {n} ints, a tuple of {n} (lo, hi) pairs, 'valid' or 'same'"
@@ -101,7 +126,7 @@ def _padding_pairs(value: Any, n: int) -> tuple[tuple[int, int], ...]:
     if isinstance(value, (tuple, list)):
         if len(value) != n:
             raise ValueError(
-                f"padding={_fmt(value)} must be {rule}; got {len(value)} entries for "
+                f"padding={fmt(value)} must be {rule}; got {len(value)} entries for "
                 f"{n} spatial axes"
                 + (f" (for asymmetric 1-d padding write padding=({tuple(value)!r},))"
                    if n == 1 and len(value) == 2 else "")
@@ -110,18 +135,18 @@ def _padding_pairs(value: Any, n: int) -> tuple[tuple[int, int], ...]:
         for v in value:
             if isinstance(v, (tuple, list)):
                 if len(v) != 2:
-                    raise ValueError(f"padding={_fmt(value)} must be {rule}; {v!r} is not a pair")
-                pairs.append((_int("padding", v[0]), _int("padding", v[1])))
+                    raise ValueError(f"padding={fmt(value)} must be {rule}; {v!r} is not a pair")
+                pairs.append((to_int("padding", v[0]), to_int("padding", v[1])))
             else:
-                p = _int("padding", v)
+                p = to_int("padding", v)
                 pairs.append((p, p))
         return tuple(pairs)
     if isinstance(value, (jax.Array, np.ndarray)):
-        _int("padding", value)  # raises: settings must be static
+        to_int("padding", value)  # raises: settings must be static
     try:
-        p = _int("padding", value)
+        p = to_int("padding", value)
     except TypeError:
-        raise TypeError(f"padding={_fmt(value)} must be {rule}") from None
+        raise TypeError(f"padding={fmt(value)} must be {rule}") from None
     return ((p, p),) * n
 
 
@@ -132,6 +157,29 @@ def check_dtype(name: str, dtype: Any) -> None:
         raise TypeError(
             f"{name} has dtype {dt.name}; transposed convolution needs a floating or complex "
             f"dtype ({_DTYPE_RULE}): cast it first, e.g. {name}.astype(jnp.float32)"
+        )
+
+
+def as_array(name: str, value: Any) -> Any:
+    """An array argument (``input``, ``weight``, ``bias``) with a floating or complex dtype."""
+    if value is None:
+        raise TypeError(f"{name}=None must be an array")
+    if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+        if isinstance(value, (str, bytes, dict, set)):
+            raise TypeError(f"{name}={value!r} must be an array, not {type(value).__name__}")
+        value = np.asarray(value)
+    if value.dtype == np.dtype(object):
+        raise TypeError(f"{name} must be a numeric array, got dtype object")
+    check_dtype(name, value.dtype)
+    return value
+
+
+def check_bias_dtype(bias_dtype: Any, dtype: Any) -> None:
+    if np.issubdtype(bias_dtype, np.complexfloating) and not np.issubdtype(
+            dtype, np.complexfloating):
+        raise TypeError(
+            f"bias has complex dtype {bias_dtype} but input and weight are real ({dtype}): "
+            "make input or weight complex too"
         )
 
 
@@ -149,7 +197,7 @@ def _precision(value: Any) -> Any:
     if isinstance(value, (tuple, list)) and len(value) == 2:
         return tuple(_precision(v) for v in value)
     raise TypeError(
-        f"precision={_fmt(value)} must be None, a jax.lax.Precision, a string or a pair of them"
+        f"precision={fmt(value)} must be None, a jax.lax.Precision, a string or a pair of them"
     )
 
 
@@ -159,7 +207,7 @@ def _preferred(value: Any) -> Any:
     try:
         dt = np.dtype(value)
     except TypeError:
-        raise TypeError(f"preferred_element_type={_fmt(value)} must be a dtype or None") from None
+        raise TypeError(f"preferred_element_type={fmt(value)} must be a dtype or None") from None
     if not np.issubdtype(dt, np.inexact) and dt.name != "bfloat16":
         raise TypeError(
             f"preferred_element_type={dt.name} must be a floating or complex dtype ({_DTYPE_RULE})"
@@ -167,90 +215,153 @@ def _preferred(value: Any) -> Any:
     return dt
 
 
-def _output_size(value: Any, n: int, in_ndim: int, channels_last: bool) -> tuple[int, ...]:
-    if isinstance(value, str):
-        raise TypeError(f"output_size={value!r} must be an int or a tuple of ints")
-    if isinstance(value, (jax.Array, np.ndarray)) and value.ndim == 0:
-        _int("output_size", value)  # raises: settings must be static
-    if isinstance(value, (tuple, list)) or hasattr(value, "__len__"):
-        size = tuple(_int("output_size", v) for v in value)
-        if len(size) == in_ndim and in_ndim != n:
-            size = size[1:-1] if channels_last and in_ndim == n + 2 else (
-                size[:-1] if channels_last else size[in_ndim - n:])
-        if len(size) != n:
-            raise ValueError(
-                f"output_size={_fmt(value)} must give {n} spatial sizes (or a full output shape "
-                f"of {in_ndim} entries), got {len(tuple(value))}"
-            )
-        return size
-    return (_int("output_size", value),) * n
+# --- settings without shapes -----------------------------------------------------------------
+
+class Settings(NamedTuple):
+    """Validated, canonical, hashable settings of a transposed convolution (no shapes yet)."""
+
+    ndim: int
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    padding: str | Pairs  # "valid" / "same", or (lo, hi) per axis
+    output_padding: tuple[int, ...]
+    groups: int
+    channels_last: bool
+    conv_mode: str
+    precision: Any = None
+    preferred_element_type: Any = None
+
+    def pads(self, kernel: Sequence[int]) -> Pairs:
+        """The ``(lo, hi)`` padding per axis for a kernel size (``"same"`` depends on it)."""
+        if self.padding == "valid":
+            return ((0, 0),) * self.ndim
+        if self.padding == "same":
+            return tuple(geo.same_padding(k, s, d)
+                         for k, s, d in zip(kernel, self.stride, self.dilation))
+        return self.padding
+
+    def crops(self, kernel: Sequence[int]) -> Pairs:
+        return tuple(geo.crop_from_padding(p, a)
+                     for p, a in zip(self.pads(kernel), self.output_padding))
 
 
-def parse(
-    input_shape: Sequence[int],
-    weight_shape: Sequence[int],
-    bias_shape: Sequence[int] | None,
-    stride: Any,
-    padding: Any,
-    output_padding: Any,
-    groups: Any,
-    dilation: Any,
-    output_size: Any,
-    channels_last: Any,
-    conv_mode: Any = "cross_correlation",
-    precision: Any = None,
-    preferred_element_type: Any = None,
-    num_spatial: int | None = None,
-    fn_name: str = "conv_transpose",
-) -> Parsed:
-    """Validate every argument and return the canonical :class:`Config`."""
-    in_shape = tuple(int(s) for s in input_shape)
+def spatial_rank(weight_shape: Sequence[int], num_spatial: int | None,
+                 fn_name: str = "conv_transpose") -> int:
+    """The number of spatial axes: ``num_spatial``, or ``weight.ndim - 2``."""
     w_shape = tuple(int(s) for s in weight_shape)
     if num_spatial is None:
         if len(w_shape) < 3:
             raise ValueError(
                 f"weight of shape {w_shape} must have rank >= 3: (C_in, C_out // groups, *kernel)"
             )
-        n = len(w_shape) - 2
+        return len(w_shape) - 2
+    if len(w_shape) != num_spatial + 2:
+        raise ValueError(
+            f"weight of shape {w_shape} must have rank {num_spatial + 2} for {fn_name}: "
+            f"(C_in, C_out // groups, *kernel)"
+        )
+    return num_spatial
+
+
+def parse_settings(n: int, stride: Any = 1, padding: Any = 0, output_padding: Any = 0,
+                   groups: Any = 1, dilation: Any = 1, channels_last: Any = False,
+                   conv_mode: Any = "cross_correlation", precision: Any = None,
+                   preferred_element_type: Any = None, *,
+                   output_size_given: bool = False) -> Settings:
+    """Validate every setting that needs no shape; ``n`` is the number of spatial axes.
+
+    With ``output_size_given`` the output padding must be zero (``output_size``
+    picks it, in :func:`bind`); otherwise it must be ``< max(stride, dilation)``.
+    """
+    channels_last = is_bool("channels_last", channels_last)
+    choice("conv_mode", conv_mode, CONV_MODES)
+    stride_t = int_tuple("stride", stride, n)
+    dilation_t = int_tuple("dilation", dilation, n)
+    opad = int_tuple("output_padding", output_padding, n)
+    g = to_int("groups", groups)
+    at_least("stride", stride, stride_t, 1)
+    at_least("dilation", dilation, dilation_t, 1)
+    at_least("output_padding", output_padding, opad, 0)
+    if g < 1:
+        raise ValueError(f"groups={groups!r} must be >= 1")
+    if isinstance(padding, str):
+        pad: str | Pairs = padding.lower()
+        if pad not in PADDING_STRINGS:
+            raise ValueError(f"padding={padding!r} must be 'valid', 'same' or numbers")
     else:
-        n = num_spatial
-        if len(w_shape) != n + 2:
+        pad = padding_pairs(padding, n)
+        if any(lo < 0 or hi < 0 for lo, hi in pad):
+            raise ValueError(f"padding={padding!r} must be >= 0 on every axis")
+    if output_size_given:
+        if any(opad):
             raise ValueError(
-                f"weight of shape {w_shape} must have rank {n + 2} for {fn_name}: "
-                f"(C_in, C_out // groups, *kernel)"
+                f"output_padding={output_padding!r} cannot be combined with output_size: "
+                "output_size determines the output padding"
             )
+    elif any(a >= max(s, d) for a, s, d in zip(opad, stride_t, dilation_t)):
+        raise ValueError(
+            f"output_padding={tuple(opad)} must be smaller than stride={stride_t} or "
+            f"dilation={dilation_t} on each axis"
+        )
+    return Settings(n, stride_t, dilation_t, pad, opad, g, channels_last, conv_mode,
+                    _precision(precision), _preferred(preferred_element_type))
+
+
+# --- settings bound to shapes ----------------------------------------------------------------
+
+class Bound(NamedTuple):
+    """:class:`Config` plus what the caller needs besides it."""
+
+    config: Config
+    batched: bool
+    out_shape: tuple[int, ...]
+    padding: Pairs  # (lo, hi) per axis, before output padding
+    output_padding: tuple[int, ...]
+
+
+def _output_size(value: Any, n: int, in_ndim: int, channels_last: bool) -> tuple[int, ...]:
+    if isinstance(value, str):
+        raise TypeError(f"output_size={value!r} must be an int or a tuple of ints")
+    if isinstance(value, (jax.Array, np.ndarray)) and value.ndim == 0:
+        to_int("output_size", value)  # raises: settings must be static
+    if isinstance(value, (tuple, list)) or hasattr(value, "__len__"):
+        size = tuple(to_int("output_size", v) for v in value)
+        if len(size) == in_ndim and in_ndim != n:
+            size = size[1:-1] if channels_last and in_ndim == n + 2 else (
+                size[:-1] if channels_last else size[in_ndim - n:])
+        if len(size) != n:
+            raise ValueError(
+                f"output_size={fmt(value)} must give {n} spatial sizes (or a full output shape "
+                f"of {in_ndim} entries), got {len(tuple(value))}"
+            )
+        return size
+    return (to_int("output_size", value),) * n
+
+
+def check_input_rank(input_shape: Sequence[int], weight_shape: Sequence[int], n: int) -> None:
+    in_shape, w_shape = tuple(input_shape), tuple(weight_shape)
     if len(in_shape) not in (n + 1, n + 2):
         raise ValueError(
             f"input of shape {in_shape} must have rank {n + 2} (batched) or {n + 1} "
             f"(unbatched) to match weight of shape {w_shape} ({n} spatial axes)"
         )
-    if not isinstance(channels_last, (bool, np.bool_)):
-        raise TypeError(f"channels_last={_fmt(channels_last)} must be a bool")
-    channels_last = bool(channels_last)
+
+
+def bind(settings: Settings, input_shape: Sequence[int], weight_shape: Sequence[int],
+         bias_shape: Sequence[int] | None = None, output_size: Any = None) -> Bound:
+    """Check ``settings`` against the shapes and build the :class:`Config`."""
+    s = settings
+    n = s.ndim
+    in_shape = tuple(int(v) for v in input_shape)
+    w_shape = tuple(int(v) for v in weight_shape)
+    check_input_rank(in_shape, w_shape, n)
     batched = len(in_shape) == n + 2
-    if channels_last:
+    if s.channels_last:
         c_in, spatial = in_shape[-1], in_shape[-1 - n:-1]
     else:
         c_in, spatial = in_shape[-1 - n], in_shape[len(in_shape) - n:]
     kernel = w_shape[2:]
-
-    if not isinstance(conv_mode, str):
-        raise TypeError(f"conv_mode={_fmt(conv_mode)} must be one of {CONV_MODES}")
-    if conv_mode not in CONV_MODES:
-        raise ValueError(f"conv_mode={conv_mode!r} must be one of {CONV_MODES}")
-
-    stride_t = int_tuple("stride", stride, n)
-    dilation_t = int_tuple("dilation", dilation, n)
-    opad = int_tuple("output_padding", output_padding, n)
-    g = _int("groups", groups)
-    if any(v < 1 for v in stride_t):
-        raise ValueError(f"stride={stride!r} must be >= 1 on every axis")
-    if any(v < 1 for v in dilation_t):
-        raise ValueError(f"dilation={dilation!r} must be >= 1 on every axis")
-    if any(v < 0 for v in opad):
-        raise ValueError(f"output_padding={output_padding!r} must be >= 0 on every axis")
-    if g < 1:
-        raise ValueError(f"groups={groups!r} must be >= 1")
+    g = s.groups
     if any(k < 1 for k in kernel):
         raise ValueError(f"weight of shape {w_shape} must have every kernel size >= 1")
     if w_shape[0] < 1 or w_shape[1] < 1:
@@ -264,78 +375,313 @@ def parse(
         )
     if c_in != w_shape[0]:
         raise ValueError(
-            f"input has {c_in} channels (shape {in_shape}, channels_last={channels_last}) but "
+            f"input has {c_in} channels (shape {in_shape}, channels_last={s.channels_last}) but "
             f"weight of shape {w_shape} expects weight.shape[0]={w_shape[0]} input channels"
         )
     if c_in % g:
         raise ValueError(f"groups={g} must divide the {c_in} input channels")
     c_out = w_shape[1] * g
-
     if bias_shape is not None:
-        b_shape = tuple(int(s) for s in bias_shape)
+        b_shape = tuple(int(v) for v in bias_shape)
         if b_shape != (c_out,):
             raise ValueError(
                 f"bias of shape {b_shape} must have shape ({c_out},): C_out = "
                 f"weight.shape[1] * groups = {w_shape[1]} * {g}"
             )
 
-    if isinstance(padding, str):
-        mode = padding.lower()
-        if mode not in PADDING_STRINGS:
-            raise ValueError(f"padding={padding!r} must be 'valid', 'same' or numbers")
-        if mode == "valid":
-            pads = ((0, 0),) * n
-        else:
-            pads = tuple(_shapes.same_padding(k, s, d)
-                         for k, s, d in zip(kernel, stride_t, dilation_t))
-    else:
-        pads = _padding_pairs(padding, n)
-        if any(lo < 0 or hi < 0 for lo, hi in pads):
-            raise ValueError(f"padding={padding!r} must be >= 0 on every axis")
-
+    pads = s.pads(kernel)
+    opad = s.output_padding
     if output_size is not None:
-        if any(opad):
-            raise ValueError(
-                f"output_padding={output_padding!r} cannot be combined with output_size: "
-                "output_size determines the output padding"
-            )
-        size = _output_size(output_size, n, len(in_shape), channels_last)
-        chosen = []
-        for ax, (length, k, s, d, p, want) in enumerate(
-                zip(spatial, kernel, stride_t, dilation_t, pads, size)):
-            lo_size, hi_size = _shapes.output_padding_range(length, k, s, d, p)
+        size = _output_size(output_size, n, len(in_shape), s.channels_last)
+        ranges = [geo.output_padding_range(*args)
+                  for args in zip(spatial, kernel, s.stride, s.dilation, pads)]
+        for ax, ((lo_size, hi_size), want) in enumerate(zip(ranges, size)):
             if not lo_size <= want <= hi_size:
-                ranges = ", ".join(
-                    f"{a}..{b}" for a, b in (
-                        _shapes.output_padding_range(*args)
-                        for args in zip(spatial, kernel, stride_t, dilation_t, pads)))
+                reachable = ", ".join(f"{a}..{b}" for a, b in ranges)
                 raise ValueError(
-                    f"output_size={_fmt(output_size)} is not reachable: spatial axis {ax} can be "
+                    f"output_size={fmt(output_size)} is not reachable: spatial axis {ax} can be "
                     f"{lo_size}..{hi_size} for input spatial size {spatial} (reachable sizes per "
-                    f"axis: {ranges})"
+                    f"axis: {reachable})"
                 )
-            chosen.append(want - lo_size)
-        opad = tuple(chosen)
-    elif any(a >= max(s, d) for a, s, d in zip(opad, stride_t, dilation_t)):
-        raise ValueError(
-            f"output_padding={tuple(opad)} must be smaller than stride={stride_t} or "
-            f"dilation={dilation_t} on each axis"
-        )
+        opad = tuple(want - lo_size for (lo_size, _), want in zip(ranges, size))
 
-    crops = tuple(_shapes.crop_from_padding(p, a) for p, a in zip(pads, opad))
-    out_spatial = _shapes.output_spatial_shape(spatial, kernel, stride_t, dilation_t, crops)
+    crops = tuple(geo.crop_from_padding(p, a) for p, a in zip(pads, opad))
+    out_spatial = geo.output_spatial_shape(spatial, kernel, s.stride, s.dilation, crops)
     if any(o < 1 for o in out_spatial):
         raise ValueError(
             f"output spatial size {out_spatial} must be >= 1 on every axis: input spatial size "
-            f"{spatial}, kernel {kernel}, stride {stride_t}, dilation {dilation_t}, padding "
+            f"{spatial}, kernel {kernel}, stride {s.stride}, dilation {s.dilation}, padding "
             f"{pads} and output_padding {opad} give (L-1)*s - lo - hi + d*(K-1) + a + 1 < 1"
         )
-
     config = Config(
-        stride=stride_t, dilation=dilation_t, crops=crops, groups=g,
-        channels_last=channels_last, flip=conv_mode == "convolution",
-        precision=_precision(precision), preferred_element_type=_preferred(preferred_element_type),
+        stride=s.stride, dilation=s.dilation, crops=crops, groups=g,
+        channels_last=s.channels_last, flip=s.conv_mode == "convolution",
+        precision=s.precision, preferred_element_type=s.preferred_element_type,
     )
-    lead = in_shape[:1] if batched else ()
-    out_shape = (lead + out_spatial + (c_out,)) if channels_last else (lead + (c_out,) + out_spatial)
-    return Parsed(config, batched, out_shape, pads, opad)
+    return Bound(config, batched, geo.output_shape(config, in_shape, w_shape), pads, opad)
+
+
+def parse(input_shape: Sequence[int], weight_shape: Sequence[int],
+          bias_shape: Sequence[int] | None, stride: Any, padding: Any, output_padding: Any,
+          groups: Any, dilation: Any, output_size: Any, channels_last: Any,
+          conv_mode: Any = "cross_correlation", precision: Any = None,
+          preferred_element_type: Any = None, num_spatial: int | None = None) -> Bound:
+    """:func:`parse_settings` then :func:`bind`: the settings of one call, validated and bound."""
+    n = spatial_rank(weight_shape, num_spatial)
+    check_input_rank(input_shape, weight_shape, n)
+    settings = parse_settings(n, stride, padding, output_padding, groups, dilation,
+                              channels_last, conv_mode, precision, preferred_element_type,
+                              output_size_given=output_size is not None)
+    return bind(settings, input_shape, weight_shape, bias_shape, output_size)
+
+
+# --- other entry points ----------------------------------------------------------------------
+
+def check_method(method: Any, methods: Sequence[str], reasons: Mapping[str, str | None]) -> str:
+    """``method`` must be known and, unless ``"auto"``, able to compute the configuration.
+
+    ``reasons`` maps each method to ``None`` (it applies) or why it does not.
+    """
+    choice("method", method, methods)
+    reason = reasons.get(method)
+    if reason is not None:
+        able = ", ".join(repr(m) for m in methods if reasons.get(m) is None)
+        raise ValueError(
+            f"method={method!r} cannot compute this configuration: {reason}; the methods that "
+            f"can are {able}"
+        )
+    return method
+
+
+def padding_mode_pads(padding_mode: Any, bound: Bound) -> Pairs:
+    """Validate ``padding_mode`` against a bound call; return its ``(lo, hi)`` padding.
+
+    A padding the mode cannot pad with for the output size is rejected with
+    the same rules ``torch.nn.functional.pad`` has.
+    """
+    mode = check_padding_mode(padding_mode)
+    pads = tuple(bound.padding)
+    if mode == "zeros":
+        return pads
+    out_spatial = geo.spatial_shape(bound.config, bound.out_shape)
+    if mode == "reflect":
+        bad = any(max(lo, hi) >= size for (lo, hi), size in zip(pads, out_spatial))
+        rule = "must be smaller than the output size"
+    elif mode == "circular":
+        bad = any(max(lo, hi) > size for (lo, hi), size in zip(pads, out_spatial))
+        rule = "must be at most the output size"
+    else:
+        bad = False
+        rule = ""
+    if bad:
+        raise ValueError(
+            f"padding={pads} {rule} {tuple(out_spatial)} on every axis for "
+            f"padding_mode={mode!r} (the forward convolution pads an input of the output's "
+            f"size; {mode} padding cannot wrap or mirror further than that)"
+        )
+    return pads
+
+
+def check_padding_mode(padding_mode: Any) -> str:
+    """Validate the ``padding_mode`` string (shared by the functions and the layers)."""
+    if not isinstance(padding_mode, str):
+        raise TypeError(
+            f"padding_mode={padding_mode!r} must be a string, one of {PADDING_MODES}, "
+            f"not {type(padding_mode).__name__}"
+        )
+    return choice("padding_mode", padding_mode, PADDING_MODES)
+
+
+class LayerSettings(NamedTuple):
+    """A layer's validated constructor arguments."""
+
+    settings: Settings
+    in_channels: int
+    out_channels: int
+    kernel_size: tuple[int, ...]
+    padding: Any  # "same" / "valid", a tuple of ints, or a tuple of (lo, hi) pairs
+    bias: bool
+
+
+def parse_layer(num_spatial_dims, in_channels, out_channels, kernel_size, stride, padding,
+                output_padding, groups, dilation, bias, padding_mode, conv_mode, compute_mode,
+                channels_last, dtype) -> LayerSettings:
+    """Validate a layer's constructor arguments with the functions' validators."""
+    n = positive("num_spatial_dims", num_spatial_dims)
+    c_in = positive("in_channels", in_channels)
+    c_out = positive("out_channels", out_channels)
+    kernel = int_tuple("kernel_size", kernel_size, n)
+    at_least("kernel_size", kernel_size, kernel, 1)
+    g = positive("groups", groups)
+    if c_in % g or c_out % g:
+        raise ValueError(
+            f"groups={g} must divide in_channels={c_in} and out_channels={c_out}"
+        )
+    is_bool("bias", bias, " (whether the layer has a bias)")
+    check_padding_mode(padding_mode)
+    choice("compute_mode", compute_mode, COMPUTE_MODES)
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype={dtype!r} must be a floating or complex dtype") from None
+    check_dtype("dtype", dt)
+    settings = parse_settings(n, stride, padding, output_padding, g, dilation, channels_last,
+                              conv_mode)
+    pad = settings.padding
+    if not isinstance(pad, str) and all(lo == hi for lo, hi in pad):
+        pad = tuple(lo for lo, _ in pad)
+    return LayerSettings(settings, c_in, c_out, kernel, pad, bool(bias))
+
+
+def check_key(key: Any) -> None:
+    if key is None:
+        raise TypeError("key=None must be a jax.random key, e.g. jax.random.key(0)")
+
+
+def leaf_array(name: str, value: Any) -> Any:
+    """A layer's new ``weight`` / ``bias``: a jax array from a jax/NumPy array, a list, or a
+    ``torch.Tensor`` (without importing torch); ``None`` stays ``None``."""
+    if value is None:
+        return None
+    if type(value).__module__.startswith("torch"):
+        t = value.detach().cpu()
+        if str(t.dtype) == "torch.bfloat16":  # NumPy has no bfloat16; the round trip is exact
+            return jnp.asarray(t.float().numpy()).astype(jnp.bfloat16)
+        value = t.numpy()
+    if isinstance(value, (str, bytes, Mapping)):
+        raise TypeError(f"{name}={value!r} must be an array, not {type(value).__name__}")
+    return jnp.asarray(value)
+
+
+def check_leaf(layer: str, name: str, current: Any, value: Any) -> None:
+    """A replacement ``weight`` / ``bias`` must keep the leaf's presence, shape and dtype."""
+    if current is None or value is None:
+        raise ValueError(
+            f"{name}: this {layer} was built with "
+            f"bias={current is not None}, so its bias cannot be "
+            f"{'removed' if value is None else 'set'}"
+        )
+    if tuple(value.shape) != tuple(current.shape):
+        raise ValueError(
+            f"{name} of shape {tuple(value.shape)} must have shape "
+            f"{tuple(current.shape)} for this {layer}"
+            + (" (C_in, C_out // groups, *kernel)" if name == "weight" else " (C_out,)")
+        )
+    if np.dtype(value.dtype) != np.dtype(current.dtype):
+        raise TypeError(
+            f"{name} has dtype {np.dtype(value.dtype).name} but this layer's {name} is "
+            f"{np.dtype(current.dtype).name}: cast it first (e.g. "
+            f"{name}.astype({np.dtype(current.dtype).name!r})) or build the layer "
+            f"with dtype={np.dtype(value.dtype).name}"
+        )
+
+
+def check_leaf_names(layer: str, names: Sequence[str]) -> None:
+    unknown = sorted(set(names) - {"weight", "bias"})
+    if unknown:
+        raise ValueError(
+            f"{layer}.replace got {unknown}: only 'weight' and 'bias' "
+            "are arrays; the settings are fixed at construction"
+        )
+
+
+def check_state_dict(layer: str, state_dict: Any, has_bias: bool) -> set[str]:
+    """The keys a layer's ``load_state_dict`` needs: exactly ``weight`` (and ``bias``)."""
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(
+            f"state_dict must be a mapping of names to arrays, not {type(state_dict).__name__}"
+        )
+    expected = {"weight"} | ({"bias"} if has_bias else set())
+    got = set(state_dict)
+    if got != expected:
+        missing, unexpected = sorted(expected - got), sorted(got - expected, key=str)
+        raise ValueError(
+            f"state_dict has keys {sorted(got, key=str)} but this {layer} "
+            f"needs exactly {sorted(expected)} (missing: {missing}, unexpected: "
+            f"{unexpected}); strip any module prefix first, e.g. "
+            "{k.removeprefix('decoder.0.'): v for k, v in sd.items()}"
+        )
+    return expected
+
+
+# --- the weight converters (convt_jax.layouts) ----------------------------------------------
+
+def check_kernel_groups(groups: int, c_out: int) -> None:
+    if c_out % groups:
+        raise ValueError(f"groups={groups} must divide the kernel's {c_out} output channels")
+
+
+def check_torch_crop(framework: str, ax: int, crop: tuple[int, int], s: int, d: int) -> None:
+    """A framework's crop must be one PyTorch's padding and output_padding can express."""
+    lo, hi = crop
+    if lo < 0 or (hi < 0 and -hi >= max(s, d)):
+        raise ValueError(
+            f"{framework}'s padding extends the output by {-lo if lo < 0 else -hi} "
+            f"position(s) at the {'start' if lo < 0 else 'end'} of spatial axis {ax} "
+            f"(crop {(lo, hi)}): PyTorch semantics can only crop the start and extend the "
+            f"end by output_padding < max(stride, dilation) = {max(s, d)}"
+        )
+
+
+def padding_string(value: str, options: Sequence[str], framework: str) -> str:
+    """A framework's string ``padding`` (upper case), one of ``options``."""
+    mode = value.upper()
+    if mode == "CIRCULAR" and framework in ("Flax", "Haiku"):
+        raise ValueError(
+            f"padding={value!r}: {framework}'s CIRCULAR transposed convolution wraps a "
+            "VALID result onto a period of input * stride; it has no PyTorch-style "
+            "equivalent here (use padding_mode='circular' for the adjoint of a circular "
+            "convolution)"
+        )
+    if mode not in options:
+        quoted = ", ".join(repr(o) for o in options)
+        raise ValueError(f"padding={value!r} must be {quoted} or numbers")
+    return mode
+
+
+def keras_padding(padding: Any) -> None:
+    if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
+        raise ValueError(f"padding={padding!r} must be 'valid' or 'same' (Keras' padding)")
+
+
+def no_keras_equivalent(padding: Any, output_padding: Any, crops: Any, reachable: str) -> None:
+    raise ValueError(
+        f"padding={padding!r} with output_padding={output_padding!r} (crop {crops}) has no "
+        f"Keras equivalent: Keras only has padding='valid'/'same' plus output_padding < stride; "
+        f"the settings it can express are {reachable}"
+    )
+
+
+def check_output_padding_below_stride(framework: str, padding: Any, output_padding: Any,
+                                      needed: tuple[int, ...], stride: tuple[int, ...]) -> None:
+    if any(a >= s for a, s in zip(needed, stride)):
+        raise ValueError(
+            f"output_padding={output_padding!r} with padding={padding!r} needs an output "
+            f"padding of {needed}, but {framework} requires output_padding < stride={stride}"
+        )
+
+
+def check_icnr_kernel(kernel: tuple[int, ...], strides: tuple[int, ...]) -> None:
+    if any(k < s for k, s in zip(kernel, strides)):
+        raise ValueError(
+            f"icnr needs every kernel size >= stride: kernel {kernel} with stride={strides} "
+            "(the kernel must hold the nearest-neighbour box of `stride` taps)"
+        )
+
+
+def check_rank(name: str, shape: Sequence[int], min_rank: int, rule: str) -> None:
+    if len(shape) < min_rank:
+        raise ValueError(f"{name} of shape {tuple(shape)} must have rank >= {min_rank}: {rule}")
+
+
+def weight_shape(name: str, shape: Any, min_rank: int) -> tuple[int, ...]:
+    """An initialiser's ``shape``: a tuple of ints ``>= 1`` of rank ``>= min_rank``."""
+    if not isinstance(shape, (tuple, list)):
+        raise TypeError(f"{name}={shape!r} must be a tuple of ints")
+    shape = tuple(to_int(name, s) for s in shape)
+    if len(shape) < min_rank or any(s < 1 for s in shape):
+        layout = ": (C_in, C_out // groups, *kernel)" if min_rank == 3 else ""
+        raise ValueError(
+            f"{name}={shape} must have rank >= {min_rank} and every size >= 1{layout}"
+        )
+    return shape

@@ -7,7 +7,7 @@ dilation ``d``, crop ``(lo, hi)`` (``hi`` holds ``-output_padding``; either
 may be negative: zero extension) and output ``y[n, co, o]`` of length
 ``L_out = (L - 1)*s + d*(K - 1) + 1 - lo - hi``.  Group ``j`` joins input
 channels ``ci`` of group ``j`` with output channels ``co = j*C_out/g + cl``.
-The forward operation (SPEC §1) is
+The forward operation is
 
     y[n, co, o] = sum_{ci in grp(co), i, k : s*i + d*k = o + lo} x[n, ci, i] * w[ci, cl, k]
 
@@ -24,8 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._args import Config
-from ._lowering import dimension_numbers, flip_spatial, to_channels_first, to_channels_last
+from . import _geometry as geo
+from ._geometry import Config, dimension_numbers, flip_spatial, to_channels_first, to_channels_last
 
 
 def _pads(config: Config) -> list[tuple[int, int]]:
@@ -80,9 +80,8 @@ def input_grad(g: jax.Array, w: jax.Array, config: Config) -> jax.Array:
 def weight_grad(g: jax.Array, x: jax.Array, config: Config) -> jax.Array:
     """Cotangent of the PyTorch-layout weight ``(C_in, C_out/g, *K)``."""
     nd = config.ndim
-    spatial = tuple(range(1, nd + 1)) if config.channels_last else tuple(range(2, nd + 2))
-    channel = nd + 1 if config.channels_last else 1
-    act = (channel, 0) + spatial          # (batch := channel, feature := n, *spatial)
+    # (batch := channel, feature := n, *spatial)
+    act = (geo.channel_axis(config), 0) + geo.spatial_axes(config)
     dn = lax.ConvDimensionNumbers(lhs_spec=act, rhs_spec=act,
                                   out_spec=(1, 0) + tuple(range(2, nd + 2)))
     out = lax.conv_general_dilated(
@@ -97,13 +96,6 @@ def weight_grad(g: jax.Array, x: jax.Array, config: Config) -> jax.Array:
         preferred_element_type=config.preferred_element_type,
     ).astype(g.dtype)
     return flip_spatial(out) if config.flip else out
-
-
-# db: y depends on b through y[n, co, o] += b[co], so db[co] = sum_{n, o} g[n, co, o].
-def bias_grad(g: jax.Array, config: Config, batched: bool = True) -> jax.Array:
-    """Cotangent of the bias: ``g`` summed over batch and spatial axes."""
-    channel = g.ndim - 1 if config.channels_last else (1 if batched else 0)
-    return g.sum(axis=tuple(a for a in range(g.ndim) if a != channel))
 
 
 # --- matrix-multiply forms of dx and dw ------------------------------------------------------
@@ -148,8 +140,6 @@ def _from_cl(a: jax.Array, config: Config) -> jax.Array:
 
 def input_grad_matmul(g: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     """``dx = cols @ W`` (groups == 1), or the elementwise depthwise form."""
-    if config.groups not in (1, w.shape[0]):
-        return input_grad(g, w, config)
     if config.flip:
         w = flip_spatial(w)
     w = w.astype(g.dtype)
@@ -174,8 +164,6 @@ def input_grad_matmul(g: jax.Array, w: jax.Array, config: Config) -> jax.Array:
 def weight_grad_matmul(g: jax.Array, x: jax.Array, config: Config) -> jax.Array:
     """``dw = x^T @ cols`` (groups == 1), or the elementwise depthwise form."""
     nd = config.ndim
-    if config.groups not in (1, x.shape[-1 if config.channels_last else 1]):
-        return weight_grad(g, x, config)
     gl = _cl(g, config)
     xl = _cl(x, config).astype(g.dtype)
     n, *spatial, c_in = xl.shape
@@ -230,23 +218,16 @@ def _kernel_size(spatial, out_spatial, config: Config) -> tuple[int, ...]:
 # decoders).  With K == s (M = 1) P is x itself: a single matmul, no copy.
 
 
-def phase_supported(config: Config) -> bool:
-    return config.groups == 1 and all(d == 1 for d in config.dilation)
-
-
 def _cotangent_phases(gl: jax.Array, spatial, kernel, config: Config):
     """gp zero-extended to ``J*s`` per axis, as phases ``(N, *J, *s, C_out)``; also ``M``, ``J``."""
-    nd = config.ndim
     n, c_out = gl.shape[0], gl.shape[-1]
     s = config.stride
-    m = tuple(-(-k // st) for k, st in zip(kernel, s))
+    m = geo.phase_counts(kernel, s)
     rows = tuple(ln + mm - 1 for ln, mm in zip(spatial, m))
     pads = [(lo, r * st - (o + lo), 0) for (lo, _), r, st, o in
             zip(config.crops, rows, s, gl.shape[1:-1])]
     gp = lax.pad(gl, jnp.zeros((), gl.dtype), [(0, 0, 0)] + pads + [(0, 0, 0)])
-    gp = gp.reshape(n, *[v for r, st in zip(rows, s) for v in (r, st)], c_out)
-    gp = gp.transpose((0,) + tuple(1 + 2 * a for a in range(nd)) + tuple(
-        2 + 2 * a for a in range(nd)) + (1 + 2 * nd,))
+    gp = geo.space_to_depth(gp, s).reshape(n, *rows, *s, c_out)
     return gp, m, rows
 
 
@@ -255,8 +236,6 @@ def _cotangent_phases(gl: jax.Array, spatial, kernel, config: Config):
 # windows of the phases) and Wq[(m, r, co), ci] the weight zero-padded to M*s taps.
 def input_grad_phase(g: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     """``dx`` as one matrix multiply of shifted cotangent phases with the weight."""
-    if not phase_supported(config):
-        return input_grad_matmul(g, w, config)
     if config.flip:
         w = flip_spatial(w)
     nd = config.ndim
@@ -268,8 +247,7 @@ def input_grad_phase(g: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     q = jnp.stack([gph[(slice(None),) + tuple(slice(mm, mm + ln) for mm, ln in zip(mi, spatial))]
                    for mi in np.ndindex(*m)], axis=1 + nd)       # (N, *L, M^d, *s, C_out)
     s = config.stride
-    wq = jnp.pad(w.astype(g.dtype), [(0, 0), (0, 0)] + [
-        (0, mm * st - k) for mm, st, k in zip(m, s, kernel)])
+    wq = geo.pad_to_phases(w.astype(g.dtype), s)
     wq = wq.reshape(c_in, c_out, *[v for mm, st in zip(m, s) for v in (mm, st)])
     wq = wq.transpose(tuple(2 + 2 * a for a in range(nd)) + tuple(3 + 2 * a for a in range(nd))
                       + (1, 0)).reshape(-1, c_in)
@@ -280,8 +258,6 @@ def input_grad_phase(g: jax.Array, w: jax.Array, config: Config) -> jax.Array:
 
 def weight_grad_phase(g: jax.Array, x: jax.Array, config: Config) -> jax.Array:
     """``dw`` as one matrix multiply of phase patches of ``x`` with phases of the cotangent."""
-    if not phase_supported(config):
-        return weight_grad_matmul(g, x, config)
     nd = config.ndim
     gl = _cl(g, config)
     xl = _cl(x, config).astype(g.dtype)
@@ -299,9 +275,9 @@ def weight_grad_phase(g: jax.Array, x: jax.Array, config: Config) -> jax.Array:
                          gp.reshape(rows_total, int(np.prod(s)) * c_out),
                          (((0,), (0,)), ((), ())), precision=config.precision,
                          preferred_element_type=config.preferred_element_type)
-    # (*M, C_in, *s, C_out) -> (C_in, C_out, *M, *s) -> (C_in, C_out, *(M*s)) -> crop to K
-    dw = dw.reshape(*m, c_in, *s, c_out)
-    dw = dw.transpose((nd, 2 * nd + 1) + tuple(v for a in range(nd) for v in (a, nd + 1 + a)))
-    dw = dw.reshape(c_in, c_out, *(mm * st for mm, st in zip(m, s)))
+    # (*M, C_in, *s, C_out) -> (C_in, *M, *s*C_out) -> (C_in, C_out, *(M*s)) -> crop to K
+    dw = jnp.moveaxis(dw.reshape(*m, c_in, -1), nd, 0)
+    dw = geo.depth_to_space(dw, s, channels_last=True)
+    dw = jnp.moveaxis(dw, -1, 1)
     dw = dw[(slice(None), slice(None)) + tuple(slice(0, k) for k in kernel)].astype(g.dtype)
     return flip_spatial(dw) if config.flip else dw

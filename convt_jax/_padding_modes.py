@@ -15,8 +15,9 @@ Per axis, with interior positions ``0 .. n-1`` and border offsets ``u < 0``
   (needs ``lo, hi < n``)
 * ``"replicate"`` (edge):    ``u -> 0`` / ``n - 1``
 
-These are exactly the rules ``torch.nn.functional.pad`` enforces, so a
-padding accepted here is one PyTorch's ``Conv*d(padding_mode=...)`` accepts.
+These are exactly the rules ``torch.nn.functional.pad`` enforces (checked in
+:mod:`._args`), so an accepted padding is one PyTorch's
+``Conv*d(padding_mode=...)`` accepts.
 A negative ``hi`` (``padding="same"`` with a kernel shorter than the
 stride) is a crop in the forward convolution, whose adjoint appends zeros.
 Every operation is a slice, a flip, a pad with zeros or an add, so the fold
@@ -25,66 +26,9 @@ is linear and differentiable in both modes.
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 from jax import lax
-
-PADDING_MODES = ("zeros", "circular", "reflect", "replicate")
-
-
-def check_mode(padding_mode: Any) -> str:
-    """Validate the ``padding_mode`` string (shared by the functions and the layers)."""
-    if not isinstance(padding_mode, str):
-        raise TypeError(
-            f"padding_mode={padding_mode!r} must be a string, one of {PADDING_MODES}, "
-            f"not {type(padding_mode).__name__}"
-        )
-    if padding_mode not in PADDING_MODES:
-        raise ValueError(f"padding_mode={padding_mode!r} must be one of {PADDING_MODES}")
-    return padding_mode
-
-
-def check(padding_mode: Any, parsed: Any) -> tuple[tuple[int, int], ...]:
-    """Validate ``padding_mode`` against the parsed call; return the ``(lo, hi)`` padding.
-
-    Args:
-      padding_mode: the user's ``padding_mode``.
-      parsed: the :class:`convt_jax._args.Parsed` of the call.
-
-    Returns:
-      ``parsed.padding``: the per-axis ``(lo, hi)`` padding of the forward
-      convolution, which :func:`fold` removes.
-
-    Raises:
-      TypeError: ``padding_mode`` is not a string.
-      ValueError: an unknown mode, or a padding the mode cannot pad with for
-        the output size (the same rules ``torch.nn.functional.pad`` has).
-    """
-    mode = check_mode(padding_mode)
-    pads = tuple(parsed.padding)
-    if mode == "zeros":
-        return pads
-    n = len(pads)
-    shape = parsed.out_shape
-    out_spatial = shape[-1 - n:-1] if parsed.config.channels_last else shape[len(shape) - n:]
-    if mode == "reflect":
-        bad = any(max(lo, hi) >= size for (lo, hi), size in zip(pads, out_spatial))
-        rule = "must be smaller than the output size"
-    elif mode == "circular":
-        bad = any(max(lo, hi) > size for (lo, hi), size in zip(pads, out_spatial))
-        rule = "must be at most the output size"
-    else:
-        bad = False
-        rule = ""
-    if bad:
-        raise ValueError(
-            f"padding={pads} {rule} {tuple(out_spatial)} on every axis for "
-            f"padding_mode={mode!r} (the forward convolution pads an input of the output's "
-            f"size; {mode} padding cannot wrap or mirror further than that)"
-        )
-    return pads
 
 
 def _fold_axis(y: jax.Array, axis: int, lo: int, hi: int, mode: str) -> jax.Array:
@@ -127,8 +71,6 @@ def _fold_axis(y: jax.Array, axis: int, lo: int, hi: int, mode: str) -> jax.Arra
         # right offset size + t came from t: positions 0..hi-1.
         if hi:
             mid = mid + place(right, 0)
-    else:  # pragma: no cover - check() rejects it first
-        raise ValueError(f"padding_mode={mode!r} must be one of {PADDING_MODES}")
     return mid
 
 
@@ -141,7 +83,7 @@ def fold(y: jax.Array, pads: tuple[tuple[int, int], ...], padding_mode: str, *,
         batched or unbatched, channels-first (spatial axes last) or
         channels-last (spatial axes ``-n-1 .. -2``); spatial length
         ``out + lo + hi`` per axis.
-      pads: ``(lo, hi)`` per spatial axis, as :func:`check` returns.
+      pads: ``(lo, hi)`` per spatial axis (validated by ``_args.padding_mode_pads``).
       padding_mode: ``"circular"``, ``"reflect"`` or ``"replicate"``.
       channels_last: where the spatial axes are.
 

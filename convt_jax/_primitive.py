@@ -21,7 +21,7 @@ fail.  A primitive gives full control and is sound:
   its own JAX rules, so gradients of gradients compose.
 * **Batching**: a vmapped input folds into the batch axis, a vmapped weight
   into the output channels, both together into the groups; no loop.
-* **Abstract eval** from the shared shape arithmetic (:mod:`._shapes`).
+* **Abstract eval** from the shared shape arithmetic (:mod:`._geometry`).
 * **Lowering** via ``mlir.lower_fun`` of the chosen lowering, so XLA (and
   its SPMD partitioner) sees ordinary convolutions, and ``impl`` is the same
   function under ``jax.jit``.
@@ -33,8 +33,7 @@ fail.  A primitive gives full control and is sound:
 The primitive works on batched arrays in the configuration's layout, with
 ``x`` and ``w`` in one dtype; the public functions handle unbatched input,
 dtype promotion and the bias (whose cotangent, the sum over batch and
-spatial axes, is what JAX's transpose of the broadcast add gives:
-:func:`._gradients.bias_grad` states it and the tests check it).
+spatial axes, is what JAX's transpose of the broadcast add gives; the tests check it).
 """
 
 from __future__ import annotations
@@ -44,54 +43,32 @@ import math
 
 import jax
 import jax.numpy as jnp
-from jax._src.interpreters import mlir as _mlir_internal  # lower_with_sharding_in_types
-from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
-from jax.sharding import AxisType, NamedSharding
+from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from . import _gradients, _lowering, _shapes
-from ._args import Config
+from . import _compat
+from . import _geometry, _methods
+from ._compat import Primitive
+from ._geometry import Config
 
 conv_transpose_p = Primitive("convt_jax_conv_transpose")
 
-LOWERINGS = {
-    "dilated": _lowering.dilated,
-    "subpixel": _lowering.subpixel,
-    "matmul": _lowering.matmul,
-    "depthwise": _lowering.depthwise,
-}
-# Backward forms, chosen separately for dx and dw: "conv" = strided
-# convolution (dx) and zero-free correlation (dw); "matmul" = im2col of the
-# cotangent times the weight / the input (groups == 1, or depthwise
-# elementwise); "phase" = the cotangent read as phases, times phase patches of
-# the input (dw) or shifted windows of itself times the weight (dx); groups ==
-# 1, d == 1.  ``method`` is (forward lowering, dx form, dw form).
-INPUT_GRADS = {"conv": _gradients.input_grad, "matmul": _gradients.input_grad_matmul,
-               "phase": _gradients.input_grad_phase}
-WEIGHT_GRADS = {"conv": _gradients.weight_grad, "matmul": _gradients.weight_grad_matmul,
-                "phase": _gradients.weight_grad_phase}
+# ``method`` is (forward lowering, dx form, dw form): names in the registries of
+# :mod:`._methods`, which also runs them.
 
 
 def _run(x, w, *, config: Config, method: tuple[str, str, str]):
-    return LOWERINGS[method[0]](x, w, config).astype(x.dtype)
+    return _methods.forward(method[0], x, w, config).astype(x.dtype)
 
 
 def _abstract_eval(x, w, *, config: Config, method: tuple[str, str, str]):
-    nd = config.ndim
-    if config.channels_last:
-        n, *spatial, _ = x.shape
-    else:
-        n, _, *spatial = x.shape
-    out = _shapes.output_spatial_shape(spatial, w.shape[2:], config.stride, config.dilation,
-                                       config.crops)
-    c_out = w.shape[1] * config.groups
-    shape = (n, *out, c_out) if config.channels_last else (n, c_out, *out)
-    assert len(shape) == nd + 2
-    if x.mat.varying != w.mat.varying:
+    shape = _geometry.output_shape(config, x.shape, w.shape)
+    vx, vw = _compat.varying_axes(x), _compat.varying_axes(w)
+    if vx != vw:
         raise ValueError(
             f"conv_transpose operands vary over different manual mesh axes "
-            f"(input {sorted(x.mat.varying, key=str)}, weight {sorted(w.mat.varying, key=str)}); "
+            f"(input {sorted(vx, key=str)}, weight {sorted(vw, key=str)}); "
             "bind through convt_jax._primitive.conv_transpose_batched, which casts them")
     return x.update(shape=shape, weak_type=False,
                     sharding=_out_sharding(x, w, config, shape))
@@ -125,6 +102,9 @@ def _out_sharding(x, w, config: Config, shape):
     """The output's sharding in the type: batch (and divisible spatial) axes follow the
     input, channels follow the weight's output channels (``groups == 1``) or its input
     channels (``groups`` a multiple of the shard count); everything else replicated."""
+    if _compat.aval_sharding(x) is None:      # a JAX whose types carry no sharding
+        return None
+    _compat.require_explicit_axes(_explicit_axes(x, w))
     mesh = x.sharding.mesh
     nd = config.ndim
     x_spec = tuple(x.sharding.spec) + (None,) * (x.ndim - len(x.sharding.spec))
@@ -148,14 +128,14 @@ def _out_sharding(x, w, config: Config, shape):
         used = set().union(*(names(e) for e in spec))
         if not names(c) & used:
             spec[c_ax] = c
-    return x.sharding.update(spec=P(*spec))
+    return _compat.with_spec(x.sharding, P(*spec))
 
 
 def _explicit_axes(*avals) -> tuple:
     for a in avals:
-        mesh = a.sharding.mesh
-        if not mesh.empty and mesh.explicit_axes:
-            return tuple(mesh.explicit_axes)
+        axes = _compat.explicit_axes(getattr(_compat.aval_sharding(a), "mesh", None))
+        if axes:
+            return axes
     return ()
 
 
@@ -164,23 +144,23 @@ def _without_explicit_axes(fn, out_aval, *avals):
     axes = _explicit_axes(out_aval, *avals)
     if not axes:
         return fn
-    return jax.sharding.auto_axes(fn, axes=axes, out_sharding=out_aval.sharding)
+    return _compat.auto_axes(fn, axes, out_aval.sharding)
 
 
 def _transpose_x(g, x, w, *, config: Config, method: tuple[str, str, str]):
-    fn = _without_explicit_axes(lambda g, w: INPUT_GRADS[method[1]](g, w, config), x.aval,
-                                jax.typeof(g), jax.typeof(w))
+    fn = _without_explicit_axes(lambda g, w: _methods.input_grad(method[1], g, w, config), x.aval,
+                                _compat.typeof(g), _compat.typeof(w))
     return fn(g, w)
 
 
 def _transpose_w(g, x, w, *, config: Config, method: tuple[str, str, str]):
-    fn = _without_explicit_axes(lambda g, x: WEIGHT_GRADS[method[2]](g, x, config), w.aval,
-                                jax.typeof(g), jax.typeof(x))
+    fn = _without_explicit_axes(lambda g, x: _methods.weight_grad(method[2], g, x, config), w.aval,
+                                _compat.typeof(g), _compat.typeof(x))
     return fn(g, x)
 
 
 def _channel_axis(config: Config) -> int:
-    return config.ndim + 1 if config.channels_last else 1
+    return _geometry.channel_axis(config)
 
 
 def _batch_rule(args, dims, *, config: Config, method: tuple[str, str, str]):
@@ -236,13 +216,13 @@ def _lowering(ctx, x, w, *, config: Config, method: tuple[str, str, str]):
         return _lower_run(ctx, x, w, config=config, method=method)
     # Lower the insides with the explicit axes Auto (no per-op sharding rules or
     # constraints: the partitioner propagates), then pin the result to its type.
-    mesh = ctx.avals_in[0].sharding.mesh.update_axis_types({a: AxisType.Auto for a in axes})
+    mesh = _compat.auto_mesh(ctx.avals_in[0].sharding.mesh, axes)
     avals_in = [a.update(sharding=NamedSharding(mesh, P())) for a in ctx.avals_in]
     avals_out = [a.update(sharding=NamedSharding(mesh, P())) for a in ctx.avals_out]
-    with jax.sharding.use_abstract_mesh(mesh):
+    with _compat.use_abstract_mesh(mesh):
         out, = _lower_run(ctx.replace(avals_in=avals_in, avals_out=avals_out), x, w,
                           config=config, method=method)
-    return [_mlir_internal.lower_with_sharding_in_types(ctx, out, ctx.avals_out[0])]
+    return [_compat.lower_with_sharding_in_types(ctx, out, ctx.avals_out[0])]
 
 
 mlir.register_lowering(conv_transpose_p, _lowering)
@@ -253,13 +233,14 @@ def conv_transpose_batched(x: jax.Array, w: jax.Array, config: Config,
     """Bind the primitive: batched ``x`` in the config's layout, ``w`` of the same dtype.
 
     ``method`` is ``(forward lowering, dx form, dw form)``, already resolved
-    (:func:`convt_jax._auto.resolve`).  Inside ``shard_map`` the operand that varies
-    over fewer manual axes is cast (``jax.lax.pcast``) to vary like the other.
+    (:func:`convt_jax._methods.resolve`).  Inside ``shard_map`` the operand that varies
+    over fewer manual axes is cast (``jax.lax.pcast``; ``pvary`` on older JAX) to vary
+    like the other.
     """
-    vx, vw = jax.typeof(x).mat.varying, jax.typeof(w).mat.varying
+    vx, vw = _compat.varying_axes(_compat.typeof(x)), _compat.varying_axes(_compat.typeof(w))
     if vx != vw:
         if vw - vx:
-            x = jax.lax.pcast(x, tuple(sorted(vw - vx, key=str)), to="varying")
+            x = _compat.vary_over(x, tuple(sorted(vw - vx, key=str)))
         if vx - vw:
-            w = jax.lax.pcast(w, tuple(sorted(vx - vw, key=str)), to="varying")
+            w = _compat.vary_over(w, tuple(sorted(vx - vw, key=str)))
     return conv_transpose_p.bind(x, w, config=config, method=method)

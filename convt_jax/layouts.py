@@ -7,14 +7,14 @@ Converters are named ``from_X`` (X's layout -> PyTorch) and ``to_X``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from . import _args, _shapes
-from ._args import _int
+from . import _args
+from . import _geometry as geo
 
 __all__ = [
     "from_equinox",
@@ -28,11 +28,6 @@ __all__ = [
     "to_keras",
     "to_megengine",
 ]
-
-
-def _rank_check(name: str, w, min_rank: int, rule: str) -> None:
-    if w.ndim < min_rank:
-        raise ValueError(f"{name} of shape {tuple(w.shape)} must have rank >= {min_rank}: {rule}")
 
 
 def from_megengine(w: ArrayLike) -> jax.Array:
@@ -49,8 +44,7 @@ def from_megengine(w: ArrayLike) -> jax.Array:
       >>> ct.layouts.from_megengine(jnp.zeros((4, 2, 3, 5, 5))).shape
       (8, 3, 5, 5)
     """
-    w = jnp.asarray(w)
-    _rank_check("w", w, 4, "(groups, C_in // groups, C_out // groups, *kernel)")
+    w = _array("w", w, 4, "(groups, C_in // groups, C_out // groups, *kernel)")
     g, cig, cog, *kernel = w.shape
     return w.reshape(g * cig, cog, *kernel)
 
@@ -70,39 +64,60 @@ def to_megengine(w: ArrayLike, groups: int) -> jax.Array:
       >>> ct.layouts.to_megengine(jnp.zeros((8, 3, 5, 5)), groups=4).shape
       (4, 2, 3, 5, 5)
     """
-    w = jnp.asarray(w)
-    _rank_check("w", w, 3, "(C_in, C_out // groups, *kernel)")
-    g = _int("groups", groups)
-    if g < 1 or w.shape[0] % g:
-        raise ValueError(f"groups={groups!r} must be >= 1 and divide w.shape[0]={w.shape[0]}")
+    w = _array("w", w, 3, "(C_in, C_out // groups, *kernel)")
+    g = _args.divides("groups", groups, w.shape[0], "w.shape[0]")
     return w.reshape(g, w.shape[0] // g, *w.shape[1:])
 
 
+
 # ---------------------------------------------------------------------------------------
-# Shared helpers: groups as block-diagonal kernels, padding as crops.
+# Every framework below computes the same operation as PyTorch's, described per
+# axis by the *crop* ``(lo, hi)`` of the full transposed convolution (``hi``
+# negative = extended, which is how ``output_padding`` shows up).  What differs is
+# a few facts, one row per framework in ``_FRAMEWORKS``:
 #
-# Every framework below computes the same operation as PyTorch's (SPEC §1),
-# described per axis by the *crop* ``(lo, hi)`` of the full transposed
-# convolution (``hi`` negative = extended, which is how ``output_padding``
-# shows up).  lax-based frameworks (Flax, Haiku, Keras' JAX backend) take the
-# padding ``(k - 1 - lo, k - 1 - hi)`` of the stride-dilated input instead
-# (``k = dilation * (K - 1) + 1``); Equinox takes PyTorch's numbers.
+# * the kernel layout: ``"KIO"`` / ``"KOI"`` (spatial axes first, then C_in and
+#   C_out or the reverse; one dense kernel, so groups become a block-diagonal
+#   kernel), or ``"grouped"`` (``(C_out, C_in // groups, *K)``, the forward kernel
+#   of the lhs-dilated convolution: ``_geometry.forward_kernel``);
+# * whether the kernel is stored spatially flipped;
+# * the padding convention: ``"lax"`` (padding of the stride-dilated input,
+#   ``(k - 1 - lo, k - 1 - hi)`` with ``k = dilation * (K - 1) + 1``; "SAME" /
+#   "VALID" as ``jax.lax.conv_transpose``), ``"keras"`` ("valid" / "same" plus
+#   ``output_padding``) or ``"torch"`` (PyTorch's numbers; "SAME" / "SAME_LOWER"
+#   / "VALID" strings).
 # ---------------------------------------------------------------------------------------
 
 Pairs = tuple[tuple[int, int], ...]
 
 
+class _Framework(NamedTuple):
+    name: str
+    layout: str            # "KIO", "KOI" or "grouped"
+    flipped: bool          # kernel stored spatially reversed
+    padding: str           # "lax", "keras" or "torch"
+    kernel_name: str       # the argument name of the framework's kernel in from_X
+    kernel_rule: str       # its layout, for the rank error
+    channels_name: str     # what groups must divide, in from_X's error
+
+
+_FRAMEWORKS = {
+    "flax": _Framework("Flax", "KIO", True, "lax", "kernel", "(*kernel, C_in, C_out)", "C_in"),
+    "flax_transposed": _Framework("Flax", "KOI", False, "lax", "kernel",
+                                 "(*kernel, C_in, C_out)", "C_in"),
+    "haiku": _Framework("Haiku", "KOI", True, "lax", "w", "(*kernel, C_out, C_in)", "C_in"),
+    "keras": _Framework("Keras", "KOI", False, "keras", "kernel", "(*kernel, C_out, C_in)",
+                       "C_in"),
+    "equinox": _Framework("Equinox", "grouped", True, "torch", "weight",
+                         "(C_out, C_in // groups, *kernel)", "weight.shape[0]"),
+}
+_TORCH_RULE = "(C_in, C_out // groups, *kernel)"
+
+
 def _array(name: str, w: Any, min_rank: int, rule: str) -> jax.Array:
     w = jnp.asarray(w)
-    _rank_check(name, w, min_rank, rule)
+    _args.check_rank(name, w.shape, min_rank, rule)
     return w
-
-
-def _groups(groups: Any, channels: int, name: str) -> int:
-    g = _int("groups", groups)
-    if g < 1 or channels % g:
-        raise ValueError(f"groups={groups!r} must be >= 1 and divide {name}={channels}")
-    return g
 
 
 def _dense(w: jax.Array, groups: int) -> jax.Array:
@@ -121,54 +136,35 @@ def _grouped(w: jax.Array, groups: int) -> jax.Array:
     if groups == 1:
         return w
     c_in, c_out, *kernel = w.shape
-    if c_out % groups:
-        raise ValueError(f"groups={groups} must divide the kernel's {c_out} output channels")
+    _args.check_kernel_groups(groups, c_out)
     cig, cog = c_in // groups, c_out // groups
     blocks = w.reshape(groups, cig, groups, cog, *kernel)
     idx = jnp.arange(groups)
     return blocks[idx, :, idx].reshape(c_in, cog, *kernel)
 
 
-def _flip(w: jax.Array, axes: tuple[int, ...]) -> jax.Array:
-    return jnp.flip(w, axes) if axes else w
-
-
-def _torch_crops(w: jax.Array, padding: Any, output_padding: Any, stride: Any, dilation: Any,
-                 groups: int) -> tuple[tuple[tuple[int, int], ...], Any]:
-    """Validate PyTorch-style settings (the functions' parser) and return the crops."""
+def _kernel_to(fw: _Framework, w: jax.Array, groups: int) -> jax.Array:
+    """PyTorch ``(C_in, C_out // g, *K)`` -> the framework's kernel."""
+    if fw.layout == "grouped":
+        return geo.forward_kernel(w, groups, flip=not fw.flipped)
     n = w.ndim - 2
-    if isinstance(padding, str):
-        length = 1
-    else:
-        pairs = _args._padding_pairs(padding, n)
-        length = 1 + max(max(lo, 0) + max(hi, 0) for lo, hi in pairs)
-    parsed = _args.parse((1, w.shape[0]) + (length,) * n, w.shape, None, stride, padding,
-                         output_padding, groups, dilation, None, False)
-    return parsed.config.crops, parsed
+    dense = _dense(w, groups)
+    if fw.flipped:
+        dense = geo.flip_spatial(dense)
+    return jnp.moveaxis(dense, (0, 1), (n, n + 1) if fw.layout == "KIO" else (n + 1, n))
 
 
-def _lax_pads(crops, kernel, dilation) -> Pairs:
-    return tuple(_shapes.lax_padding(k, d, c) for k, d, c in zip(kernel, dilation, crops))
-
-
-def _crops_from_lax(pads: Pairs, kernel, dilation) -> tuple[tuple[int, int], ...]:
-    # lax_padding is its own inverse: crop = k - 1 - pad.
-    return _lax_pads(pads, kernel, dilation)
-
-
-def _lax_string_pads(mode: str, kernel, stride, dilation) -> Pairs:
-    """``jax.lax.conv_transpose``'s ``"SAME"`` / ``"VALID"`` (``_conv_transpose_padding``)."""
-    out = []
-    for k, s, d in zip(kernel, stride, dilation):
-        k = d * (k - 1) + 1
-        if mode == "SAME":
-            pad_len = k + s - 2
-            pad_a = k - 1 if s > k - 1 else -(-pad_len // 2)
-        else:
-            pad_len = k + s - 2 + max(k - s, 0)
-            pad_a = k - 1
-        out.append((pad_a, pad_len - pad_a))
-    return tuple(out)
+def _kernel_from(fw: _Framework, kernel: Any, groups: Any) -> jax.Array:
+    """The framework's kernel -> PyTorch ``(C_in, C_out // g, *K)`` (validating ``groups``)."""
+    k = _array(fw.kernel_name, kernel, 3, fw.kernel_rule)
+    n = k.ndim - 2
+    if fw.layout == "grouped":
+        g = _args.divides("groups", groups, k.shape[0], fw.channels_name)
+        return geo.forward_kernel(k, g, flip=not fw.flipped)
+    dense = jnp.moveaxis(k, (n, n + 1) if fw.layout == "KIO" else (n + 1, n), (0, 1))
+    if fw.flipped:
+        dense = geo.flip_spatial(dense)
+    return _grouped(dense, _args.divides("groups", groups, dense.shape[0], fw.channels_name))
 
 
 def _to_torch_padding(crops, stride, dilation, framework: str, *,
@@ -182,13 +178,7 @@ def _to_torch_padding(crops, stride, dilation, framework: str, *,
     """
     pads, opad = [], []
     for ax, ((lo, hi), s, d) in enumerate(zip(crops, stride, dilation)):
-        if lo < 0 or (hi < 0 and -hi >= max(s, d)):
-            raise ValueError(
-                f"{framework}'s padding extends the output by {-lo if lo < 0 else -hi} "
-                f"position(s) at the {'start' if lo < 0 else 'end'} of spatial axis {ax} "
-                f"(crop {(lo, hi)}): PyTorch semantics can only crop the start and extend the "
-                f"end by output_padding < max(stride, dilation) = {max(s, d)}"
-            )
+        _args.check_torch_crop(framework, ax, (lo, hi), s, d)
         if symmetric and 0 <= lo - hi < max(s, d):
             pads.append((lo, lo))
             opad.append(lo - hi)
@@ -198,25 +188,140 @@ def _to_torch_padding(crops, stride, dilation, framework: str, *,
     return tuple(pads), tuple(opad)
 
 
-def _canonical_padding(value: Any, n: int, framework: str) -> Any:
-    """Flax/Haiku-style ``padding``: a string, an int, or ints / (lo, hi) pairs per axis."""
+def _lax_crops(value: Any, kernel, stride, dilation, framework: str) -> Pairs:
+    """Flax/Haiku ``padding`` (a string, an int, or ints / (lo, hi) pairs per axis) as crops."""
+    n = len(kernel)
     if isinstance(value, str):
-        mode = value.upper()
-        if mode == "CIRCULAR":
-            raise ValueError(
-                f"padding={value!r}: {framework}'s CIRCULAR transposed convolution wraps a "
-                "VALID result onto a period of input * stride; it has no PyTorch-style "
-                "equivalent here (use padding_mode='circular' for the adjoint of a circular "
-                "convolution)"
-            )
-        if mode not in ("SAME", "VALID"):
-            raise ValueError(f"padding={value!r} must be 'SAME', 'VALID' or numbers")
-        return mode
-    return _args._padding_pairs(value, n)
+        mode = _args.padding_string(value, ("SAME", "VALID"), framework)
+        pads = tuple(geo.lax_string_padding(mode, k, s, d)
+                     for k, s, d in zip(kernel, stride, dilation))
+    else:
+        pads = _args.padding_pairs(value, n)
+    # lax_padding is its own inverse: crop = k - 1 - pad.
+    return tuple(geo.lax_padding(k, d, p) for k, d, p in zip(kernel, dilation, pads))
+
+
+def _keras_lax_pads(kernel: int, stride: int, dilation: int, padding: str,
+                    output_padding: int | None) -> tuple[int, int]:
+    """Keras' own translation to lax padding (``keras.src.backend.common.backend_utils``)."""
+    k = (kernel - 1) * dilation + 1
+    if padding == "valid":
+        a = max(k, stride) - k if output_padding is None else output_padding
+        return k - 1, k - 1 + a
+    if output_padding is None:
+        pad_len = stride + k - 2
+    else:
+        pad_len = k + k % 2 - 2 + output_padding
+    left = min(pad_len // 2 + pad_len % 2, k - 1)
+    return left, pad_len - left
+
+
+def _keras_crops(kernel, stride, dilation, padding: str, output_padding) -> tuple:
+    return tuple(
+        geo.lax_padding(k, d, _keras_lax_pads(k, s, d, padding, a))
+        for k, s, d, a in zip(kernel, stride, dilation, output_padding))
+
+
+def _keras_reachable(kernel: int, stride: int, dilation: int) -> list[str]:
+    """The PyTorch settings of one axis that some Keras padding / output_padding gives."""
+    found = set()
+    for mode in ("valid", "same"):
+        for a in (None, *range(stride)):
+            crop = _keras_crops((kernel,), (stride,), (dilation,), mode, (a,))
+            (pad,), (op,) = _to_torch_padding(crop, (stride,), (dilation,), "Keras")
+            found.add(f"padding={pad} output_padding={op}")
+    return sorted(found)
+
+
+def _keras_padding(crops, kernel_size, stride, dil, padding, output_padding):
+    """Crops -> Keras' ``(padding, output_padding)``, or a ValueError listing what Keras can do."""
+    n = len(kernel_size)
+    for mode in ("valid", "same"):
+        if _keras_crops(kernel_size, stride, dil, mode, (None,) * n) == crops:
+            return mode, None
+        options = []
+        for ax in range(n):
+            found = [a for a in range(stride[ax])
+                     if _keras_crops(kernel_size[ax:ax + 1], stride[ax:ax + 1], dil[ax:ax + 1],
+                                     mode, (a,)) == crops[ax:ax + 1]]
+            if not found:
+                break
+            options.append(found[0])
+        else:
+            return mode, tuple(options)
+    reachable = "; ".join(
+        f"axis {ax}: " + ", ".join(_keras_reachable(kernel_size[ax], stride[ax], dil[ax]))
+        for ax in range(n))
+    _args.no_keras_equivalent(padding, output_padding, crops, reachable)
+
+
+def _equinox_crops(padding: Any, output_padding: Any, kernel, stride, dil) -> Pairs:
+    n = len(kernel)
+    opad = _args.int_tuple("output_padding", output_padding, n)
+    if not isinstance(padding, str):
+        return tuple((lo, hi - a) for (lo, hi), a in zip(_args.padding_pairs(padding, n), opad))
+    mode = _args.padding_string(padding, ("SAME", "SAME_LOWER", "VALID"), "Equinox")
+    crops = []
+    for kk, s, d, a in zip(kernel, stride, dil, opad):
+        if mode == "VALID":
+            crops.append((0, -a))
+            continue
+        p_sum = d * (kk - 1) - s + a + 1
+        a_eff = -p_sum if p_sum < 0 else 0
+        p_sum = max(p_sum, 0)
+        lo = (p_sum + (mode == "SAME_LOWER")) // 2
+        crops.append((lo, p_sum - lo - a_eff))
+    return tuple(crops)
+
+
+def _to(fw: _Framework, w: Any, padding: Any, output_padding: Any, stride: Any, dilation: Any,
+        groups: Any) -> tuple:
+    """PyTorch weight and settings -> the framework's kernel and padding (its own form)."""
+    w = _array("w", w, 3, _TORCH_RULE)
+    g = _args.divides("groups", groups, w.shape[0], "w.shape[0]")
+    n = w.ndim - 2
+    settings = _args.parse_settings(n, stride, padding, output_padding, g, dilation)
+    kernel_size = tuple(w.shape[2:])
+    crops = settings.crops(kernel_size)
+    stride_t, dil = settings.stride, settings.dilation
+    kernel = _kernel_to(fw, w, g)
+    if fw.padding == "lax":
+        return kernel, tuple(geo.lax_padding(k, d, c) for k, d, c in zip(kernel_size, dil, crops))
+    if fw.padding == "keras":
+        return (kernel,) + _keras_padding(crops, kernel_size, stride_t, dil, padding,
+                                          output_padding)
+    # "torch" (Equinox): PyTorch's numbers, but output_padding < stride.
+    if all(a < s for a, s in zip(settings.output_padding, stride_t)):
+        pads, opad = settings.pads(kernel_size), settings.output_padding
+    else:
+        pads, opad = _to_torch_padding(crops, stride_t, dil, "PyTorch", symmetric=False)
+        _args.check_output_padding_below_stride(fw.name, padding, output_padding, opad, stride_t)
+    return kernel, pads, opad
+
+
+def _from(fw: _Framework, kernel: Any, padding: Any, output_padding: Any, stride: Any,
+          dilation: Any, groups: Any, stride_name: str,
+          dilation_name: str) -> tuple[jax.Array, Pairs, tuple[int, ...]]:
+    """The framework's kernel and padding -> PyTorch weight, padding pairs, output_padding."""
+    w = _kernel_from(fw, kernel, groups)
+    n = w.ndim - 2
+    kernel_size = tuple(w.shape[2:])
+    stride_t = _args.int_tuple(stride_name, stride, n)
+    dil = _args.int_tuple(dilation_name, dilation, n)
+    if fw.padding == "lax":
+        crops = _lax_crops(padding, kernel_size, stride_t, dil, fw.name)
+    elif fw.padding == "keras":
+        _args.keras_padding(padding)
+        opad = (None,) * n if output_padding is None else _args.int_tuple(
+            "output_padding", output_padding, n)
+        crops = _keras_crops(kernel_size, stride_t, dil, padding.lower(), opad)
+    else:
+        crops = _equinox_crops(padding, output_padding, kernel_size, stride_t, dil)
+    return (w,) + _to_torch_padding(crops, stride_t, dil, fw.name)
 
 
 # ---------------------------------------------------------------------------------------
-# Flax linen ``nn.ConvTranspose``
+# The public converters: each one row of _FRAMEWORKS through the generic pair.
 # ---------------------------------------------------------------------------------------
 
 def to_flax(w: ArrayLike, padding: Any = 0, output_padding: Any = 0, *, stride: Any = 1,
@@ -249,17 +354,8 @@ def to_flax(w: ArrayLike, padding: Any = 0, output_padding: Any = 0, *, stride: 
       >>> kernel.shape, pads
       ((3, 3, 8, 4), ((1, 2), (1, 2)))
     """
-    w = _array("w", w, 3, "(C_in, C_out // groups, *kernel)")
-    g = _groups(groups, w.shape[0], "w.shape[0]")
-    crops, parsed = _torch_crops(w, padding, output_padding, stride, dilation, g)
-    pads = _lax_pads(crops, w.shape[2:], parsed.config.dilation)
-    n = w.ndim - 2
-    dense = _dense(w, g)
-    if transpose_kernel:
-        kernel = jnp.moveaxis(dense, (0, 1), (n + 1, n))
-    else:
-        kernel = jnp.moveaxis(_flip(dense, tuple(range(2, n + 2))), (0, 1), (n, n + 1))
-    return kernel, pads
+    fw = _FRAMEWORKS["flax_transposed" if transpose_kernel else "flax"]
+    return _to(fw, w, padding, output_padding, stride, dilation, groups)
 
 
 def from_flax(kernel: ArrayLike, padding: Any = "SAME", *, strides: Any = 1,
@@ -295,25 +391,10 @@ def from_flax(kernel: ArrayLike, padding: Any = "SAME", *, strides: Any = 1,
       >>> w.shape, pad, opad
       ((8, 3, 4, 4), ((1, 1), (1, 1)), (0, 0))
     """
-    k = _array("kernel", kernel, 3, "(*kernel, C_in, C_out)")
-    n = k.ndim - 2
-    if transpose_kernel:
-        dense = jnp.moveaxis(k, (n + 1, n), (0, 1))
-    else:
-        dense = _flip(jnp.moveaxis(k, (n, n + 1), (0, 1)), tuple(range(2, n + 2)))
-    g = _groups(groups, dense.shape[0], "C_in")
-    w = _grouped(dense, g)
-    stride = _args.int_tuple("strides", strides, n)
-    dilation = _args.int_tuple("kernel_dilation", kernel_dilation, n)
-    pad = _canonical_padding(padding, n, "Flax")
-    pads = _lax_string_pads(pad, w.shape[2:], stride, dilation) if isinstance(pad, str) else pad
-    crops = _crops_from_lax(pads, w.shape[2:], dilation)
-    return (w,) + _to_torch_padding(crops, stride, dilation, "Flax")
+    fw = _FRAMEWORKS["flax_transposed" if transpose_kernel else "flax"]
+    return _from(fw, kernel, padding, None, strides, kernel_dilation, groups, "strides",
+                 "kernel_dilation")
 
-
-# ---------------------------------------------------------------------------------------
-# Haiku ``hk.ConvNDTranspose`` (and Conv1DTranspose / Conv2DTranspose / Conv3DTranspose)
-# ---------------------------------------------------------------------------------------
 
 def to_haiku(w: ArrayLike, padding: Any = 0, output_padding: Any = 0, *, stride: Any = 1,
              groups: int = 1) -> tuple[jax.Array, Pairs]:
@@ -340,13 +421,7 @@ def to_haiku(w: ArrayLike, padding: Any = 0, output_padding: Any = 0, *, stride:
       >>> w.shape, pads
       ((3, 4, 8), ((1, 1),))
     """
-    w = _array("w", w, 3, "(C_in, C_out // groups, *kernel)")
-    g = _groups(groups, w.shape[0], "w.shape[0]")
-    crops, _ = _torch_crops(w, padding, output_padding, stride, 1, g)
-    n = w.ndim - 2
-    pads = _lax_pads(crops, w.shape[2:], (1,) * n)
-    kernel = jnp.moveaxis(_flip(_dense(w, g), tuple(range(2, n + 2))), (0, 1), (n + 1, n))
-    return kernel, pads
+    return _to(_FRAMEWORKS["haiku"], w, padding, output_padding, stride, 1, groups)
 
 
 def from_haiku(w: ArrayLike, padding: Any = "SAME", *, stride: Any = 1,
@@ -375,53 +450,7 @@ def from_haiku(w: ArrayLike, padding: Any = "SAME", *, stride: Any = 1,
       >>> w.shape, pad, opad
       ((8, 4, 3), ((0, 0),), (0,))
     """
-    k = _array("w", w, 3, "(*kernel, C_out, C_in)")
-    n = k.ndim - 2
-    dense = _flip(jnp.moveaxis(k, (n + 1, n), (0, 1)), tuple(range(2, n + 2)))
-    g = _groups(groups, dense.shape[0], "C_in")
-    wt = _grouped(dense, g)
-    stride_t = _args.int_tuple("stride", stride, n)
-    ones = (1,) * n
-    pad = _canonical_padding(padding, n, "Haiku")
-    pads = _lax_string_pads(pad, wt.shape[2:], stride_t, ones) if isinstance(pad, str) else pad
-    crops = _crops_from_lax(pads, wt.shape[2:], ones)
-    return (wt,) + _to_torch_padding(crops, stride_t, ones, "Haiku")
-
-
-# ---------------------------------------------------------------------------------------
-# Keras 3 / TensorFlow ``Conv{1,2,3}DTranspose``
-# ---------------------------------------------------------------------------------------
-
-def _keras_lax_pads(kernel: int, stride: int, dilation: int, padding: str,
-                    output_padding: int | None) -> tuple[int, int]:
-    """Keras' own translation to lax padding (``keras.src.backend.common.backend_utils``)."""
-    k = (kernel - 1) * dilation + 1
-    if padding == "valid":
-        a = max(k, stride) - k if output_padding is None else output_padding
-        return k - 1, k - 1 + a
-    if output_padding is None:
-        pad_len = stride + k - 2
-    else:
-        pad_len = k + k % 2 - 2 + output_padding
-    left = min(pad_len // 2 + pad_len % 2, k - 1)
-    return left, pad_len - left
-
-
-def _keras_crops(kernel, stride, dilation, padding: str, output_padding) -> tuple:
-    return tuple(
-        _shapes.lax_padding(k, d, _keras_lax_pads(k, s, d, padding, a))
-        for k, s, d, a in zip(kernel, stride, dilation, output_padding))
-
-
-def _keras_reachable(kernel: int, stride: int, dilation: int) -> list[str]:
-    """The PyTorch settings of one axis that some Keras padding / output_padding gives."""
-    found = set()
-    for mode in ("valid", "same"):
-        for a in (None, *range(stride)):
-            crop = _keras_crops((kernel,), (stride,), (dilation,), mode, (a,))
-            (pad,), (op,) = _to_torch_padding(crop, (stride,), (dilation,), "Keras")
-            found.add(f"padding={pad} output_padding={op}")
-    return sorted(found)
+    return _from(_FRAMEWORKS["haiku"], w, padding, None, stride, 1, groups, "stride", "dilation")
 
 
 def to_keras(w: ArrayLike, padding: Any = 0, output_padding: Any = 0, *, stride: Any = 1,
@@ -465,34 +494,7 @@ def to_keras(w: ArrayLike, padding: Any = 0, output_padding: Any = 0, *, stride:
       >>> kernel.shape, pad, opad
       ((4, 4, 4, 8), 'same', None)
     """
-    w = _array("w", w, 3, "(C_in, C_out // groups, *kernel)")
-    g = _groups(groups, w.shape[0], "w.shape[0]")
-    crops, parsed = _torch_crops(w, padding, output_padding, stride, dilation, g)
-    n = w.ndim - 2
-    kernel_size = w.shape[2:]
-    stride_t, dil = parsed.config.stride, parsed.config.dilation
-    kernel = jnp.moveaxis(_dense(w, g), (0, 1), (n + 1, n))
-    for mode in ("valid", "same"):
-        if _keras_crops(kernel_size, stride_t, dil, mode, (None,) * n) == crops:
-            return kernel, mode, None
-        options = []
-        for ax in range(n):
-            found = [a for a in range(stride_t[ax])
-                     if _keras_crops(kernel_size[ax:ax + 1], stride_t[ax:ax + 1], dil[ax:ax + 1],
-                                     mode, (a,)) == crops[ax:ax + 1]]
-            if not found:
-                break
-            options.append(found[0])
-        else:
-            return kernel, mode, tuple(options)
-    reachable = "; ".join(
-        f"axis {ax}: " + ", ".join(_keras_reachable(kernel_size[ax], stride_t[ax], dil[ax]))
-        for ax in range(n))
-    raise ValueError(
-        f"padding={padding!r} with output_padding={output_padding!r} (crop {crops}) has no "
-        f"Keras equivalent: Keras only has padding='valid'/'same' plus output_padding < stride; "
-        f"the settings it can express are {reachable}"
-    )
+    return _to(_FRAMEWORKS["keras"], w, padding, output_padding, stride, dilation, groups)
 
 
 def from_keras(kernel: ArrayLike, padding: str = "valid", output_padding: Any = None, *,
@@ -520,30 +522,8 @@ def from_keras(kernel: ArrayLike, padding: str = "valid", output_padding: Any = 
       >>> w.shape, pad, opad
       ((8, 3, 4, 4), ((1, 1), (1, 1)), (0, 0))
     """
-    k = _array("kernel", kernel, 3, "(*kernel, C_out, C_in)")
-    n = k.ndim - 2
-    dense = jnp.moveaxis(k, (n + 1, n), (0, 1))
-    g = _groups(groups, dense.shape[0], "C_in")
-    w = _grouped(dense, g)
-    if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
-        raise ValueError(f"padding={padding!r} must be 'valid' or 'same' (Keras' padding)")
-    stride = _args.int_tuple("strides", strides, n)
-    dilation = _args.int_tuple("dilation_rate", dilation_rate, n)
-    opad = (None,) * n if output_padding is None else _args.int_tuple(
-        "output_padding", output_padding, n)
-    crops = _keras_crops(w.shape[2:], stride, dilation, padding.lower(), opad)
-    return (w,) + _to_torch_padding(crops, stride, dilation, "Keras")
-
-
-# ---------------------------------------------------------------------------------------
-# Equinox ``eqx.nn.ConvTranspose`` (and ConvTranspose1d/2d/3d)
-# ---------------------------------------------------------------------------------------
-
-def _swap_groups(w: jax.Array, groups: int) -> jax.Array:
-    """``(A, B//g, *K)`` -> ``(B, A//g, *K)``: transpose each group's channel block."""
-    a, bg, *kernel = w.shape
-    w = w.reshape(groups, a // groups, bg, *kernel)
-    return jnp.swapaxes(w, 1, 2).reshape(groups * bg, a // groups, *kernel)
+    return _from(_FRAMEWORKS["keras"], kernel, padding, output_padding, strides, dilation_rate,
+                 groups, "strides", "dilation_rate")
 
 
 def to_equinox(w: ArrayLike, padding: Any = 0, output_padding: Any = 0, *, stride: Any = 1,
@@ -576,21 +556,7 @@ def to_equinox(w: ArrayLike, padding: Any = 0, output_padding: Any = 0, *, strid
       >>> weight.shape, pad, opad
       ((4, 4, 3, 3), ((1, 1), (1, 1)), (1, 1))
     """
-    w = _array("w", w, 3, "(C_in, C_out // groups, *kernel)")
-    g = _groups(groups, w.shape[0], "w.shape[0]")
-    crops, parsed = _torch_crops(w, padding, output_padding, stride, dilation, g)
-    stride_t, dil = parsed.config.stride, parsed.config.dilation
-    if all(a < s for a, s in zip(parsed.output_padding, stride_t)):
-        pads, opad = parsed.padding, parsed.output_padding
-    else:
-        pads, opad = _to_torch_padding(crops, stride_t, dil, "PyTorch", symmetric=False)
-        if any(a >= s for a, s in zip(opad, stride_t)):
-            raise ValueError(
-                f"output_padding={output_padding!r} with padding={padding!r} needs an output "
-                f"padding of {opad}, but Equinox requires output_padding < stride={stride_t}"
-            )
-    n = w.ndim - 2
-    return _flip(_swap_groups(w, g), tuple(range(2, n + 2))), pads, opad
+    return _to(_FRAMEWORKS["equinox"], w, padding, output_padding, stride, dilation, groups)
 
 
 def from_equinox(weight: ArrayLike, padding: Any = 0, output_padding: Any = 0, *,
@@ -621,28 +587,5 @@ def from_equinox(weight: ArrayLike, padding: Any = 0, output_padding: Any = 0, *
       >>> w.shape, pad, opad
       ((8, 2, 3, 3), ((0, 1), (0, 1)), (0, 0))
     """
-    k = _array("weight", weight, 3, "(C_out, C_in // groups, *kernel)")
-    n = k.ndim - 2
-    g = _groups(groups, k.shape[0], "weight.shape[0]")
-    w = _swap_groups(_flip(k, tuple(range(2, n + 2))), g)
-    stride_t = _args.int_tuple("stride", stride, n)
-    dil = _args.int_tuple("dilation", dilation, n)
-    opad = _args.int_tuple("output_padding", output_padding, n)
-    if isinstance(padding, str):
-        mode = padding.upper()
-        if mode not in ("SAME", "SAME_LOWER", "VALID"):
-            raise ValueError(
-                f"padding={padding!r} must be 'SAME', 'SAME_LOWER', 'VALID' or numbers")
-        crops = []
-        for kk, s, d, a in zip(w.shape[2:], stride_t, dil, opad):
-            if mode == "VALID":
-                crops.append((0, -a))
-                continue
-            p_sum = d * (kk - 1) - s + a + 1
-            a_eff = -p_sum if p_sum < 0 else 0
-            p_sum = max(p_sum, 0)
-            lo = (p_sum + (mode == "SAME_LOWER")) // 2
-            crops.append((lo, p_sum - lo - a_eff))
-    else:
-        crops = [(lo, hi - a) for (lo, hi), a in zip(_args._padding_pairs(padding, n), opad)]
-    return (w,) + _to_torch_padding(tuple(crops), stride_t, dil, "Equinox")
+    return _from(_FRAMEWORKS["equinox"], weight, padding, output_padding, stride, dilation,
+                 groups, "stride", "dilation")

@@ -1,6 +1,7 @@
-"""Independent references for the tests: PyTorch, and a NumPy loop of SPEC §1.
+"""What the tests share: the table of public functions and the independent references.
 
-Neither uses convt_jax's own arithmetic: the oracle walks the definition
+The references are PyTorch and a NumPy loop of the definition; neither uses
+convt_jax's own arithmetic: the oracle walks
 ``y[n, co, o] += x[n, ci, i] * w[ci, co_local, k]`` with ``o = s*i + d*k - lo``.
 """
 
@@ -13,7 +14,26 @@ import torch
 from hypothesis import assume
 from hypothesis import strategies as st
 
+import convt_jax as ct
+
 torch.set_num_threads(2)
+
+# The public functions and PyTorch's, by number of spatial axes.
+FUNCTIONS = {1: ct.conv_transpose1d, 2: ct.conv_transpose2d, 3: ct.conv_transpose3d}
+TORCH_FUNCTIONS = {1: torch.nn.functional.conv_transpose1d,
+                   2: torch.nn.functional.conv_transpose2d,
+                   3: torch.nn.functional.conv_transpose3d}
+
+
+def config_of(x_shape, w_shape, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
+                channels_last=False, conv_mode="cross_correlation"):
+    """The configuration a public call with these shapes and settings binds (for the tests
+    that drive the lowerings, the gradient rules or the method registry directly)."""
+    from convt_jax import _args
+
+    settings = _args.parse_settings(len(w_shape) - 2, stride, padding, output_padding, groups,
+                                    dilation, channels_last, conv_mode)
+    return _args.bind(settings, x_shape, w_shape).config
 
 
 def numpy_oracle(x, w, b, stride, pads, output_padding, groups, dilation):
@@ -44,39 +64,37 @@ def numpy_oracle(x, w, b, stride, pads, output_padding, groups, dilation):
     return y
 
 
-_TORCH_FN = {1: torch.nn.functional.conv_transpose1d, 2: torch.nn.functional.conv_transpose2d,
-             3: torch.nn.functional.conv_transpose3d}
-
-
-def torch_reference(x, w, b, stride, pads, output_padding, groups, dilation):
-    """PyTorch's result for channels-first batched x; asymmetric pads via a crop.
+def torch_forward(tx, tw, tb, stride, pads, output_padding, groups, dilation):
+    """PyTorch on tensors (autograd works through it); asymmetric pads via a crop.
 
     Symmetric padding with a legal output_padding calls PyTorch directly (the
     semantic reference); other forms are PyTorch's unpadded result cropped /
-    zero-extended, which is what (lo, hi) padding means (SPEC §2).
+    zero-extended, which is what (lo, hi) padding means.
     """
-    nd = w.ndim - 2
-    fn = _TORCH_FN[nd]
-    tx = torch.from_numpy(np.asarray(x))
-    tw = torch.from_numpy(np.asarray(w))
-    tb = None if b is None else torch.from_numpy(np.asarray(b))
-    symmetric = all(lo == hi for lo, hi in pads)
-    if symmetric and all(a < max(s, d) for a, s, d in zip(output_padding, stride, dilation)):
-        return fn(tx, tw, tb, stride=tuple(stride), padding=tuple(lo for lo, _ in pads),
-                  output_padding=tuple(output_padding), groups=groups,
-                  dilation=tuple(dilation)).numpy()
-    full = fn(tx, tw, None, stride=tuple(stride), padding=0, groups=groups,
-              dilation=tuple(dilation)).numpy()
-    index = [slice(None), slice(None)]
-    widths = [(0, 0), (0, 0)]
+    nd = tw.ndim - 2
+    fn = TORCH_FUNCTIONS[nd]
+    stride, dilation = tuple(stride), tuple(dilation)
+    if all(lo == hi for lo, hi in pads) and all(
+            a < max(s, d) for a, s, d in zip(output_padding, stride, dilation)):
+        return fn(tx, tw, tb, stride=stride, padding=tuple(lo for lo, _ in pads),
+                  output_padding=tuple(output_padding), groups=groups, dilation=dilation)
+    full = fn(tx, tw, None, stride=stride, padding=0, groups=groups, dilation=dilation)
+    widths, index = [], [slice(None), slice(None)]
     for (lo, hi), a, size in zip(pads, output_padding, full.shape[2:]):
         end = hi - a
-        widths.append((0, max(0, -end)))
+        widths = [0, max(0, -end)] + widths       # torch's pad lists the last axis first
         index.append(slice(lo, size + max(0, -end) - max(0, end)))
-    y = np.pad(full, widths)[tuple(index)]
-    if b is not None:
-        y = y + np.asarray(b).reshape((1, -1) + (1,) * nd)
+    y = torch.nn.functional.pad(full, widths)[tuple(index)]
+    if tb is not None:
+        y = y + tb.reshape((1, -1) + (1,) * nd)
     return y
+
+
+def torch_reference(x, w, b, stride, pads, output_padding, groups, dilation):
+    """:func:`torch_forward` on NumPy arrays (channels-first, batched), as a NumPy array."""
+    tensor = lambda a: None if a is None else torch.from_numpy(np.asarray(a))  # noqa: E731
+    return torch_forward(tensor(x), tensor(w), tensor(b), stride, pads, output_padding, groups,
+                         dilation).numpy()
 
 
 def to_layout(y, channels_last, batched):

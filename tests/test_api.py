@@ -1,4 +1,4 @@
-"""The public surface (SPEC §2): names, signatures, docstrings, the shape helper, py.typed."""
+"""The public surface: names, signatures, docstrings, the shape helper, py.typed."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import convt_jax as ct
+from convt_jax._compat import enable_x64  # jax.enable_x64 is new in jax 0.8
 
 try:
     import tomllib
@@ -248,7 +249,7 @@ def test_docstring_examples(test):
     runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
     test.globs = dict(test.globs)
     # The printed examples use JAX's default float32 (the test session enables x64).
-    with jax.enable_x64(False):
+    with enable_x64(False):
         runner.run(test, out=report.append, clear_globs=False)
     assert runner.failures == 0, "".join(report)
 

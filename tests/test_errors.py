@@ -1,4 +1,4 @@
-"""Every rule of SPEC §3, one table row per bad argument.
+"""Every bad-argument rule, one table row per bad argument.
 
 Each row is ``(description, function, call kwargs, exception type, message
 regex, torch_rejects)``.  For every row the test checks that
@@ -345,8 +345,9 @@ ROWS = [
 
 assert len({r.desc for r in ROWS}) == len(ROWS), "row descriptions must be unique"
 # Names a user never sees; a message must not leak them.
-INTERNAL_NAMES = ("_args", "parse", "_op", "_lowering", "_shapes", "_forward", "_as_array",
-                  "int_tuple", "_padding_pairs", "Parsed", "Config", "Tracer", "Traceback")
+INTERNAL_NAMES = ("_args", "parse", "bind", "_op", "_lowering", "_geometry", "_methods",
+                  "_forward", "as_array", "int_tuple", "padding_pairs", "Settings", "Bound",
+                  "Config", "Tracer", "Traceback")
 ARRAY_KEYS = ("input", "weight", "bias")
 N_SPATIAL = {"conv_transpose1d": 1, "conv_transpose2d": 2, "conv_transpose3d": 3}
 
@@ -506,7 +507,7 @@ def test_output_shape_helper_raises_the_same(r: Row):
 
 
 def test_every_rule_has_a_row():
-    """Guard against rows being dropped: each SPEC §3 rule keeps at least one row."""
+    """Guard against rows being dropped: each bad-argument rule keeps at least one row."""
     text = " ".join(r.match for r in ROWS)
     for fragment in ["must be smaller than stride", "stride=0 must be >= 1", "dilation=0 must",
                      "padding=-1 must", "output_padding=-1 must", "groups=0 must",

@@ -23,7 +23,7 @@ PyTorch judges each case:
 
 Extensions are judged by a reference built from PyTorch: channels-last is
 PyTorch on the moved input, string / ``(lo, hi)`` padding is PyTorch's
-unpadded result cropped (or zero-extended) per SPEC §1, ``output_size``
+unpadded result cropped (or zero-extended) by definition, ``output_size``
 picks the output padding as ``torch.nn.ConvTranspose*d`` does, mixed
 dtypes are PyTorch on inputs cast to ``jnp.result_type(input, weight)``, and
 a bias of another float dtype is cast to that dtype first.  The rules of the
@@ -55,6 +55,7 @@ import pytest
 import torch
 from hypothesis import event, given, note, settings
 from hypothesis import strategies as st
+from reference import FUNCTIONS, TORCH_FUNCTIONS
 
 import convt_jax as ct
 
@@ -65,8 +66,7 @@ N_VERDICTS = 2500 * _SCALE
 N_VALUES = 300 * _SCALE
 
 F = torch.nn.functional
-TORCH_FN = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
-NAMED_FN = {1: ct.conv_transpose1d, 2: ct.conv_transpose2d, 3: ct.conv_transpose3d}
+TORCH_FN, NAMED_FN = TORCH_FUNCTIONS, FUNCTIONS
 
 V, T = ValueError, TypeError
 FLOATS = (np.float32, np.float64, np.float16, jnp.bfloat16, np.complex64, np.complex128)
@@ -75,34 +75,34 @@ BAD_DTYPES = (np.int32, np.int64, np.bool_, np.uint8, np.int8)
 # PyTorch accepts, convt_jax rejects by design: mutation label -> (our exception, why).
 DIVERGENCES: dict[str, tuple[type, str]] = {
     "int-dtype": (T, "PyTorch computes int64 transposed convolutions on CPU (integer result); "
-                     "SPEC §2: integer inputs raise a clear TypeError rather than silently "
+                     "by design: integer inputs raise a clear TypeError rather than silently "
                      "computing in integers or promoting"),
-    "int-bias": (T, "PyTorch adds an integer or bool bias to a float result; SPEC §2 rejects "
+    "int-bias": (T, "PyTorch adds an integer or bool bias to a float result; convt_jax rejects "
                     "integer arrays in every array argument"),
     "one-element-tuple": (V, "PyTorch broadcasts a one-element stride/padding/... list to every "
-                             "spatial axis; SPEC §3: tuple lengths equal the number of spatial "
+                             "spatial axis; the rule: tuple lengths equal the number of spatial "
                              "axes (a 1-tuple on 2-D is more likely a bug than a broadcast)"),
     "bool-in-tuple": (T, "PyTorch's int-list parser takes True/False as 1/0 after the first "
                          "element; convt_jax rejects bools as settings everywhere"),
     "empty-batch": (V, "with N == 0 PyTorch skips some checks and returns an empty result: "
                        "it accepts dilation 0, output_padding >= max(stride, dilation), an "
                        "input spatial size 0 and padding that makes an output size exactly 0; "
-                       "convt_jax applies SPEC §3 whatever N is, so a bad setting fails on "
+                       "convt_jax applies its rules whatever N is, so a bad setting fails on "
                        "the first batch, not only on non-empty ones"),
     "onednn-path": (V, "PyTorch's oneDNN CPU path (taken for N >= 2 or groups > 1) skips checks "
                        "its other path makes: it returns an empty result when an output "
                        "spatial size is exactly 0 ('Output size is too small' with N == 1) "
-                       "and computes with dilation 0 when the kernel has one tap; the SPEC §3 "
+                       "and computes with dilation 0 when the kernel has one tap; the "
                        "rules do not depend on N or groups"),
     "array-setting": (T, "PyTorch takes a 0-d array (NumPy, or JAX via __index__) as groups or "
-                         "a stride; convt_jax settings are static ints (SPEC §4), so an array "
+                         "a stride; convt_jax settings are static ints, so an array "
                          "is refused eagerly too: under jit it would be a traced value"),
     "output_size+output_padding": (V, "torch.nn.ConvTranspose*d.forward(x, output_size) "
                                       "silently ignores the layer's output_padding; the "
                                       "function refuses the ambiguous combination"),
 }
 # Settings we own (PyTorch's functions have no such argument or form): a
-# mutation of these has no PyTorch verdict; the rule is ours (SPEC §2/§3).
+# mutation of these has no PyTorch verdict; the rule is ours.
 OWN_RULES = {"pair-not-pair", "negative-pair", "bad-in-pair", "output_size-unreachable",
              "output_size-length", "output_size-bad-type", "channels_last-bad-type"}
 
@@ -575,8 +575,16 @@ def _call_ours(case: Case, x, w, b, *, trace_only: bool):
     xin = None if x is None else _to_layout(x, case)
     kw = dict(case.kwargs)
     if not trace_only:
-        kw["method"] = case.method
-        return fn(xin, w, b, **kw)
+        try:
+            return fn(xin, w, b, **kw, method=case.method)
+        except ValueError as e:
+            # An explicit method that cannot compute a (valid) call says so, never switching
+            # silently to another; the numbers are then checked with "auto".
+            if not str(e).startswith(f"method={case.method!r} cannot compute this "
+                                     "configuration: "):
+                raise
+            event(f"method={case.method} cannot compute it")
+        return fn(xin, w, b, **kw, method="auto")
 
     def f(x, w, b):
         return fn(x, w, b, **kw)
@@ -636,7 +644,7 @@ def _reference(case: Case, x, w, b, *, compute=None):
         y = tfn(tx, tw, tb, padding=case.kwargs["padding"], **kw)
     else:
         # Extension: PyTorch's unpadded result (its verdict on every other setting),
-        # then the crop (lo, hi) of SPEC §1; a negative hi zero-extends.
+        # then the crop (lo, hi) of the definition; a negative hi zero-extends.
         pads = case.pads
         tfn(tx, tw, tb, padding=0, **kw)            # PyTorch's verdict on everything else
         y = tfn(tx, tw, None, padding=0, **kw)
@@ -644,7 +652,7 @@ def _reference(case: Case, x, w, b, *, compute=None):
         for ax, (lo, hi) in enumerate(pads):
             axis = len(lead) + ax
             if y.shape[axis] - lo - hi < 1:
-                raise ValueError("output spatial size < 1 (SPEC §3)")
+                raise ValueError("output spatial size < 1")
             if hi < 0:
                 y = torch.cat([y, torch.zeros(*y.shape[:axis], -hi, *y.shape[axis + 1:],
                                               dtype=y.dtype)], axis)

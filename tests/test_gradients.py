@@ -10,10 +10,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax.test_util import check_grads
-from reference import call_args, configs, make_arrays
+from reference import call_args, config_of, configs, make_arrays, torch_forward
 
 import convt_jax as ct
-from convt_jax import _args, _gradients, _lowering
+from convt_jax import _gradients, _lowering
 
 TOL = 1e-10
 
@@ -23,9 +23,8 @@ def _config(cfg, conv_mode="cross_correlation"):
     if cfg["channels_last"]:
         x_shape = (x_shape[0], *x_shape[2:], x_shape[1])
     w_shape = (cfg["c_in"], cfg["c_out"] // cfg["groups"], *cfg["kernel"])
-    return _args.parse(x_shape, w_shape, None, cfg["stride"], cfg["pads"], cfg["output_padding"],
-                       cfg["groups"], cfg["dilation"], None, cfg["channels_last"],
-                       conv_mode).config
+    return config_of(x_shape, w_shape, cfg["stride"], cfg["pads"], cfg["output_padding"],
+                     cfg["groups"], cfg["dilation"], cfg["channels_last"], conv_mode)
 
 
 def _layout(cfg, x):
@@ -49,8 +48,9 @@ def test_rules_match_autodiff_of_dilated_lowering(cfg, flip):
     def both(x, w, g):
         y, vjp = jax.vjp(lambda x, w: _lowering.dilated(x, w, config), x, w)
         _, vjp_b = jax.vjp(lambda b: y + b.reshape(shape), jnp.zeros(y.shape[c_ax]))
-        ours = (_gradients.input_grad(g, w, config), _gradients.weight_grad(g, x, config),
-                _gradients.bias_grad(g, config))
+        # db[co] = sum over batch and spatial axes of g: y depends on b via y[n, co, o] += b[co].
+        db = g.sum(axis=tuple(a for a in range(g.ndim) if a != c_ax % g.ndim))
+        ours = (_gradients.input_grad(g, w, config), _gradients.weight_grad(g, x, config), db)
         return ours, (*vjp(g), vjp_b(g)[0])
 
     ours, theirs = both(xl, jnp.asarray(w), g)
@@ -60,22 +60,10 @@ def test_rules_match_autodiff_of_dilated_lowering(cfg, flip):
 
 def _torch_grads(cfg, x, w, b, g):
     """PyTorch autograd through the channels-first batched reference."""
-    nd = len(cfg["spatial"])
-    fn = {1: torch.nn.functional.conv_transpose1d, 2: torch.nn.functional.conv_transpose2d,
-          3: torch.nn.functional.conv_transpose3d}[nd]
     tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
     tb = None if b is None else torch.tensor(b, requires_grad=True)
-    full = fn(tx, tw, None, stride=cfg["stride"], padding=0, groups=cfg["groups"],
-              dilation=cfg["dilation"])
-    # (lo, hi) crop / zero-extension of the unpadded result, as SPEC §2 defines padding.
-    widths, index = [], [slice(None), slice(None)]
-    for (lo, hi), a, size in zip(cfg["pads"], cfg["output_padding"], full.shape[2:]):
-        end = hi - a
-        widths = [0, max(0, -end)] + widths
-        index.append(slice(lo, size + max(0, -end) - max(0, end)))
-    y = torch.nn.functional.pad(full, widths)[tuple(index)]
-    if tb is not None:
-        y = y + tb.reshape((1, -1) + (1,) * nd)
+    y = torch_forward(tx, tw, tb, cfg["stride"], cfg["pads"], cfg["output_padding"],
+                      cfg["groups"], cfg["dilation"])
     y.backward(torch.from_numpy(g))
     return tx.grad.numpy(), tw.grad.numpy(), None if tb is None else tb.grad.numpy()
 
@@ -192,7 +180,7 @@ def test_reverse_mode_has_no_lhs_dilated_convolution(nd, channels_last):
     for eqn in convs:
         assert all(v == 1 for v in eqn.params["lhs_dilation"]), eqn
     # Whereas JAX's autodiff of the lhs-dilated lowering does use one (the slow path).
-    config = _args.parse(x.shape, w.shape, None, 2, 1, 1, 1, 2, None, channels_last).config
+    config = config_of(x.shape, w.shape, 2, 1, 1, 1, 2, channels_last)
     auto = jax.make_jaxpr(jax.grad(
         lambda x, w: jnp.sum(_lowering.dilated(x, w, config) ** 2), argnums=(0, 1)))(x, w)
     assert any(any(v > 1 for v in e.params["lhs_dilation"]) for e in _conv_eqns(auto.jaxpr))

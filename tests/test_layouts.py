@@ -314,7 +314,7 @@ def test_keras_formula_numpy(rng):
                     assert lo >= 0 and -hi < s    # always PyTorch-expressible
                     wt, pad, op = ct.layouts.from_keras(w.reshape(kk, 1, 1), mode, a, strides=s)
                     np.testing.assert_array_equal(wt.ravel(), w)
-                    # PyTorch semantics (SPEC §1) of the returned settings, by NumPy:
+                    # PyTorch semantics of the returned settings, by NumPy:
                     (p_lo, p_hi), (op,) = pad[0], op
                     torch_len = (len(x) - 1) * s - p_lo - p_hi + kk + op
                     np.testing.assert_allclose(want, full_of(x, w, s)[p_lo:p_lo + torch_len],

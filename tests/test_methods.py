@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference import call_args, configs, make_arrays, reference
+from reference import call_args, config_of, configs, make_arrays, reference
 
 import convt_jax as ct
-from convt_jax import _args, _auto, _primitive
+from convt_jax import _methods, _primitive
 
 TOL = 1e-10
 LOWERINGS = ("subpixel", "matmul", "depthwise")
@@ -20,6 +20,14 @@ LOWERINGS = ("subpixel", "matmul", "depthwise")
 def _depthwise(cfg):
     mult = cfg["c_out"] // cfg["groups"]
     return dict(cfg, groups=cfg["c_in"], c_out=cfg["c_in"] * mult)
+
+
+def _reasons(cfg, xin, w):
+    """Each method mapped to None (it applies) or why not, from the one registry."""
+    xb = xin if cfg["batched"] else xin[None]
+    config = config_of(xb.shape, w.shape, cfg["stride"], cfg["pads"], cfg["output_padding"],
+                       cfg["groups"], cfg["dilation"], cfg["channels_last"])
+    return _methods.reasons(config, xb.shape, w.shape)
 
 
 @settings(max_examples=100)
@@ -31,6 +39,14 @@ def test_forward_and_gradients_equal_dilated(cfg, method, dw, flip):
     x, w, b = make_arrays(cfg)
     xin, kwargs = call_args(cfg, x)
     kwargs["conv_mode"] = "convolution" if flip else "cross_correlation"
+    reason = _reasons(cfg, xin, w)[method]
+    if reason is not None:
+        # An explicit method that cannot compute the configuration is an error, never a
+        # silent switch to another method.
+        with pytest.raises(ValueError, match=f"method='{method}' cannot compute this "
+                                             f"configuration: .*the methods that can are"):
+            ct.conv_transpose(xin, w, b, **kwargs, method=method)
+        return
 
     def run(m):
         f = lambda x, w: ct.conv_transpose(x, w, b, **kwargs, method=m)  # noqa: E731
@@ -54,9 +70,9 @@ def test_backward_forms_equal_conv_rules(cfg, dw, forms):
     x, w, _ = make_arrays(cfg)
     xin, kwargs = call_args(cfg, x)
     xb = xin if cfg["batched"] else xin[None]
-    config = _args.parse(xb.shape, w.shape, None, kwargs["stride"], kwargs["padding"],
-                         kwargs["output_padding"], kwargs["groups"], kwargs["dilation"], None,
-                         kwargs["channels_last"]).config
+    config = config_of(xb.shape, w.shape, kwargs["stride"], kwargs["padding"],
+                       kwargs["output_padding"], kwargs["groups"], kwargs["dilation"],
+                       kwargs["channels_last"])
 
     def grads(method):
         f = lambda x, w: _primitive.conv_transpose_batched(x, w, config, method)  # noqa: E731
@@ -73,8 +89,9 @@ def test_methods_under_vmap_and_second_order(method):
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((3, 2, 4, 5, 5)))
     w = jnp.asarray(rng.standard_normal((4, 1, 3, 4)))
-    kw = dict(stride=(2, 3), padding=((1, 0), (2, 1)), output_padding=(1, 0), groups=4,
-              method=method)
+    # "matmul" computes groups == 1 only (an explicit method never falls back).
+    kw = dict(stride=(2, 3), padding=((1, 0), (2, 1)), output_padding=(1, 0),
+              groups=1 if method == "matmul" else 4, method=method)
     f = lambda x, w: jnp.sum(ct.conv_transpose2d(x, w, None, **kw) ** 2)  # noqa: E731
     want = jnp.stack([jax.grad(f, 1)(xi, w) for xi in x])
     np.testing.assert_allclose(jax.vmap(jax.grad(f, 1), (0, None))(x, w), want, rtol=TOL)
@@ -86,9 +103,9 @@ def test_methods_under_vmap_and_second_order(method):
 
 def test_auto_picks_from_the_shape():
     def pick(x_shape, w_shape, **kw):
-        config = _args.parse(x_shape, w_shape, None, kw.get("stride", 2), kw.get("padding", 1),
-                             0, kw.get("groups", 1), kw.get("dilation", 1), None, False).config
-        return _auto.resolve("auto", config, x_shape, w_shape)
+        config = config_of(x_shape, w_shape, kw.get("stride", 2), kw.get("padding", 1), 0,
+                           kw.get("groups", 1), kw.get("dilation", 1))
+        return _methods.resolve("auto", config, x_shape, w_shape, np.float32)
 
     assert pick((8, 128, 32, 32), (128, 1, 4, 4), groups=128)[0] == "depthwise"
     assert pick((2, 8, 5, 5), (8, 4, 3, 3), dilation=2) == ("dilated", "conv", "conv")
@@ -104,3 +121,51 @@ def test_unknown_method_is_rejected():
         ct.conv_transpose1d(x, w, method="fast")
     with pytest.raises(TypeError, match=r"method=3 must be one of"):
         ct.conv_transpose1d(x, w, method=3)
+
+
+@pytest.mark.parametrize("method, kw, reason, able", [
+    ("matmul", dict(groups=2), "it needs groups == 1 (got groups=2)",
+     "'auto', 'dilated', 'subpixel'"),
+    ("matmul", dict(dilation=2, stride=1), "it needs dilation == 1 on every axis",
+     "'auto', 'dilated', 'subpixel'"),
+    ("depthwise", dict(), "it needs groups == C_in > 1 (got groups=1, C_in=4)",
+     "'auto', 'dilated', 'subpixel', 'matmul'"),
+    ("subpixel", dict(dilation=2), "an axis has both stride > 1 and dilation > 1",
+     "'auto', 'dilated'"),
+    ("depthwise", dict(groups=4, dilation=2), "an axis has both stride > 1 and dilation > 1",
+     "'auto', 'dilated'"),
+])
+def test_explicit_method_that_cannot_apply_is_an_error(method, kw, reason, able):
+    x, w = jnp.ones((1, 4, 5)), jnp.ones((4, 2 if kw.get("groups", 1) == 1 else 1, 3))
+    kw = dict(dict(stride=2), **kw)
+    with pytest.raises(ValueError) as info:
+        ct.conv_transpose1d(x, w, method=method, **kw)
+    message = str(info.value)
+    assert message.startswith(f"method={method!r} cannot compute this configuration: ")
+    assert reason in message and message.endswith(f"the methods that can are {able}")
+    # "auto" and "dilated" compute every configuration.
+    want = ct.conv_transpose1d(x, w, method="dilated", **kw)
+    np.testing.assert_allclose(ct.conv_transpose1d(x, w, **kw), want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("block", [(2,), (2, 3), (1, 2, 2)])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_depth_to_space_contract(block, channels_last):
+    """The phase interleave the zero-free lowerings share, against its stated contract:
+    position ``J*b + r`` of the output is phase ``r`` (channel-major ``(*block, C)``) of row J."""
+    from convt_jax import _geometry
+
+    n, c = len(block), 3
+    rows = (4, 3, 2)[:n]
+    rng = np.random.default_rng(n)
+    depth = rng.standard_normal((2, *rows, int(np.prod(block)) * c))        # channels last
+    want = np.zeros((2, *(j * b for j, b in zip(rows, block)), c))
+    for j in np.ndindex(*rows):
+        for r_flat, r in enumerate(np.ndindex(*block)):
+            pos = tuple(jj * b + rr for jj, b, rr in zip(j, block, r))
+            want[(slice(None), *pos)] = depth[(slice(None), *j)][:, r_flat * c:(r_flat + 1) * c]
+    x = depth if channels_last else np.moveaxis(depth, -1, 1)
+    got = _geometry.depth_to_space(jnp.asarray(x), block, channels_last=channels_last)
+    np.testing.assert_array_equal(got if channels_last else np.moveaxis(got, 1, -1), want)
+    back = _geometry.space_to_depth(got, block, channels_last=channels_last)
+    np.testing.assert_array_equal(back, x)

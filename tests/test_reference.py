@@ -1,4 +1,4 @@
-"""Values against PyTorch (float64), a NumPy loop of SPEC §1, and the seed examples."""
+"""Values against PyTorch (float64), a NumPy loop of the definition, and the seed examples."""
 
 from __future__ import annotations
 
@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
-from reference import call_args, configs, make_arrays, numpy_oracle, reference
+from reference import (
+    FUNCTIONS,
+    TORCH_FUNCTIONS,
+    call_args,
+    configs,
+    make_arrays,
+    numpy_oracle,
+    reference,
+)
 
 import convt_jax as ct
 
@@ -39,9 +47,7 @@ GRID = list(itertools.product(
 
 @pytest.mark.parametrize("nd,stride,dilation,padding,groups", GRID)
 def test_matches_pytorch_grid(nd, stride, dilation, padding, groups):
-    fn = {1: ct.conv_transpose1d, 2: ct.conv_transpose2d, 3: ct.conv_transpose3d}[nd]
-    tfn = {1: torch.nn.functional.conv_transpose1d, 2: torch.nn.functional.conv_transpose2d,
-           3: torch.nn.functional.conv_transpose3d}[nd]
+    fn, tfn = FUNCTIONS[nd], TORCH_FUNCTIONS[nd]
     rng = np.random.default_rng(nd * 100 + stride * 10 + dilation)
     spatial = (5, 4, 3)[:nd]
     x = rng.standard_normal((2, 2 * groups, *spatial))
@@ -74,7 +80,7 @@ def test_oracle_3d_tiny():
     np.testing.assert_allclose(np.asarray(y), numpy_oracle(x, w, None, *args), rtol=TOL, atol=TOL)
 
 
-# --- the seed documents' examples, with the values SPEC §1 says are correct -----------------
+# --- the seed documents' examples, with the values the definition gives -----------------
 
 def test_seed_lucid_1d():
     x = jnp.array([[[1.0, 2.0, 3.0]]])
@@ -89,7 +95,7 @@ def test_seed_lucid_1d_grouped():
     x = jnp.array([[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]])
     w = jnp.array([[[1.0, 0.5]], [[-1.0, 0.5]]])
     y = ct.conv_transpose1d(x, w, jnp.zeros(2), groups=2)
-    # The seed prints [-4, -3.5, -2, 3] for the second channel; SPEC §1 gives the right one.
+    # The seed prints [-4, -3.5, -2, 3] for the second channel; the definition gives the right one.
     np.testing.assert_allclose(y, [[[1.0, 2.5, 4.0, 1.5], [-4.0, -3.0, -3.5, 3.0]]])
 
 

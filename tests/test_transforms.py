@@ -1,4 +1,4 @@
-"""SPEC §4: jit, vmap, grad, jvp, hessian, checkpoint; no retrace for a repeated configuration."""
+"""Transforms: jit, vmap, grad, jvp, hessian, checkpoint; no retrace for a repeated configuration."""
 
 from __future__ import annotations
 

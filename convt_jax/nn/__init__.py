@@ -1,4 +1,4 @@
-"""Layers and initialisers (SPEC §5): ``ConvTranspose1d/2d/3d`` as immutable JAX pytrees.
+"""Layers and initialisers: ``ConvTranspose1d/2d/3d`` as immutable JAX pytrees.
 
 ``ct.nn.ConvTranspose*d`` mirror ``torch.nn.ConvTranspose*d`` (same
 arguments, weight layout, initial distribution and ``state_dict`` keys);

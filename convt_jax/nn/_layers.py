@@ -1,128 +1,56 @@
-"""Transposed-convolution layers: immutable pytrees with PyTorch's semantics (SPEC §5)."""
+"""Transposed-convolution layers: frozen dataclasses that are JAX pytrees, with PyTorch's semantics.
+
+A layer's only pytree leaves are ``weight`` and ``bias``; every setting is a
+static field (``jax.tree_util.register_dataclass``), so ``jax.grad`` of a loss
+of a layer is a layer of gradients and ``optax.apply_updates`` returns a layer.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.tree_util import GetAttrKey
 from jax.typing import ArrayLike
 
-from .. import _args, _op, _padding_modes
+from .. import _args, _op
 from . import init as _init
 
-COMPUTE_MODES = ("default", "float32")
 _HALF = (np.dtype(jnp.float16), np.dtype(jnp.bfloat16))
-
-
-class _Settings(NamedTuple):
-    """The static (hashable) part of a layer: everything but ``weight`` and ``bias``."""
-
-    num_spatial_dims: int
-    in_channels: int
-    out_channels: int
-    kernel_size: tuple[int, ...]
-    stride: tuple[int, ...]
-    padding: Any  # "same" / "valid", a tuple of ints, or a tuple of (lo, hi) pairs
-    output_padding: tuple[int, ...]
-    groups: int
-    dilation: tuple[int, ...]
-    padding_mode: str
-    conv_mode: str
-    compute_mode: str
-    channels_last: bool
-
-
 _FUNCTIONS = {1: _op.conv_transpose1d, 2: _op.conv_transpose2d, 3: _op.conv_transpose3d}
+_DEFAULTS = {"stride": 1, "padding": 0, "output_padding": 0, "groups": 1, "dilation": 1,
+             "padding_mode": "zeros", "conv_mode": "cross_correlation",
+             "compute_mode": "default", "channels_last": False}
 
 
-def _positive(name: str, value: Any) -> int:
-    try:
-        v = _args._int(name, value)
-    except TypeError:
-        raise TypeError(f"{name}={value!r} must be an int, not {type(value).__name__}") from None
-    if v < 1:
-        raise ValueError(f"{name}={value!r} must be >= 1")
-    return v
+def _static():
+    return dataclasses.field(metadata={"static": True})
 
 
-def _settings(num_spatial_dims, in_channels, out_channels, kernel_size, stride, padding,
-              output_padding, groups, dilation, bias, padding_mode, conv_mode, compute_mode,
-              channels_last, dtype) -> _Settings:
-    """Validate the constructor arguments with the functions' validators."""
-    n = _positive("num_spatial_dims", num_spatial_dims)
-    c_in = _positive("in_channels", in_channels)
-    c_out = _positive("out_channels", out_channels)
-    kernel = _args.int_tuple("kernel_size", kernel_size, n)
-    if any(k < 1 for k in kernel):
-        raise ValueError(f"kernel_size={kernel_size!r} must be >= 1 on every axis")
-    g = _positive("groups", groups)
-    if c_in % g or c_out % g:
-        raise ValueError(
-            f"groups={g} must divide in_channels={c_in} and out_channels={c_out}"
-        )
-    if not isinstance(bias, (bool, np.bool_)):
-        raise TypeError(f"bias={bias!r} must be a bool (whether the layer has a bias)")
-    _padding_modes.check_mode(padding_mode)
-    if not isinstance(compute_mode, str):
-        raise TypeError(f"compute_mode={compute_mode!r} must be one of {COMPUTE_MODES}")
-    if compute_mode not in COMPUTE_MODES:
-        raise ValueError(f"compute_mode={compute_mode!r} must be one of {COMPUTE_MODES}")
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype={dtype!r} must be a floating or complex dtype") from None
-    _args.check_dtype("dtype", dt)
+class _FromFields(type):
+    """Builds a layer from its fields when called with exactly them (no constructor run).
 
-    # Everything else through the functions' own parser, on a dummy input
-    # long enough that any padding leaves a non-empty output.
-    if isinstance(padding, str):
-        length = 1
-    else:
-        pairs = _args._padding_pairs(padding, n)
-        length = 1 + max(max(lo, 0) + max(hi, 0) for lo, hi in pairs)
-    if not isinstance(channels_last, (bool, np.bool_)):
-        raise TypeError(f"channels_last={channels_last!r} must be a bool")
-    spatial = (length,) * n
-    in_shape = (1,) + spatial + (c_in,) if channels_last else (1, c_in) + spatial
-    parsed = _args.parse(
-        in_shape, (c_in, c_out // g) + kernel, (c_out,) if bias else None, stride, padding,
-        output_padding, g, dilation, None, channels_last, conv_mode,
-        num_spatial=n, fn_name=f"ConvTranspose{n}d",
-    )
-    if isinstance(padding, str):
-        pad = padding.lower()
-    elif all(lo == hi for lo, hi in parsed.padding):
-        pad = tuple(lo for lo, _ in parsed.padding)
-    else:
-        pad = parsed.padding
-    return _Settings(
-        num_spatial_dims=n, in_channels=c_in, out_channels=c_out, kernel_size=kernel,
-        stride=parsed.config.stride, padding=pad, output_padding=parsed.output_padding,
-        groups=g, dilation=parsed.config.dilation, padding_mode=padding_mode,
-        conv_mode=conv_mode, compute_mode=compute_mode, channels_last=bool(channels_last),
-    )
+    ``jax.tree_util.register_dataclass`` rebuilds a pytree as ``cls(**fields)``
+    (after ``jax.tree.map``, ``jax.grad``, ``optax.apply_updates``, ...), and so
+    does ``dataclasses.replace``; the PyTorch-style constructor takes
+    different arguments and draws the initial weights, so those calls skip it.
+    """
+
+    def __call__(cls, *args, **kwargs):
+        if not args and kwargs.keys() == _FIELD_NAMES:
+            layer = cls.__new__(cls)
+            for name, value in kwargs.items():
+                object.__setattr__(layer, name, value)
+            return layer
+        return super().__call__(*args, **kwargs)
 
 
-def _to_array(name: str, value: Any) -> Any:
-    """A jax array from a jax/NumPy array, a list, or a ``torch.Tensor`` (no torch import)."""
-    if value is None:
-        return None
-    if type(value).__module__.startswith("torch"):
-        t = value.detach().cpu()
-        if str(t.dtype) == "torch.bfloat16":  # NumPy has no bfloat16; the round trip is exact
-            return jnp.asarray(t.float().numpy()).astype(jnp.bfloat16)
-        value = t.numpy()
-    if isinstance(value, (str, bytes, Mapping)):
-        raise TypeError(f"{name}={value!r} must be an array, not {type(value).__name__}")
-    return jnp.asarray(value)
-
-
-class ConvTranspose:
-    """N-d transposed convolution layer (SPEC §5); see :class:`ConvTranspose2d`.
+@dataclasses.dataclass(frozen=True, init=False, repr=False, eq=False)
+class ConvTranspose(metaclass=_FromFields):
+    """N-d transposed convolution layer; see :class:`ConvTranspose2d`.
 
     ``ConvTranspose(num_spatial_dims, in_channels, out_channels, kernel_size,
     ...)`` takes the same arguments as :class:`ConvTranspose2d` after
@@ -137,7 +65,20 @@ class ConvTranspose:
 
     weight: jax.Array
     bias: jax.Array | None
-    _settings: _Settings
+    # The settings, static (PyTorch's attribute names), as the constructor normalised them.
+    num_spatial_dims: int = _static()
+    in_channels: int = _static()
+    out_channels: int = _static()
+    kernel_size: tuple[int, ...] = _static()
+    stride: tuple[int, ...] = _static()
+    padding: Any = _static()  # "same" / "valid", a tuple of ints, or a tuple of (lo, hi) pairs
+    output_padding: tuple[int, ...] = _static()
+    groups: int = _static()
+    dilation: tuple[int, ...] = _static()
+    padding_mode: str = _static()
+    conv_mode: str = _static()
+    compute_mode: str = _static()
+    channels_last: bool = _static()
 
     def __init__(self, num_spatial_dims: int, in_channels: int, out_channels: int,
                  kernel_size: int | tuple[int, ...], stride: int | tuple[int, ...] = 1,
@@ -147,56 +88,25 @@ class ConvTranspose:
                  compute_mode: str = "default", channels_last: bool = False,
                  dtype: Any = jnp.float32, key: jax.Array):
         dtype = jnp.float32 if dtype is None else dtype
-        settings = _settings(num_spatial_dims, in_channels, out_channels, kernel_size, stride,
-                             padding, output_padding, groups, dilation, bias, padding_mode,
-                             conv_mode, compute_mode, channels_last, dtype)
-        if key is None:
-            raise TypeError("key=None must be a jax.random key, e.g. jax.random.key(0)")
-        shape = (settings.in_channels, settings.out_channels // settings.groups,
-                 *settings.kernel_size)
-        w, b = _init.pytorch_default(key, shape, dtype, groups=settings.groups, bias=bool(bias))
-        object.__setattr__(self, "weight", w)
-        object.__setattr__(self, "bias", b)
-        object.__setattr__(self, "_settings", settings)
-
-    # -- pytree --------------------------------------------------------------------------
+        parsed = _args.parse_layer(num_spatial_dims, in_channels, out_channels, kernel_size,
+                                   stride, padding, output_padding, groups, dilation, bias,
+                                   padding_mode, conv_mode, compute_mode, channels_last, dtype)
+        _args.check_key(key)
+        s = parsed.settings
+        shape = (parsed.in_channels, parsed.out_channels // s.groups, *parsed.kernel_size)
+        w, b = _init.pytorch_default(key, shape, dtype, groups=s.groups, bias=parsed.bias)
+        fields = dict(
+            weight=w, bias=b, num_spatial_dims=s.ndim, in_channels=parsed.in_channels,
+            out_channels=parsed.out_channels, kernel_size=parsed.kernel_size, stride=s.stride,
+            padding=parsed.padding, output_padding=s.output_padding, groups=s.groups,
+            dilation=s.dilation, padding_mode=padding_mode, conv_mode=conv_mode,
+            compute_mode=compute_mode, channels_last=s.channels_last)
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         _register(cls)
-
-    @classmethod
-    def _from_parts(cls, weight: Any, bias: Any, settings: _Settings):
-        obj = object.__new__(cls)
-        object.__setattr__(obj, "weight", weight)
-        object.__setattr__(obj, "bias", bias)
-        object.__setattr__(obj, "_settings", settings)
-        return obj
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(
-            f"{type(self).__name__} is immutable: use layer.replace({name}=...) or "
-            "layer.load_state_dict(...), which return a new layer"
-        )
-
-    def __delattr__(self, name: str) -> None:
-        self.__setattr__(name, None)
-
-    # -- settings, read-only (PyTorch's attribute names) ---------------------------------
-
-    num_spatial_dims = property(lambda self: self._settings.num_spatial_dims)
-    in_channels = property(lambda self: self._settings.in_channels)
-    out_channels = property(lambda self: self._settings.out_channels)
-    kernel_size = property(lambda self: self._settings.kernel_size)
-    stride = property(lambda self: self._settings.stride)
-    padding = property(lambda self: self._settings.padding)
-    output_padding = property(lambda self: self._settings.output_padding)
-    groups = property(lambda self: self._settings.groups)
-    dilation = property(lambda self: self._settings.dilation)
-    padding_mode = property(lambda self: self._settings.padding_mode)
-    conv_mode = property(lambda self: self._settings.conv_mode)
-    compute_mode = property(lambda self: self._settings.compute_mode)
-    channels_last = property(lambda self: self._settings.channels_last)
 
     @property
     def dtype(self) -> Any:
@@ -219,19 +129,18 @@ class ConvTranspose:
           ``(N, C_out, *out_spatial)`` (or the unbatched / channels-last
           equivalent) in the result dtype of ``x`` and ``weight``.
         """
-        s = self._settings
         preferred = None
-        if s.compute_mode == "float32":
+        if self.compute_mode == "float32":
             dt = jnp.result_type(x if hasattr(x, "dtype") else np.asarray(x), self.weight)
             if np.dtype(dt) in _HALF:
                 preferred = jnp.float32
-        fn = _FUNCTIONS.get(s.num_spatial_dims, _op.conv_transpose)
+        fn = _FUNCTIONS.get(self.num_spatial_dims, _op.conv_transpose)
         return fn(
-            x, self.weight, self.bias, s.stride, s.padding,
-            s.output_padding if output_size is None else 0,
-            groups=s.groups, dilation=s.dilation, output_size=output_size,
-            channels_last=s.channels_last, conv_mode=s.conv_mode,
-            preferred_element_type=preferred, padding_mode=s.padding_mode,
+            x, self.weight, self.bias, self.stride, self.padding,
+            self.output_padding if output_size is None else 0,
+            groups=self.groups, dilation=self.dilation, output_size=output_size,
+            channels_last=self.channels_last, conv_mode=self.conv_mode,
+            preferred_element_type=preferred, padding_mode=self.padding_mode,
         )
 
     # -- weights in and out --------------------------------------------------------------
@@ -259,39 +168,16 @@ class ConvTranspose:
           >>> layer.replace(weight=jnp.zeros((2, 3, 4))).weight.sum()
           Array(0., dtype=float32)
         """
-        unknown = sorted(set(leaves) - {"weight", "bias"})
-        if unknown:
-            raise ValueError(
-                f"{type(self).__name__}.replace got {unknown}: only 'weight' and 'bias' "
-                "are arrays; the settings are fixed at construction"
-            )
+        name_ = type(self).__name__
+        _args.check_leaf_names(name_, leaves)
         new = {"weight": self.weight, "bias": self.bias}
         for name, value in leaves.items():
-            current = new[name]
-            value = _to_array(name, value)
-            if current is None or value is None:
-                if current is None and value is None:
-                    continue
-                raise ValueError(
-                    f"{name}: this {type(self).__name__} was built with "
-                    f"bias={current is not None}, so its bias cannot be "
-                    f"{'removed' if value is None else 'set'}"
-                )
-            if tuple(value.shape) != tuple(current.shape):
-                raise ValueError(
-                    f"{name} of shape {tuple(value.shape)} must have shape "
-                    f"{tuple(current.shape)} for this {type(self).__name__}"
-                    + (" (C_in, C_out // groups, *kernel)" if name == "weight" else " (C_out,)")
-                )
-            if np.dtype(value.dtype) != np.dtype(current.dtype):
-                raise TypeError(
-                    f"{name} has dtype {np.dtype(value.dtype).name} but this layer's {name} is "
-                    f"{np.dtype(current.dtype).name}: cast it first (e.g. "
-                    f"{name}.astype({np.dtype(current.dtype).name!r})) or build the layer "
-                    f"with dtype={np.dtype(value.dtype).name}"
-                )
+            value = _args.leaf_array(name, value)
+            if new[name] is None and value is None:
+                continue
+            _args.check_leaf(name_, name, new[name], value)
             new[name] = value
-        return self._from_parts(new["weight"], new["bias"], self._settings)
+        return dataclasses.replace(self, **new)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """The weights as NumPy arrays under PyTorch's key names.
@@ -336,30 +222,14 @@ class ConvTranspose:
           >>> float(new.weight.sum())
           24.0
         """
-        if not isinstance(state_dict, Mapping):
-            raise TypeError(
-                f"state_dict must be a mapping of names to arrays, not {type(state_dict).__name__}"
-            )
-        expected = {"weight"} | ({"bias"} if self.bias is not None else set())
-        got = set(state_dict)
-        if got != expected:
-            missing, unexpected = sorted(expected - got), sorted(got - expected, key=str)
-            raise ValueError(
-                f"state_dict has keys {sorted(got, key=str)} but this {type(self).__name__} "
-                f"needs exactly {sorted(expected)} (missing: {missing}, unexpected: "
-                f"{unexpected}); strip any module prefix first, e.g. "
-                "{k.removeprefix('decoder.0.'): v for k, v in sd.items()}"
-            )
+        expected = _args.check_state_dict(type(self).__name__, state_dict, self.bias is not None)
         return self.replace(**{k: state_dict[k] for k in expected})
 
     def __repr__(self) -> str:
-        s = self._settings
-        parts = [f"{s.in_channels}", f"{s.out_channels}", f"kernel_size={s.kernel_size}"]
-        defaults = _DEFAULTS
-        for name in ("stride", "padding", "output_padding", "groups", "dilation",
-                     "padding_mode", "conv_mode", "compute_mode", "channels_last"):
-            value = getattr(s, name)
-            if value != defaults[name] and value != (defaults[name],) * s.num_spatial_dims:
+        parts = [f"{self.in_channels}", f"{self.out_channels}", f"kernel_size={self.kernel_size}"]
+        for name, default in _DEFAULTS.items():
+            value = getattr(self, name)
+            if value != default and value != (default,) * self.num_spatial_dims:
                 parts.append(f"{name}={value!r}")
         if self.bias is None:
             parts.append("bias=False")
@@ -367,37 +237,58 @@ class ConvTranspose:
         if dt is not None and np.dtype(dt) != np.dtype(np.float32):
             parts.append(f"dtype={np.dtype(dt).name}")
         if type(self) is ConvTranspose:
-            parts.insert(0, f"num_spatial_dims={s.num_spatial_dims}")
+            parts.insert(0, f"num_spatial_dims={self.num_spatial_dims}")
         return f"{type(self).__name__}({', '.join(parts)})"
 
 
-_DEFAULTS = {"stride": 1, "padding": 0, "output_padding": 0, "groups": 1, "dilation": 1,
-             "padding_mode": "zeros", "conv_mode": "cross_correlation",
-             "compute_mode": "default", "channels_last": False}
+_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(ConvTranspose))
+_SETTINGS = [f.name for f in dataclasses.fields(ConvTranspose) if f.metadata.get("static")]
 
 
 def _register(cls: type) -> None:
-    def flatten_with_keys(layer):
-        return ((GetAttrKey("weight"), layer.weight), (GetAttrKey("bias"), layer.bias)), \
-            layer._settings
-
-    def flatten(layer):
-        return (layer.weight, layer.bias), layer._settings
-
-    def unflatten(settings, children):
-        return cls._from_parts(children[0], children[1], settings)
-
-    jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten)
+    """Weight and bias are the leaves, the settings static (named: JAX 0.4 needs the lists)."""
+    jax.tree_util.register_dataclass(cls, data_fields=["weight", "bias"], meta_fields=_SETTINGS)
 
 
 _register(ConvTranspose)
 
-_LAYER_DOC = """{n}-d transposed convolution layer with PyTorch's semantics (SPEC §5).
+class ConvTranspose1d(ConvTranspose):
+    """1-d transposed convolution layer: ``torch.nn.ConvTranspose1d`` as an immutable JAX pytree.
 
-    ``torch.nn.ConvTranspose{n}d`` as an immutable JAX pytree: its only leaves
-    are ``weight`` (PyTorch layout ``(C_in, C_out // groups, *kernel)``) and
-    ``bias`` (``(C_out,)`` or ``None``); every setting is static. So
-    ``jax.grad(loss)(layer)`` returns a layer-shaped gradient and
+    Its only leaves are ``weight`` (PyTorch layout ``(C_in, C_out // groups,
+    K)``) and ``bias`` (``(C_out,)`` or ``None``); every setting is static.
+    Weights start as PyTorch's do: uniform in ``±1/sqrt(fan_in)`` with
+    ``fan_in = (out_channels // groups) * prod(kernel_size)``.  The arguments
+    are :class:`ConvTranspose2d`'s, with one int per spatial axis.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, convt_jax as ct
+      >>> layer = ct.nn.ConvTranspose1d(4, 2, kernel_size=3, stride=2, key=jax.random.key(0))
+      >>> layer.weight.shape, layer.bias.shape          # (C_in, C_out // groups, K)
+      ((4, 2, 3), (2,))
+      >>> layer(jnp.ones((8, 4, 5))).shape              # (N, C_out, (5 - 1)*2 + 3)
+      (8, 2, 11)
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int],
+                 stride: int | tuple[int] = 1, padding: Any = 0,
+                 output_padding: int | tuple[int] = 0, *, groups: int = 1,
+                 dilation: int | tuple[int] = 1, bias: bool = True, padding_mode: str = "zeros",
+                 conv_mode: str = "cross_correlation", compute_mode: str = "default",
+                 channels_last: bool = False, dtype: Any = jnp.float32, key: jax.Array):
+        super().__init__(1, in_channels, out_channels, kernel_size, stride, padding,
+                         output_padding, groups=groups, dilation=dilation, bias=bias,
+                         padding_mode=padding_mode, conv_mode=conv_mode,
+                         compute_mode=compute_mode, channels_last=channels_last, dtype=dtype,
+                         key=key)
+
+
+class ConvTranspose2d(ConvTranspose):
+    """2-d transposed convolution layer: ``torch.nn.ConvTranspose2d`` as an immutable JAX pytree.
+
+    Its only leaves are ``weight`` (PyTorch layout ``(C_in, C_out // groups,
+    *kernel)``) and ``bias`` (``(C_out,)`` or ``None``); every setting is
+    static. So ``jax.grad(loss)(layer)`` returns a layer-shaped gradient and
     ``optax.apply_updates(layer, updates)`` returns the updated layer. Weights
     start as PyTorch's do: uniform in ``±1/sqrt(fan_in)`` with ``fan_in =
     (out_channels // groups) * prod(kernel_size)``.
@@ -406,7 +297,7 @@ _LAYER_DOC = """{n}-d transposed convolution layer with PyTorch's semantics (SPE
       in_channels: ``C_in``, ``>= 1``.
       out_channels: ``C_out``, ``>= 1``.
       kernel_size: int or one int per spatial axis.
-      stride, padding, output_padding: as in :func:`convt_jax.conv_transpose{n}d`
+      stride, padding, output_padding: as in :func:`convt_jax.conv_transpose2d`
         (``padding`` also takes ``(lo, hi)`` pairs, ``"valid"`` and ``"same"``).
       groups: keyword-only; divides both ``in_channels`` and ``out_channels``.
       dilation: keyword-only; int or one int per spatial axis.
@@ -428,25 +319,19 @@ _LAYER_DOC = """{n}-d transposed convolution layer with PyTorch's semantics (SPE
         functions' own messages.
 
     Example:
-{example}
-"""
+      >>> import jax, jax.numpy as jnp, optax, convt_jax as ct
+      >>> layer = ct.nn.ConvTranspose2d(8, 4, 4, stride=2, padding=1, key=jax.random.key(0))
+      >>> x = jnp.ones((2, 8, 5, 5))
+      >>> layer(x).shape, layer(x, output_size=(11, 11)).shape
+      ((2, 4, 10, 10), (2, 4, 11, 11))
+      >>> loss = lambda l: jnp.mean(l(x) ** 2)
+      >>> grads = jax.grad(loss)(layer)                 # a ConvTranspose2d of gradients
+      >>> opt = optax.sgd(0.1)
+      >>> updates, _ = opt.update(grads, opt.init(layer))
+      >>> bool(loss(optax.apply_updates(layer, updates)) < loss(layer))
+      True
+    """
 
-
-class ConvTranspose1d(ConvTranspose):
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int],
-                 stride: int | tuple[int] = 1, padding: Any = 0,
-                 output_padding: int | tuple[int] = 0, *, groups: int = 1,
-                 dilation: int | tuple[int] = 1, bias: bool = True, padding_mode: str = "zeros",
-                 conv_mode: str = "cross_correlation", compute_mode: str = "default",
-                 channels_last: bool = False, dtype: Any = jnp.float32, key: jax.Array):
-        super().__init__(1, in_channels, out_channels, kernel_size, stride, padding,
-                         output_padding, groups=groups, dilation=dilation, bias=bias,
-                         padding_mode=padding_mode, conv_mode=conv_mode,
-                         compute_mode=compute_mode, channels_last=channels_last, dtype=dtype,
-                         key=key)
-
-
-class ConvTranspose2d(ConvTranspose):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
                  stride: int | tuple[int, int] = 1, padding: Any = 0,
                  output_padding: int | tuple[int, int] = 0, *, groups: int = 1,
@@ -462,6 +347,19 @@ class ConvTranspose2d(ConvTranspose):
 
 
 class ConvTranspose3d(ConvTranspose):
+    """3-d transposed convolution layer: ``torch.nn.ConvTranspose3d`` as an immutable JAX pytree.
+
+    Its only leaves are ``weight`` (PyTorch layout ``(C_in, C_out // groups,
+    *kernel)``) and ``bias`` (``(C_out,)`` or ``None``); every setting is static.
+    The arguments are :class:`ConvTranspose2d`'s, with one int per spatial axis.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, convt_jax as ct
+      >>> layer = ct.nn.ConvTranspose3d(2, 2, 2, stride=2, bias=False, key=jax.random.key(0))
+      >>> layer(jnp.ones((1, 2, 3, 3, 3))).shape
+      (1, 2, 6, 6, 6)
+    """
+
     def __init__(self, in_channels: int, out_channels: int,
                  kernel_size: int | tuple[int, int, int], stride: int | tuple[int, int, int] = 1,
                  padding: Any = 0, output_padding: int | tuple[int, int, int] = 0, *,
@@ -474,32 +372,3 @@ class ConvTranspose3d(ConvTranspose):
                          padding_mode=padding_mode, conv_mode=conv_mode,
                          compute_mode=compute_mode, channels_last=channels_last, dtype=dtype,
                          key=key)
-
-
-for _cls in (ConvTranspose, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d):
-    _cls.__module__ = "convt_jax.nn"
-
-ConvTranspose1d.__doc__ = _LAYER_DOC.format(n=1, example="""\
-      >>> import jax, jax.numpy as jnp, convt_jax as ct
-      >>> layer = ct.nn.ConvTranspose1d(4, 2, kernel_size=3, stride=2, key=jax.random.key(0))
-      >>> layer.weight.shape, layer.bias.shape          # (C_in, C_out // groups, K)
-      ((4, 2, 3), (2,))
-      >>> layer(jnp.ones((8, 4, 5))).shape              # (N, C_out, (5 - 1)*2 + 3)
-      (8, 2, 11)""")
-ConvTranspose2d.__doc__ = _LAYER_DOC.format(n=2, example="""\
-      >>> import jax, jax.numpy as jnp, optax, convt_jax as ct
-      >>> layer = ct.nn.ConvTranspose2d(8, 4, 4, stride=2, padding=1, key=jax.random.key(0))
-      >>> x = jnp.ones((2, 8, 5, 5))
-      >>> layer(x).shape, layer(x, output_size=(11, 11)).shape
-      ((2, 4, 10, 10), (2, 4, 11, 11))
-      >>> loss = lambda l: jnp.mean(l(x) ** 2)
-      >>> grads = jax.grad(loss)(layer)                 # a ConvTranspose2d of gradients
-      >>> opt = optax.sgd(0.1)
-      >>> updates, _ = opt.update(grads, opt.init(layer))
-      >>> bool(loss(optax.apply_updates(layer, updates)) < loss(layer))
-      True""")
-ConvTranspose3d.__doc__ = _LAYER_DOC.format(n=3, example="""\
-      >>> import jax, jax.numpy as jnp, convt_jax as ct
-      >>> layer = ct.nn.ConvTranspose3d(2, 2, 2, stride=2, bias=False, key=jax.random.key(0))
-      >>> layer(jnp.ones((1, 2, 3, 3, 3))).shape
-      (1, 2, 6, 6, 6)""")

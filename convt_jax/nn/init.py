@@ -13,21 +13,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from .._args import _int, check_dtype, int_tuple
+from .._args import at_least, check_dtype, check_icnr_kernel, int_tuple, positive
+from .._args import weight_shape as _shape
+from ._bilinear import bilinear as bilinear
 
 __all__ = ["fan_in", "icnr", "pytorch_default", "pytorch_uniform"]
-
-
-def _shape(name: str, shape: Any, min_rank: int) -> tuple[int, ...]:
-    if not isinstance(shape, (tuple, list)):
-        raise TypeError(f"{name}={shape!r} must be a tuple of ints")
-    shape = tuple(_int(name, s) for s in shape)
-    if len(shape) < min_rank or any(s < 1 for s in shape):
-        layout = ": (C_in, C_out // groups, *kernel)" if min_rank == 3 else ""
-        raise ValueError(
-            f"{name}={shape} must have rank >= {min_rank} and every size >= 1{layout}"
-        )
-    return shape
 
 
 def fan_in(weight_shape: Sequence[int]) -> int:
@@ -95,9 +85,7 @@ def pytorch_uniform(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float
         fan = _weight_fan_in(shape)
     else:
         shape = _shape("shape", shape, 0)
-        fan = _int("fan_in", fan_in)
-        if fan < 1:
-            raise ValueError(f"fan_in={fan_in!r} must be >= 1")
+        fan = positive("fan_in", fan_in)
     return _uniform(key, shape, dtype, 1.0 / math.sqrt(fan))
 
 
@@ -124,9 +112,7 @@ def pytorch_default(key: jax.Array, weight_shape: Sequence[int], dtype: Any = jn
       ((4, 3, 2, 2), (6,))
     """
     shape = _shape("weight_shape", weight_shape, 3)
-    g = _int("groups", groups)
-    if g < 1:
-        raise ValueError(f"groups={groups!r} must be >= 1")
+    g = positive("groups", groups)
     kw, kb = jax.random.split(key)
     w = pytorch_uniform(kw, shape, dtype)
     b = pytorch_uniform(kb, (shape[1] * g,), dtype, fan_in=fan_in(shape)) if bias else None
@@ -170,13 +156,8 @@ def icnr(key: jax.Array, shape: Sequence[int], stride: int | Sequence[int],
     n = len(shape) - 2
     strides = int_tuple("stride", stride, n)
     kernel = shape[2:]
-    if any(s < 1 for s in strides):
-        raise ValueError(f"stride={stride!r} must be >= 1 on every axis")
-    if any(k < s for k, s in zip(kernel, strides)):
-        raise ValueError(
-            f"icnr needs every kernel size >= stride: kernel {kernel} with stride={strides} "
-            "(the kernel must hold the nearest-neighbour box of `stride` taps)"
-        )
+    at_least("stride", stride, strides, 1)
+    check_icnr_kernel(kernel, strides)
     small = shape[:2] + tuple(k - s + 1 for k, s in zip(kernel, strides))
     w = initializer(key, small, dtype)
     for axis, s in enumerate(strides, start=2):

@@ -1,0 +1,183 @@
+"""Every JAX-version-dependent detail of convt_jax, in one place.
+
+convt_jax supports every JAX release from 0.4.38 on.  The rest of the package
+imports what differs between releases from here, never from ``jax`` directly,
+and every name below is found by feature detection (``hasattr`` / a guarded
+import), not by comparing version strings, so a release that moves a name only
+needs a change here.
+
+What differs, by release:
+
+* ``jax.typeof`` (0.5+); before it, ``jax.core.get_aval``.
+* The manual mesh axes a value varies over (``shard_map``'s type-level
+  tracking): ``aval.mat.varying`` (0.10+), ``aval.vma`` (0.6-0.9), none before.
+  Casting a value to vary over more axes: ``jax.lax.pcast(x, axes,
+  to="varying")`` (0.8+), ``jax.lax.pvary(x, axes)`` (0.6-0.7).
+* Shardings in abstract values (``aval.sharding``): from 0.5; ``NamedSharding
+  .update(spec=...)`` from 0.6, ``.with_spec(...)`` before.
+* Explicit mesh axes (``jax.sharding.AxisType.Explicit``, ``jax.make_mesh``'s
+  default in newer releases): the types exist from 0.5, but convt_jax needs
+  ``jax.sharding.auto_axes``, ``jax.sharding.use_abstract_mesh`` (0.7+) and
+  ``lower_with_sharding_in_types`` to run with them; on older releases a
+  computation on Explicit axes raises :class:`NotImplementedError` saying so,
+  and Auto mesh axes (the partitioner's ordinary path) work everywhere.
+* ``jax.enable_x64`` (0.8+); before it, ``jax.experimental.enable_x64``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.sharding
+from jax.extend.core import Primitive  # public on every supported release
+
+__all__ = [
+    "AxisType",
+    "HAS_EXPLICIT_AXES",
+    "Primitive",
+    "auto_axes",
+    "auto_mesh",
+    "aval_sharding",
+    "enable_x64",
+    "explicit_axes",
+    "lower_with_sharding_in_types",
+    "require_explicit_axes",
+    "typeof",
+    "use_abstract_mesh",
+    "varying_axes",
+    "vary_over",
+    "with_spec",
+]
+
+# --- abstract values ----------------------------------------------------------------------
+
+if hasattr(jax, "typeof"):
+    typeof: Callable[[Any], Any] = jax.typeof
+else:  # jax < 0.5
+    from jax import core as _core
+
+    typeof = _core.get_aval
+
+
+def varying_axes(aval: Any) -> frozenset:
+    """The manual mesh axes ``aval`` varies over (inside ``shard_map``); empty where the
+    release does not track them in the type."""
+    mat = getattr(aval, "mat", None)            # jax >= 0.10
+    if mat is not None:
+        return frozenset(mat.varying)
+    vma = getattr(aval, "vma", None)            # jax 0.6 - 0.9
+    if vma is not None:
+        return frozenset(vma)
+    return frozenset()
+
+
+_pcast = getattr(jax.lax, "pcast", None)        # jax >= 0.8
+# jax 0.6 - 0.7; deprecated once pcast exists, so only looked up without it.
+_pvary = None if _pcast is not None else getattr(jax.lax, "pvary", None)
+
+
+def vary_over(x: jax.Array, axes: tuple) -> jax.Array:
+    """``x`` cast to vary over the manual mesh ``axes`` too (a no-op on the values)."""
+    if _pcast is not None:
+        return _pcast(x, axes, to="varying")
+    if _pvary is not None:
+        return _pvary(x, axes)
+    # Releases without either do not track varying axes, so nothing ever differs.
+    raise NotImplementedError(
+        f"casting to varying manual axes {axes} needs jax >= 0.6 (jax.lax.pvary); "
+        f"this is jax {jax.__version__}")
+
+
+def aval_sharding(aval: Any) -> Any:
+    """The sharding in ``aval``'s type, or None on releases whose types carry none."""
+    return getattr(aval, "sharding", None)
+
+
+def with_spec(sharding: Any, spec: Any) -> Any:
+    """``sharding`` with its ``PartitionSpec`` replaced by ``spec``."""
+    if hasattr(sharding, "update"):             # jax >= 0.6
+        return sharding.update(spec=spec)
+    return sharding.with_spec(spec)             # jax 0.5
+
+
+# --- mesh axis types ----------------------------------------------------------------------
+
+AxisType = getattr(jax.sharding, "AxisType", None)   # None before jax 0.5
+_EXPLICIT = getattr(AxisType, "Explicit", None)
+_auto_axes = getattr(jax.sharding, "auto_axes", None)              # jax >= 0.7
+_use_abstract_mesh = getattr(jax.sharding, "use_abstract_mesh", None)  # jax >= 0.7
+
+#: Whether this JAX lets convt_jax run on Explicit mesh axes (sharding in types).
+HAS_EXPLICIT_AXES = _auto_axes is not None and _use_abstract_mesh is not None
+
+
+def explicit_axes(mesh: Any) -> tuple:
+    """The names of ``mesh``'s Explicit axes (``()`` for no mesh, an empty one, or a
+    release without Explicit axes)."""
+    if mesh is None or _EXPLICIT is None or mesh.empty:
+        return ()
+    axes = getattr(mesh, "explicit_axes", None)          # jax >= 0.6
+    if axes is not None:
+        return tuple(axes)
+    return tuple(n for n, t in zip(mesh.axis_names, mesh.axis_types) if t == _EXPLICIT)
+
+
+def require_explicit_axes(axes: tuple) -> None:
+    """Raise a clear error if this JAX cannot run convt_jax on Explicit mesh ``axes``."""
+    if axes and not HAS_EXPLICIT_AXES:
+        raise NotImplementedError(
+            f"convt_jax on Explicit mesh axes {axes} (sharding in types) needs jax >= 0.7 "
+            f"(jax.sharding.auto_axes); this is jax {jax.__version__}. Use Auto mesh "
+            "axes (jax.make_mesh(..., axis_types=(jax.sharding.AxisType.Auto,) * n)) "
+            "or upgrade JAX.")
+
+
+def auto_axes(fn: Callable, axes: tuple, out_sharding: Any) -> Callable:
+    """``jax.sharding.auto_axes``: ``fn`` run with the Explicit ``axes`` Auto."""
+    require_explicit_axes(axes)
+    return _auto_axes(fn, axes=axes, out_sharding=out_sharding)
+
+
+def auto_mesh(mesh: Any, axes: tuple) -> Any:
+    """``mesh`` with ``axes`` switched to Auto."""
+    require_explicit_axes(axes)
+    return mesh.update_axis_types({a: AxisType.Auto for a in axes})
+
+
+def use_abstract_mesh(mesh: Any) -> contextlib.AbstractContextManager:
+    """``jax.sharding.use_abstract_mesh``: trace with ``mesh`` as the current mesh."""
+    if _use_abstract_mesh is None:      # only the Explicit-axes path calls it
+        require_explicit_axes(tuple(mesh.axis_names))
+    return _use_abstract_mesh(mesh)
+
+
+@functools.cache
+def _find_lower_with_sharding_in_types() -> Callable:
+    try:
+        from jax.extend.mlir import lower_with_sharding_in_types as fn  # jax >= 0.9
+        return fn
+    except ImportError:
+        pass
+    # jax 0.7 - 0.8 have no public spelling of it; the private one is the only one.
+    # (Only reached on the Explicit-axes path, which needs jax >= 0.7.)
+    from jax._src.interpreters.mlir import lower_with_sharding_in_types as fn
+    return fn
+
+
+def lower_with_sharding_in_types(ctx: Any, op: Any, aval: Any) -> Any:
+    """Annotate the lowered ``op`` with the sharding of ``aval``'s type."""
+    return _find_lower_with_sharding_in_types()(ctx, op, aval)
+
+
+# --- configuration ------------------------------------------------------------------------
+
+
+def enable_x64(new_val: bool = True) -> contextlib.AbstractContextManager:
+    """A context manager that turns 64-bit types on (``True``) or off (``False``)."""
+    if hasattr(jax, "enable_x64"):                       # jax >= 0.8
+        return jax.enable_x64(new_val)
+    from jax.experimental import enable_x64 as experimental_enable_x64  # jax < 0.8
+    return experimental_enable_x64(new_val)
