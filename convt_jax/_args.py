@@ -533,14 +533,30 @@ def parse_layer(num_spatial_dims, in_channels, out_channels, kernel_size, stride
     return LayerSettings(settings, c_in, c_out, kernel, pad, bool(bias))
 
 
-def check_key(key: Any) -> None:
+def check_key(key: Any, layer: str) -> None:
     if key is None:
-        raise TypeError("key=None must be a jax.random key, e.g. jax.random.key(0)")
+        raise TypeError(
+            f"key=None must be a jax.random key for {layer}'s initial weights: pass "
+            f"key=jax.random.key(0), or build from PyTorch with {layer}.from_torch(module)"
+        )
+
+
+def check_torch_rank(layer: str, want: int | None, got: int, module_type: str) -> None:
+    """``from_torch`` of a 1/2/3-d layer class needs a PyTorch module of that rank."""
+    if want is not None and got != want:
+        raise TypeError(
+            f"{layer}.from_torch needs a torch.nn.ConvTranspose{want}d, not a "
+            f"{module_type} with {got} spatial axes; use ct.nn.ConvTranspose{got}d.from_torch"
+        )
 
 
 def leaf_array(name: str, value: Any) -> Any:
-    """A layer's new ``weight`` / ``bias``: a jax array from a jax/NumPy array, a list, or a
-    ``torch.Tensor`` (without importing torch); ``None`` stays ``None``."""
+    """A layer's new ``weight`` / ``bias`` as passed: a jax or NumPy array (a list or a
+    ``torch.Tensor`` becomes a NumPy array; torch is not imported); ``None`` stays ``None``.
+
+    Nothing goes through ``jnp.asarray`` here: with x64 off that would turn a float64
+    array into float32 before the dtype check, a silent cast.  The caller checks the
+    dtype as passed, then converts."""
     if value is None:
         return None
     if type(value).__module__.startswith("torch"):
@@ -550,7 +566,9 @@ def leaf_array(name: str, value: Any) -> Any:
         value = t.numpy()
     if isinstance(value, (str, bytes, Mapping)):
         raise TypeError(f"{name}={value!r} must be an array, not {type(value).__name__}")
-    return jnp.asarray(value)
+    if not hasattr(value, "dtype") or not hasattr(value, "shape"):
+        value = np.asarray(value)
+    return value
 
 
 def check_leaf(layer: str, name: str, current: Any, value: Any) -> None:

@@ -18,6 +18,7 @@ from jax.typing import ArrayLike
 
 from .. import _args, _op
 from . import init as _init
+from . import _torch
 
 _HALF = (np.dtype(jnp.float16), np.dtype(jnp.bfloat16))
 _FUNCTIONS = {1: _op.conv_transpose1d, 2: _op.conv_transpose2d, 3: _op.conv_transpose3d}
@@ -86,12 +87,12 @@ class ConvTranspose(metaclass=_FromFields):
                  groups: int = 1, dilation: int | tuple[int, ...] = 1, bias: bool = True,
                  padding_mode: str = "zeros", conv_mode: str = "cross_correlation",
                  compute_mode: str = "default", channels_last: bool = False,
-                 dtype: Any = jnp.float32, key: jax.Array):
+                 dtype: Any = jnp.float32, key: jax.Array | None = None):
         dtype = jnp.float32 if dtype is None else dtype
         parsed = _args.parse_layer(num_spatial_dims, in_channels, out_channels, kernel_size,
                                    stride, padding, output_padding, groups, dilation, bias,
                                    padding_mode, conv_mode, compute_mode, channels_last, dtype)
-        _args.check_key(key)
+        _args.check_key(key, type(self).__name__)
         s = parsed.settings
         shape = (parsed.in_channels, parsed.out_channels // s.groups, *parsed.kernel_size)
         w, b = _init.pytorch_default(key, shape, dtype, groups=s.groups, bias=parsed.bias)
@@ -175,8 +176,8 @@ class ConvTranspose(metaclass=_FromFields):
             value = _args.leaf_array(name, value)
             if new[name] is None and value is None:
                 continue
-            _args.check_leaf(name_, name, new[name], value)
-            new[name] = value
+            _args.check_leaf(name_, name, new[name], value)   # the dtype as passed
+            new[name] = jnp.asarray(value)
         return dataclasses.replace(self, **new)
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -205,6 +206,9 @@ class ConvTranspose(metaclass=_FromFields):
           state_dict: a mapping with exactly the keys ``"weight"`` and, if the
             layer has a bias, ``"bias"``; values are jax/NumPy arrays or
             ``torch.Tensor`` (``torch_layer.state_dict()`` works as it is).
+            PyTorch's weight-norm spellings ``"weight_g"`` / ``"weight_v"`` and
+            ``"parametrizations.weight.original0"`` / ``"original1"`` are
+            folded into ``"weight"`` exactly as PyTorch computes it.
             Shapes and dtypes must match the layer's.
 
         Returns:
@@ -222,8 +226,45 @@ class ConvTranspose(metaclass=_FromFields):
           >>> float(new.weight.sum())
           24.0
         """
+        state_dict = _torch.fold_weight_norm(state_dict)
         expected = _args.check_state_dict(type(self).__name__, state_dict, self.bias is not None)
         return self.replace(**{k: state_dict[k] for k in expected})
+
+    @classmethod
+    def from_torch(cls, module: Any, *, channels_last: bool = False):
+        """Build from a ``torch.nn.ConvTranspose1d/2d/3d``: settings and weights, no key.
+
+        Args:
+          module: a ``torch.nn.ConvTranspose*d`` (with this class's number of
+            spatial axes; any for :class:`ConvTranspose`), plain or under
+            either PyTorch weight-norm API (folded as PyTorch computes it).
+          channels_last: keyword-only; the activation layout of the new layer.
+
+        Returns:
+          A layer with the module's settings, dtype and weights.
+
+        Raises:
+          TypeError: ``module`` is not a PyTorch transposed convolution of
+            this class's dimension.
+
+        Example:
+          >>> import torch, numpy as np, convt_jax as ct
+          >>> t = torch.nn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, output_padding=1)
+          >>> layer = ct.nn.ConvTranspose2d.from_torch(t)
+          >>> layer.stride, layer.padding, layer.output_padding
+          ((2, 2), (1, 1), (1, 1))
+          >>> x = np.ones((1, 4, 5, 5), np.float32)
+          >>> bool(np.allclose(layer(x), t(torch.as_tensor(x)).detach().numpy(), atol=1e-6))
+          True
+        """
+        n, kwargs, state = _torch.settings_from_torch(module)
+        want = next((_NUM_SPATIAL_DIMS[c] for c in cls.__mro__ if c in _NUM_SPATIAL_DIMS), None)
+        _args.check_torch_rank(cls.__name__, want, n, type(module).__name__)
+        args = () if want is not None else (n,)
+        # The constructor validates the settings; eval_shape skips drawing weights.
+        shape_only = jax.eval_shape(
+            lambda: cls(*args, **kwargs, channels_last=channels_last, key=jax.random.key(0)))
+        return shape_only.load_state_dict(state)
 
     def __repr__(self) -> str:
         parts = [f"{self.in_channels}", f"{self.out_channels}", f"kernel_size={self.kernel_size}"]
@@ -275,7 +316,8 @@ class ConvTranspose1d(ConvTranspose):
                  output_padding: int | tuple[int] = 0, *, groups: int = 1,
                  dilation: int | tuple[int] = 1, bias: bool = True, padding_mode: str = "zeros",
                  conv_mode: str = "cross_correlation", compute_mode: str = "default",
-                 channels_last: bool = False, dtype: Any = jnp.float32, key: jax.Array):
+                 channels_last: bool = False, dtype: Any = jnp.float32,
+                 key: jax.Array | None = None):
         super().__init__(1, in_channels, out_channels, kernel_size, stride, padding,
                          output_padding, groups=groups, dilation=dilation, bias=bias,
                          padding_mode=padding_mode, conv_mode=conv_mode,
@@ -338,7 +380,7 @@ class ConvTranspose2d(ConvTranspose):
                  dilation: int | tuple[int, int] = 1, bias: bool = True,
                  padding_mode: str = "zeros", conv_mode: str = "cross_correlation",
                  compute_mode: str = "default", channels_last: bool = False,
-                 dtype: Any = jnp.float32, key: jax.Array):
+                 dtype: Any = jnp.float32, key: jax.Array | None = None):
         super().__init__(2, in_channels, out_channels, kernel_size, stride, padding,
                          output_padding, groups=groups, dilation=dilation, bias=bias,
                          padding_mode=padding_mode, conv_mode=conv_mode,
@@ -366,9 +408,12 @@ class ConvTranspose3d(ConvTranspose):
                  groups: int = 1, dilation: int | tuple[int, int, int] = 1, bias: bool = True,
                  padding_mode: str = "zeros", conv_mode: str = "cross_correlation",
                  compute_mode: str = "default", channels_last: bool = False,
-                 dtype: Any = jnp.float32, key: jax.Array):
+                 dtype: Any = jnp.float32, key: jax.Array | None = None):
         super().__init__(3, in_channels, out_channels, kernel_size, stride, padding,
                          output_padding, groups=groups, dilation=dilation, bias=bias,
                          padding_mode=padding_mode, conv_mode=conv_mode,
                          compute_mode=compute_mode, channels_last=channels_last, dtype=dtype,
                          key=key)
+
+
+_NUM_SPATIAL_DIMS = {ConvTranspose1d: 1, ConvTranspose2d: 2, ConvTranspose3d: 3}

@@ -17,7 +17,7 @@ from .._args import at_least, check_dtype, check_icnr_kernel, int_tuple, positiv
 from .._args import weight_shape as _shape
 from ._bilinear import bilinear as bilinear
 
-__all__ = ["fan_in", "icnr", "pytorch_default", "pytorch_uniform"]
+__all__ = ["bilinear", "fan_in", "icnr", "pytorch_default", "pytorch_uniform"]
 
 
 def fan_in(weight_shape: Sequence[int]) -> int:

@@ -1,0 +1,300 @@
+"""``convt_jax.flax.ConvTranspose1d/2d/3d``: ``nnx.Module`` s with PyTorch's semantics."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from ..nn._torch import fold_weight_norm, settings_from_torch
+from . import _common
+
+
+class ConvTranspose(nnx.Module):
+    """N-d transposed convolution as an ``nnx.Module``; see :class:`ConvTranspose2d`.
+
+    ``ConvTranspose(num_spatial_dims, in_channels, out_channels, kernel_size,
+    ...)`` takes the arguments of :class:`ConvTranspose2d` after
+    ``num_spatial_dims``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> import convt_jax.flax as ctf
+      >>> m = ctf.ConvTranspose(4, 2, 3, kernel_size=2, stride=2, rngs=nnx.Rngs(0))
+      >>> m(jnp.ones((1, 3, 3, 3, 3, 2))).shape
+      (1, 6, 6, 6, 6, 3)
+    """
+
+    _num_spatial_dims: int | None = None
+
+    def __init__(self, num_spatial_dims: int, in_channels: int, out_channels: int,
+                 kernel_size: int | tuple[int, ...], stride: int | tuple[int, ...] = 1,
+                 padding: Any = 0, output_padding: int | tuple[int, ...] = 0, *,
+                 groups: int = 1, dilation: int | tuple[int, ...] = 1, bias: bool = True,
+                 padding_mode: str = "zeros", conv_mode: str = "cross_correlation",
+                 compute_mode: str = "default", channels_last: bool = True,
+                 dtype: Any = None, param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
+        kwargs = dict(in_channels=in_channels, out_channels=out_channels,
+                      kernel_size=kernel_size, stride=stride, padding=padding,
+                      output_padding=output_padding, groups=groups, dilation=dilation,
+                      bias=bias, padding_mode=padding_mode, conv_mode=conv_mode,
+                      compute_mode=compute_mode, channels_last=channels_last,
+                      dtype=jnp.float32 if param_dtype is None else param_dtype)
+        _common.template(num_spatial_dims, kwargs)              # ct.nn's validation
+        self.dtype = _common.check_compute_dtype(dtype)
+        if not isinstance(rngs, nnx.Rngs):
+            raise TypeError(_common.missing_rngs_message(
+                type(self).__name__, f"rngs={rngs!r}"))
+        layer = _common.build_layer(num_spatial_dims, kwargs, rngs.params())
+        self.param_dtype = kwargs["dtype"]
+        self.num_spatial_dims = layer.num_spatial_dims
+        for name in _common.SETTING_NAMES:
+            setattr(self, name, getattr(layer, name))
+        self._treedef = jax.tree_util.tree_structure(layer)
+        self.weight = nnx.Param(layer.weight)
+        self.bias = None if layer.bias is None else nnx.Param(layer.bias)
+
+    def __call__(self, x: Any, output_size: Any = None) -> jax.Array:
+        """Apply the layer, exactly as ``torch.nn.ConvTranspose*d.forward(x, output_size)``.
+
+        Args:
+          x: ``(N, *spatial, C_in)`` or unbatched ``(*spatial, C_in)``
+            (channels-last, the default); ``(N, C_in, *spatial)`` with
+            ``channels_last=False``.
+          output_size: the wanted spatial output size (or a full output
+            shape); it picks the output padding, as in PyTorch.
+
+        Returns:
+          The output, in ``dtype`` (or the result dtype of ``x`` and the
+          parameters when ``dtype`` is None).
+        """
+        bias = None if self.bias is None else self.bias.get_value()
+        return _common.forward(self._treedef, self.weight.get_value(), bias, self.dtype, x,
+                               output_size)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The parameters as NumPy arrays under PyTorch's keys ``"weight"`` and ``"bias"``.
+
+        Returns:
+          ``{"weight": (C_in, C_out // groups, *kernel), "bias": (C_out,)}``
+          (no ``"bias"`` without one): ``torch.nn.ConvTranspose*d.state_dict()``'s
+          keys and layouts.
+
+        Example:
+          >>> from flax import nnx
+          >>> import convt_jax.flax as ctf
+          >>> m = ctf.ConvTranspose2d(4, 6, 3, groups=2, rngs=nnx.Rngs(0))
+          >>> {k: v.shape for k, v in m.state_dict().items()}
+          {'weight': (4, 3, 3, 3), 'bias': (6,)}
+        """
+        out = {"weight": np.array(self.weight.get_value())}
+        if self.bias is not None:
+            out["bias"] = np.array(self.bias.get_value())
+        return out
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Load PyTorch weights in place (NNX modules are mutable, like PyTorch's).
+
+        Args:
+          state_dict: one layer's state dict, e.g. ``torch_layer.state_dict()``:
+            ``"weight"`` (or weight norm's ``"weight_g"``/``"weight_v"`` or
+            ``"parametrizations.weight.original0"``/``"original1"``, folded
+            exactly as PyTorch computes the weight) and ``"bias"`` if the
+            module has one; ``torch.Tensor``, NumPy or JAX arrays of the
+            parameters' shapes and dtype.
+
+        Raises:
+          ValueError: missing, unexpected or prefixed keys, or a wrong shape
+            (``ct.nn``'s messages).
+          TypeError: not a mapping, or a wrong dtype.
+
+        Example:
+          >>> import numpy as np
+          >>> from flax import nnx
+          >>> import convt_jax.flax as ctf
+          >>> m = ctf.ConvTranspose1d(2, 3, 4, rngs=nnx.Rngs(0))
+          >>> m.load_state_dict({"weight": np.ones((2, 3, 4), np.float32),
+          ...                    "bias": np.zeros(3, np.float32)})
+          >>> float(m.weight[...].sum())
+          24.0
+        """
+        layer = self._layer()
+        new = layer.load_state_dict(fold_weight_norm(state_dict))
+        self.weight.set_value(new.weight)
+        if self.bias is not None:
+            self.bias.set_value(new.bias)
+
+    def _layer(self):
+        """The equivalent ``ct.nn`` layer holding the current parameters."""
+        leaves = [self.weight.get_value()]
+        if self.bias is not None:
+            leaves.append(self.bias.get_value())
+        return jax.tree_util.tree_unflatten(self._treedef, leaves)
+
+    @classmethod
+    def from_torch(cls, module: Any, *, rngs: nnx.Rngs | None = None,
+                   channels_last: bool = True, dtype: Any = None):
+        """Build from a ``torch.nn.ConvTranspose1d/2d/3d``: its settings and weights in one call.
+
+        Args:
+          module: a ``torch.nn.ConvTranspose*d`` with this class's number of
+            spatial axes, plain or weight-normed (either PyTorch API).
+          rngs: keyword-only, unused (the weights come from ``module``);
+            accepted for symmetry with the constructor.
+          channels_last: keyword-only; the activation layout (default True,
+            Flax's; False keeps PyTorch's ``(N, C, *spatial)``).
+          dtype: keyword-only; the computation dtype (None: from the inputs).
+
+        Returns:
+          A new module whose parameters have the module's dtype and values.
+
+        Raises:
+          TypeError: ``module`` is not a PyTorch transposed convolution of
+            this class's dimension.
+
+        Example:
+          >>> import torch, numpy as np
+          >>> import convt_jax.flax as ctf
+          >>> t = torch.nn.utils.parametrizations.weight_norm(torch.nn.ConvTranspose1d(4, 2, 3))
+          >>> m = ctf.ConvTranspose1d.from_torch(t, channels_last=False)
+          >>> x = np.ones((1, 4, 5), np.float32)
+          >>> bool(np.allclose(m(x), t(torch.as_tensor(x)).detach().numpy(), atol=1e-6))
+          True
+        """
+        n, kwargs, state = settings_from_torch(module)
+        want = cls._num_spatial_dims
+        if want is not None and n != want:
+            raise TypeError(
+                f"{cls.__name__}.from_torch needs a torch.nn.ConvTranspose{want}d, not a "
+                f"{type(module).__name__} with {n} spatial axes; use "
+                f"convt_jax.flax.ConvTranspose{n}d.from_torch"
+            )
+        kwargs["param_dtype"] = kwargs.pop("dtype")
+        kwargs.update(channels_last=channels_last, dtype=dtype,
+                      rngs=rngs if isinstance(rngs, nnx.Rngs) else nnx.Rngs(0))
+        obj = cls(**kwargs) if want is not None else cls(n, **kwargs)
+        obj.load_state_dict(state)
+        return obj
+
+
+_DOC = """{n}-d transposed convolution as an ``nnx.Module``, with PyTorch's semantics (SPEC §7).
+
+    ``torch.nn.ConvTranspose{n}d`` for Flax NNX: ``weight`` (PyTorch layout
+    ``(C_in, C_out // groups, *kernel)``) and ``bias`` (``(C_out,)``, or
+    ``None`` with ``bias=False``) are ``nnx.Param`` s, so ``nnx.Optimizer(model,
+    tx, wrt=nnx.Param)``, ``nnx.jit``, ``nnx.grad``, ``nnx.split`` / ``merge``
+    and ``nnx.state`` work as for Flax's own layers, and a PyTorch
+    checkpoint loads unchanged (:meth:`load_state_dict`, :meth:`from_torch`).
+    Same settings, semantics, validation and messages as
+    ``ct.nn.ConvTranspose{n}d``; initial weights as PyTorch's (uniform in
+    ``±1/sqrt(fan_in)``, ``fan_in = (out_channels // groups) * prod(kernel_size)``).
+
+    Args:
+      in_channels, out_channels, kernel_size, stride, padding, output_padding,
+      groups, dilation, bias, padding_mode, conv_mode, compute_mode: as in
+        ``ct.nn.ConvTranspose{n}d``.
+      channels_last: keyword-only; default True (Flax's ``(N, *spatial, C)``);
+        the weight keeps PyTorch's layout either way.
+      dtype: keyword-only; the computation dtype (None: the result dtype of
+        the inputs and parameters), Flax's meaning.
+      param_dtype: keyword-only; the parameters' dtype (default float32).
+      rngs: keyword-only; an ``nnx.Rngs`` (its ``params`` stream draws the
+        initial weights).
+
+    Raises:
+      ValueError, TypeError: a bad setting, at construction, with ``ct.nn``'s messages.
+
+    Example:
+{example}
+"""
+
+
+class ConvTranspose1d(ConvTranspose):
+    _num_spatial_dims = 1
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int],
+                 stride: int | tuple[int] = 1, padding: Any = 0,
+                 output_padding: int | tuple[int] = 0, *, groups: int = 1,
+                 dilation: int | tuple[int] = 1, bias: bool = True, padding_mode: str = "zeros",
+                 conv_mode: str = "cross_correlation", compute_mode: str = "default",
+                 channels_last: bool = True, dtype: Any = None, param_dtype: Any = jnp.float32,
+                 rngs: nnx.Rngs):
+        super().__init__(1, in_channels, out_channels, kernel_size, stride, padding,
+                         output_padding, groups=groups, dilation=dilation, bias=bias,
+                         padding_mode=padding_mode, conv_mode=conv_mode,
+                         compute_mode=compute_mode, channels_last=channels_last, dtype=dtype,
+                         param_dtype=param_dtype, rngs=rngs)
+
+
+class ConvTranspose2d(ConvTranspose):
+    _num_spatial_dims = 2
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
+                 stride: int | tuple[int, int] = 1, padding: Any = 0,
+                 output_padding: int | tuple[int, int] = 0, *, groups: int = 1,
+                 dilation: int | tuple[int, int] = 1, bias: bool = True,
+                 padding_mode: str = "zeros", conv_mode: str = "cross_correlation",
+                 compute_mode: str = "default", channels_last: bool = True, dtype: Any = None,
+                 param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
+        super().__init__(2, in_channels, out_channels, kernel_size, stride, padding,
+                         output_padding, groups=groups, dilation=dilation, bias=bias,
+                         padding_mode=padding_mode, conv_mode=conv_mode,
+                         compute_mode=compute_mode, channels_last=channels_last, dtype=dtype,
+                         param_dtype=param_dtype, rngs=rngs)
+
+
+class ConvTranspose3d(ConvTranspose):
+    _num_spatial_dims = 3
+
+    def __init__(self, in_channels: int, out_channels: int,
+                 kernel_size: int | tuple[int, int, int], stride: int | tuple[int, int, int] = 1,
+                 padding: Any = 0, output_padding: int | tuple[int, int, int] = 0, *,
+                 groups: int = 1, dilation: int | tuple[int, int, int] = 1, bias: bool = True,
+                 padding_mode: str = "zeros", conv_mode: str = "cross_correlation",
+                 compute_mode: str = "default", channels_last: bool = True, dtype: Any = None,
+                 param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
+        super().__init__(3, in_channels, out_channels, kernel_size, stride, padding,
+                         output_padding, groups=groups, dilation=dilation, bias=bias,
+                         padding_mode=padding_mode, conv_mode=conv_mode,
+                         compute_mode=compute_mode, channels_last=channels_last, dtype=dtype,
+                         param_dtype=param_dtype, rngs=rngs)
+
+
+for _cls in (ConvTranspose, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d):
+    _cls.__module__ = "convt_jax.flax"
+
+ConvTranspose1d.__doc__ = _DOC.format(n=1, example="""\
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> import convt_jax.flax as ctf
+      >>> m = ctf.ConvTranspose1d(4, 2, kernel_size=3, stride=2, rngs=nnx.Rngs(0))
+      >>> m.weight[...].shape                          # (C_in, C_out // groups, K)
+      (4, 2, 3)
+      >>> m(jnp.ones((8, 5, 4))).shape                  # (N, (5 - 1)*2 + 3, C_out)
+      (8, 11, 2)""")
+ConvTranspose2d.__doc__ = _DOC.format(n=2, example="""\
+      >>> import jax.numpy as jnp, optax
+      >>> from flax import nnx
+      >>> import convt_jax.flax as ctf
+      >>> m = ctf.ConvTranspose2d(8, 4, 4, stride=2, padding=1, rngs=nnx.Rngs(0))
+      >>> x = jnp.ones((2, 5, 5, 8))
+      >>> m(x).shape, m(x, output_size=(11, 11)).shape
+      ((2, 10, 10, 4), (2, 11, 11, 4))
+      >>> opt = nnx.Optimizer(m, optax.sgd(0.1), wrt=nnx.Param)
+      >>> loss = lambda m: jnp.mean(m(x) ** 2)
+      >>> before = loss(m)
+      >>> _ = opt.update(m, nnx.grad(loss)(m))
+      >>> bool(loss(m) < before)
+      True""")
+ConvTranspose3d.__doc__ = _DOC.format(n=3, example="""\
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> import convt_jax.flax as ctf
+      >>> m = ctf.ConvTranspose3d(2, 2, 2, stride=2, bias=False, rngs=nnx.Rngs(0))
+      >>> m.bias is None, m(jnp.ones((1, 3, 3, 3, 2))).shape
+      (True, (1, 6, 6, 6, 2))""")

@@ -1,0 +1,207 @@
+"""``convt_jax.flax.linen.ConvTranspose1d/2d/3d``: ``flax.linen.Module`` s (SPEC §7).
+
+The same fields and semantics as the NNX modules of ``convt_jax.flax``, as
+linen modules: parameters ``"weight"`` (PyTorch layout ``(C_in, C_out //
+groups, *kernel)``) and ``"bias"`` (``(C_out,)``; none with ``bias=False``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+from flax import linen
+
+from ..nn import init as _init
+from ..nn._torch import fold_weight_norm, settings_from_torch
+from . import _common
+
+__all__ = ["ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"]
+
+
+class _ConvTranspose(linen.Module):
+    in_channels: int
+    out_channels: int
+    kernel_size: Any
+    stride: Any = 1
+    padding: Any = 0
+    output_padding: Any = 0
+    groups: int = 1
+    dilation: Any = 1
+    bias: bool = True
+    padding_mode: str = "zeros"
+    conv_mode: str = "cross_correlation"
+    compute_mode: str = "default"
+    channels_last: bool = True
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+
+    num_spatial_dims: ClassVar[int] = 0
+
+    def _template(self):
+        kwargs = dict(in_channels=self.in_channels, out_channels=self.out_channels,
+                      kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
+                      output_padding=self.output_padding, groups=self.groups,
+                      dilation=self.dilation, bias=self.bias, padding_mode=self.padding_mode,
+                      conv_mode=self.conv_mode, compute_mode=self.compute_mode,
+                      channels_last=self.channels_last,
+                      dtype=jnp.float32 if self.param_dtype is None else self.param_dtype)
+        return _common.template(self.num_spatial_dims, kwargs)
+
+    @linen.compact
+    def __call__(self, x: Any, output_size: Any = None) -> jax.Array:
+        """Apply the layer, exactly as ``torch.nn.ConvTranspose*d.forward(x, output_size)``.
+
+        Args:
+          x: ``(N, *spatial, C_in)`` or unbatched ``(*spatial, C_in)``
+            (channels-last, the default); ``(N, C_in, *spatial)`` with
+            ``channels_last=False``.
+          output_size: the wanted spatial output size (or a full output
+            shape); it picks the output padding, as in PyTorch.
+
+        Returns:
+          The output, in ``dtype`` (or the result dtype of ``x`` and the
+          parameters when ``dtype`` is None).
+        """
+        tmpl = self._template()                            # ct.nn's validation
+        dtype = _common.check_compute_dtype(self.dtype)
+        shape = tuple(tmpl.weight.shape)
+        param_dtype = tmpl.weight.dtype
+        weight = self.param("weight", _init.pytorch_uniform, shape, param_dtype)
+        bias = None
+        if tmpl.bias is not None:
+            bias_init = functools.partial(_init.pytorch_uniform, fan_in=_init.fan_in(shape))
+            bias = self.param("bias", bias_init, tuple(tmpl.bias.shape), param_dtype)
+        return _common.forward(jax.tree_util.tree_structure(tmpl), weight, bias, dtype, x,
+                               output_size)
+
+    @classmethod
+    def from_torch(cls, module: Any, *, channels_last: bool = True,
+                   dtype: Any = None) -> tuple[Any, dict[str, Any]]:
+        """A linen module and its variables from a ``torch.nn.ConvTranspose*d``.
+
+        Args:
+          module: a ``torch.nn.ConvTranspose*d`` with this class's number of
+            spatial axes, plain or weight-normed (either PyTorch API).
+          channels_last: keyword-only; the activation layout (default True).
+          dtype: keyword-only; the computation dtype (None: from the inputs).
+
+        Returns:
+          ``(linen_module, {"params": {"weight": ..., "bias": ...}})``, ready
+          for ``linen_module.apply(variables, x)``.
+
+        Raises:
+          TypeError: ``module`` is not a PyTorch transposed convolution of
+            this class's dimension.
+
+        Example:
+          >>> import torch, numpy as np
+          >>> from convt_jax.flax import linen as ctl
+          >>> t = torch.nn.ConvTranspose2d(3, 2, 4, stride=2, padding=1)
+          >>> m, variables = ctl.ConvTranspose2d.from_torch(t, channels_last=False)
+          >>> x = np.ones((1, 3, 5, 5), np.float32)
+          >>> bool(np.allclose(m.apply(variables, x), t(torch.as_tensor(x)).detach().numpy(),
+          ...                  atol=1e-6))
+          True
+        """
+        n, kwargs, state = settings_from_torch(module)
+        if n != cls.num_spatial_dims:
+            raise TypeError(
+                f"{cls.__name__}.from_torch needs a torch.nn.ConvTranspose"
+                f"{cls.num_spatial_dims}d, not a {type(module).__name__} with {n} spatial "
+                f"axes; use convt_jax.flax.linen.ConvTranspose{n}d.from_torch"
+            )
+        kwargs["param_dtype"] = kwargs.pop("dtype")
+        mod = cls(**kwargs, channels_last=channels_last, dtype=dtype)
+        return mod, mod.variables_from_state_dict(state)
+
+    def variables_from_state_dict(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:
+        """Variables ``{"params": {...}}`` for ``apply`` from a PyTorch state dict.
+
+        Args:
+          state_dict: one layer's state dict (``torch_layer.state_dict()``),
+            ``weight`` or either weight-norm spelling (folded as PyTorch
+            computes it), and ``bias`` if the module has one; shapes and
+            dtype must match this module's parameters.
+
+        Returns:
+          ``{"params": {"weight": jax.Array, "bias": jax.Array}}``.
+
+        Raises:
+          ValueError, TypeError: ``ct.nn``'s ``load_state_dict`` messages.
+
+        Example:
+          >>> import numpy as np
+          >>> from convt_jax.flax import linen as ctl
+          >>> m = ctl.ConvTranspose1d(2, 3, 4, bias=False)
+          >>> v = m.variables_from_state_dict({"weight": np.ones((2, 3, 4), np.float32)})
+          >>> m.apply(v, np.ones((5, 2), np.float32)).shape
+          (8, 3)
+        """
+        tmpl = self._template()
+        leaves = [jnp.zeros(tmpl.weight.shape, tmpl.weight.dtype)]
+        if tmpl.bias is not None:
+            leaves.append(jnp.zeros(tmpl.bias.shape, tmpl.bias.dtype))
+        layer = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(tmpl), leaves)
+        new = layer.load_state_dict(fold_weight_norm(state_dict))
+        params = {"weight": new.weight}
+        if new.bias is not None:
+            params["bias"] = new.bias
+        return {"params": params}
+
+
+_DOC = """{n}-d transposed convolution as a ``flax.linen.Module`` with PyTorch's semantics.
+
+    The fields of ``convt_jax.flax.ConvTranspose{n}d`` (``in_channels``,
+    ``out_channels``, ``kernel_size``, ``stride``, ``padding``,
+    ``output_padding``, ``groups``, ``dilation``, ``bias``, ``padding_mode``,
+    ``conv_mode``, ``compute_mode``, ``channels_last=True``, ``dtype=None``,
+    ``param_dtype=float32``); parameters ``"weight"`` ``(C_in, C_out // groups,
+    *kernel)`` and ``"bias"`` ``(C_out,)``, initialised as PyTorch's.
+    Settings are validated when the module is first called (``init``/``apply``),
+    with ``ct.nn``'s messages.
+
+    Example:
+{example}
+"""
+
+
+class ConvTranspose1d(_ConvTranspose):
+    num_spatial_dims: ClassVar[int] = 1
+
+
+class ConvTranspose2d(_ConvTranspose):
+    num_spatial_dims: ClassVar[int] = 2
+
+
+class ConvTranspose3d(_ConvTranspose):
+    num_spatial_dims: ClassVar[int] = 3
+
+
+ConvTranspose1d.__doc__ = _DOC.format(n=1, example="""\
+      >>> import jax, jax.numpy as jnp
+      >>> from convt_jax.flax import linen as ctl
+      >>> m = ctl.ConvTranspose1d(4, 2, kernel_size=3, stride=2)
+      >>> variables = m.init(jax.random.key(0), jnp.ones((8, 5, 4)))
+      >>> jax.tree.map(jnp.shape, variables["params"])
+      {'bias': (2,), 'weight': (4, 2, 3)}
+      >>> m.apply(variables, jnp.ones((8, 5, 4))).shape
+      (8, 11, 2)""")
+ConvTranspose2d.__doc__ = _DOC.format(n=2, example="""\
+      >>> import jax, jax.numpy as jnp
+      >>> from convt_jax.flax import linen as ctl
+      >>> m = ctl.ConvTranspose2d(8, 4, 4, stride=2, padding=1, groups=2)
+      >>> x = jnp.ones((2, 5, 5, 8))
+      >>> variables = m.init(jax.random.key(0), x)
+      >>> m.apply(variables, x).shape, m.apply(variables, x, output_size=(11, 11)).shape
+      ((2, 10, 10, 4), (2, 11, 11, 4))""")
+ConvTranspose3d.__doc__ = _DOC.format(n=3, example="""\
+      >>> import jax, jax.numpy as jnp
+      >>> from convt_jax.flax import linen as ctl
+      >>> m = ctl.ConvTranspose3d(2, 2, 2, stride=2, bias=False)
+      >>> variables = m.init(jax.random.key(0), jnp.ones((1, 3, 3, 3, 2)))
+      >>> list(variables["params"]), m.apply(variables, jnp.ones((1, 3, 3, 3, 2))).shape
+      (['weight'], (1, 6, 6, 6, 2))""")
