@@ -5,7 +5,9 @@ Prints the seed documents' examples with their correct values, shows what
 grouped, dilated, output-padded call against PyTorch when it is installed,
 and trains a small decoder for a few seconds, writing a PNG of its
 reconstructions (``--png PATH``, default ``convt_jax_demo.png`` in the
-current directory). Needs only the package's own dependencies.
+current directory). The examples need only the package's own dependencies;
+the training needs the ``demo`` extra (optax, tqdm, Pillow:
+``pip install "convt_jax[demo]"``) and is skipped, with that advice, without it.
 
     python -m convt_jax [--png PATH] [--steps N] [--no-train]
 """
@@ -13,6 +15,7 @@ current directory). Needs only the package's own dependencies.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import jax
@@ -110,9 +113,12 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     examples()
     if not args.no_train and args.steps > 0:
-        from . import _demo
-
-        _demo.run(args.steps, png=args.png)
+        try:
+            from . import _demo
+        except ImportError as err:
+            print(f"\nSkipping the training: {err}", file=sys.stderr)
+        else:
+            _demo.run(args.steps, png=args.png)
     print(f"\ndone in {time.perf_counter() - start:.1f} s")
 
 

@@ -1,23 +1,24 @@
 """The training part of ``python -m convt_jax``: a tiny decoder learns to draw 16x16 shapes.
 
-Needs nothing beyond the package's own dependencies (jax, jaxlib, numpy):
-the images are drawn with NumPy, the optimiser is a hand-written Adam, the
-progress bar is plain text (tqdm's when it is installed) and the PNG is
-written with ``zlib`` and ``struct``.
+Built on the ``demo`` extra (``pip install "convt_jax[demo]"``): optax for Adam,
+tqdm for the progress bar and Pillow for the PNG. The images are drawn with
+NumPy.
 
 The model is an autoencoder whose decoder is two ``convt_jax.nn.ConvTranspose2d``
 layers (4x4 -> 8x8 -> 16x16, ``kernel_size=4, stride=2, padding=1``, the DCGAN
 block), both ICNR-initialised so they start without checkerboard artifacts.
+
+:func:`fit` is the training loop (``jax.value_and_grad`` + ``optax.adam`` under
+``jax.jit``, random minibatches, a tqdm bar); ``examples/train_decoder.py``
+trains its digits autoencoder with the same function.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import struct
-import sys
 import time
-import zlib
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -26,9 +27,82 @@ import numpy as np
 
 from . import nn
 
+INSTALL_HINT = 'pip install "convt_jax[demo]"'
+
+try:
+    import optax
+    from PIL import Image
+    from tqdm.auto import tqdm
+except ImportError as err:
+    missing = (err.name or "one of them").partition(".")[0]
+    raise ImportError(f"the training demo needs optax, tqdm and Pillow ({missing!r} is not "
+                      f"installed); install them with: {INSTALL_HINT}") from err
+
 SIZE = 16
 LATENT = 16
 KINDS = ("blob", "ring", "bar", "box")
+
+
+# ------------------------------------------------------------------------------------
+# The training loop (shared with examples/train_decoder.py).
+# ------------------------------------------------------------------------------------
+
+class FitResult(NamedTuple):
+    params: Any
+    losses: list[float]    # training-batch loss, one per step
+    seconds: float         # wall time of the loop, compilation included
+
+
+def fit(loss_fn: Callable[[Any, jax.Array], jax.Array], params: Any, data: jax.Array, *,
+        steps: int, batch_size: int, learning_rate: float, seed: int = 0,
+        progress: bool = True, desc: str = "training", log_every: int = 50) -> FitResult:
+    """Minimise ``loss_fn(params, batch)`` with ``optax.adam`` on random minibatches of ``data``.
+
+    One compiled step (``jax.value_and_grad`` + ``optax.adam`` under ``jax.jit``)
+    per iteration; each step's batch is ``batch_size`` rows of ``data`` drawn
+    with replacement from ``jax.random.key(seed + 1)``. ``params`` is any
+    pytree (dicts of arrays and ``convt_jax.nn`` layers included).
+
+    Args:
+      loss_fn: ``(params, batch) -> scalar``.
+      params: the initial parameters.
+      data: the training set, examples along axis 0.
+      steps: number of optimisation steps.
+      batch_size: examples per step.
+      learning_rate: Adam's learning rate.
+      seed: seeds the batches.
+      progress: show a tqdm progress bar with the running loss.
+      desc: the progress bar's label.
+      log_every: refresh the bar's loss every this many steps.
+
+    Returns:
+      A :class:`FitResult`: the trained parameters, the per-step losses and
+      the wall time of the loop.
+    """
+    opt = optax.adam(learning_rate)
+    state = opt.init(params)
+    data = jnp.asarray(data)
+
+    @jax.jit
+    def step(params, state, data, key):
+        idx = jax.random.randint(key, (batch_size,), 0, data.shape[0])
+        loss, grads = jax.value_and_grad(loss_fn)(params, data[idx])
+        updates, state = opt.update(grads, state, params)
+        return optax.apply_updates(params, updates), state, loss
+
+    keys = jax.random.split(jax.random.key(seed + 1), steps)
+    losses = []
+    start = time.perf_counter()
+    with tqdm(total=steps, desc=desc, unit="step", disable=not progress) as bar:
+        bar.set_postfix_str("compiling the training step")
+        for i in range(steps):
+            params, state, loss = step(params, state, data, keys[i])
+            losses.append(loss)
+            if i % log_every == 0 or i == steps - 1:
+                bar.set_postfix_str(f"loss {float(loss):.4f}", refresh=False)
+            bar.update(1)
+    losses = [float(v) for v in jax.device_get(losses)]
+    return FitResult(params, losses, time.perf_counter() - start)
 
 
 # ------------------------------------------------------------------------------------
@@ -113,118 +187,30 @@ def loss_fn(params: dict[str, Any], x: jax.Array) -> jax.Array:
 
 
 # ------------------------------------------------------------------------------------
-# Adam, by hand (works on any pytree, convt_jax layers included).
+# The picture: rows of images, upscaled, written with Pillow.
 # ------------------------------------------------------------------------------------
 
-class AdamState(NamedTuple):
-    step: jax.Array
-    mu: Any
-    nu: Any
+def image_grid(rows: Sequence[np.ndarray], scale: int = 4, gap: int = 4) -> np.ndarray:
+    """Rows of ``(n, H, W)`` images in ``[0, 1]`` -> one ``uint8`` picture, upscaled ``scale``x.
 
-
-def adam_init(params: Any) -> AdamState:
-    zeros = jax.tree_util.tree_map(lambda p: np.zeros(p.shape, p.dtype), params)
-    return AdamState(np.zeros((), np.int32), zeros, zeros)
-
-
-def adam_update(params: Any, grads: Any, state: AdamState, lr: float, b1: float = 0.9,
-                b2: float = 0.999, eps: float = 1e-8) -> tuple[Any, AdamState]:
-    """One Adam step (Kingma & Ba 2015), bias-corrected; returns ``(params, state)``."""
-    t = state.step + 1
-    mu = jax.tree_util.tree_map(lambda m, g: b1 * m + (1 - b1) * g, state.mu, grads)
-    nu = jax.tree_util.tree_map(lambda v, g: b2 * v + (1 - b2) * g * g, state.nu, grads)
-    c1, c2 = 1 - b1 ** t, 1 - b2 ** t
-    params = jax.tree_util.tree_map(
-        lambda p, m, v: p - lr * (m / c1) / (jnp.sqrt(v / c2) + eps), params, mu, nu)
-    return params, AdamState(t, mu, nu)
-
-
-# ------------------------------------------------------------------------------------
-# A progress bar: tqdm's if installed, else a line of text.
-# ------------------------------------------------------------------------------------
-
-class _TextBar:
-    """``[#####.....]  120/400 loss 0.0312`` on stderr, redrawn in place on a terminal."""
-
-    def __init__(self, total: int, desc: str, stream=None):
-        self.total, self.desc, self.n, self.postfix = total, desc, 0, ""
-        self.stream = stream or sys.stderr
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.start = time.perf_counter()
-        self._last = -1.0
-        self._drawn = 0
-
-    def _line(self) -> str:
-        width = 30
-        done = int(width * self.n / max(self.total, 1))
-        line = (f"{self.desc}: [{'#' * done}{'.' * (width - done)}] {self.n}/{self.total} "
-                f"{time.perf_counter() - self.start:4.1f}s {self.postfix}")
-        padded = line.ljust(self._drawn)      # blank out the rest of a longer previous line
-        self._drawn = len(line)
-        return padded
-
-    def update(self, k: int = 1) -> None:
-        self.n += k
-        now = time.perf_counter()
-        if self.tty and (now - self._last > 0.1 or self.n == self.total):
-            self.stream.write("\r" + self._line())
-            self.stream.flush()
-            self._last = now
-
-    def set_postfix_str(self, text: str) -> None:
-        self.postfix = text
-        if self.tty:
-            self.stream.write("\r" + self._line())
-            self.stream.flush()
-
-    def close(self) -> None:
-        self.stream.write(("\r" if self.tty else "") + self._line() + "\n")
-        self.stream.flush()
-
-
-def progress_bar(total: int, desc: str):
-    """A progress bar with ``update(k)``, ``set_postfix_str(s)`` and ``close()``."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return _TextBar(total, desc)
-    return tqdm(total=total, desc=desc, unit="step", file=sys.stderr)
-
-
-# ------------------------------------------------------------------------------------
-# A PNG writer: 8-bit grayscale, zlib + struct.
-# ------------------------------------------------------------------------------------
-
-def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Write a 2-D ``uint8`` array (0 black, 255 white) as an 8-bit grayscale PNG."""
-    image = np.ascontiguousarray(image, dtype=np.uint8)
-    if image.ndim != 2:
-        raise ValueError(f"image of shape {image.shape} must be 2-D (height, width)")
-    height, width = image.shape
-    # Each scanline starts with its filter type (0: none).
-    raw = np.concatenate([np.zeros((height, 1), np.uint8), image], axis=1).tobytes()
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + tag + data
-                + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit, grayscale
-    with open(path, "wb") as fh:
-        fh.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-                 + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
-
-
-def image_grid(rows: list[np.ndarray], scale: int = 4, gap: int = 4) -> np.ndarray:
-    """Rows of ``(n, H, W)`` images in ``[0, 1]`` -> one ``uint8`` picture, upscaled ``scale``x."""
-    n, h, w = rows[0].shape
+    Tiles are ``H * scale`` by ``W * scale`` pixels (nearest neighbour), with
+    ``gap`` grey pixels around and between them.
+    """
+    n, h, w = np.shape(rows[0])
     th, tw = h * scale, w * scale
     out = np.full((gap + len(rows) * (th + gap), gap + n * (tw + gap)), 160, np.uint8)
     for r, images in enumerate(rows):
-        for i, img in enumerate(images):
-            tile = np.kron(np.clip(img, 0, 1), np.ones((scale, scale)))
+        for i, img in enumerate(np.asarray(images)):
+            tile = np.repeat(np.repeat(np.clip(img, 0, 1), scale, 0), scale, 1)
             y, x = gap + r * (th + gap), gap + i * (tw + gap)
             out[y:y + th, x:x + tw] = np.round(255 * tile).astype(np.uint8)
     return out
+
+
+def save_png(path: str | os.PathLike, rows: Sequence[np.ndarray], scale: int = 4) -> str:
+    """Write :func:`image_grid` of ``rows`` as an 8-bit grayscale PNG; returns its absolute path."""
+    Image.fromarray(image_grid(rows, scale)).save(path, format="PNG")
+    return os.path.abspath(path)
 
 
 # ------------------------------------------------------------------------------------
@@ -243,60 +229,38 @@ class DemoResult(NamedTuple):
 def train(steps: int = 800, *, batch_size: int = 64, learning_rate: float = 5e-3,
           seed: int = 0, png: str | os.PathLike | None = None,
           progress: bool = True) -> DemoResult:
-    """Train the autoencoder on synthetic shapes; optionally write a PNG of its reconstructions.
+    """Train the autoencoder on synthetic shapes with :func:`fit`; optionally write a PNG.
 
     The PNG shows 12 held-out images (top row) above the trained model's
-    reconstructions of them (bottom row).
+    reconstructions of them (bottom row), each 64x64 pixels.
     """
     data = make_images(2048 + 256, seed=seed)
     train_x, test_x = jnp.asarray(data[:2048]), jnp.asarray(data[2048:])
     shown = test_x[:12]
     params = init_model(seed)
-    state = adam_init(params)
 
     @jax.jit
-    def evaluate(params):
-        return loss_fn(params, test_x), reconstruct(params, shown)
+    def evaluate(params, test_x):
+        return loss_fn(params, test_x), reconstruct(params, test_x[:len(shown)])
 
-    @jax.jit
-    def step(params, state, idx):
-        loss, grads = jax.value_and_grad(loss_fn)(params, train_x[idx])
-        params, state = adam_update(params, grads, state, learning_rate)
-        return params, state, loss
-
-    loss_before, _ = evaluate(params)
-    batches = np.random.default_rng(seed + 1).integers(0, len(train_x), (steps, batch_size))
-    losses = []
-    bar = progress_bar(steps, "training the decoder") if progress else None
-    start = time.perf_counter()
-    if bar is not None:
-        bar.set_postfix_str("compiling the training step")
-    for i in range(steps):
-        params, state, loss = step(params, state, batches[i])
-        losses.append(loss)
-        if bar is not None:
-            if i % 25 == 0 or i == steps - 1:
-                bar.set_postfix_str(f"loss {float(loss):.4f}")
-            bar.update(1)
-    losses = [float(v) for v in jax.device_get(losses)]
-    seconds = time.perf_counter() - start
-    if bar is not None:
-        bar.close()
-    loss_after, after_images = evaluate(params)
+    loss_before, _ = evaluate(params, test_x)
+    result = fit(loss_fn, params, train_x, steps=steps, batch_size=batch_size,
+                 learning_rate=learning_rate, seed=seed, progress=progress,
+                 desc="training the decoder", log_every=25)
+    loss_after, after_images = evaluate(result.params, test_x)
     if png is not None:
-        rows = [np.asarray(im)[:, 0] for im in (shown, after_images)]
-        write_png(png, image_grid(rows))
-        png = os.path.abspath(png)
-    return DemoResult(params, float(loss_before), float(loss_after), losses, seconds, png)
+        png = save_png(png, [np.asarray(im)[:, 0] for im in (shown, after_images)])
+    return DemoResult(result.params, float(loss_before), float(loss_after), result.losses,
+                      result.seconds, png)
 
 
 def run(steps: int = 800, png: str | os.PathLike | None = "convt_jax_demo.png",
         seed: int = 0) -> DemoResult:
-    """Train, print the losses before and after, and where the PNG went (``python -m convt_jax``)."""
+    """``python -m convt_jax``'s training: train, print the losses and where the PNG went."""
     print(f"\nTraining a small autoencoder on synthetic 16x16 blobs, rings, bars and boxes: "
           f"the decoder is two ConvTranspose2d layers (4x4 -> 8x8 -> 16x16, k=4, s=2, p=1, "
-          f"ICNR init), the optimiser a hand-written Adam under jax.jit, {steps} steps of "
-          f"64 images.")
+          f"ICNR init), the optimiser optax.adam under jax.jit, {steps} steps of 64 images.",
+          flush=True)
     result = train(steps, seed=seed, png=png)
     n_params = sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(result.params))
     print(f"held-out mean squared error: {result.loss_before:.4f} before training, "

@@ -4,7 +4,8 @@ The decoder is two ``convt_jax.nn.ConvTranspose2d`` layers (2x2 -> 4x4 -> 8x8,
 the DCGAN block ``kernel_size=4, stride=2, padding=1``), the first one
 initialised with ICNR so it starts without a checkerboard. The whole model is
 a plain pytree (a dict holding arrays and layers), trained with
-``jax.value_and_grad`` + ``optax.adam`` under ``jax.jit``.
+``jax.value_and_grad`` + ``optax.adam`` under ``jax.jit`` by
+``convt_jax._demo.fit``, the training loop ``python -m convt_jax`` uses too.
 
 Run it (about 16 s on 2 CPU cores, 8 s of it the training loop; the held-out
 loss falls from about 0.16 to below 0.01, against 0.073 for always predicting
@@ -12,28 +13,27 @@ the mean digit)::
 
     python examples/train_decoder.py --steps 1500 --png reconstructions.png
 
-or reuse the loop (notebooks, ``python -m convt_jax``), with ``examples/`` on
-``sys.path``::
+or call it from Python (a notebook), with ``examples/`` on ``sys.path``::
 
     from train_decoder import train
     result = train(steps=300, progress=False)
     result.losses[-1], result.test_loss
 
-Requires ``optax``, ``scikit-learn``, ``tqdm`` and (for the PNG) ``matplotlib``.
+Requires ``optax``, ``tqdm`` and ``Pillow`` (for the shared loop), ``scikit-learn``
+and (for the PNG) ``matplotlib``, all in the ``examples`` extra.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 import convt_jax as ct
+from convt_jax._demo import fit
 
 LOSS_THRESHOLD = 0.01   # held-out MSE (pixels in [0, 1]) the default 1500 steps reach
 LATENT = 16
@@ -109,7 +109,7 @@ class TrainResult(NamedTuple):
     params: dict
     losses: list[float]       # training-batch loss, one per step
     test_loss: float
-    seconds: float            # wall time of the loop, compilation included
+    seconds: float            # wall time of the training loop, compilation included
 
 
 def train(steps: int = 1500, *, batch_size: int = 128, learning_rate: float = 3e-3,
@@ -129,37 +129,17 @@ def train(steps: int = 1500, *, batch_size: int = 128, learning_rate: float = 3e
       losses, the mean squared error on the 297 held-out digits and the
       wall time.
     """
-    from tqdm.auto import trange
-
     train_x, test_x = (jnp.asarray(a) for a in load_digits(seed))
     # One compiled initialisation instead of many small eager ops (layers are
     # pytrees, so they can be built under jit).
     params = jax.jit(init_model)(jax.random.key(seed))
-    opt = optax.adam(learning_rate)
-    state = opt.init(params)
-
-    @jax.jit
-    def step(params, state, key):
-        idx = jax.random.randint(key, (batch_size,), 0, train_x.shape[0])
-        loss, grads = jax.value_and_grad(loss_fn)(params, train_x[idx])
-        updates, state = opt.update(grads, state, params)
-        return optax.apply_updates(params, updates), state, loss
-
-    keys = jax.random.split(jax.random.key(seed + 1), steps)
-    losses = []
-    start = time.perf_counter()
-    bar = trange(steps, disable=not progress, desc="training", unit="step")
-    for i in bar:
-        params, state, loss = step(params, state, keys[i])
-        if i % 50 == 0 or i == steps - 1:
-            bar.set_postfix(loss=f"{float(loss):.4f}")
-        losses.append(loss)
-    losses = [float(v) for v in jax.device_get(losses)]
+    fitted = fit(loss_fn, params, train_x, steps=steps, batch_size=batch_size,
+                 learning_rate=learning_rate, seed=seed, progress=progress)
+    params = fitted.params
     test_loss = float(jax.jit(loss_fn)(params, test_x))
-    seconds = time.perf_counter() - start
     if png is not None:
         save_reconstructions(params, test_x[:10], png)
-    return TrainResult(params, losses, test_loss, seconds)
+    return TrainResult(params, fitted.losses, test_loss, fitted.seconds)
 
 
 def save_reconstructions(params: dict, images: jax.Array, path: str) -> None:

@@ -325,6 +325,6 @@ fig.tight_layout()
 # ## Where to go from here
 #
 # * `examples/train_decoder.py` is this autoencoder as a script (`--steps`, `--png`).
-# * `python -m convt_jax` trains a similar decoder with no dependencies beyond JAX
-#   (hand-written Adam, synthetic images) and writes a PNG.
+# * `python -m convt_jax` trains a similar decoder on synthetic shapes with the same
+#   kind of loop (`convt_jax._demo.fit`: optax, tqdm; the `demo` extra) and writes a PNG.
 # * Notebook 03 ports a PyTorch decoder, weights included.

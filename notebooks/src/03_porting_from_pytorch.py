@@ -12,7 +12,9 @@
 # 3. shows that outputs and gradients are identical (to float round-off), and
 # 4. shows what `jax.lax.conv_transpose` and `flax.linen.ConvTranspose` would have
 #    computed with the same numbers, and how `ct.layouts.to_flax` converts a layer
-#    for Flax when you need to.
+#    for Flax when you need to, and
+# 5. takes the Flax route: `convt_jax.flax.ConvTranspose2d`, an NNX module that loads the
+#    same `state_dict`.
 
 # %%
 # %matplotlib inline
@@ -300,6 +302,41 @@ for ax, (img, title) in zip(axes, panels):
 fig.tight_layout()
 
 # %% [markdown]
+# ## The Flax route
+#
+# Inside a Flax NNX model, use `convt_jax.flax.ConvTranspose2d`: an `nnx.Module` with the
+# same constructor arguments as `ct.nn.ConvTranspose2d` (and `rngs=` instead of `key=`),
+# whose `weight` and `bias` are `nnx.Param`s in PyTorch's layout, so
+# `nnx.Optimizer(model, tx, wrt=nnx.Param)` trains them. Like Flax's own layers it takes
+# channels-last input by default (`channels_last=True`). `load_state_dict` loads a PyTorch
+# state dict in place (NNX modules are mutable, like PyTorch's), and
+# `ConvTranspose2d.from_torch(module)` does settings and weights in one call. Here is the
+# grouped, output-padded layer 2, fed the same input as in the table above (transposed to
+# NHWC):
+
+# %%
+from flax import nnx
+
+import convt_jax.flax as ctf
+
+m2 = torch_decoder[2]
+nnx_layer = ctf.ConvTranspose2d(32, 32, kernel_size=3, stride=2, padding=1, output_padding=1,
+                                groups=4, rngs=nnx.Rngs(0))
+nnx_layer.load_state_dict(m2.state_dict())
+print("Params:", {name: tuple(getattr(nnx_layer, name).shape) for name in ("weight", "bias")},
+      "| all nnx.Param:", all(isinstance(getattr(nnx_layer, name), nnx.Param)
+                              for name in ("weight", "bias")))
+
+h2, ref2 = layer_inputs(torch_decoder, x)["2"]
+h2_nhwc = h2.transpose(0, 2, 3, 1)                             # NCHW -> NHWC
+y_nnx = np.asarray(nnx_layer(h2_nhwc)).transpose(0, 3, 1, 2)   # NHWC -> NCHW to compare
+print("load_state_dict: output", y_nnx.shape, "max |nnx - torch| =",
+      f"{np.abs(y_nnx - ref2).max():.1e}")
+y_from = np.asarray(ctf.ConvTranspose2d.from_torch(m2)(h2_nhwc)).transpose(0, 3, 1, 2)
+print("from_torch:      output", y_from.shape, "max |nnx - torch| =",
+      f"{np.abs(y_from - ref2).max():.1e}")
+
+# %% [markdown]
 # ## Summary
 #
 # * `ct.nn.ConvTranspose2d(*torch_args, groups=..., dilation=..., key=...)` plus
@@ -311,3 +348,5 @@ fig.tight_layout()
 # * `flax.linen.ConvTranspose` needs the same plus channels-last data; `ct.layouts.to_flax`
 #   does the conversion (and `from_flax` goes back). `ct.layouts` has the same pair for
 #   Equinox, Haiku, Keras and MegEngine.
+# * In Flax NNX models, `convt_jax.flax.ConvTranspose2d` (channels-last by default) takes
+#   the same arguments and the same `state_dict`, or `ConvTranspose2d.from_torch(module)`.
