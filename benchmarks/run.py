@@ -1,14 +1,28 @@
-"""Benchmark convt_jax against PyTorch (CPU, 2 threads) and jax.lax.conv_transpose.
+"""One transposed-convolution layer at a time: convt_jax vs PyTorch (CPU) and jax.lax.
 
-    python -m benchmarks.run                 # every shape, forward and forward+backward
-    python -m benchmarks.run --quick         # fewer shapes and rounds
-    python -m benchmarks.run --shapes dcgan1,unet3d --rounds 9 --out table.md
+    python -m benchmarks.run                      # the whole suite, forward and forward+backward
+    python -m benchmarks.run --quick              # fewer shapes and rounds
+    python -m benchmarks.run --shapes dcgan1,group8,k3s2op1_cl,unet1_bf16 --rounds 9 --out t.md
+    python -m benchmarks.run --shapes dcgan2,unet1 --channels-last   # the _cl variants of those
+    python -m benchmarks.run --list               # every shape and what it is
+
+Shape names: a base name from ``SHAPES``, optionally followed by ``_cl``
+(channels-last: ``channels_last=True`` for JAX, PyTorch's ``channels_last``
+memory format for input, weight and cotangent; 1-D has no such format in
+PyTorch, so there its input stays ``(N, C, L)``) and/or ``_bf16``
+(bfloat16 inputs and weight in both frameworks; the correctness check is
+against PyTorch float32 on the same rounded values).
 
 Every implementation runs once per round, in turn, on the same inputs (the
 machines are shared and noisy: ratios from one run are what count); each
-figure is the median over the rounds after warm-up.  Every result is
-checked against PyTorch before it is timed.  "f+b" is the forward plus the
-gradients with respect to input and weight.
+figure is the median over the rounds after warm-up.  Every result is checked
+against PyTorch before it is timed.  "f+b" is the forward plus the gradients
+with respect to input and weight.  Only the public API is used:
+``ct.conv_transpose(..., method=m)``; an explicit method that does not apply
+to a layer (``ValueError``) is reported as ``n/a``.  The ``jax.lax`` column is
+``jax.lax.conv_transpose`` (``output_padding`` as extra padding at the high
+end); for grouped layers, which it cannot express, the lhs-dilated
+``jax.lax.conv_general_dilated`` with ``feature_group_count`` (as Equinox does).
 """
 
 from __future__ import annotations
@@ -19,6 +33,7 @@ import os
 import statistics
 import sys
 import time
+from typing import NamedTuple
 
 os.environ.setdefault("XLA_FLAGS", "")
 
@@ -27,7 +42,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import convt_jax as ct  # noqa: E402
-from convt_jax import _args, _lowering, _primitive  # noqa: E402
+
+from . import _machine  # noqa: E402
 
 # name: (N, C_in, spatial, C_out, kernel, stride, padding, groups)
 SHAPES = {
@@ -43,26 +59,68 @@ SHAPES = {
     "conv1d": (16, 256, (1024,), 128, 4, 2, 1, 1),
     "vnet3d": (2, 64, (16, 16, 16), 32, 2, 2, 0, 1),
     "unet3d": (2, 32, (32, 32, 32), 16, 4, 2, 1, 1),
+    # grouped, 1 < groups < C_in
+    "group4": (8, 256, (16, 16), 256, 4, 2, 1, 4),
+    "group8": (8, 256, (16, 16), 256, 4, 2, 1, 8),
+    "group32": (8, 256, (16, 16), 256, 4, 2, 1, 32),
+    # k=3, s=2, p=1, output_padding=1: the exact-doubling layer of ResNet-style decoders
+    "k3s2op1": (8, 128, (32, 32), 64, 3, 2, 1, 1),
+    "k3s2op1w": (8, 512, (16, 16), 256, 3, 2, 1, 1),
+    # wide layers
+    "wide2d": (8, 512, (16, 16), 256, 4, 2, 1, 1),
+    "s1k3w": (8, 512, (16, 16), 256, 3, 1, 1, 1),
+    "wide3d": (2, 128, (8, 8, 8), 128, 4, 2, 1, 1),
 }
-QUICK = ("dcgan1", "dcgan4", "unet1", "s1k3", "depthwise", "hifigan", "vnet3d")
+DESCRIPTION = {
+    "dcgan1": "DCGAN generator layer 2", "dcgan2": "DCGAN generator layer 3",
+    "dcgan3": "DCGAN generator layer 4", "dcgan4": "DCGAN generator output layer",
+    "unet1": "U-Net up-convolution (k = s)", "unet2": "U-Net up-convolution (k = s)",
+    "s1k3": "stride 1, 3x3", "depthwise": "depthwise (groups = C_in)",
+    "hifigan": "HiFi-GAN V1 first upsampler (1-D)", "conv1d": "1-D",
+    "vnet3d": "V-Net up-convolution (3-D, k = s)", "unet3d": "3-D U-Net decoder layer (k4 s2)",
+    "group4": "grouped, 4 groups", "group8": "grouped, 8 groups", "group32": "grouped, 32 groups",
+    "k3s2op1": "k3 s2 p1 output_padding=1", "k3s2op1w": "k3 s2 p1 output_padding=1, C_in 512",
+    "wide2d": "wide 2-D, C_in 512", "s1k3w": "wide stride 1, 3x3, C_in 512",
+    "wide3d": "wide 3-D, 128 channels, k4 s2",
+}
+OUTPUT_PADDING = {"k3s2op1": 1, "k3s2op1w": 1}
+# The default suite: every base shape, channels-last variants of several, bfloat16 for two.
+CHANNELS_LAST = ("dcgan2", "dcgan4", "unet1", "s1k3", "depthwise", "group8", "k3s2op1",
+                 "wide2d", "vnet3d", "wide3d")
+BFLOAT16 = ("dcgan2", "k3s2op1")
+SUITE = (*SHAPES, *(f"{n}_cl" for n in CHANNELS_LAST), *(f"{n}_bf16" for n in BFLOAT16))
+QUICK = ("dcgan1", "dcgan4", "unet1", "s1k3", "depthwise", "hifigan", "vnet3d", "group8",
+         "k3s2op1", "wide3d", "dcgan2_cl", "s1k3_cl", "dcgan2_bf16")
 METHODS = ("auto", "dilated", "subpixel", "matmul", "depthwise")
+FLAG_ABOVE = 1.5
+
+
+class Case(NamedTuple):
+    name: str
+    base: str
+    shape: tuple
+    output_padding: int
+    channels_last: bool
+    dtype: str  # "float32" or "bfloat16"
+
+
+def case(name: str) -> Case:
+    """The layer a shape name stands for: a base name plus optional ``_cl`` / ``_bf16``."""
+    base, cl, dtype = name, False, "float32"
+    while base not in SHAPES:
+        if base.endswith("_bf16") and dtype == "float32":
+            base, dtype = base[:-5], "bfloat16"
+        elif base.endswith("_cl") and not cl:
+            base, cl = base[:-3], True
+        else:
+            raise ValueError(f"shape {name!r} is not a base shape ({', '.join(SHAPES)}) "
+                             "optionally followed by _cl and/or _bf16")
+    return Case(name, base, SHAPES[base], OUTPUT_PADDING.get(base, 0), cl, dtype)
 
 
 def _flops(shape) -> float:
     n, c_in, spatial, c_out, k, _, _, g = shape
     return 2.0 * n * c_in * math.prod(spatial) * (c_out // g) * k ** len(spatial)
-
-
-def matmul_gflops() -> float:
-    a = jnp.ones((2048, 2048), jnp.float32)
-    f = jax.jit(jnp.dot)
-    f(a, a).block_until_ready()
-    times = []
-    for _ in range(7):
-        t0 = time.perf_counter()
-        f(a, a).block_until_ready()
-        times.append(time.perf_counter() - t0)
-    return 2 * 2048 ** 3 / statistics.median(times) / 1e9
 
 
 def _fwd_bwd(f):
@@ -73,38 +131,80 @@ def _fwd_bwd(f):
     return fb
 
 
-def _implementations(shape, modes, methods, with_lax=True):
-    """{(name, mode): callable returning arrays} plus the torch reference values."""
+def _lax_transpose(x, w, *, nd, k, s, p, op, g, channels_last):
+    """The layer with public jax.lax only (what a user has without this package)."""
+    spec = "DHW"[3 - nd:]
+    lhs = ("N" + spec + "C") if channels_last else ("NC" + spec)
+    dn = (lhs, "OI" + spec, lhs)
+    pads = [(k - 1 - p, k - 1 - p + op)] * nd
+    if g == 1:
+        return jax.lax.conv_transpose(x, w, (s,) * nd, pads, dimension_numbers=dn,
+                                      transpose_kernel=True)
+    # (C_in, C_out/g, *K) -> (C_out, C_in/g, *K), spatially flipped: a forward grouped conv
+    c_in, cog = w.shape[:2]
+    kern = w.reshape(g, c_in // g, cog, *w.shape[2:]).swapaxes(1, 2)
+    kern = kern.reshape(g * cog, c_in // g, *w.shape[2:])
+    kern = jnp.flip(kern, axis=tuple(range(2, 2 + nd)))
+    return jax.lax.conv_general_dilated(x, kern, (1,) * nd, pads, lhs_dilation=(s,) * nd,
+                                        dimension_numbers=dn, feature_group_count=g)
+
+
+def _implementations(c: Case, modes, methods, with_lax=True):
+    """({(name, mode): callable returning arrays}, {mode: reference arrays}, tolerance)."""
     import torch
 
-    n, c_in, spatial, c_out, k, s, p, g = shape
+    n, c_in, spatial, c_out, k, s, p, g = c.shape
+    op, cl = c.output_padding, c.channels_last
     nd = len(spatial)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, c_in, *spatial), dtype=np.float32)
     w = (rng.standard_normal((c_in, c_out // g, *(k,) * nd), dtype=np.float32)
          / math.sqrt(c_in * k ** nd / s ** nd))
-    out_shape = ct.conv_transpose_output_shape(x.shape, w.shape, s, p, groups=g)
+    out_shape = ct.conv_transpose_output_shape(x.shape, w.shape, s, p, op, groups=g)
     gy = rng.standard_normal(out_shape, dtype=np.float32)
     tfn = {1: torch.nn.functional.conv_transpose1d, 2: torch.nn.functional.conv_transpose2d,
            3: torch.nn.functional.conv_transpose3d}[nd]
-    tx, tw, tg = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(gy)
+    tdtype = torch.bfloat16 if c.dtype == "bfloat16" else torch.float32
+    tx, tw, tg = (torch.from_numpy(a).to(tdtype) for a in (x, w, gy))
+    if c.dtype != "float32":           # both frameworks and the reference see the same values
+        x, w, gy = (t.float().numpy() for t in (tx, tw, tg))
+
+    # reference: PyTorch float32, NC layout
+    a = torch.from_numpy(x).requires_grad_(True)
+    b = torch.from_numpy(w).requires_grad_(True)
+    y = tfn(a, b, None, s, p, op, g)
+    dx, dw = torch.autograd.grad(y, (a, b), torch.from_numpy(gy))
+    ref = {"fwd": [y.detach().numpy()], "fb": [y.detach().numpy(), dx.numpy(), dw.numpy()]}
+    if cl:
+        ref = {m: [np.moveaxis(r, 1, -1) if i < 2 else r for i, r in enumerate(v)]
+               for m, v in ref.items()}
+    tol = 5e-2 if c.dtype == "bfloat16" else 1e-4
+
+    fmt = {2: torch.channels_last, 3: torch.channels_last_3d}.get(nd) if cl else None
+    if fmt is not None:
+        tx, tw, tg = (t.contiguous(memory_format=fmt) for t in (tx, tw, tg))
+    ta, tb = tx.clone().requires_grad_(True), tw.clone().requires_grad_(True)
+
+    def to_ref_layout(outputs):  # PyTorch's (y, dx, dw) in the reference's layout
+        out = [t.detach().float().numpy() for t in outputs]
+        return [np.moveaxis(v, 1, -1) if cl and i < 2 else v for i, v in enumerate(out)]
 
     def torch_fwd():
         with torch.no_grad():
-            return (tfn(tx, tw, None, s, p, 0, g),)
+            return (tfn(tx, tw, None, s, p, op, g),)
 
     def torch_fb():
-        a = tx.clone().requires_grad_(True)
-        b = tw.clone().requires_grad_(True)
-        y = tfn(a, b, None, s, p, 0, g)
-        return (y.detach(), *torch.autograd.grad(y, (a, b), tg))
+        y = tfn(ta, tb, None, s, p, op, g)
+        return (y.detach(), *torch.autograd.grad(y, (ta, tb), tg))
 
     impls = {}
     if "fwd" in modes:
         impls[("PyTorch", "fwd")] = torch_fwd
     if "fb" in modes:
         impls[("PyTorch", "fb")] = torch_fb
-    jx, jw, jg = jnp.asarray(x), jnp.asarray(w), jnp.asarray(gy)
+    jdtype = jnp.bfloat16 if c.dtype == "bfloat16" else jnp.float32
+    move = (lambda v: np.moveaxis(v, 1, -1)) if cl else (lambda v: v)
+    jx, jw, jg = jnp.asarray(move(x), jdtype), jnp.asarray(w, jdtype), jnp.asarray(move(gy), jdtype)
 
     def add_jax(name, f):
         fwd = jax.jit(f)
@@ -115,29 +215,12 @@ def _implementations(shape, modes, methods, with_lax=True):
             impls[(name, "fb")] = lambda: fb(jx, jw, jg)
 
     for m in methods:
-        if "/" in m:  # "forward/dx/dw": a lowering with chosen backward forms (tuning only)
-            config = _args.parse(x.shape, w.shape, None, s, p, 0, g, 1, None, False).config
-            add_jax(m, lambda x, w, m=m, c=config: _primitive.conv_transpose_batched(
-                x, w, c, tuple(m.split("/"))))
-        else:
-            add_jax(m, lambda x, w, m=m: ct.conv_transpose(x, w, None, s, p, groups=g, method=m))
+        add_jax(m, lambda x, w, m=m: ct.conv_transpose(
+            x, w, None, s, p, op, groups=g, channels_last=cl, method=m))
     if with_lax:
-        spec = "DHW"[3 - nd:]
-        dn = ("NC" + spec, "OI" + spec, "NC" + spec)
-        if g == 1:
-            add_jax("jax.lax", lambda x, w: jax.lax.conv_transpose(
-                x, w, (s,) * nd, [(k - 1 - p, k - 1 - p)] * nd, dimension_numbers=dn,
-                transpose_kernel=True))
-        else:  # jax.lax.conv_transpose has no groups: the lhs-dilated conv, as Equinox does
-            config = _args.parse(x.shape, w.shape, None, s, p, 0, g, 1, None, False).config
-            add_jax("jax.lax", lambda x, w: _lowering.dilated(x, w, config))
-        if "fb" in modes:
-            # Issue 3's yardstick: JAX's own autodiff of the core lhs-dilated lowering.
-            config = _args.parse(x.shape, w.shape, None, s, p, 0, g, 1, None, False).config
-            f = lambda x, w: _lowering.dilated(x, w, config)  # noqa: E731
-            fb = jax.jit(_fwd_bwd(f))
-            impls[("autodiff(dilated)", "fb")] = lambda: fb(jx, jw, jg)
-    return impls
+        add_jax("jax.lax", lambda x, w: _lax_transpose(
+            x, w, nd=nd, k=k, s=s, p=p, op=op, g=g, channels_last=cl))
+    return impls, ref, tol, to_ref_layout
 
 
 def _block(values):
@@ -147,101 +230,172 @@ def _block(values):
     return values
 
 
-def bench_shape(name, shape, modes, methods, rounds, with_lax=True, log=print):
-    impls = _implementations(shape, modes, methods, with_lax)
-    ref = {mode: [np.asarray(v.detach().numpy()) for v in impls[("PyTorch", mode)]()]
-           for mode in modes}
-    times = {key: [] for key in impls}
-    errors = {}
-    for key, f in impls.items():            # warm-up (compile) and check against PyTorch
+NOT_APPLICABLE = "n/a"
+WRONG = "wrong"
+
+
+def bench_shape(c: Case, modes, methods, rounds, with_lax=True, log=print):
+    """{(impl, mode): median ms, or "n/a" / "wrong"} for one layer."""
+    impls, ref, tol, to_ref_layout = _implementations(c, modes, methods, with_lax)
+    results = dict.fromkeys(impls)      # keeps the column order
+    for key, f in list(impls.items()):     # warm-up (compile) and check against PyTorch
         t0 = time.perf_counter()
-        out = _block(f())
+        try:
+            out = _block(f())
+        except (ValueError, NotImplementedError) as e:
+            if key[0] == "PyTorch":
+                raise
+            log(f"  {c.name} {key[0]:>10} {key[1]:>3}: n/a ({type(e).__name__}: {e})")
+            results[key] = NOT_APPLICABLE
+            del impls[key]
+            continue
         warm = time.perf_counter() - t0
-        if key[0] != "PyTorch":
-            errors[key] = max(float(np.abs(np.asarray(o) - r).max() / (np.abs(r).max() + 1e-30))
-                              for o, r in zip(out, ref[key[1]]))
-            if errors[key] > 1e-4:
-                raise AssertionError(f"{name} {key}: relative error {errors[key]:.2e}")
-        log(f"  {name} {key[0]:>18} {key[1]:>3}: first call {warm * 1e3:8.1f} ms")
-    for _ in range(rounds):
-        for key, f in impls.items():
+        if key[0] == "PyTorch":
+            out = to_ref_layout(out)
+        err = max(float(np.abs(np.asarray(o, np.float32) - r).max() / (np.abs(r).max() + 1e-30))
+                  for o, r in zip(out, ref[key[1]]))
+        if err > tol:
+            log(f"  {c.name} {key[0]:>10} {key[1]:>3}: WRONG, relative error {err:.2e} > {tol}")
+            results[key] = WRONG
+            del impls[key]
+            continue
+        log(f"  {c.name} {key[0]:>10} {key[1]:>3}: first call {warm * 1e3:8.1f} ms, "
+            f"relative error {err:.1e}")
+    times = {key: [] for key in impls}
+    order = list(impls)
+    for r in range(rounds):             # each round starts one implementation later
+        for key in order[r % len(order):] + order[:r % len(order)]:
             t0 = time.perf_counter()
-            _block(f())
+            _block(impls[key]())
             times[key].append(time.perf_counter() - t0)
-    return {key: statistics.median(v) * 1e3 for key, v in times.items()}, errors
+    results.update({key: statistics.median(v) * 1e3 for key, v in times.items()})
+    return results
 
 
 def _geo(values):
-    values = [v for v in values if v is not None]
+    values = [v for v in values if isinstance(v, float)]
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
 
 
-def table(results, modes, names, peak):
+def table(results, modes, names, peak, header=""):
+    """Markdown: per mode, the machine header then one row per layer."""
     lines = []
     for mode in modes:
         title = "forward" if mode == "fwd" else "forward + backward (grad w.r.t. input and weight)"
-        impl_names = [k[0] for k in next(iter(results.values())) if k[1] == mode]
-        cols = [i for i in impl_names if i != "PyTorch"]
+        cols = list(dict.fromkeys(k[0] for r in results.values() for k in r
+                                  if k[1] == mode and k[0] != "PyTorch"))
+        explicit = [col for col in cols if col not in ("auto", "jax.lax")]
         lines.append(f"\n### {title}: milliseconds (time / PyTorch time)\n")
-        lines.append("| shape | PyTorch ms | " + " | ".join(cols) + " | auto % of matmul peak |")
-        lines.append("|---|---" + "|---" * len(cols) + "|---|")
-        ratios = {c: [] for c in cols}
+        if header:
+            lines.append(header + "\n")
+        lines.append("| shape | PyTorch ms | " + " | ".join(cols) +
+                     f" | best method / PyTorch | auto % of matmul peak | auto > {FLAG_ABOVE} |")
+        lines.append("|---|---" + "|---" * len(cols) + "|---|---|---|")
+        ratios = {col: {} for col in cols}
         for name in names:
             res = results[name]
-            torch_ms = res[("PyTorch", mode)]
+            torch_ms = res.get(("PyTorch", mode))
             cells = []
-            for c in cols:
-                ms = res[(c, mode)]
-                ratios[c].append(ms / torch_ms)
-                cells.append(f"{ms:.1f} ({ms / torch_ms:.2f})")
-            flops = _flops(SHAPES[name]) * (3 if mode == "fb" else 1)
-            frac = flops / (res[("auto", mode)] * 1e-3) / (peak * 1e9) if ("auto", mode) in res \
-                else float("nan")
-            lines.append(f"| {name} | {torch_ms:.1f} | " + " | ".join(cells) +
-                         f" | {100 * frac:.0f}% |")
-        lines.append("| **geometric mean of ratios** | 1 | " + " | ".join(
-            f"**{_geo(ratios[c]):.2f}**" for c in cols) + " | |")
-        if "jax.lax" in cols and "auto" in cols:
-            speedup = _geo([a / b for a, b in zip(ratios["jax.lax"], ratios["auto"])])
-            lines.append(f"\nauto is {speedup:.1f}x faster than jax.lax (geometric mean).")
-        if "autodiff(dilated)" in cols and "dilated" in cols:
-            hand = _geo([a / b for a, b in zip(ratios["autodiff(dilated)"], ratios["dilated"])])
-            best = _geo([a / b for a, b in zip(ratios["autodiff(dilated)"], ratios["auto"])])
-            lines.append(f"Hand-written rules vs JAX autodiff of the lhs-dilated lowering: "
-                         f"{hand:.1f}x (same forward) and {best:.1f}x (auto), geometric mean.")
+            for col in cols:
+                ms = res.get((col, mode), NOT_APPLICABLE)
+                if isinstance(ms, float) and isinstance(torch_ms, float):
+                    ratios[col][name] = ms / torch_ms
+                    cells.append(f"{ms:.1f} ({ms / torch_ms:.2f})")
+                else:
+                    cells.append(ms)
+            best = min(((ratios[col][name], col) for col in explicit if name in ratios[col]),
+                       default=None)
+            auto = ratios["auto"].get(name) if "auto" in ratios else None
+            flops = _flops(case(name).shape) * (3 if mode == "fb" else 1)
+            frac = (f"{100 * flops / (res[('auto', mode)] * 1e-3) / (peak * 1e9):.0f}%"
+                    if auto is not None else "")
+            flag = "**yes**" if auto is not None and auto > FLAG_ABOVE else ""
+            torch_cell = f"{torch_ms:.1f}" if isinstance(torch_ms, float) else str(torch_ms)
+            lines.append(f"| {name} | {torch_cell} | " + " | ".join(cells) +
+                         f" | {f'{best[1]} {best[0]:.2f}' if best else ''} | {frac} | {flag} |")
+        geo_cells = []
+        for col in cols:
+            missing = len(names) - len(ratios[col])
+            more = f" ({len(ratios[col])} shapes)" if missing else ""
+            geo_cells.append(f"**{_geo(list(ratios[col].values())):.2f}**{more}"
+                             if ratios[col] else NOT_APPLICABLE)
+        best_all = [min((ratios[col][n] for col in explicit if n in ratios[col]), default=None)
+                    for n in names]
+        lines.append("| **geometric mean of ratios** | 1 | " + " | ".join(geo_cells) +
+                     f" | {f'**{_geo(best_all):.2f}**' if any(best_all) else ''} | | |")
+        if "auto" in ratios:
+            auto = ratios["auto"]
+            groups = {
+                "channels-first float32": [n for n in names if not case(n).channels_last
+                                           and case(n).dtype == "float32"],
+                "channels-last": [n for n in names if case(n).channels_last],
+                "bfloat16": [n for n in names if case(n).dtype == "bfloat16"],
+            }
+            parts = [f"{label} {_geo([auto[n] for n in group if n in auto]):.2f} "
+                     f"({sum(n in auto for n in group)} shapes)"
+                     for label, group in groups.items() if any(n in auto for n in group)]
+            lines.append("\nauto / PyTorch, geometric mean: " + "; ".join(parts) + ".")
+            above = [f"{n} {auto[n]:.2f}" for n in names if auto.get(n, 0) > FLAG_ABOVE]
+            lines.append(f"Shapes where auto / PyTorch > {FLAG_ABOVE}: "
+                         + (", ".join(above) if above else "none") + ".")
+            if "jax.lax" in ratios:
+                common = [n for n in names if n in auto and n in ratios["jax.lax"]]
+                speedup = _geo([ratios["jax.lax"][n] / auto[n] for n in common])
+                lines.append(f"jax.lax time / auto time: {speedup:.2f} (geometric mean).")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--shapes", default=None, help="comma-separated subset of " +
-                        ",".join(SHAPES))
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--quick", action="store_true", help="a subset of shapes, 5 rounds")
+    parser.add_argument("--shapes", default=None,
+                        help="comma-separated names: a base shape (" + ",".join(SHAPES) +
+                        ") optionally followed by _cl and/or _bf16")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="run the channels-last (_cl) variant of every selected shape")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help="comma-separated values of convt_jax's method= argument")
     parser.add_argument("--modes", default="fwd,fb")
     parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="PyTorch threads (default: the CPUs this process may use)")
     parser.add_argument("--no-lax", action="store_true")
-    parser.add_argument("--out", default=None, help="also write the Markdown table here")
+    parser.add_argument("--list", action="store_true", help="list the shapes and exit")
+    parser.add_argument("--out", default=None, help="also write the Markdown tables here")
     args = parser.parse_args(argv)
+    if args.list:
+        for name in SUITE:
+            c = case(name)
+            n, c_in, spatial, c_out, k, s, p, g = c.shape
+            print(f"{name:16} N={n} C_in={c_in} {'x'.join(map(str, spatial))} -> C_out={c_out} "
+                  f"k={k} s={s} p={p} op={c.output_padding} groups={g} "
+                  f"{'channels-last ' if c.channels_last else ''}{c.dtype}: "
+                  f"{DESCRIPTION.get(c.base, '')}")
+        return 0
     import torch
 
-    torch.set_num_threads(2)
-    names = args.shapes.split(",") if args.shapes else list(QUICK if args.quick else SHAPES)
+    names = args.shapes.split(",") if args.shapes else list(QUICK if args.quick else SUITE)
+    if args.channels_last:
+        names = [n if case(n).channels_last else
+                 (n[:-5] + "_cl_bf16" if n.endswith("_bf16") else n + "_cl") for n in names]
+    try:
+        [case(n) for n in names]
+    except ValueError as e:
+        parser.error(str(e))
     modes = args.modes.split(",")
     methods = args.methods.split(",")
     rounds = args.rounds or (5 if args.quick else 7)
-    peak = matmul_gflops()
-    header = (f"jax {jax.__version__} ({jax.default_backend()}, {jax.devices()[0].device_kind}), "
-              f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
-              f"{os.cpu_count()} CPUs; XLA fp32 matmul {peak:.0f} GFLOP/s; median of {rounds} "
-              f"interleaved rounds after warm-up; every result checked against PyTorch.")
-    print(header, file=sys.stderr)
+    torch.set_num_threads(args.threads or _machine.cores()[0])
+    start = _machine.matmul_rates()
+    print(_machine.header(start), file=sys.stderr, flush=True)
     results = {}
     for name in names:
-        results[name], _ = bench_shape(name, SHAPES[name], modes, methods, rounds,
-                                       not args.no_lax,
-                                       log=lambda s: print(s, file=sys.stderr, flush=True))
-    text = header + "\n" + table(results, modes, names, peak)
+        results[name] = bench_shape(case(name), modes, methods, rounds, not args.no_lax,
+                                    log=lambda s: print(s, file=sys.stderr, flush=True))
+    end = _machine.matmul_rates()
+    header = (_machine.header(start, end) + f"\n\nMedian of {rounds} interleaved rounds after "
+              "warm-up; every result checked against PyTorch (float32 reference).")
+    text = table(results, modes, names, start[0], header).lstrip("\n")
     print(text)
     if args.out:
         with open(args.out, "w") as fh:
