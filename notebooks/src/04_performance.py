@@ -202,7 +202,7 @@ fig.tight_layout()
 # %% [markdown]
 # ## Every lowering, every layer
 #
-# `auto` is a rule (see `convt_jax/_auto.py`) that picks a lowering and backward form per
+# `auto` is a rule (see `convt_jax/_methods.py`) that picks a lowering and backward form per
 # layer from measurements like these. The heat map shows the ratio to PyTorch of every
 # implementation; green cells are faster than PyTorch, red slower.
 
@@ -237,7 +237,7 @@ display(Markdown("\n".join(ln for ln in text.splitlines() if not ln.startswith("
 # while on two cores):
 #
 # ```bash
-# python -m benchmarks.run --out benchmarks/RESULTS.md
+# python -m benchmarks.run --out /tmp/layers.md   # then paste the tables into benchmarks/RESULTS.md
 # ```
 #
 # and re-run this notebook (`python notebooks/build.py 04`) to redraw the plots from it.
