@@ -27,6 +27,11 @@ collectives the partitioner chose:
 * explicit mesh axes (``jax.make_mesh``'s default: shardings in the types),
   a full optax training step of ``ct.nn`` layers, and
   examples/shard_map_example.py.
+
+On a JAX older than 0.7 the explicit-axes cases check the clear
+``NotImplementedError`` instead (and are skipped where the JAX has no
+Explicit axes at all, before 0.5); the shard_map example needs ``jax.shard_map``
+(0.6).
 """
 
 from __future__ import annotations
@@ -39,10 +44,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import AxisType, NamedSharding
+from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import convt_jax as ct
+from convt_jax._compat import HAS_EXPLICIT_AXES, AxisType
 
 pytestmark = pytest.mark.skipif(
     jax.device_count() < 8,
@@ -61,9 +67,23 @@ LENGTH = {1: 6, 2: 4, 3: 2}          # per spatial axis (spatial tests: 16, 16, 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+# Which JAX this is: Explicit mesh axes exist from jax 0.5 (AxisType), convt_jax runs on
+# them from 0.7 (jax.sharding.auto_axes) and raises a clear error in between.
+needs_axis_types = pytest.mark.skipif(
+    AxisType is None, reason="this JAX has no Explicit mesh axes (jax.sharding.AxisType)")
+
+
 def mesh(shape, names, explicit=False):
+    if AxisType is None:                   # every axis is Auto
+        return jax.make_mesh(shape, names)
     kind = AxisType.Explicit if explicit else AxisType.Auto
     return jax.make_mesh(shape, names, axis_types=(kind,) * len(shape))
+
+
+def explicit_axes_unsupported():
+    """On a JAX that has Explicit axes but not what convt_jax needs for them: the clear
+    error, asserted by the caller's ``with``."""
+    return pytest.raises(NotImplementedError, match=r"Explicit mesh axes .* needs jax >= 0\.7")
 
 
 def collectives(hlo: str) -> dict[str, list[str]]:
@@ -288,6 +308,7 @@ def test_spatial_parallel_channels_last_dilated():
 # --- explicit mesh axes (sharding in types) ---------------------------------------------
 
 
+@needs_axis_types
 @pytest.mark.parametrize("method", METHODS)
 def test_explicit_axes_data_parallel(method):
     """``jax.make_mesh``'s default Explicit axes: the output's type is batch-sharded."""
@@ -295,6 +316,10 @@ def test_explicit_axes_data_parallel(method):
     groups = groups_for(method, 4)
     args = problem(2, n=8, c_in=4, c_out=8, groups=groups)
     batch = NamedSharding(m, P("data"))
+    if not HAS_EXPLICIT_AXES:
+        with explicit_axes_unsupported():
+            run_sharded(fwd_bwd(2, method, groups), args, (batch, NamedSharding(m, P()), batch))
+        return
     (y, dx, dw), hlo, _ = run_sharded(fwd_bwd(2, method, groups), args,
                                       (batch, NamedSharding(m, P()), batch))
     assert_close((y, dx, dw), reference(2, groups, args))
@@ -304,11 +329,16 @@ def test_explicit_axes_data_parallel(method):
     assert max(reduced_sizes(hlo), default=0) >= args[1].size, collectives(hlo)
 
 
+@needs_axis_types
 def test_explicit_axes_channel_and_spatial():
     m = mesh((2, 4), ("data", "model"), explicit=True)
     args = problem(2, n=2, c_in=4, c_out=8, groups=1, length=8)
     f = fwd_bwd(2, "dilated", 1)
     s = lambda *spec: NamedSharding(m, P(*spec))  # noqa: E731
+    if not HAS_EXPLICIT_AXES:
+        with explicit_axes_unsupported():
+            run_sharded(f, args, (s("data"), s(None, "model"), s("data", "model")))
+        return
     (y, dx, dw), _, _ = run_sharded(f, args, (s("data"), s(None, "model"), s("data", "model")))
     assert_close((y, dx, dw), reference(2, 1, args))
     assert jax.typeof(y).sharding.spec[:2] == ("data", "model")
@@ -356,7 +386,8 @@ def _train(step, state, steps=2):
 _SINGLE_DEVICE: dict = {}
 
 
-@pytest.mark.parametrize("layout", ["data", "data+model", "explicit"])
+@pytest.mark.parametrize("layout", ["data", "data+model",
+                                    pytest.param("explicit", marks=needs_axis_types)])
 def test_training_step(layout):
     """Two SGD-with-momentum steps of a two-layer ``ct.nn`` decoder under ``jax.jit``:
     batch split over "data" (weights replicated; on the 2 x 4 mesh the first layer's
@@ -390,6 +421,10 @@ def test_training_step(layout):
              jax.tree_util.tree_map_with_path(place, opt_state),
              jax.device_put(x, NamedSharding(m, P("data"))),
              jax.device_put(target, NamedSharding(m, P("data"))))
+    if layout == "explicit" and not HAS_EXPLICIT_AXES:
+        with explicit_axes_unsupported():
+            _train(step, state)
+        return
     got_params, got_losses = _train(step, state)
     np.testing.assert_allclose(got_losses, want_losses, rtol=TOL)
     assert got_losses[1] < got_losses[0]
@@ -403,6 +438,8 @@ def test_training_step(layout):
 # --- the shard_map example --------------------------------------------------------------
 
 
+@pytest.mark.skipif(not hasattr(jax, "shard_map"),
+                    reason="this JAX has no jax.shard_map (public from jax 0.6)")
 def test_shard_map_example():
     path = ROOT / "examples" / "shard_map_example.py"
     spec = importlib.util.spec_from_file_location("shard_map_example", path)
