@@ -91,7 +91,7 @@ BFLOAT16 = ("dcgan2", "k3s2op1")
 SUITE = (*SHAPES, *(f"{n}_cl" for n in CHANNELS_LAST), *(f"{n}_bf16" for n in BFLOAT16))
 QUICK = ("dcgan1", "dcgan4", "unet1", "s1k3", "depthwise", "hifigan", "vnet3d", "group8",
          "k3s2op1", "wide3d", "dcgan2_cl", "s1k3_cl", "dcgan2_bf16")
-METHODS = ("auto", "dilated", "subpixel", "matmul", "depthwise")
+METHODS = ("auto", "dilated", "subpixel", "matmul", "depthwise", "grouped")
 FLAG_ABOVE = 1.5
 
 

@@ -160,10 +160,27 @@ def check_dtype(name: str, dtype: Any) -> None:
         )
 
 
+def from_torch_tensor(value: Any) -> Any:
+    """A ``torch.Tensor`` as a NumPy array of its dtype (``.detach().cpu().numpy()``;
+    bfloat16, which NumPy lacks, through float32 back to JAX's bfloat16: exact);
+    anything else unchanged.  torch is not imported."""
+    if not type(value).__module__.startswith("torch") or not hasattr(value, "detach"):
+        return value
+    t = value.detach().cpu()
+    if str(t.dtype) == "torch.bfloat16":
+        return jnp.asarray(t.float().numpy()).astype(jnp.bfloat16)
+    try:
+        return t.numpy()
+    except TypeError as e:   # a torch dtype NumPy cannot hold (e.g. float8, quantized)
+        raise TypeError(f"a torch.Tensor of dtype {t.dtype} has no NumPy equivalent: convert "
+                        f"it first, e.g. tensor.float() ({e})") from None
+
+
 def as_array(name: str, value: Any) -> Any:
     """An array argument (``input``, ``weight``, ``bias``) with a floating or complex dtype."""
     if value is None:
         raise TypeError(f"{name}=None must be an array")
+    value = from_torch_tensor(value)
     if not hasattr(value, "shape") or not hasattr(value, "dtype"):
         if isinstance(value, (str, bytes, dict, set)):
             raise TypeError(f"{name}={value!r} must be an array, not {type(value).__name__}")
@@ -525,12 +542,24 @@ def parse_layer(num_spatial_dims, in_channels, out_channels, kernel_size, stride
     except TypeError:
         raise TypeError(f"dtype={dtype!r} must be a floating or complex dtype") from None
     check_dtype("dtype", dt)
+    check_x64("dtype", dt)
     settings = parse_settings(n, stride, padding, output_padding, g, dilation, channels_last,
                               conv_mode)
     pad = settings.padding
     if not isinstance(pad, str) and all(lo == hi for lo, hi in pad):
         pad = tuple(lo for lo, _ in pad)
     return LayerSettings(settings, c_in, c_out, kernel, pad, bool(bias))
+
+
+def check_x64(name: str, dt: Any) -> None:
+    """A 64-bit ``dtype`` needs JAX's 64-bit types on: with them off, JAX would build the
+    arrays in 32 bits, a silent cast."""
+    if jax.dtypes.canonicalize_dtype(dt) != dt:
+        raise TypeError(
+            f"{name}={np.dtype(dt).name} needs 64-bit types, which JAX has off (it would "
+            f"silently make {jax.dtypes.canonicalize_dtype(dt).name} arrays): call "
+            f"jax.config.update('jax_enable_x64', True) first, or pass "
+            f"{name}={jax.dtypes.canonicalize_dtype(dt).name}")
 
 
 def check_key(key: Any, layer: str) -> None:
@@ -559,11 +588,7 @@ def leaf_array(name: str, value: Any) -> Any:
     dtype as passed, then converts."""
     if value is None:
         return None
-    if type(value).__module__.startswith("torch"):
-        t = value.detach().cpu()
-        if str(t.dtype) == "torch.bfloat16":  # NumPy has no bfloat16; the round trip is exact
-            return jnp.asarray(t.float().numpy()).astype(jnp.bfloat16)
-        value = t.numpy()
+    value = from_torch_tensor(value)
     if isinstance(value, (str, bytes, Mapping)):
         raise TypeError(f"{name}={value!r} must be an array, not {type(value).__name__}")
     if not hasattr(value, "dtype") or not hasattr(value, "shape"):
@@ -585,13 +610,18 @@ def check_leaf(layer: str, name: str, current: Any, value: Any) -> None:
             f"{tuple(current.shape)} for this {layer}"
             + (" (C_in, C_out // groups, *kernel)" if name == "weight" else " (C_out,)")
         )
-    if np.dtype(value.dtype) != np.dtype(current.dtype):
-        raise TypeError(
-            f"{name} has dtype {np.dtype(value.dtype).name} but this layer's {name} is "
-            f"{np.dtype(current.dtype).name}: cast it first (e.g. "
-            f"{name}.astype({np.dtype(current.dtype).name!r})) or build the layer "
-            f"with dtype={np.dtype(value.dtype).name}"
-        )
+    got, want = np.dtype(value.dtype), np.dtype(current.dtype)
+    if got != want:
+        hint = f"cast it first (e.g. {name}.astype({want.name!r}))"
+        if not (np.issubdtype(got, np.inexact) or got.name == "bfloat16"):
+            pass          # a layer cannot have an integer or bool dtype: only the cast helps
+        elif jax.dtypes.canonicalize_dtype(got) != got:
+            hint += (f", or enable 64-bit types (jax.config.update('jax_enable_x64', True)) "
+                     f"and build the layer with dtype={got.name}")
+        else:
+            hint += f" or build the layer with dtype={got.name}"
+        raise TypeError(f"{name} has dtype {got.name} but this layer's {name} is "
+                        f"{want.name}: {hint}")
 
 
 def check_leaf_names(layer: str, names: Sequence[str]) -> None:
@@ -703,3 +733,183 @@ def weight_shape(name: str, shape: Any, min_rank: int) -> tuple[int, ...]:
             f"{name}={shape} must have rank >= {min_rank} and every size >= 1{layout}"
         )
     return shape
+
+
+# --- checkpoints, initialisers, framework modules, autotune ---------------------------------
+
+def check_mapping(name: str, value: Any) -> Mapping:
+    """A PyTorch state dict: a mapping of names to arrays."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a mapping of names to arrays, not {type(value).__name__}")
+    return value
+
+
+def check_one_layer(state_dict: Mapping, layer_keys: Sequence[str], suffixes: Sequence[str],
+                    parametrization: tuple[str, str]) -> None:
+    """A state dict of one layer: str keys, none with a module prefix (``decoder.0.weight``)
+    or a parametrization other than weight norm's ``parametrization`` pair."""
+    for key in state_dict:
+        if not isinstance(key, str):
+            raise TypeError(f"state_dict key {key!r} must be a str, not {type(key).__name__}")
+        if key in layer_keys or "." not in key:
+            continue
+        prefix = next((key[: -len(s)] for s in suffixes
+                       if key.endswith("." + s)), key.rsplit(".", 1)[0] + ".")
+        if prefix.endswith("parametrizations.weight."):
+            raise ValueError(
+                f"state_dict key {key!r}: only weight norm's parametrization "
+                f"({parametrization[0]!r}, {parametrization[1]!r}) can be folded; remove other "
+                "parametrizations in PyTorch first (torch.nn.utils.parametrize."
+                "remove_parametrizations(module, 'weight'))"
+            )
+        keys = sorted(state_dict, key=str)
+        shown = keys if len(keys) <= 6 else keys[:6] + ["..."]
+        raise ValueError(
+            f"state_dict has keys {shown} with a module prefix ({prefix!r}); it must hold "
+            "one layer's keys ('weight', 'bias', or weight norm's 'weight_g'/'weight_v' or "
+            f"'{parametrization[0]}'/'original1'). Select one layer's keys first, e.g. "
+            f"{{k.removeprefix({prefix!r}): v for k, v in sd.items() "
+            f"if k.startswith({prefix!r})}}"
+        )
+
+
+def weight_norm_pair(state_dict: Mapping, old: tuple[str, str],
+                     new: tuple[str, str]) -> tuple[str, str] | None:
+    """The ``(g, v)`` keys of the one weight-norm pair in ``state_dict`` (``None`` if none)."""
+    if "weight_orig" in state_dict:
+        raise ValueError(
+            "state_dict has 'weight_orig': that is spectral norm "
+            "(torch.nn.utils.spectral_norm), not weight norm; fold it in PyTorch first "
+            "(torch.nn.utils.remove_spectral_norm(module)) and pass module.state_dict()"
+        )
+    pairs = [p for p in (old, new) if p[0] in state_dict or p[1] in state_dict]
+    if not pairs:
+        return None
+    if len(pairs) == 2:
+        raise ValueError(
+            f"state_dict has both weight-norm spellings {old} and {new}; it must hold one "
+            "layer's weight once"
+        )
+    g_key, v_key = pairs[0]
+    for k in (g_key, v_key):
+        if k not in state_dict:
+            raise ValueError(
+                f"state_dict has {(g_key if k == v_key else v_key)!r} but not {k!r}: "
+                f"weight norm needs both {g_key!r} (g) and {v_key!r} (v)"
+            )
+    if "weight" in state_dict:
+        raise ValueError(
+            f"state_dict has both 'weight' and the weight-norm pair {g_key!r}/{v_key!r}; "
+            "pass one of them"
+        )
+    return g_key, v_key
+
+
+def check_weight_norm_dtype(v_key: str, dtype: Any) -> None:
+    """Weight norm's v must be floating or complex (bfloat16 included)."""
+    if not (np.issubdtype(dtype, np.inexact) or np.dtype(dtype).name == "bfloat16"):
+        raise TypeError(f"{v_key} has dtype {dtype} but must be floating or complex")
+
+
+def weight_norm_shapes_error(g_key: str, v_key: str, g_shape: tuple[int, ...],
+                             v_shape: tuple[int, ...]) -> ValueError:
+    """The error for g and v shapes that PyTorch's weight norm does not produce (says why)."""
+    shapes = f"{g_key} of shape {g_shape} and {v_key} of shape {v_shape}"
+    if len(v_shape) == 0:
+        return ValueError(f"{shapes}: {v_key} must be a weight, not a scalar")
+    if len(g_shape) == len(v_shape):
+        return ValueError(
+            f"{shapes} are inconsistent: weight norm's g must have v's size on one axis "
+            "(the norm's `dim`) and size 1 on every other axis, as "
+            "torch.norm_except_dim(v, 2, dim) returns it, or be a scalar (dim=None)"
+        )
+    matches = [i for i, b in enumerate(v_shape) if len(g_shape) == 1 and b == g_shape[0]]
+    if len(matches) > 1:
+        return ValueError(
+            f"{shapes} are ambiguous: g's size {g_shape[0]} matches axes {matches} of "
+            f"{v_key}, so the norm's `dim` cannot be told; reshape {g_key} to PyTorch's "
+            f"keepdim shape (size 1 on every axis but `dim`, e.g. "
+            f"{tuple(v_shape[i] if i == matches[0] else 1 for i in range(len(v_shape)))} "
+            f"for dim={matches[0]})"
+        )
+    return ValueError(
+        f"{shapes} are inconsistent: weight norm's g must have v's size on one axis "
+        "(the norm's `dim`) and size 1 on every other axis, or be a scalar (dim=None)"
+    )
+
+
+def check_torch_module(module: Any) -> None:
+    """``module`` must be an initialised ``torch.nn.ConvTranspose1d/2d/3d`` (or subclass)."""
+    cls = type(module)
+    names = [c.__name__ for c in cls.__mro__]
+    is_torch = cls.__module__.startswith("torch") or any(
+        c.__module__.startswith("torch.nn") for c in cls.__mro__)
+    if not (is_torch and "_ConvTransposeNd" in names and getattr(module, "transposed", False)):
+        raise TypeError(
+            f"module must be a torch.nn.ConvTranspose1d, ConvTranspose2d or ConvTranspose3d, "
+            f"not {cls.__module__}.{cls.__qualname__}"
+        )
+    uninitialised = getattr(module, "has_uninitialized_params", None)
+    if callable(uninitialised) and uninitialised():
+        raise ValueError(
+            f"module {cls.__name__} is a lazy module that has not seen an input yet; run one "
+            "forward pass first so its in_channels and weight exist"
+        )
+
+
+def check_torch_rank_for(family: str, layer: str, want: int | None, got: int,
+                         module_type: str) -> None:
+    """:func:`check_torch_rank` for the classes of ``family`` (``"convt_jax.flax"``, ...)."""
+    if want is not None and got != want:
+        raise TypeError(
+            f"{layer}.from_torch needs a torch.nn.ConvTranspose{want}d, not a "
+            f"{module_type} with {got} spatial axes; use {family}.ConvTranspose{got}d.from_torch"
+        )
+
+
+def floating_dtype(name: str, dtype: Any, rule: str = "a floating or complex dtype") -> Any:
+    """``dtype`` as a NumPy dtype, which must be floating or complex (``rule`` says so)."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or not (jnp.issubdtype(dt, jnp.floating)
+                          or jnp.issubdtype(dt, jnp.complexfloating)):
+        raise TypeError(f"{name}={dtype!r} must be {rule}")
+    return dt
+
+
+def compute_dtype(dtype: Any) -> Any:
+    """A Flax module's ``dtype`` (its computation dtype): None or floating / complex."""
+    if dtype is not None:
+        floating_dtype("dtype", dtype, "None (compute in the inputs' and parameters' dtype) "
+                       "or a floating or complex dtype")
+    return dtype
+
+
+def check_bilinear_shape(shape: tuple[int, ...]) -> None:
+    """``init.bilinear``'s weight: ``(C, C, *K)`` or depthwise ``(C, 1, *K)``."""
+    c_in, c_out = shape[:2]
+    if c_out not in (1, c_in):
+        raise ValueError(
+            f"shape={shape}: bilinear upsamples each channel on its own, so C_out // groups "
+            f"must equal C_in={c_in} (groups=1, a diagonal weight) or 1 (depthwise, "
+            f"groups=C_in), not {c_out}"
+        )
+
+
+def check_rngs(rngs: Any, is_rngs: bool, layer: str) -> None:
+    """An NNX module's ``rngs`` (``is_rngs``: whether it is an ``nnx.Rngs``)."""
+    if not is_rngs:
+        raise TypeError(
+            f"rngs={rngs!r} must be an nnx.Rngs for the initial weights: pass "
+            f"rngs=nnx.Rngs(0), or build from PyTorch with {layer}.from_torch(module)"
+        )
+
+
+def check_autotune_switch(enabled: Any) -> bool:
+    """``convt_jax.autotune(enabled)``: a bool (NumPy's accepted)."""
+    if not isinstance(enabled, (bool, np.bool_)):
+        raise TypeError(f"autotune(enabled={enabled!r}) must be a bool, "
+                        f"not {type(enabled).__name__}")
+    return bool(enabled)

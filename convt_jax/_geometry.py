@@ -124,6 +124,40 @@ def output_spatial_shape(spatial: Sequence[int], kernel: Sequence[int], stride: 
     )
 
 
+# --- an XLA:CPU compile-time abort routed around -------------------------------------------
+#
+# XLA:CPU (jaxlib 0.10) aborts the process (algebraic_simplifier.cc, "Window dimensions do
+# not match RHS shape") compiling a non-grouped (or depthwise, which XLA expands to dense)
+# lhs-dilated convolution with an axis of kernel size 2, lhs dilation 2, window stride 1,
+# kernel dilation 1 and padding (0, 0), when its other axes hold a kernel larger than the
+# input: SwapConvolutionOperandsIfBeneficial swaps the operands, copies that axis' window
+# unchanged, and the swapped convolution's window disagrees with its kernel.  In
+# transposed-convolution terms: an axis with K == s == 2, d == 1 and lax padding (0, 0)
+# (PyTorch padding 1, output_padding 0).  Any other padding of that axis compiles; both
+# callers change the padding exactly (an extra row cropped off, or an explicit pad).
+
+def xla_swap_abort_axes(kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int],
+                        lax_padding: Sequence[Crop]) -> tuple[bool, ...]:
+    """Per axis: does an lhs-dilated convolution (lhs dilation ``stride``, kernel dilation
+    ``dilation``, padding ``lax_padding``) have the pattern XLA:CPU aborts on (see above)?"""
+    return tuple(k == s == 2 and d == 1 and tuple(p) == (0, 0)
+                 for k, s, d, p in zip(kernel, stride, dilation, lax_padding, strict=True))
+
+
+def transposed_strided_padding(length: int, kernel: int, stride: int, dilation: int,
+                               padding: Crop) -> Crop:
+    """The padding of the lhs-dilated convolution that transposes a strided one.
+
+    A strided correlation (window stride ``stride``, kernel dilation ``dilation``,
+    padding ``(lo, hi)``) of an input of ``length``; its transpose with respect to the
+    input (JAX's rule) dilates the cotangent by ``stride`` and pads it by this.
+    """
+    lo, hi = padding
+    k = dilation * (kernel - 1)
+    rem = (length + lo + hi - k - 1) % stride
+    return (k - lo, k - hi + rem)
+
+
 # --- layouts ---------------------------------------------------------------------------------
 
 def channel_axis(config: Config, rank: int | None = None) -> int:
@@ -242,6 +276,7 @@ class Phases(NamedTuple):
     lo: tuple[int, ...]       # crop at the start
     j0: tuple[int, ...]       # first phase row of the output
     j1: tuple[int, ...]       # one past the last phase row of the output
+    full: tuple[int, ...] = ()  # phases r < full have M real taps, the others M - 1
 
     @classmethod
     def of(cls, spatial: Sequence[int], kernel: Sequence[int], config: Config) -> Phases:
@@ -252,7 +287,8 @@ class Phases(NamedTuple):
             s=s, d=tuple(d if st == 1 else 1 for st, d in zip(s, config.dilation)),
             m=phase_counts(kernel, s), length=tuple(spatial), out=out, lo=lo,
             j0=tuple(lo_ // st for lo_, st in zip(lo, s)),
-            j1=tuple(-(-(lo_ + o) // st) for lo_, o, st in zip(lo, out, s)))
+            j1=tuple(-(-(lo_ + o) // st) for lo_, o, st in zip(lo, out, s)),
+            full=tuple(k - st * (m - 1) for k, st, m in zip(kernel, s, phase_counts(kernel, s))))
 
     @property
     def rows(self) -> tuple[int, ...]:
@@ -262,6 +298,20 @@ class Phases(NamedTuple):
         """Rows ``j0..j1-1`` of ``y_r`` as a correlation over ``x`` padded left by ``d*(M-1)``."""
         return [(d * (m - 1) - j0, j1 - n)
                 for d, m, j0, j1, n in zip(self.d, self.m, self.j0, self.j1, self.length)]
+
+    def tap_groups(self) -> list[list[tuple[int, int, int]]]:
+        """Per axis, the phase ranges with equal real tap counts: ``[(r0, r1, taps), ...]``.
+
+        The kernel is zero-padded to ``M*s`` taps; tap ``m = M - 1`` is real only for
+        phases ``r < full``.  At most two ranges per axis; ``taps`` may be 0 (``K < s``).
+        """
+        return [[(0, f, m)] + ([(f, s, m - 1)] if f < s else [])
+                for f, s, m in zip(self.full, self.s, self.m)]
+
+    def real_phases(self, m: Sequence[int]) -> tuple[int, ...]:
+        """Per axis, how many leading phases tap ``m`` really reaches (the rest are padding)."""
+        return tuple(f if mm == mt - 1 else s
+                     for mm, mt, s, f in zip(m, self.m, self.s, self.full))
 
     def crop(self) -> tuple[slice, ...]:
         """Per-axis slice of the interleaved phase rows ``j0*s ...`` that is the output."""

@@ -51,11 +51,28 @@ def input_grad(g: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     """Cotangent of ``x`` for a batched cotangent ``g`` in the config's layout."""
     if config.flip:
         w = flip_spatial(w)
+    # JAX's transpose of this strided convolution (a second-order derivative, e.g. the
+    # gradient of a vjp with respect to the cotangent) is an lhs-dilated convolution; where
+    # its padding is the pattern XLA:CPU aborts on (geo.xla_swap_abort_axes), pad g
+    # explicitly (lax.pad: its transpose is a slice) and give the convolution no padding
+    # there, which makes the transposed convolution's padding (d*(K-1), ...) instead.
+    pads = _pads(config)
+    kernel = w.shape[2:]
+    transposed = [geo.transposed_strided_padding(n, k, s, d, p) for n, k, s, d, p in zip(
+        geo.spatial_shape(config, g.shape), kernel, config.stride, config.dilation, pads)]
+    explicit = geo.xla_swap_abort_axes(kernel, config.stride, config.dilation, transposed)
+    if any(explicit):
+        widths = [(0, 0, 0)] * g.ndim
+        for a, e, (lo, hi) in zip(geo.spatial_axes(config, g.ndim), explicit, pads):
+            if e:
+                widths[a] = (lo, hi, 0)
+        g = lax.pad(g, jnp.zeros((), g.dtype), widths)
+        pads = [(0, 0) if e else p for e, p in zip(explicit, pads)]
     out = lax.conv_general_dilated(
         g,
         w.astype(g.dtype),
         window_strides=config.stride,
-        padding=_pads(config),
+        padding=pads,
         rhs_dilation=config.dilation,
         dimension_numbers=dimension_numbers(config.ndim, config.channels_last),
         feature_group_count=config.groups,

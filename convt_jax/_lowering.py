@@ -33,7 +33,11 @@ def dilated(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     """
     kernel = w.shape[2:]
     padding = [geo.lax_padding(k, d, c) for k, d, c in zip(kernel, config.dilation, config.crops)]
-    return lax.conv_general_dilated(
+    # XLA:CPU aborts on some (0, 0)-padded axes (geo.xla_swap_abort_axes): one more row of
+    # high padding there, cropped off below, is exact (that row sees only padding).
+    extra = geo.xla_swap_abort_axes(kernel, config.stride, config.dilation, padding)
+    padding = [(lo, hi + e) for (lo, hi), e in zip(padding, extra)]
+    y = lax.conv_general_dilated(
         x,
         geo.forward_kernel(w, config.groups, config.flip),
         window_strides=(1,) * config.ndim,
@@ -45,6 +49,14 @@ def dilated(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
         precision=config.precision,
         preferred_element_type=config.preferred_element_type,
     )
+    if not any(extra):
+        return y
+    axes = geo.spatial_axes(config, y.ndim)
+    index = [slice(None)] * y.ndim
+    for a, e in zip(axes, extra):
+        if e:
+            index[a] = slice(0, y.shape[a] - 1)
+    return y[tuple(index)]
 
 
 # --- zero-free lowerings: the phases (*) of _geometry ---------------------------------------
@@ -71,35 +83,91 @@ def _interleave(y: jax.Array, ph: Phases, channels_last: bool) -> jax.Array:
 
 
 def subpixel(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
-    """Sub-pixel (phase) lowering: all ``prod(s)`` phases of (*) as one stride-1 convolution.
+    """Sub-pixel (phase) lowering: the ``prod(s)`` phases of (*) as stride-1 convolutions.
 
     The phases are stacked along the output channels (group-major, so
-    ``feature_group_count`` still applies), then interleaved and cropped.
+    ``feature_group_count`` still applies), then interleaved and cropped.  The
+    phases of an axis have ``M`` or ``M - 1`` real taps (:meth:`Phases.tap_groups`);
+    padding the short ones with a zero tap would multiply the input by it, and a
+    NaN/Inf input would turn an output NaN that the definition leaves alone.  So
+    each group of phases with equal real tap counts (one when ``K`` is a multiple
+    of ``s``, at most ``2**ndim``) is one convolution, concatenated in phase order;
+    phases no tap reaches (``K < s``) are zeros.
     """
     g = config.groups
     nd = config.ndim
+    cl = config.channels_last
     ph = Phases.of(geo.spatial_shape(config, x.shape), w.shape[2:], config)
-    k = _phase_major_kernel(w, g, config.flip, ph)
-    c_out_g, c_in_g = k.shape[1 + nd], k.shape[2 + nd]
-    # Correlation with the sub-kernel reversed along m (x[j - m] read left to right).
-    k = lax.rev(k.reshape(-1, c_in_g, *ph.m), tuple(range(2, 2 + nd)))
-    y = lax.conv_general_dilated(
-        x, k, (1,) * nd, ph.conv_padding(), rhs_dilation=ph.d,
-        dimension_numbers=geo.dimension_numbers(nd, config.channels_last),
-        feature_group_count=g, precision=config.precision,
-        preferred_element_type=config.preferred_element_type)
+    kfull = _phase_major_kernel(w, g, config.flip, ph)      # (g, *s, C_out/g, C_in/g, *M)
+    c_out_g, c_in_g = kfull.shape[1 + nd], kfull.shape[2 + nd]
+    n, rows, p = x.shape[0], ph.rows, math.prod(ph.s)
+    groups = ph.tap_groups()
+    dn = geo.dimension_numbers(nd, cl)
+    # Blocks (n, *rows, g, *s_b, C_out/g) channels-last, (n, g, *s_b, C_out/g, *rows) else;
+    # their phase axes start at `first`.  (Explicit sizes: -1 cannot be inferred for N == 0.)
+    first = 2 + nd if cl else 2
+    blocks, zero = {}, []
+    for combo in np.ndindex(*[len(gr) for gr in groups]):
+        sel = [groups[a][c] for a, c in enumerate(combo)]
+        taps = tuple(t for _, _, t in sel)
+        sb = tuple(r1 - r0 for r0, r1, _ in sel)
+        if 0 in taps:
+            zero.append((combo, sb))
+            continue
+        k = kfull[(slice(None),) + tuple(slice(r0, r1) for r0, r1, _ in sel)
+                  + (slice(None),) * 2 + tuple(slice(0, t) for t in taps)]
+        # Correlation with the sub-kernel reversed along m (x[j - m] read left to right).
+        k = lax.rev(k.reshape(-1, c_in_g, *taps), tuple(range(2, 2 + nd)))
+        pad = [(d * (t - 1) - j0, j1 - ln)
+               for d, t, j0, j1, ln in zip(ph.d, taps, ph.j0, ph.j1, ph.length)]
+        y = lax.conv_general_dilated(
+            x, k, (1,) * nd, pad, rhs_dilation=ph.d, dimension_numbers=dn,
+            feature_group_count=g, precision=config.precision,
+            preferred_element_type=config.preferred_element_type)
+        blocks[combo] = (y.reshape(n, *rows, g, *sb, c_out_g) if cl
+                         else y.reshape(n, g, *sb, c_out_g, *rows))
+    if len(blocks) == 1 and not zero:
+        y = blocks[(0,) * nd]
+    else:
+        dtype = next(iter(blocks.values())).dtype
+        for combo, sb in zero:      # phases no tap reaches: zeros, no product at all
+            blocks[combo] = jnp.zeros((n, *rows, g, *sb, c_out_g) if cl
+                                      else (n, g, *sb, c_out_g, *rows), dtype)
+
+        def assemble(prefix: tuple[int, ...], a: int) -> jax.Array:
+            if a == nd:
+                return blocks[prefix]
+            parts = [assemble(prefix + (c,), a + 1) for c in range(len(groups[a]))]
+            return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=first + a)
+
+        y = assemble((), 0)
     # Output channels (g, *s, C_out/g) -> phase-major (*s, g, C_out/g) for depth-to-space.
-    # (Explicit sizes throughout: -1 cannot be inferred for an empty batch.)
-    n, rows, p = y.shape[0], ph.rows, math.prod(ph.s)
-    if config.channels_last:
+    if cl:
         if g > 1:
-            y = jnp.moveaxis(y.reshape(n, *rows, g, p, c_out_g), 1 + nd, 2 + nd)
+            y = jnp.moveaxis(y, 1 + nd, 1 + 2 * nd)
         y = y.reshape(n, *rows, p * g * c_out_g)
     else:
         if g > 1:
-            y = jnp.swapaxes(y.reshape(n, g, p, c_out_g, *rows), 1, 2)
+            y = jnp.moveaxis(y, 1, 1 + nd)
         y = y.reshape(n, p * g * c_out_g, *rows)
-    return _interleave(y, ph, config.channels_last)
+    return _interleave(y, ph, cl)
+
+
+def real_taps(a: jax.Array, m: tuple[int, ...], ph: Phases, first: int) -> jax.Array:
+    """Zero, by padding rather than by a product, the phases tap ``m`` does not reach.
+
+    ``a`` holds tap ``m``'s products with the phase axes ``first ... first + ndim``;
+    phases ``r >= full`` of the last tap multiplied the zero-padded kernel, and a
+    NaN/Inf input times that zero is NaN, an output the definition leaves alone.
+    """
+    for ax, (f, s) in enumerate(zip(ph.real_phases(m), ph.s)):
+        if f < s:
+            index = [slice(None)] * a.ndim
+            index[first + ax] = slice(0, f)
+            widths = [(0, 0, 0)] * a.ndim
+            widths[first + ax] = (0, s - f, 0)
+            a = lax.pad(a[tuple(index)], jnp.zeros((), a.dtype), widths)
+    return a
 
 
 def _shift_sum(term: Callable[[tuple[int, ...]], jax.Array], ph: Phases, lead: int) -> jax.Array:
@@ -142,7 +210,15 @@ def matmul(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
                 precision=config.precision,
                 preferred_element_type=config.preferred_element_type)
     z = z.reshape(n, *spatial, *ph.m, math.prod(ph.s) * c_out)  # (N, *L, *M, prod(s)*C_out)
-    y = _shift_sum(lambda m: z[(slice(None),) * (1 + nd) + m], ph, lead=1)
+
+    def term(m):
+        zm = z[(slice(None),) * (1 + nd) + m]
+        if ph.real_phases(m) == ph.s:
+            return zm
+        zm = real_taps(zm.reshape(n, *spatial, *ph.s, c_out), m, ph, 1 + nd)
+        return zm.reshape(n, *spatial, math.prod(ph.s) * c_out)
+
+    y = _shift_sum(term, ph, lead=1)
     y = _interleave(y, ph, channels_last=True)
     return y if cl else geo.to_channels_first(y)
 
@@ -164,7 +240,17 @@ def depthwise(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     kk = k.transpose(tuple(range(2 + nd, 2 + 2 * nd)) + tuple(range(1, 1 + nd)) + (0, 1 + nd))
     acc = config.preferred_element_type or xl.dtype
     xe = xl.astype(acc)[(slice(None),) * (1 + nd) + (None,) * nd + (slice(None), None)]
-    y = _shift_sum(lambda m: xe * kk[m].astype(acc), ph, lead=1)  # (N, *J, *s, C_in, mult)
+
+    def term(m):
+        f = ph.real_phases(m)
+        if f == ph.s:
+            return xe * kk[m].astype(acc)
+        # Only the real taps: multiply by the reached phases, pad the others with zeros.
+        prod = xe * kk[m][tuple(slice(0, v) for v in f)].astype(acc)
+        return lax.pad(prod, jnp.zeros((), prod.dtype), [(0, 0, 0)] * (1 + nd) + [
+            (0, s - v, 0) for s, v in zip(ph.s, f)] + [(0, 0, 0)] * 2)
+
+    y = _shift_sum(term, ph, lead=1)                                # (N, *J, *s, C_in, mult)
     y = _interleave(y.reshape(*y.shape[:1 + nd], math.prod(y.shape[1 + nd:])), ph,
                     channels_last=True)
     return y if cl else geo.to_channels_first(y)

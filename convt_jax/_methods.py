@@ -12,21 +12,27 @@ cannot apply is rejected by the validation).
   :mod:`._gradients` for ``dx`` and ``dw``: ``"conv"`` (strided convolution /
   zero-free correlation), ``"matmul"`` (im2col of the cotangent times the
   weight / the input; ``groups == 1`` or depthwise) and ``"phase"`` (the
-  cotangent read as phases; ``groups == 1``, no dilation).
+  cotangent read as phases; ``groups == 1``, no dilation) and ``"grouped"``
+  (im2col of the cotangent times the weight / the input with the group as
+  the batch axis of one matrix multiply, :mod:`._grouped`; ``groups > 1``).
 
-:func:`resolve` maps ``method`` to ``(forward, dx form, dw form)``; it is the
-hook a measured choice plugs into.  ``"auto"`` uses the rule below.
+:func:`resolve` maps ``method`` to ``(forward, dx form, dw form)``.
+``"auto"`` uses the fixed rule :func:`auto`; with autotuning on
+(:func:`convt_jax.autotune`) each of the three is then replaced by the form
+measured fastest on this machine among those that apply (:func:`_tuned`).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
+import numpy as np
 
-from . import _gradients, _lowering
+from . import _gradients, _grouped, _lowering, _tune
 from ._geometry import Config, channel_axis, has_phases, spatial_shape
 
 Shape = Sequence[int]
@@ -71,23 +77,41 @@ def _dense_or_depthwise(config: Config, x_shape: Shape, w_shape: Shape) -> str |
     return f"it needs groups == 1 or groups == C_in (got groups={config.groups})"
 
 
+def _multi_group(config: Config, x_shape: Shape, w_shape: Shape) -> str | None:
+    if config.groups > 1:
+        return None
+    return f"it needs groups > 1 (got groups={config.groups})"
+
+
+def _grouped_phases(config: Config, x_shape: Shape, w_shape: Shape) -> str | None:
+    return _multi_group(config, x_shape, w_shape) or _phases(config, x_shape, w_shape)
+
+
+# The fallbacks matter only for configurations the batching rule makes: ``vmap`` over
+# both the input and the weight of a ``groups == 1`` layer binds ``groups == B``, which
+# the group-batched forms compute without XLA's grouped convolution.
 FORWARD: dict[str, Form] = {
     "dilated": Form(_lowering.dilated, _always, None),
     "subpixel": Form(_lowering.subpixel, _phases, "dilated"),
-    "matmul": Form(_lowering.matmul, _dense_no_dilation, "subpixel"),
+    "matmul": Form(_lowering.matmul, _dense_no_dilation, "grouped"),
     "depthwise": Form(_lowering.depthwise, _depthwise, "subpixel"),
+    "grouped": Form(_grouped.forward, _grouped_phases, "subpixel"),
 }
 INPUT_GRADS: dict[str, Form] = {
     "conv": Form(_gradients.input_grad, _always, None),
-    "matmul": Form(_gradients.input_grad_matmul, _dense_or_depthwise, "conv"),
+    "matmul": Form(_gradients.input_grad_matmul, _dense_or_depthwise, "grouped"),
     "phase": Form(_gradients.input_grad_phase, _dense_no_dilation, "matmul"),
+    "grouped": Form(_grouped.input_grad, _multi_group, "conv"),
 }
 WEIGHT_GRADS: dict[str, Form] = {
     "conv": Form(_gradients.weight_grad, _always, None),
-    "matmul": Form(_gradients.weight_grad_matmul, _dense_or_depthwise, "conv"),
+    "matmul": Form(_gradients.weight_grad_matmul, _dense_or_depthwise, "grouped"),
     "phase": Form(_gradients.weight_grad_phase, _dense_no_dilation, "matmul"),
+    "grouped": Form(_grouped.weight_grad, _multi_group, "conv"),
 }
 METHODS = ("auto",) + tuple(FORWARD)
+# The backward forms an explicit forward method runs with (others: "matmul").
+_BACKWARD_OF = {"dilated": ("conv", "conv"), "grouped": ("grouped", "grouped")}
 
 
 def reasons(config: Config, x_shape: Shape, w_shape: Shape) -> dict[str, str | None]:
@@ -111,19 +135,67 @@ def resolve(method: str, config: Config, x_shape: Shape, w_shape: Shape,
     """``(forward lowering, dx form, dw form)`` for a batched input shape and a weight shape.
 
     An explicit method gives that lowering with the matrix-multiply backward
-    forms where they apply (``"dilated"``: the convolution forms); ``"auto"``
-    gives :func:`auto`'s choice.  Every returned form applies to the
-    configuration.  ``dtype`` is the computation dtype (unused by the rule).
+    forms where they apply (``"dilated"``: the convolution forms;
+    ``"grouped"``: the group-batched forms) and is never tuned; ``"auto"``
+    gives :func:`auto`'s choice, or, with autotuning on and ``dtype`` given,
+    the forms measured fastest on this machine (:func:`_tuned`).  Every
+    returned form applies to the configuration.  ``dtype`` is the
+    computation dtype (part of the tuning key; unused by the rule).
     """
     if method == "auto":
         fwd, dx, dw = auto(config, x_shape, w_shape)
-    elif method == "dilated":
-        fwd, dx, dw = "dilated", "conv", "conv"
     else:
-        fwd, dx, dw = method, "matmul", "matmul"
-    return (usable(FORWARD, fwd, config, x_shape, w_shape),
-            usable(INPUT_GRADS, dx, config, x_shape, w_shape),
-            usable(WEIGHT_GRADS, dw, config, x_shape, w_shape))
+        fwd = method
+        dx, dw = _BACKWARD_OF.get(method, ("matmul", "matmul"))
+    chosen = (usable(FORWARD, fwd, config, x_shape, w_shape),
+              usable(INPUT_GRADS, dx, config, x_shape, w_shape),
+              usable(WEIGHT_GRADS, dw, config, x_shape, w_shape))
+    if method == "auto" and dtype is not None and _tune.enabled():
+        chosen = _tuned(config, tuple(int(d) for d in x_shape), tuple(int(d) for d in w_shape),
+                        np.dtype(dtype), chosen)
+    return chosen
+
+
+def _applicable(table: dict[str, Form], config: Config, x_shape: Shape,
+                w_shape: Shape) -> list[str]:
+    return [name for name, form in table.items()
+            if form.unsupported(config, x_shape, w_shape) is None]
+
+
+def _run_forward(fn: Callable[..., jax.Array], config: Config, x: jax.Array,
+                 w: jax.Array) -> jax.Array:
+    return fn(x, w, config).astype(x.dtype)  # as the primitive's impl does
+
+
+def _run_grad(fn: Callable[..., jax.Array], config: Config, g: jax.Array,
+              a: jax.Array) -> jax.Array:
+    return fn(g, a, config)
+
+
+def _tuned(config: Config, x_shape: tuple[int, ...], w_shape: tuple[int, ...],
+           dtype: np.dtype, rule: tuple[str, str, str]) -> tuple[str, str, str]:
+    """``rule`` with each part replaced by the form measured fastest here (:func:`_tune.choose`).
+
+    Each part is timed on its own: the forward lowerings as functions of
+    ``(x, w)``, the dx forms of ``(g, w)`` and the dw forms of ``(g, x)``,
+    ``g`` of the output's shape and dtype; the candidates are the forms that
+    apply to the configuration, the rule's pick is the default (kept unless
+    another is ``_tune.MARGIN`` faster).  The key is the configuration, the
+    shapes and the dtype; :mod:`._tune` adds the machine and the versions.
+    """
+    key = (config, x_shape, w_shape, str(dtype))
+    xs, ws = jax.ShapeDtypeStruct(x_shape, dtype), jax.ShapeDtypeStruct(w_shape, dtype)
+    fwd_fns = {n: functools.partial(_run_forward, FORWARD[n].fn, config)
+               for n in _applicable(FORWARD, config, x_shape, w_shape)}
+    fwd = _tune.choose("forward", key, fwd_fns, (xs, ws), rule[0])
+    gs = jax.eval_shape(fwd_fns[rule[0]], xs, ws)  # the cotangent: the output's shape, dtype
+    dx_fns = {n: functools.partial(_run_grad, INPUT_GRADS[n].fn, config)
+              for n in _applicable(INPUT_GRADS, config, x_shape, w_shape)}
+    dx = _tune.choose("dx", key, dx_fns, (gs, ws), rule[1])
+    dw_fns = {n: functools.partial(_run_grad, WEIGHT_GRADS[n].fn, config)
+              for n in _applicable(WEIGHT_GRADS, config, x_shape, w_shape)}
+    dw = _tune.choose("dw", key, dw_fns, (gs, xs), rule[2])
+    return fwd, dx, dw
 
 
 def auto(config: Config, x_shape: Shape, w_shape: Shape) -> tuple[str, str, str]:
@@ -138,15 +210,20 @@ def auto(config: Config, x_shape: Shape, w_shape: Shape) -> tuple[str, str, str]
     * depthwise (``groups == C_in``): the elementwise lowering (a grouped
       convolution with 128 groups runs 2x-10x slower than PyTorch), with the
       elementwise backward;
+    * other grouped layers (``1 < groups < C_in``): the phase convolution
+      forward with the group-batched gradients of :mod:`._grouped`;
     * an axis with stride > 1 *and* dilation > 1: the core lowering;
     * forward: one matrix multiply (``"matmul"``) when ``C_in >= 512`` or
-      ``C_out <= 8`` (2-D), where the phase convolution is slow, else the
-      phase convolution (``"subpixel"``, best for 1-D, 3-D and mid-size 2-D);
+      ``C_out <= 8`` (2-D) and every kernel axis is a multiple of its stride,
+      where the phase convolution is slow, else the phase convolution
+      (``"subpixel"``, best for 1-D, 3-D, mid-size 2-D and k3 s2);
     * backward: the phase forms (one matrix multiply each over the
       cotangent's phases) for ``K == s``, and for dw in 3-D (dx there by the
       strided convolution, which needs no extra memory); im2col + matrix multiplies
-      for small or narrow 2-D layers; the strided-convolution forms for 1-D,
-      stride 1 and the rest (XLA's convolutions are fast there).
+      for small or narrow 2-D layers; dw by im2col + matrix multiply for 2-D
+      kernels that are not a multiple of the stride, channels-last or with
+      ``C_in >= 512``; the strided-convolution forms for 1-D, stride 1 and
+      the rest (XLA's convolutions are fast there).
     """
     if jax.default_backend() != "cpu":
         return ("dilated", "conv", "conv")
@@ -155,12 +232,28 @@ def auto(config: Config, x_shape: Shape, w_shape: Shape) -> tuple[str, str, str]
     if _depthwise(config, x_shape, w_shape) is None:
         return ("depthwise", "matmul", "matmul")
     if config.groups != 1:
-        return ("subpixel", "conv", "conv")
+        # 1 < groups < C_in.  The gradients through XLA:CPU's grouped convolutions
+        # (feature_group_count for dx, batch_group_count for dw) ran 6x-73x PyTorch's
+        # forward+backward; with the group as the batch axis of one matrix multiply,
+        # 1.1x-1.3x.  The forward is the other way round: the phase convolution with
+        # feature_group_count ran 0.64x-0.72x PyTorch (4 and 8 groups), the group-batched
+        # GEMM + col2im 1.3x-1.6x; even at 32 groups (1.59 against 1.63).  (python -m
+        # benchmarks.run --shapes group4,group8,group32 --rounds 5, 2 shared cores of an
+        # AMD EPYC without AVX-512.)
+        return ("subpixel", "grouped", "grouped")
     nd = config.ndim
     c_in, c_out = w_shape[0], w_shape[1]
     kernel = tuple(w_shape[2:])
     spatial = spatial_shape(config, x_shape)
-    forward = "matmul" if nd == 2 and (c_in >= 512 or c_out <= 8) else "subpixel"
+    # A kernel that is not a multiple of the stride (k3 s2 output_padding=1, the doubling
+    # layer of ResNet-style decoders) gives the phases zero taps: "matmul" then multiplies
+    # (M*s / K)^2 = 1.8x the products and its col2im buffer grows alike, and ran 2.2x-2.5x
+    # slower than "subpixel" with C_in = 512 (k3s2op1w: 1.96 against 0.79 PyTorch's time,
+    # channels-last 1.90 against 1.09; python -m benchmarks.run --shapes
+    # k3s2op1w,k3s2op1w_cl --methods auto,subpixel --rounds 3, 2 shared AMD EPYC cores).
+    aligned = all(k % s == 0 for k, s in zip(kernel, config.stride))
+    forward = ("matmul" if nd == 2 and aligned and (c_in >= 512 or c_out <= 8)
+               else "subpixel")
     strided = any(s > 1 for s in config.stride)
     if strided and nd >= 2 and kernel == config.stride:
         return (forward, "phase", "phase")
@@ -171,6 +264,13 @@ def auto(config: Config, x_shape: Shape, w_shape: Shape) -> tuple[str, str, str]
         return (forward, "conv", "phase")
     if strided and nd >= 2 and (math.prod(spatial) <= 64 or c_out <= 8):
         return (forward, "matmul", "matmul")
+    if strided and nd == 2 and not aligned and (config.channels_last or c_in >= 512):
+        # k3 s2: XLA:CPU's weight-gradient convolution was 1.7x-2.4x slower than im2col +
+        # matmul channels-last and with C_in = 512 (min of 5-9 interleaved runs by the
+        # autotuner: k3s2op1_cl 60.7 / 35.0 ms, k3s2op1w 279 / 139, k3s2op1w_cl 285 / 118),
+        # not clearly with 128 channels channels-first (74 / 92 fastest, 144 / 129 median),
+        # where the rule stays; dx by the strided convolution was as fast or faster.
+        return (forward, "conv", "matmul")
     return (forward, "conv", "conv")
 
 

@@ -15,17 +15,22 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from . import _args, _geometry, _methods, _padding_modes, _primitive
+from . import _args, _geometry, _methods, _padding_modes, _primitive, _tune
 from ._geometry import Config
 
 
-@functools.partial(jax.jit, static_argnames=("config", "batched", "dtype", "method", "fold"))
-def _forward(x, w, b, *, config: Config, batched: bool, dtype, method: str, fold=None):
+@functools.partial(jax.jit,
+                   static_argnames=("config", "batched", "dtype", "method", "fold", "tune"))
+def _forward(x, w, b, *, config: Config, batched: bool, dtype, method: str, fold=None,
+             tune: bool = False):
     """Batch, bind the primitive, fold a non-zero padding mode's border, add the bias, cast.
 
     ``fold`` is ``None`` or ``(pads, padding_mode)``: then ``config`` crops no
     padding and the border is folded back (in the accumulation dtype) before
-    the bias is added once per output position.
+    the bias is added once per output position.  ``tune`` is the autotuning
+    switch (:func:`_tune.enabled`) when the call was made: read by
+    ``_methods.resolve`` itself, it is a static argument only so that turning
+    the switch traces (and chooses) again instead of reusing the other setting's trace.
     """
     x = x.astype(dtype)
     w = w.astype(dtype)
@@ -70,14 +75,14 @@ def _conv_transpose(num_spatial: int | None, fn_name: str, input, weight, bias, 
         _args.check_bias_dtype(b.dtype, dtype)
     if padding_mode == "zeros":
         return _forward(x, w, b, config=config, batched=bound.batched, dtype=dtype,
-                        method=method)
+                        method=method, tune=_tune.enabled())
     # Non-zero padding modes: the unpadded transposed convolution (keeping the
     # output padding), then the border folded back (see _padding_modes).
     pads = _args.padding_mode_pads(padding_mode, bound)
     full = config._replace(crops=tuple((0, hi - p_hi) for (_, hi), (_, p_hi) in zip(
         config.crops, pads)))
     return _forward(x, w, b, config=full, batched=bound.batched, dtype=dtype,
-                    method=method, fold=(pads, padding_mode))
+                    method=method, fold=(pads, padding_mode), tune=_tune.enabled())
 
 
 def conv_transpose1d(

@@ -84,6 +84,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from . import _args
+
 __all__ = ["autotune", "choose", "clear_tuning_cache", "enabled", "tuning_cache"]
 
 ENV_SWITCH = "CONVT_JAX_AUTOTUNE"
@@ -150,13 +152,11 @@ class autotune(contextlib.AbstractContextManager):  # noqa: N801  (reads as a fu
     """
 
     def __init__(self, enabled: bool = True):
-        if not isinstance(enabled, (bool, np.bool_)):
-            raise TypeError(f"autotune(enabled={enabled!r}) must be a bool, "
-                            f"not {type(enabled).__name__}")
+        enabled = _args.check_autotune_switch(enabled)
         global _enabled
         with _lock:
             self._previous = _enabled
-            _enabled = bool(enabled)
+            _enabled = enabled
 
     def __repr__(self) -> str:
         return f"convt_jax.autotune(enabled={_enabled})"

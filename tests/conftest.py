@@ -6,7 +6,10 @@ import os
 
 import jax
 
-jax.config.update("jax_enable_x64", True)
+# CONVT_JAX_TEST_X64=0 keeps JAX's default (x64 off): tests/test_dtypes_x64off.py runs the
+# dtype tests a second time that way, in a child process.
+if os.environ.get("CONVT_JAX_TEST_X64", "1") != "0":
+    jax.config.update("jax_enable_x64", True)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -125,7 +125,7 @@ def test_unknown_method_is_rejected():
 
 @pytest.mark.parametrize("method, kw, reason, able", [
     ("matmul", dict(groups=2), "it needs groups == 1 (got groups=2)",
-     "'auto', 'dilated', 'subpixel'"),
+     "'auto', 'dilated', 'subpixel', 'grouped'"),
     ("matmul", dict(dilation=2, stride=1), "it needs dilation == 1 on every axis",
      "'auto', 'dilated', 'subpixel'"),
     ("depthwise", dict(), "it needs groups == C_in > 1 (got groups=1, C_in=4)",

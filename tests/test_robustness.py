@@ -229,18 +229,10 @@ def test_nonfinite_values_zero_free_lowerings_where_kernel_divides_stride(method
                            _torch(x, w, b, **kw))
 
 
-@pytest.mark.parametrize("method", [
-    *ZERO_FREE,
-    pytest.param("auto", marks=pytest.mark.skipif(
-        jax.default_backend() != "cpu", reason="auto is the core lowering off CPU")),
-])
-@pytest.mark.xfail(strict=True, reason=(
-    "KNOWN LIMITATION (README, Robustness; convt_jax/_lowering.py): the zero-free lowerings pad each stride "
-    "phase's kernel to a common number of taps with zeros, and NaN/Inf * 0 = NaN, so a "
-    "non-finite input also turns a neighbouring output NaN that PyTorch (and the definition, "
-    "and method='dilated') leave finite; e.g. x=[1, nan, 1, 1], w=[1, 1, 1], stride=2 gives "
-    "[1, 1, nan, nan, nan, nan, 2, 1, 1] instead of [1, 1, nan, nan, nan, 1, 2, 1, 1]"))
+@pytest.mark.parametrize("method", ZERO_FREE + ("auto",))
 def test_nonfinite_input_zero_free_lowerings(method):
+    """K = 3, stride 2: the phases have 2 and 1 real taps; no phase multiplies a padded zero
+    tap (NaN * 0 would make a neighbouring output NaN that PyTorch leaves finite)."""
     x, w, b = _nonfinite_case()
     groups = 2 if method == "depthwise" else 1
     w = w[:, :1] if groups == 2 else w

@@ -326,3 +326,104 @@ def test_writes_keep_what_other_processes_wrote(tuning):
     _tune.choose("forward", ("second",), candidates, [SPEC], "a")
     keys = sorted(e["key"] for e in json.loads(open(path).read())["entries"].values())
     assert len(keys) == 3 and "from another process" in keys
+
+
+# --- method="auto" wired to the tuner (convt_jax._methods.resolve) ---------------------------
+
+_LAYER = dict(stride=2, padding=1, groups=2)   # grouped: every table has several candidates
+
+
+def _layer_arrays(batch=2):
+    # Each test its own batch size: a jit-traced configuration keeps the forms it chose,
+    # whatever the tuning cache holds later.
+    rng = np.random.default_rng(0)
+    return (jnp.asarray(rng.standard_normal((batch, 8, 6, 6)), jnp.float32),
+            jnp.asarray(rng.standard_normal((8, 3, 4, 4)), jnp.float32))
+
+
+def _layer_step(method="auto"):
+    import convt_jax as ct
+
+    def loss(x, w):
+        return jnp.sum(jnp.sin(ct.conv_transpose2d(x, w, **_LAYER, method=method)))
+    return jax.jit(jax.value_and_grad(loss, (0, 1)))
+
+
+def test_auto_is_tuned_under_jit_and_grad_and_gives_the_same_numbers(tuning):
+    x, w = _layer_arrays()
+    with _tune.autotune(False):
+        want = _layer_step()(x, w)
+    assert _tune.tuning_cache() == []
+    got = _layer_step()(x, w)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    entries = {e["kind"]: e for e in _tune.tuning_cache()}
+    assert set(entries) == {"forward", "dx", "dw"}
+    # The candidates are the forms that apply to a grouped layer, every one timed.
+    assert set(entries["forward"]["times"]) == {"dilated", "subpixel", "grouped"}
+    assert set(entries["dx"]["times"]) == {"conv", "grouped"}
+    assert set(entries["dw"]["times"]) == {"conv", "grouped"}
+    for e in entries.values():
+        assert e["choice"] in e["times"]
+        assert all(t is not None and t > 0 for t in e["times"].values())
+        assert "float32" in e["key"] and "(8, 3, 4, 4)" in e["key"]
+    # A second trace of the same configuration reads the choice: nothing is timed again.
+    _layer_step()(x + 1, w)
+    assert len(_tune.tuning_cache()) == 3
+
+
+def test_explicit_method_is_never_tuned(tuning):
+    x, w = _layer_arrays(3)
+    _layer_step("subpixel")(x, w)
+    assert _tune.tuning_cache() == []
+
+
+def test_turning_autotune_on_after_a_call_traces_again(tuning):
+    import convt_jax as ct
+
+    x, w = _layer_arrays(4)
+    with _tune.autotune(False):
+        off = ct.conv_transpose2d(x, w, **_LAYER)   # traced (and cached by jit) with the rule
+    assert _tune.tuning_cache() == []
+    on = ct.conv_transpose2d(x, w, **_LAYER)        # the switch is part of the jit cache key
+    assert {e["kind"] for e in _tune.tuning_cache()} == {"forward", "dx", "dw"}
+    np.testing.assert_allclose(on, off, rtol=1e-5, atol=1e-5)
+
+
+_LAYER_CHILD = textwrap.dedent("""
+    import json, sys
+    import jax, jax.numpy as jnp, numpy as np
+    import convt_jax as ct
+    from convt_jax import _tune
+
+    timed = []
+    measure = _tune._measure
+    _tune._measure = lambda candidates, args: timed.append(sorted(candidates)) or measure(
+        candidates, args)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((2, 8, 6, 6)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((8, 3, 4, 4)), jnp.float32)
+    loss = lambda x, w: jnp.sum(jnp.sin(ct.conv_transpose2d(x, w, stride=2, padding=1,
+                                                            groups=2)))
+    value, (dx, dw) = jax.jit(jax.value_and_grad(loss, (0, 1)))(x, w)
+    choices = {e["kind"]: e["choice"] for e in ct.tuning_cache()}
+    print(json.dumps({"timed": timed, "choices": choices, "value": float(value),
+                      "dx": np.asarray(dx).tolist()}))
+""")
+
+
+def _layer_child(cache_dir):
+    env = dict(os.environ, **{_tune.ENV_CACHE_DIR: str(cache_dir), _tune.ENV_SWITCH: "1"})
+    out = subprocess.run([sys.executable, "-c", _LAYER_CHILD], env=env, capture_output=True,
+                         text=True, timeout=300, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_a_second_process_reads_the_choice_from_disk(tmp_path):
+    first = _layer_child(tmp_path)
+    assert len(first["timed"]) == 3 and set(first["choices"]) == {"forward", "dx", "dw"}
+    second = _layer_child(tmp_path)
+    assert second["timed"] == []                    # nothing timed: read from the file
+    assert second["choices"] == first["choices"]
+    # The same forms: bit-identical results from process to process.
+    assert second["value"] == first["value"] and second["dx"] == first["dx"]

@@ -7,7 +7,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from .. import nn as _nn
 
@@ -60,25 +59,6 @@ def template(num_spatial_dims: Any, kwargs: dict[str, Any]) -> Any:
     return _template_cached(num_spatial_dims, items)
 
 
-def check_compute_dtype(dtype: Any) -> Any:
-    """``dtype`` (Flax's computation dtype): None or a floating / complex dtype."""
-    if dtype is None:
-        return None
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(
-            f"dtype={dtype!r} must be None (compute in the inputs' and parameters' dtype) "
-            "or a floating or complex dtype"
-        ) from None
-    if not (jnp.issubdtype(dt, jnp.floating) or jnp.issubdtype(dt, jnp.complexfloating)):
-        raise TypeError(
-            f"dtype={dtype!r} must be None (compute in the inputs' and parameters' dtype) "
-            "or a floating or complex dtype"
-        )
-    return dtype
-
-
 def forward(treedef: Any, weight: Any, bias: Any, dtype: Any, x: Any, output_size: Any):
     """The ``ct.nn`` layer's forward on ``weight``/``bias`` cast to the computation dtype."""
     x = jnp.asarray(x)
@@ -89,7 +69,3 @@ def forward(treedef: Any, weight: Any, bias: Any, dtype: Any, x: Any, output_siz
     layer = jax.tree_util.tree_unflatten(treedef, arrays)
     return layer(x, output_size)
 
-
-def missing_rngs_message(cls_name: str, what: str) -> str:
-    return (f"{what} must be an nnx.Rngs for the initial weights: pass rngs=nnx.Rngs(0), "
-            f"or build from PyTorch with {cls_name}.from_torch(module)")

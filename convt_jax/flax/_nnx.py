@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from .. import _args
 from ..nn._torch import fold_weight_norm, settings_from_torch
 from . import _common
 
@@ -46,10 +47,8 @@ class ConvTranspose(nnx.Module):
                       compute_mode=compute_mode, channels_last=channels_last,
                       dtype=jnp.float32 if param_dtype is None else param_dtype)
         _common.template(num_spatial_dims, kwargs)              # ct.nn's validation
-        self.dtype = _common.check_compute_dtype(dtype)
-        if not isinstance(rngs, nnx.Rngs):
-            raise TypeError(_common.missing_rngs_message(
-                type(self).__name__, f"rngs={rngs!r}"))
+        self.dtype = _args.compute_dtype(dtype)
+        _args.check_rngs(rngs, isinstance(rngs, nnx.Rngs), type(self).__name__)
         layer = _common.build_layer(num_spatial_dims, kwargs, rngs.params())
         self.param_dtype = kwargs["dtype"]
         self.num_spatial_dims = layer.num_spatial_dims
@@ -168,12 +167,8 @@ class ConvTranspose(nnx.Module):
         """
         n, kwargs, state = settings_from_torch(module)
         want = cls._num_spatial_dims
-        if want is not None and n != want:
-            raise TypeError(
-                f"{cls.__name__}.from_torch needs a torch.nn.ConvTranspose{want}d, not a "
-                f"{type(module).__name__} with {n} spatial axes; use "
-                f"convt_jax.flax.ConvTranspose{n}d.from_torch"
-            )
+        _args.check_torch_rank_for("convt_jax.flax", cls.__name__, want, n,
+                                   type(module).__name__)
         kwargs["param_dtype"] = kwargs.pop("dtype")
         kwargs.update(channels_last=channels_last, dtype=dtype,
                       rngs=rngs if isinstance(rngs, nnx.Rngs) else nnx.Rngs(0))

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen
 
+from .. import _args
 from ..nn import init as _init
 from ..nn._torch import fold_weight_norm, settings_from_torch
 from . import _common
@@ -67,7 +68,7 @@ class _ConvTranspose(linen.Module):
           parameters when ``dtype`` is None).
         """
         tmpl = self._template()                            # ct.nn's validation
-        dtype = _common.check_compute_dtype(self.dtype)
+        dtype = _args.compute_dtype(self.dtype)
         shape = tuple(tmpl.weight.shape)
         param_dtype = tmpl.weight.dtype
         weight = self.param("weight", _init.pytorch_uniform, shape, param_dtype)
@@ -108,12 +109,8 @@ class _ConvTranspose(linen.Module):
           True
         """
         n, kwargs, state = settings_from_torch(module)
-        if n != cls.num_spatial_dims:
-            raise TypeError(
-                f"{cls.__name__}.from_torch needs a torch.nn.ConvTranspose"
-                f"{cls.num_spatial_dims}d, not a {type(module).__name__} with {n} spatial "
-                f"axes; use convt_jax.flax.linen.ConvTranspose{n}d.from_torch"
-            )
+        _args.check_torch_rank_for("convt_jax.flax.linen", cls.__name__, cls.num_spatial_dims,
+                                   n, type(module).__name__)
         kwargs["param_dtype"] = kwargs.pop("dtype")
         mod = cls(**kwargs, channels_last=channels_last, dtype=dtype)
         return mod, mod.variables_from_state_dict(state)

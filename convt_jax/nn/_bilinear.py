@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import _args
+
 __all__ = ["bilinear"]
 
 
@@ -51,6 +53,8 @@ def bilinear(key: jax.Array | None, shape: Sequence[int], dtype: Any = jnp.float
     Raises:
       ValueError: a shape with rank < 3, a size < 1, or neither
         ``(C, C, *K)`` nor ``(C, 1, *K)``.
+      TypeError: a shape that is not a tuple of ints, or a dtype that is
+        not floating or complex.
 
     Example:
       >>> import jax.numpy as jnp, convt_jax as ct
@@ -62,27 +66,10 @@ def bilinear(key: jax.Array | None, shape: Sequence[int], dtype: Any = jnp.float
       Array([0.25, 0.75, 1.25, 1.75, 2.25, 2.75], dtype=float32)
     """
     del key
-    if not isinstance(shape, (tuple, list)):
-        raise TypeError(f"shape={shape!r} must be a tuple of ints")
-    try:
-        dims = tuple(int(s) for s in shape)
-    except (TypeError, ValueError):
-        raise TypeError(f"shape={shape!r} must be a tuple of ints") from None
-    if len(dims) < 3 or any(s < 1 for s in dims):
-        raise ValueError(
-            f"shape={tuple(shape)} must have rank >= 3 and every size >= 1: "
-            "(C_in, C_out // groups, *kernel)"
-        )
+    dims = _args.weight_shape("shape", shape, 3)
+    _args.check_bilinear_shape(dims)
+    dt = _args.floating_dtype("dtype", dtype)
     c_in, c_out = dims[:2]
-    if c_out not in (1, c_in):
-        raise ValueError(
-            f"shape={dims}: bilinear upsamples each channel on its own, so C_out // groups "
-            f"must equal C_in={c_in} (groups=1, a diagonal weight) or 1 (depthwise, "
-            f"groups=C_in), not {c_out}"
-        )
-    dt = np.dtype(dtype)
-    if not (jnp.issubdtype(dt, jnp.floating) or jnp.issubdtype(dt, jnp.complexfloating)):
-        raise TypeError(f"dtype={dtype!r} must be a floating or complex dtype")
     filt = np.ones((), np.float64)
     for k in dims[2:]:
         filt = np.multiply.outer(filt, _filter_1d(k))

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import _args
+
 __all__ = ["fold_weight_norm", "settings_from_torch"]
 
 _OLD = ("weight_g", "weight_v")
@@ -41,32 +43,6 @@ def _to_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
-def _check_prefix(state_dict: Mapping[str, Any]) -> None:
-    for key in state_dict:
-        if not isinstance(key, str):
-            raise TypeError(f"state_dict key {key!r} must be a str, not {type(key).__name__}")
-        if key in _LAYER_KEYS or "." not in key:
-            continue
-        prefix = next((key[: -len(s)] for s in _SUFFIXES
-                       if key.endswith("." + s)), key.rsplit(".", 1)[0] + ".")
-        if prefix.endswith("parametrizations.weight."):
-            raise ValueError(
-                f"state_dict key {key!r}: only weight norm's parametrization "
-                f"({_NEW[0]!r}, {_NEW[1]!r}) can be folded; remove other parametrizations in "
-                "PyTorch first (torch.nn.utils.parametrize.remove_parametrizations(module, "
-                "'weight'))"
-            )
-        keys = sorted(state_dict, key=str)
-        shown = keys if len(keys) <= 6 else keys[:6] + ["..."]
-        raise ValueError(
-            f"state_dict has keys {shown} with a module prefix ({prefix!r}); it must hold "
-            "one layer's keys ('weight', 'bias', or weight norm's 'weight_g'/'weight_v' or "
-            f"'{_NEW[0]}'/'original1'). Select one layer's keys first, e.g. "
-            f"{{k.removeprefix({prefix!r}): v for k, v in sd.items() "
-            f"if k.startswith({prefix!r})}}"
-        )
-
-
 def _norm_axes(g_key: str, v_key: str, g_shape: tuple[int, ...],
                v_shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(axes to take the norm over, shape to broadcast g to) from g's and v's shapes.
@@ -74,40 +50,22 @@ def _norm_axes(g_key: str, v_key: str, g_shape: tuple[int, ...],
     PyTorch stores ``g = norm_except_dim(v, 2, dim)``: v's shape with every axis
     but ``dim`` set to 1, or a 0-d tensor when ``dim`` is None (``-1``).
     """
-    shapes = f"{g_key} of shape {g_shape} and {v_key} of shape {v_shape}"
-    if len(v_shape) == 0:
-        raise ValueError(f"{shapes}: {v_key} must be a weight, not a scalar")
-    size = int(np.prod(g_shape, dtype=np.int64))
-    if size == 1 and (len(g_shape) == 0 or len(g_shape) == len(v_shape)):
-        return tuple(range(len(v_shape))), (1,) * len(v_shape)     # dim=None
-    if len(g_shape) == len(v_shape):
-        kept = [i for i, (a, b) in enumerate(zip(g_shape, v_shape)) if a != 1]
-        if len(kept) == 1 and g_shape[kept[0]] == v_shape[kept[0]]:
-            d = kept[0]
-            return tuple(i for i in range(len(v_shape)) if i != d), g_shape
-        raise ValueError(
-            f"{shapes} are inconsistent: weight norm's g must have v's size on one axis "
-            "(the norm's `dim`) and size 1 on every other axis, as "
-            "torch.norm_except_dim(v, 2, dim) returns it, or be a scalar (dim=None)"
-        )
-    if len(g_shape) == 1:
-        matches = [i for i, b in enumerate(v_shape) if b == g_shape[0]]
-        if len(matches) == 1:
-            d = matches[0]
-            shape = tuple(v_shape[i] if i == d else 1 for i in range(len(v_shape)))
-            return tuple(i for i in range(len(v_shape)) if i != d), shape
-        if len(matches) > 1:
-            raise ValueError(
-                f"{shapes} are ambiguous: g's size {g_shape[0]} matches axes {matches} of "
-                f"{v_key}, so the norm's `dim` cannot be told; reshape {g_key} to PyTorch's "
-                f"keepdim shape (size 1 on every axis but `dim`, e.g. "
-                f"{tuple(v_shape[i] if i == matches[0] else 1 for i in range(len(v_shape)))} "
-                f"for dim={matches[0]})"
-            )
-    raise ValueError(
-        f"{shapes} are inconsistent: weight norm's g must have v's size on one axis "
-        "(the norm's `dim`) and size 1 on every other axis, or be a scalar (dim=None)"
-    )
+    if v_shape:
+        size = int(np.prod(g_shape, dtype=np.int64))
+        if size == 1 and (len(g_shape) == 0 or len(g_shape) == len(v_shape)):
+            return tuple(range(len(v_shape))), (1,) * len(v_shape)     # dim=None
+        if len(g_shape) == len(v_shape):
+            kept = [i for i, (a, b) in enumerate(zip(g_shape, v_shape)) if a != 1]
+            if len(kept) == 1 and g_shape[kept[0]] == v_shape[kept[0]]:
+                d = kept[0]
+                return tuple(i for i in range(len(v_shape)) if i != d), g_shape
+        elif len(g_shape) == 1:
+            matches = [i for i, b in enumerate(v_shape) if b == g_shape[0]]
+            if len(matches) == 1:
+                d = matches[0]
+                shape = tuple(v_shape[i] if i == d else 1 for i in range(len(v_shape)))
+                return tuple(i for i in range(len(v_shape)) if i != d), shape
+    raise _args.weight_norm_shapes_error(g_key, v_key, g_shape, v_shape)
 
 
 def fold_weight_norm(state_dict: Mapping[str, Any]) -> dict[str, Any]:
@@ -149,41 +107,15 @@ def fold_weight_norm(state_dict: Mapping[str, Any]) -> dict[str, Any]:
       >>> np.round(np.linalg.norm(w.reshape(2, -1), axis=1), 12)
       array([2., 1.])
     """
-    if not isinstance(state_dict, Mapping):
-        raise TypeError(
-            f"state_dict must be a mapping of names to arrays, not {type(state_dict).__name__}"
-        )
-    _check_prefix(state_dict)
-    if "weight_orig" in state_dict:
-        raise ValueError(
-            "state_dict has 'weight_orig': that is spectral norm "
-            "(torch.nn.utils.spectral_norm), not weight norm; fold it in PyTorch first "
-            "(torch.nn.utils.remove_spectral_norm(module)) and pass module.state_dict()"
-        )
-    pairs = [p for p in (_OLD, _NEW) if p[0] in state_dict or p[1] in state_dict]
-    if not pairs:
+    _args.check_mapping("state_dict", state_dict)
+    _args.check_one_layer(state_dict, _LAYER_KEYS, _SUFFIXES, _NEW)
+    pair = _args.weight_norm_pair(state_dict, _OLD, _NEW)
+    if pair is None:
         return dict(state_dict)
-    if len(pairs) == 2:
-        raise ValueError(
-            f"state_dict has both weight-norm spellings {_OLD} and {_NEW}; it must hold one "
-            "layer's weight once"
-        )
-    g_key, v_key = pairs[0]
-    for k in (g_key, v_key):
-        if k not in state_dict:
-            raise ValueError(
-                f"state_dict has {(g_key if k == v_key else v_key)!r} but not {k!r}: "
-                f"weight norm needs both {g_key!r} (g) and {v_key!r} (v)"
-            )
-    if "weight" in state_dict:
-        raise ValueError(
-            f"state_dict has both 'weight' and the weight-norm pair {g_key!r}/{v_key!r}; "
-            "pass one of them"
-        )
+    g_key, v_key = pair
     g, v = _to_numpy(state_dict[g_key]), _to_numpy(state_dict[v_key])
     dtype = v.dtype
-    if not (np.issubdtype(dtype, np.inexact) or dtype.name == "bfloat16"):
-        raise TypeError(f"{v_key} has dtype {dtype} but must be floating or complex")
+    _args.check_weight_norm_dtype(v_key, dtype)
     axes, g_shape = _norm_axes(g_key, v_key, tuple(g.shape), tuple(v.shape))
     wide = np.complex128 if np.iscomplexobj(v) or np.iscomplexobj(g) else np.float64
     v64 = v.astype(wide)
@@ -193,20 +125,6 @@ def fold_weight_norm(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     out = {k: val for k, val in state_dict.items() if k not in (g_key, v_key)}
     out["weight"] = w
     return out
-
-
-def _torch_dtype(dtype: Any) -> Any:
-    """The NumPy dtype of a ``torch.dtype`` (bfloat16 through ml_dtypes)."""
-    name = str(dtype).removeprefix("torch.")
-    if name == "bfloat16":
-        import ml_dtypes
-
-        return np.dtype(ml_dtypes.bfloat16)
-    try:
-        return np.dtype(name)
-    except TypeError:
-        raise TypeError(f"the module's weights have dtype {dtype}, which has no JAX "
-                        "equivalent") from None
 
 
 def settings_from_torch(module: Any) -> tuple[int, dict[str, Any], dict[str, np.ndarray]]:
@@ -229,21 +147,7 @@ def settings_from_torch(module: Any) -> tuple[int, dict[str, Any], dict[str, np.
       TypeError: ``module`` is not a PyTorch transposed convolution.
       ValueError: a lazy module that has not been initialised yet.
     """
-    cls = type(module)
-    names = [c.__name__ for c in cls.__mro__]
-    is_torch = cls.__module__.startswith("torch") or any(
-        c.__module__.startswith("torch.nn") for c in cls.__mro__)
-    if not (is_torch and "_ConvTransposeNd" in names and getattr(module, "transposed", False)):
-        raise TypeError(
-            f"module must be a torch.nn.ConvTranspose1d, ConvTranspose2d or ConvTranspose3d, "
-            f"not {cls.__module__}.{cls.__qualname__}"
-        )
-    uninitialised = getattr(module, "has_uninitialized_params", None)
-    if callable(uninitialised) and uninitialised():
-        raise ValueError(
-            f"module {cls.__name__} is a lazy module that has not seen an input yet; run one "
-            "forward pass first so its in_channels and weight exist"
-        )
+    _args.check_torch_module(module)
     kernel = tuple(int(k) for k in module.kernel_size)
     n = len(kernel)
     padding = module.padding
