@@ -69,7 +69,10 @@ def test_all_is_complete_and_exists(module):
     assert len(module.__all__) == len(set(module.__all__)), "duplicates in __all__"
     for name in module.__all__:
         assert hasattr(module, name), f"{module.__name__}.__all__ names missing {name!r}"
-    assert _public_names(module) == set(module.__all__)
+    # convt_jax.flax needs the optional flax extra, so it is not in __all__; it appears as an
+    # attribute once some test has imported it.
+    optional = {"flax"} if module is ct else set()
+    assert _public_names(module) - optional == set(module.__all__)
     assert module.__doc__ and module.__doc__.strip(), f"{module.__name__} has no docstring"
 
 
