@@ -33,9 +33,21 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 def pytest_addoption(parser):
     parser.addoption(
         "--slow", action="store_true", default=False,
-        help="load the 'slow' hypothesis profile: ten times the examples of the 'ci' profile "
-             "(the argument fuzz of tests/test_fuzz.py scales with it), still derandomized",
+        help="also run the tests marked slow, and load the 'slow' hypothesis profile: ten "
+             "times the examples of the 'ci' profile (the argument fuzz of tests/test_fuzz.py "
+             "and the crash fuzz scale with it), still derandomized",
     )
+
+
+def pytest_collection_modifyitems(config, items):
+    # The default run (CI's) leaves out the tests marked slow; `--slow` runs them, and an
+    # explicit `-m` expression decides for itself.
+    if config.getoption("--slow") or config.option.markexpr:
+        return
+    skip = pytest.mark.skip(reason="slow: run with --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 
 
 def pytest_configure(config):

@@ -819,6 +819,7 @@ def cases(draw, max_mutations: int = 2, values: bool = False) -> Case:
     return case
 
 
+@pytest.mark.slow
 @settings(max_examples=N_VERDICTS)
 @given(case=cases(max_mutations=2, values=False))
 def test_fuzz_verdicts(case):

@@ -31,6 +31,7 @@ def _layout(cfg, x):
     return jnp.moveaxis(x, 1, -1) if cfg["channels_last"] else jnp.asarray(x)
 
 
+@pytest.mark.slow
 @settings(max_examples=100)
 @given(cfg=configs(), flip=st.booleans())
 def test_rules_match_autodiff_of_dilated_lowering(cfg, flip):
@@ -116,6 +117,7 @@ def test_check_grads_each_argument(kw, argnum):
     check_grads(f, (args[argnum],), order=2, modes=("fwd", "rev"), atol=1e-6, rtol=1e-6)
 
 
+@pytest.mark.slow
 @settings(max_examples=50)
 @given(cfg=configs())
 def test_adjoint_identity(cfg):

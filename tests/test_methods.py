@@ -30,6 +30,7 @@ def _reasons(cfg, xin, w):
     return _methods.reasons(config, xb.shape, w.shape)
 
 
+@pytest.mark.slow
 @settings(max_examples=100)
 @given(cfg=configs(), method=st.sampled_from(("auto",) + LOWERINGS), dw=st.booleans(),
        flip=st.booleans())
@@ -60,6 +61,7 @@ def test_forward_and_gradients_equal_dilated(cfg, method, dw, flip):
         np.testing.assert_allclose(run(method)[0], reference(cfg, x, w, b), rtol=TOL, atol=TOL)
 
 
+@pytest.mark.slow
 @settings(max_examples=60)
 @given(cfg=configs(), dw=st.booleans(),
        forms=st.sampled_from([("conv", "matmul"), ("matmul", "conv"), ("matmul", "matmul"),

@@ -54,6 +54,7 @@ def test_ci_runs_quick_start_command_two_verbatim():
     assert proc.stdout.strip() == second
 
 
+@pytest.mark.slow
 def test_main_demo_runs(tmp_path):
     # The training part needs the `demo` extra (optax, tqdm, Pillow).
     for module in ("optax", "tqdm"):

@@ -25,6 +25,7 @@ import convt_jax as ct
 TOL = 1e-10
 
 
+@pytest.mark.slow
 @settings(max_examples=300)
 @given(cfg=configs())
 def test_matches_pytorch_hypothesis(cfg):

@@ -17,11 +17,13 @@ import subprocess
 import sys
 
 import jax
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEVICES = "--xla_force_host_platform_device_count=8"
 
 
+@pytest.mark.slow
 def test_sharded_cases_on_8_simulated_devices():
     env = dict(os.environ)
     env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {DEVICES}".strip()
