@@ -31,9 +31,7 @@ def build_layer(num_spatial_dims: int, kwargs: dict[str, Any], key: jax.Array):
 
 
 def _freeze(value: Any) -> Any:
-    if isinstance(value, list):
-        return tuple(_freeze(v) for v in value)
-    if isinstance(value, tuple):
+    if isinstance(value, (list, tuple)):
         return tuple(_freeze(v) for v in value)
     return value
 
