@@ -19,13 +19,16 @@ dilated, only padded by ``lo`` / ``hi`` (negative padding crops).
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
 from . import _geometry as geo
-from ._geometry import Config, dimension_numbers, flip_spatial, to_channels_first, to_channels_last
+from ._geometry import (Config, channel_axis, dimension_numbers, flip_spatial, to_channels_first,
+                        to_channels_last)
 
 
 def _pads(config: Config) -> list[tuple[int, int]]:
@@ -130,20 +133,35 @@ def weight_grad(g: jax.Array, x: jax.Array, config: Config) -> jax.Array:
 # reduce to elementwise products with the channel's own taps.
 
 
+def _tap_slices(g: jax.Array, spatial: tuple[int, ...], kernel: tuple[int, ...],
+                config: Config, channels_last: bool = True) -> list[jax.Array]:
+    """``gp[n, s*i + d*k]`` for every tap ``k`` (row-major), each of ``g``'s layout.
+
+    ``gp`` is the cotangent ``g`` (channels-last, or channels-first when
+    ``channels_last`` is false) padded by the crops; each tap is one strided
+    slice of it (no zeros, no dilation) with spatial shape ``spatial``.
+    """
+    nd = config.ndim
+    first = 1 if channels_last else 2
+    axes = range(first, first + nd)
+    widths = [(0, 0, 0)] * g.ndim
+    for a, (lo, hi) in zip(axes, config.crops):
+        widths[a] = (lo, hi, 0)
+    gp = lax.pad(g, jnp.zeros((), g.dtype), widths)
+    slices = []
+    for k in np.ndindex(*kernel):
+        start, limit, step = [0] * g.ndim, list(gp.shape), [1] * g.ndim
+        for a, d, kk, s, n in zip(axes, config.dilation, k, config.stride, spatial):
+            start[a], limit[a], step[a] = d * kk, d * kk + s * (n - 1) + 1, s
+        slices.append(lax.slice(gp, start, limit, step))
+    return slices
+
+
 def _im2col(g: jax.Array, spatial: tuple[int, ...], kernel: tuple[int, ...],
             config: Config) -> jax.Array:
     """``(N, *L, *K, C_out)`` with ``cols[n, i, k] = gp[n, s*i + d*k]``; ``g`` channels-last."""
     nd = config.ndim
-    gp = lax.pad(g, jnp.zeros((), g.dtype),
-                 [(0, 0, 0)] + [(lo, hi, 0) for lo, hi in config.crops] + [(0, 0, 0)])
-    slices = []
-    for k in np.ndindex(*kernel):
-        start = (0,) + tuple(d * kk for d, kk in zip(config.dilation, k)) + (0,)
-        limit = (gp.shape[0],) + tuple(
-            st + s * (n - 1) + 1 for st, s, n in zip(start[1:], config.stride, spatial)) + (
-            gp.shape[-1],)
-        slices.append(lax.slice(gp, start, limit, (1,) + config.stride + (1,)))
-    cols = jnp.stack(slices, axis=1 + nd)
+    cols = jnp.stack(_tap_slices(g, spatial, kernel, config), axis=1 + nd)
     return cols.reshape(g.shape[0], *spatial, *kernel, g.shape[-1])
 
 
@@ -162,47 +180,129 @@ def input_grad_matmul(g: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     w = w.astype(g.dtype)
     nd = config.ndim
     c_in, c_out_g, *kernel = w.shape
+    spatial = _input_spatial(geo.spatial_shape(config, g.shape), kernel, config)
+    if config.groups != 1:
+        return _depthwise_input_grad(g, w, spatial, config)
     gl = _cl(g, config)
-    n = gl.shape[0]
-    spatial = _input_spatial(gl.shape[1:-1], kernel, config)
     cols = _im2col(gl, spatial, tuple(kernel), config)
-    acc = config.preferred_element_type
-    if config.groups == 1:
-        wm = w.transpose(tuple(range(2, 2 + nd)) + (1, 0)).reshape(-1, c_in)
-        dx = jnp.dot(cols.reshape(-1, wm.shape[0]), wm, precision=config.precision,
-                     preferred_element_type=acc).reshape(n, *spatial, c_in)
-    else:  # depthwise: C_out = C_in * mult
-        cols = cols.reshape(n, *spatial, *kernel, c_in, c_out_g).astype(acc or g.dtype)
-        wt = w.transpose(tuple(range(2, 2 + nd)) + (0, 1)).astype(acc or g.dtype)
-        dx = (cols * wt).sum(axis=tuple(range(1 + nd, 1 + 2 * nd)) + (2 + 2 * nd,))
-    return _from_cl(dx.astype(g.dtype), config)
+    wm = w.transpose(tuple(range(2, 2 + nd)) + (1, 0)).reshape(-1, c_in)
+    dx = jnp.dot(cols.reshape(-1, wm.shape[0]), wm, precision=config.precision,
+                 preferred_element_type=config.preferred_element_type)
+    return _from_cl(dx.reshape(gl.shape[0], *spatial, c_in).astype(g.dtype), config)
 
 
 def weight_grad_matmul(g: jax.Array, x: jax.Array, config: Config) -> jax.Array:
     """``dw = x^T @ cols`` (groups == 1), or the elementwise depthwise form."""
     nd = config.ndim
+    spatial = geo.spatial_shape(config, x.shape)
+    kernel = _kernel_size(spatial, geo.spatial_shape(config, g.shape), config)
+    if config.groups != 1:
+        return _depthwise_weight_grad(g, x, spatial, kernel, config)
     gl = _cl(g, config)
     xl = _cl(x, config).astype(g.dtype)
-    n, *spatial, c_in = xl.shape
-    c_out = gl.shape[-1]
-    kernel = _kernel_size(tuple(spatial), gl.shape[1:-1], config)
-    cols = _im2col(gl, tuple(spatial), kernel, config)
-    acc = config.preferred_element_type
-    if config.groups == 1:
-        rows = n * int(np.prod(spatial))   # explicit sizes: -1 cannot be inferred when N == 0
-        dw = lax.dot_general(xl.reshape(rows, c_in),
-                             cols.reshape(rows, int(np.prod(kernel)) * c_out),
-                             (((0,), (0,)), ((), ())), precision=config.precision,
-                             preferred_element_type=acc)
-        dw = dw.reshape(c_in, *kernel, c_out).transpose((0, 1 + nd) + tuple(range(1, 1 + nd)))
-    else:  # depthwise: C_out = C_in * mult
-        mult = c_out // c_in
-        cols = cols.reshape(n, *spatial, *kernel, c_in, mult).astype(acc or g.dtype)
-        xe = xl.astype(acc or g.dtype)[(slice(None),) * (1 + nd) + (None,) * nd + (
-            slice(None), None)]
-        dw = (xe * cols).sum(axis=tuple(range(1 + nd)))             # (*K, C_in, mult)
-        dw = dw.transpose((nd, nd + 1) + tuple(range(nd)))
+    n, c_in, c_out = xl.shape[0], xl.shape[-1], gl.shape[-1]
+    cols = _im2col(gl, spatial, kernel, config)
+    rows = n * int(np.prod(spatial))   # explicit sizes: -1 cannot be inferred when N == 0
+    dw = lax.dot_general(xl.reshape(rows, c_in),
+                         cols.reshape(rows, int(np.prod(kernel)) * c_out),
+                         (((0,), (0,)), ((), ())), precision=config.precision,
+                         preferred_element_type=config.preferred_element_type)
+    dw = dw.reshape(c_in, *kernel, c_out).transpose((0, 1 + nd) + tuple(range(1, 1 + nd)))
     dw = dw.astype(g.dtype)
+    return flip_spatial(dw) if config.flip else dw
+
+
+# Depthwise (groups == C_in, C_out = C_in * mult): every sum over the output channels of a
+# group is over the multiplier only, so dx and dw are sums of prod(K) elementwise products of
+# the cotangent's taps, computed in the configuration's layout (no transposes) and never
+# stacked (XLA fuses each sum into one pass; stacking first held prod(K) copies in memory).
+
+def _channels_mult(a: jax.Array, c_in: int, config: Config) -> jax.Array:
+    """An activation with ``C_in * mult`` channels, the channel axis split into ``(C_in, mult)``."""
+    ax = channel_axis(config)
+    return a.reshape(*a.shape[:ax], c_in, a.shape[ax] // c_in, *a.shape[ax + 1:])
+
+
+def _depthwise_input_grad(g: jax.Array, w: jax.Array, spatial: tuple[int, ...],
+                          config: Config) -> jax.Array:
+    """Depthwise ``dx``: ``sum_k tap_k(g) * w[:, :, k]``, summed over the multiplier.
+
+    In the configuration's layout (no transposes); ``w`` already flipped if
+    ``conv_mode`` says so.
+    """
+    nd = config.ndim
+    c_in = w.shape[0]
+    dt = config.preferred_element_type or g.dtype
+    ax = channel_axis(config)
+    # w[ci, j, k] broadcast against (N, C_in, mult, *L) or (N, *L, C_in, mult)
+    wk = w.astype(dt).reshape(c_in, w.shape[1], -1)
+    dx = None
+    for i, tap in enumerate(_tap_slices(g, spatial, tuple(w.shape[2:]), config,
+                                        config.channels_last)):
+        wi = wk[:, :, i]
+        wi = wi if config.channels_last else wi.reshape(c_in, -1, *(1,) * nd)
+        term = (_channels_mult(tap, c_in, config).astype(dt) * wi).sum(axis=ax + 1)
+        dx = term if dx is None else dx + term
+    return dx.astype(g.dtype)
+
+
+def _depthwise_weight_grad(g: jax.Array, x: jax.Array, spatial: tuple[int, ...],
+                           kernel: tuple[int, ...], config: Config) -> jax.Array:
+    """Depthwise ``dw[ci, j, k] = sum_{n, i} x[n, ci, i] * tap_k(g)[n, (ci, j), i]``."""
+    if all(d == 1 for d in config.dilation):
+        return _depthwise_weight_grad_phase(g, x, spatial, kernel, config)
+    nd = config.ndim
+    c_in = x.shape[channel_axis(config)]
+    dt = config.preferred_element_type or g.dtype
+    ax = channel_axis(config)
+    xe = jnp.expand_dims(x.astype(dt), ax + 1)                 # a multiplier axis of size 1
+    reduce = tuple(a for a in range(nd + 3) if a not in (ax, ax + 1))
+    taps = [(xe * _channels_mult(tap, c_in, config).astype(dt)).sum(axis=reduce)
+            for tap in _tap_slices(g, spatial, kernel, config, config.channels_last)]
+    dw = jnp.stack(taps, axis=-1).reshape(c_in, -1, *kernel).astype(g.dtype)
+    return flip_spatial(dw) if config.flip else dw
+
+
+def _depthwise_weight_grad_phase(g: jax.Array, x: jax.Array, spatial: tuple[int, ...],
+                                 kernel: tuple[int, ...], config: Config) -> jax.Array:
+    """Depthwise ``dw`` in the phases of :func:`weight_grad_phase`, channel by channel.
+
+    ``dw[ci, j, s*m + r] = sum_{n, t} P[n, ci, m, t] * gph[n, (ci, j), r, t]`` with
+    ``P[.., m, t] = x[.., t - m]`` (``M^d`` shifted copies of ``x``) and ``gph`` the
+    zero-extended cotangent read as phases: one small matrix multiply per (sample,
+    channel), batched, so each channel's taps are summed while its data is in cache
+    (a multiply-and-reduce per tap read the cotangent ``prod(K)`` times: 2x slower).
+    Channels-first inside (the batch axes lead); no dilation.
+    """
+    nd = config.ndim
+    xf = x if not config.channels_last else to_channels_first(x)
+    gf = g if not config.channels_last else to_channels_first(g)
+    n, c_in = xf.shape[:2]
+    c_out = gf.shape[1]
+    s = config.stride
+    m = geo.phase_counts(kernel, s)
+    rows = tuple(ln + mm - 1 for ln, mm in zip(spatial, m))
+    pads = [(lo, r * st - (o + lo), 0) for (lo, _), r, st, o in
+            zip(config.crops, rows, s, gf.shape[2:])]
+    gp = lax.pad(gf, jnp.zeros((), gf.dtype), [(0, 0, 0)] * 2 + pads)
+    gp = gp.reshape(n, c_in, c_out // c_in, *[v for r, st in zip(rows, s) for v in (r, st)])
+    gp = gp.transpose((0, 1, 2) + tuple(4 + 2 * a for a in range(nd))
+                      + tuple(3 + 2 * a for a in range(nd)))
+    gph = gp.reshape(n, c_in, -1, math.prod(rows))            # (N, C_in, mult*prod(s), prod(J))
+    xp = xf.astype(gf.dtype)
+    patches = jnp.stack([
+        lax.pad(xp, jnp.zeros((), xp.dtype), [(0, 0, 0)] * 2 + [
+            (mm, mt - 1 - mm, 0) for mm, mt in zip(mi, m)])
+        for mi in np.ndindex(*m)], axis=2).reshape(n, c_in, math.prod(m), math.prod(rows))
+    dw = lax.dot_general(patches, gph, (((3,), (3,)), ((0, 1), (0, 1))),
+                         precision=config.precision,
+                         preferred_element_type=config.preferred_element_type)
+    dw = dw.sum(axis=0)                                       # (C_in, prod(M), mult*prod(s))
+    # (C_in, *M, mult, *s) -> (C_in, mult, *(M*s)) -> crop to K
+    dw = dw.reshape(c_in, *m, c_out // c_in, *s)
+    dw = dw.transpose((0, 1 + nd) + tuple(v for a in range(nd) for v in (1 + a, 2 + nd + a)))
+    dw = dw.reshape(c_in, c_out // c_in, *[mm * st for mm, st in zip(m, s)])
+    dw = dw[(slice(None), slice(None)) + tuple(slice(0, k) for k in kernel)].astype(g.dtype)
     return flip_spatial(dw) if config.flip else dw
 
 
