@@ -348,52 +348,83 @@ def _cotangent_phases(gl: jax.Array, spatial, kernel, config: Config):
     return gp, m, rows
 
 
+def _groups_first(a: jax.Array, groups: int) -> jax.Array:
+    """Channels-last ``(N, *S, C)`` -> ``(g*N, *S, C/g)``, channels read group-major."""
+    n, *spatial, c = a.shape
+    if groups == 1:
+        return a
+    a = a.reshape(n, *spatial, groups, c // groups)
+    nd = len(spatial)
+    return a.transpose((1 + nd, 0) + tuple(range(1, 1 + nd)) + (2 + nd,)).reshape(
+        groups * n, *spatial, c // groups)
+
+
+def _dot_per_group(a: jax.Array, b: jax.Array, contract: tuple[int, int],
+                   config: Config) -> jax.Array:
+    """``lax.dot_general`` of ``(g, ...)`` operands batched over the group axis 0."""
+    return lax.dot_general(a, b, (((contract[0],), (contract[1],)), ((0,), (0,))),
+                           precision=config.precision,
+                           preferred_element_type=config.preferred_element_type)
+
+
 # dx in the same phases: dx[n, i, ci] = sum_{m, r, co} gph[n, i + m, r, co] * w[ci, co, s*m + r],
 # i.e. Q @ Wq with Q[n, i, m, (r, co)] = gph[n, i + m, r, co] (M^d contiguous shifted
 # windows of the phases) and Wq[(m, r, co), ci] the weight zero-padded to M*s taps.
+# With groups > 1 the group is the batch axis of one matrix multiply: the channels are
+# read group-major and the group moved in front of the batch once, before the phases.
 def input_grad_phase(g: jax.Array, w: jax.Array, config: Config) -> jax.Array:
-    """``dx`` as one matrix multiply of shifted cotangent phases with the weight."""
+    """``dx`` as one matrix multiply (per group) of shifted cotangent phases with the weight."""
     if config.flip:
         w = flip_spatial(w)
     nd = config.ndim
-    c_in, c_out, *kernel = w.shape
+    groups = config.groups
+    c_in, c_out_g, *kernel = w.shape
     gl = _cl(g, config)
     n = gl.shape[0]
     spatial = _input_spatial(gl.shape[1:-1], kernel, config)
-    gph, m, _ = _cotangent_phases(gl, spatial, kernel, config)
+    gph, m, _ = _cotangent_phases(_groups_first(gl, groups), spatial, kernel, config)
     q = jnp.stack([gph[(slice(None),) + tuple(slice(mm, mm + ln) for mm, ln in zip(mi, spatial))]
-                   for mi in np.ndindex(*m)], axis=1 + nd)       # (N, *L, M^d, *s, C_out)
+                   for mi in np.ndindex(*m)], axis=1 + nd)  # (g*N, *L, M^d, *s, C_out/g)
     s = config.stride
+    ci = c_in // groups
     wq = geo.pad_to_phases(w.astype(g.dtype), s)
-    wq = wq.reshape(c_in, c_out, *[v for mm, st in zip(m, s) for v in (mm, st)])
-    wq = wq.transpose(tuple(2 + 2 * a for a in range(nd)) + tuple(3 + 2 * a for a in range(nd))
-                      + (1, 0)).reshape(-1, c_in)
-    dx = jnp.dot(q.reshape(-1, wq.shape[0]), wq, precision=config.precision,
-                 preferred_element_type=config.preferred_element_type)
-    return _from_cl(dx.reshape(n, *spatial, c_in).astype(g.dtype), config)
+    wq = wq.reshape(groups, ci, c_out_g, *[v for mm, st in zip(m, s) for v in (mm, st)])
+    # -> (g, *M, *s, C_out/g, C_in/g)
+    wq = wq.transpose((0,) + tuple(3 + 2 * a for a in range(nd))
+                      + tuple(4 + 2 * a for a in range(nd)) + (2, 1))
+    rows = n * int(np.prod(spatial))
+    dx = _dot_per_group(q.reshape(groups, rows, -1), wq.reshape(groups, -1, ci), (2, 1),
+                        config)                                 # (g, N*L, C_in/g)
+    dx = dx.reshape(groups, n, *spatial, ci)
+    dx = jnp.moveaxis(dx, 0, -2).reshape(n, *spatial, c_in)
+    return _from_cl(dx.astype(g.dtype), config)
 
 
+# dw in the same phases (with groups > 1, per group as for dx):
+#   dw[ci, co, s*m + r] = sum_{n, j} P[n, j, m, ci] * gph[n, j, r, co],  P[n, j, m] = x[n, j - m]
 def weight_grad_phase(g: jax.Array, x: jax.Array, config: Config) -> jax.Array:
-    """``dw`` as one matrix multiply of phase patches of ``x`` with phases of the cotangent."""
+    """``dw`` as one matrix multiply (per group) of phase patches of ``x`` with cotangent phases."""
     nd = config.ndim
+    groups = config.groups
     gl = _cl(g, config)
     xl = _cl(x, config).astype(g.dtype)
     n, *spatial, c_in = xl.shape
     c_out = gl.shape[-1]
     kernel = _kernel_size(tuple(spatial), gl.shape[1:-1], config)
     s = config.stride
-    gp, m, rows = _cotangent_phases(gl, tuple(spatial), kernel, config)
+    gp, m, rows = _cotangent_phases(_groups_first(gl, groups), tuple(spatial), kernel, config)
+    xg = _groups_first(xl, groups)
     patches = jnp.stack([
-        lax.pad(xl, jnp.zeros((), xl.dtype), [(0, 0, 0)] + [
+        lax.pad(xg, jnp.zeros((), xg.dtype), [(0, 0, 0)] + [
             (mm, mt - 1 - mm, 0) for mm, mt in zip(mi, m)] + [(0, 0, 0)])
-        for mi in np.ndindex(*m)], axis=1 + nd)                      # (N, *J, M^d, C_in)
+        for mi in np.ndindex(*m)], axis=1 + nd)                  # (g*N, *J, M^d, C_in/g)
     rows_total = n * int(np.prod(rows))
-    dw = lax.dot_general(patches.reshape(rows_total, int(np.prod(m)) * c_in),
-                         gp.reshape(rows_total, int(np.prod(s)) * c_out),
-                         (((0,), (0,)), ((), ())), precision=config.precision,
-                         preferred_element_type=config.preferred_element_type)
-    # (*M, C_in, *s, C_out) -> (C_in, *M, *s*C_out) -> (C_in, C_out, *(M*s)) -> crop to K
-    dw = jnp.moveaxis(dw.reshape(*m, c_in, -1), nd, 0)
+    dw = _dot_per_group(patches.reshape(groups, rows_total, -1),
+                        gp.reshape(groups, rows_total, -1), (1, 1), config)
+    # (g, *M, C_in/g, *s, C_out/g) -> (C_in, *M, *s*C_out/g) -> (C_in, C_out/g, *(M*s)) -> crop
+    ci = c_in // groups
+    dw = dw.reshape(groups, *m, ci, -1)
+    dw = jnp.moveaxis(dw, 1 + nd, 1).reshape(c_in, *m, dw.shape[-1])
     dw = geo.depth_to_space(dw, s, channels_last=True)
     dw = jnp.moveaxis(dw, -1, 1)
     dw = dw[(slice(None), slice(None)) + tuple(slice(0, k) for k in kernel)].astype(g.dtype)

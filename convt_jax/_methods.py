@@ -12,7 +12,7 @@ cannot apply is rejected by the validation).
   :mod:`._gradients` for ``dx`` and ``dw``: ``"conv"`` (strided convolution /
   zero-free correlation), ``"matmul"`` (im2col of the cotangent times the
   weight / the input; ``groups == 1`` or depthwise) and ``"phase"`` (the
-  cotangent read as phases; ``groups == 1``, no dilation) and ``"grouped"``
+  cotangent read as phases, the group as a batch axis; no dilation) and ``"grouped"``
   (im2col of the cotangent times the weight / the input with the group as
   the batch axis of one matrix multiply, :mod:`._grouped`; ``groups > 1``).
 
@@ -64,6 +64,12 @@ def _dense_no_dilation(config: Config, x_shape: Shape, w_shape: Shape) -> str | 
     return None
 
 
+def _no_dilation(config: Config, x_shape: Shape, w_shape: Shape) -> str | None:
+    if any(d > 1 for d in config.dilation):
+        return f"it needs dilation == 1 on every axis (got dilation={config.dilation})"
+    return None
+
+
 def _depthwise(config: Config, x_shape: Shape, w_shape: Shape) -> str | None:
     c_in = w_shape[0]
     if not (config.groups == c_in and config.groups > 1):
@@ -100,13 +106,13 @@ FORWARD: dict[str, Form] = {
 INPUT_GRADS: dict[str, Form] = {
     "conv": Form(_gradients.input_grad, _always, None),
     "matmul": Form(_gradients.input_grad_matmul, _dense_or_depthwise, "grouped"),
-    "phase": Form(_gradients.input_grad_phase, _dense_no_dilation, "matmul"),
+    "phase": Form(_gradients.input_grad_phase, _no_dilation, "matmul"),
     "grouped": Form(_grouped.input_grad, _multi_group, "conv"),
 }
 WEIGHT_GRADS: dict[str, Form] = {
     "conv": Form(_gradients.weight_grad, _always, None),
     "matmul": Form(_gradients.weight_grad_matmul, _dense_or_depthwise, "grouped"),
-    "phase": Form(_gradients.weight_grad_phase, _dense_no_dilation, "matmul"),
+    "phase": Form(_gradients.weight_grad_phase, _no_dilation, "matmul"),
     "grouped": Form(_grouped.weight_grad, _multi_group, "conv"),
 }
 METHODS = ("auto",) + tuple(FORWARD)
@@ -211,7 +217,8 @@ def auto(config: Config, x_shape: Shape, w_shape: Shape) -> tuple[str, str, str]
       convolution with 128 groups runs 2x-10x slower than PyTorch), with the
       elementwise backward;
     * other grouped layers (``1 < groups < C_in``): the phase convolution
-      forward with the group-batched gradients of :mod:`._grouped`;
+      forward with the phase-form gradients batched over the group (with
+      dilation: the group-batched im2col forms of :mod:`._grouped`);
     * an axis with stride > 1 *and* dilation > 1: the core lowering;
     * forward: one matrix multiply (``"matmul"``) when ``C_in >= 512`` or
       ``C_out <= 8`` (2-D) and every kernel axis is a multiple of its stride,
@@ -234,13 +241,16 @@ def auto(config: Config, x_shape: Shape, w_shape: Shape) -> tuple[str, str, str]
     if config.groups != 1:
         # 1 < groups < C_in.  The gradients through XLA:CPU's grouped convolutions
         # (feature_group_count for dx, batch_group_count for dw) ran 6x-73x PyTorch's
-        # forward+backward; with the group as the batch axis of one matrix multiply,
-        # 1.1x-1.3x.  The forward is the other way round: the phase convolution with
+        # forward+backward; the group as the batch axis of one matrix multiply is far
+        # faster, and in the phases (M^d shifted copies of x for dw, not prod(K) slices of
+        # the cotangent) dw ran 2x-5x faster again than by im2col (group4/8/32: 28/23/17 ms
+        # against 68/70/54; dx 37-51 against 55-68); with dilation, im2col (:mod:`._grouped`).
+        # The forward is the other way round: the phase convolution with
         # feature_group_count ran 0.64x-0.72x PyTorch (4 and 8 groups), the group-batched
         # GEMM + col2im 1.3x-1.6x; even at 32 groups (1.59 against 1.63).  (python -m
-        # benchmarks.run --shapes group4,group8,group32 --rounds 5, 2 shared cores of an
-        # AMD EPYC without AVX-512.)
-        return ("subpixel", "grouped", "grouped")
+        # benchmarks.run --shapes group4,group8,group32 --rounds 5 and the forms timed one
+        # by one, 2 shared cores of an AMD EPYC without AVX-512.)
+        return ("subpixel", "phase", "phase")
     nd = config.ndim
     c_in, c_out = w_shape[0], w_shape[1]
     kernel = tuple(w_shape[2:])

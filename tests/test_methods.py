@@ -86,6 +86,37 @@ def test_backward_forms_equal_conv_rules(cfg, dw, forms):
         np.testing.assert_allclose(got, want, rtol=TOL, atol=TOL)
 
 
+# Fast, fixed cases of the forms above for grouped layers (the hypothesis test is slow):
+# (input shape, weight shape, stride, padding, output_padding, groups, dilation, channels_last).
+GROUPED_CASES = [
+    ((2, 8, 5, 6), (8, 3, 4, 4), 2, 1, 0, 4, 1, False),        # 1 < groups < C_in, k4 s2
+    ((2, 6, 7, 4), (4, 2, 3, 3), 2, 1, 1, 2, 1, True),         # k3 s2 op1, channels-last
+    ((1, 6, 9), (6, 2, 5), 3, 2, 2, 3, 1, False),              # 1-d, K not a multiple of s
+    ((1, 4, 3, 4, 5), (4, 1, 2, 3, 2), (2, 1, 2), 0, 0, 2, 1, False),   # 3-d
+    ((2, 6, 8), (6, 2, 3), 1, 1, 0, 2, 2, False),              # stride 1 with dilation
+    ((2, 4, 6, 6), (4, 3, 4, 4), 2, 1, 0, 4, 1, False),        # depthwise, multiplier 3
+]
+
+
+@pytest.mark.parametrize("case", GROUPED_CASES)
+@pytest.mark.parametrize("flip", [False, True])
+def test_grouped_backward_forms_equal_conv_rules(case, flip):
+    x_shape, w_shape, stride, padding, op, groups, dilation, cl = case
+    rng = np.random.default_rng(len(x_shape) + groups)
+    x = jnp.asarray(rng.standard_normal(x_shape))
+    w = jnp.asarray(rng.standard_normal(w_shape))
+    config = config_of(x_shape, w_shape, stride, padding, op, groups, dilation, cl,
+                       "convolution" if flip else "cross_correlation")
+    y = _methods.forward("dilated", x, w, config)
+    g = jnp.asarray(rng.standard_normal(y.shape))
+    want = (_methods.input_grad("conv", g, w, config), _methods.weight_grad("conv", g, x, config))
+    for form in ("phase", "grouped", "matmul"):
+        got = (_methods.input_grad(form, g, w, config), _methods.weight_grad(form, g, x, config))
+        for a, b in zip(got, want):
+            assert a.shape == b.shape
+            np.testing.assert_allclose(a, b, rtol=TOL, atol=TOL)
+
+
 @pytest.mark.parametrize("method", LOWERINGS)
 def test_methods_under_vmap_and_second_order(method):
     rng = np.random.default_rng(0)
@@ -115,6 +146,10 @@ def test_auto_picks_from_the_shape():
     assert pick((2, 32, 16, 16, 16), (32, 16, 4, 4, 4)) == ("subpixel", "conv", "phase")
     assert pick((2, 64, 8, 8, 8), (64, 32, 2, 2, 2), padding=0) == ("subpixel", "phase", "phase")
     assert pick((16, 64, 32, 32), (64, 64, 3, 3), stride=1)[1:] == ("conv", "conv")
+    # 1 < groups < C_in: the phase forms batched over the group; with dilation, im2col.
+    assert pick((8, 256, 16, 16), (256, 32, 4, 4), groups=8) == ("subpixel", "phase", "phase")
+    assert pick((8, 256, 16, 16), (256, 32, 3, 3), groups=8, stride=1, dilation=2) == (
+        "subpixel", "grouped", "grouped")
 
 
 def test_unknown_method_is_rejected():
