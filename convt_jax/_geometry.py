@@ -188,6 +188,18 @@ def output_shape(config: Config, x_shape: Sequence[int], w_shape: Sequence[int])
     return lead + out + (c_out,) if config.channels_last else lead + (c_out,) + out
 
 
+def accumulation_dtype(config: Config, dtype) -> jnp.dtype:
+    """The dtype sums are carried in: ``preferred_element_type`` if set, else float32 for
+    16-bit floats (bfloat16 / float16: their sums of products lose digits fast), else
+    ``dtype``."""
+    if config.preferred_element_type is not None:
+        return jnp.dtype(config.preferred_element_type)
+    dtype = jnp.dtype(dtype)
+    if jnp.issubdtype(dtype, jnp.floating) and dtype.itemsize == 2:
+        return jnp.dtype(jnp.float32)
+    return dtype
+
+
 def dimension_numbers(ndim: int, channels_last: bool) -> lax.ConvDimensionNumbers:
     """``(lhs, rhs, out)`` specs for an activation layout and an ``(O, I, *K)`` kernel."""
     spatial = tuple(range(2, ndim + 2))

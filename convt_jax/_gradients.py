@@ -232,7 +232,7 @@ def _depthwise_input_grad(g: jax.Array, w: jax.Array, spatial: tuple[int, ...],
     """
     nd = config.ndim
     c_in = w.shape[0]
-    dt = config.preferred_element_type or g.dtype
+    dt = geo.accumulation_dtype(config, g.dtype)
     ax = channel_axis(config)
     # w[ci, j, k] broadcast against (N, C_in, mult, *L) or (N, *L, C_in, mult)
     wk = w.astype(dt).reshape(c_in, w.shape[1], -1)
@@ -253,7 +253,7 @@ def _depthwise_weight_grad(g: jax.Array, x: jax.Array, spatial: tuple[int, ...],
         return _depthwise_weight_grad_phase(g, x, spatial, kernel, config)
     nd = config.ndim
     c_in = x.shape[channel_axis(config)]
-    dt = config.preferred_element_type or g.dtype
+    dt = geo.accumulation_dtype(config, g.dtype)
     ax = channel_axis(config)
     xe = jnp.expand_dims(x.astype(dt), ax + 1)                 # a multiplier axis of size 1
     reduce = tuple(a for a in range(nd + 3) if a not in (ax, ax + 1))

@@ -92,7 +92,9 @@ def forward(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     p = math.prod(ph.s)
     k = k.reshape(groups, c_in // groups, math.prod(ph.m) * p * c_out_g).astype(x.dtype)
     xg = _group_major(x, groups, config).reshape(groups, n * math.prod(spatial), c_in // groups)
-    z = _dot(xg, k, (2, 1), config)                           # (g, N*L, M*s*C_out/g)
+    # Products and the shifted sum in float32 for 16-bit inputs (geo.accumulation_dtype).
+    z = lax.dot_general(xg, k, (((2,), (1,)), ((0,), (0,))), precision=config.precision,
+                        preferred_element_type=geo.accumulation_dtype(config, x.dtype))
     z = z.reshape(groups, n, *spatial, *ph.m, p * c_out_g)
 
     def term(m):
@@ -105,6 +107,7 @@ def forward(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
         return zm.reshape(groups, n, *spatial, p * c_out_g)
 
     y = _shift_sum(term, ph, lead=2)                          # (g, N, *J, prod(s)*C_out/g)
+    y = y.astype(config.preferred_element_type or x.dtype)
     rows = ph.rows
     y = y.reshape(groups, n, *rows, *ph.s, c_out_g)
     # Interleave the phases (row j, phase r -> position j*s + r) and put the group back

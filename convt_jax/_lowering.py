@@ -206,9 +206,10 @@ def matmul(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     c_out = k.shape[nd]
     # -> (C_in, *M, *s, C_out) as a 2-D matrix
     k = k.transpose((nd + 1,) + tuple(range(nd + 2, 2 * nd + 2)) + tuple(range(nd)) + (nd,))
+    # Products and the shifted sum in float32 for 16-bit inputs (geo.accumulation_dtype).
+    acc = geo.accumulation_dtype(config, xl.dtype)
     z = jnp.dot(xl.reshape(-1, c_in), k.reshape(c_in, -1).astype(xl.dtype),
-                precision=config.precision,
-                preferred_element_type=config.preferred_element_type)
+                precision=config.precision, preferred_element_type=acc)
     z = z.reshape(n, *spatial, *ph.m, math.prod(ph.s) * c_out)  # (N, *L, *M, prod(s)*C_out)
 
     def term(m):
@@ -218,7 +219,7 @@ def matmul(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
         zm = real_taps(zm.reshape(n, *spatial, *ph.s, c_out), m, ph, 1 + nd)
         return zm.reshape(n, *spatial, math.prod(ph.s) * c_out)
 
-    y = _shift_sum(term, ph, lead=1)
+    y = _shift_sum(term, ph, lead=1).astype(config.preferred_element_type or xl.dtype)
     y = _interleave(y, ph, channels_last=True)
     return y if cl else geo.to_channels_first(y)
 
@@ -238,7 +239,7 @@ def depthwise(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     k = k[(slice(None),) * (2 + nd) + (0,)]                         # (C_in, *s, mult, *M)
     # term(m)[n, *L, *s, C_in, mult] = x[n, *L, C_in] * k[C_in, *s, mult, m]
     kk = k.transpose(tuple(range(2 + nd, 2 + 2 * nd)) + tuple(range(1, 1 + nd)) + (0, 1 + nd))
-    acc = config.preferred_element_type or xl.dtype
+    acc = geo.accumulation_dtype(config, xl.dtype)
     xe = xl.astype(acc)[(slice(None),) * (1 + nd) + (None,) * nd + (slice(None), None)]
 
     def term(m):
@@ -251,6 +252,7 @@ def depthwise(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
             (0, s - v, 0) for s, v in zip(ph.s, f)] + [(0, 0, 0)] * 2)
 
     y = _shift_sum(term, ph, lead=1)                                # (N, *J, *s, C_in, mult)
+    y = y.astype(config.preferred_element_type or xl.dtype)
     y = _interleave(y.reshape(*y.shape[:1 + nd], math.prod(y.shape[1 + nd:])), ph,
                     channels_last=True)
     return y if cl else geo.to_channels_first(y)

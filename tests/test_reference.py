@@ -283,6 +283,29 @@ def test_half_precision_fp32_accumulation(dtype):
     assert np.all(err <= ulp * np.abs(np.asarray(exact)) + 1e-3)
 
 
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+@pytest.mark.parametrize("groups,c_out_g", [(1, 8), (8, 2), (64, 1)])
+@pytest.mark.parametrize("method", ["subpixel", "matmul", "depthwise", "grouped"])
+def test_half_precision_sums_in_float32(dtype, groups, c_out_g, method):
+    # Without preferred_element_type every lowering sums 16-bit products in float32
+    # (the matmul / grouped col2im and the depthwise sums included), so the result is one
+    # rounding of the float32 sum: within half an ulp, plus float32's own error.
+    rng = np.random.default_rng(groups)
+    x = jnp.asarray(rng.standard_normal((2, 64, 6, 6)), dtype)
+    w = jnp.asarray(rng.standard_normal((64, c_out_g, 3, 3)) / 8, dtype)
+    kw = dict(stride=2, padding=1, output_padding=1, groups=groups)
+    try:
+        y = ct.conv_transpose2d(x, w, **kw, method=method)
+    except ValueError:
+        pytest.skip(f"method={method!r} does not apply to groups={groups}")
+    exact = np.asarray(ct.conv_transpose2d(x.astype(jnp.float64), w.astype(jnp.float64),
+                                           **kw, method="dilated"))
+    assert y.dtype == dtype
+    half_ulp = {jnp.float16: 2.0**-11, jnp.bfloat16: 2.0**-8}[dtype]
+    err = np.abs(np.asarray(y, np.float64) - exact)
+    assert np.all(err <= half_ulp * np.abs(exact) * (1 + 1e-3) + 1e-5)
+
+
 def test_mixed_dtypes_promote():
     x = jnp.ones((1, 2, 3), jnp.float32)
     w = jnp.ones((2, 1, 2), jnp.float64)
