@@ -244,7 +244,8 @@ def auto(config: Config, x_shape: Shape, w_shape: Shape) -> tuple[str, str, str]
         # forward+backward; the group as the batch axis of one matrix multiply is far
         # faster, and in the phases (M^d shifted copies of x for dw, not prod(K) slices of
         # the cotangent) dw ran 2x-5x faster again than by im2col (group4/8/32: 28/23/17 ms
-        # against 68/70/54; dx 37-51 against 55-68); with dilation, im2col (:mod:`._grouped`).
+        # against 68/70/54; dx 37-51 against 55-68; the whole jitted forward+backward
+        # 99/95/76 ms against 115/107/85); with dilation, im2col (:mod:`._grouped`).
         # The forward is the other way round: the phase convolution with
         # feature_group_count ran 0.64x-0.72x PyTorch (4 and 8 groups), the group-batched
         # GEMM + col2im 1.3x-1.6x; even at 32 groups (1.59 against 1.63).  (python -m
