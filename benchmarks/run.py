@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import random
 import statistics
 import sys
 import time
@@ -262,9 +263,15 @@ def bench_shape(c: Case, modes, methods, rounds, with_lax=True, log=print):
         log(f"  {c.name} {key[0]:>10} {key[1]:>3}: first call {warm * 1e3:8.1f} ms, "
             f"relative error {err:.1e}")
     times = {key: [] for key in impls}
-    order = list(impls)
-    for r in range(rounds):             # each round starts one implementation later
-        for key in order[r % len(order):] + order[:r % len(order)]:
+    # A new (seeded) order every round: with a fixed rotation the same implementation
+    # followed PyTorch's call in almost every round (auto's forward, 30-60% slower there
+    # than the identical explicit method on some shapes); a shuffle spreads whatever one
+    # call leaves behind (busy threads, evicted caches) over all of them.
+    shuffle = random.Random(0).shuffle
+    for r in range(rounds):
+        order = list(impls)
+        shuffle(order)
+        for key in order:
             t0 = time.perf_counter()
             _block(impls[key]())
             times[key].append(time.perf_counter() - t0)
@@ -393,8 +400,9 @@ def main(argv=None) -> int:
         results[name] = bench_shape(case(name), modes, methods, rounds, not args.no_lax,
                                     log=lambda s: print(s, file=sys.stderr, flush=True))
     end = _machine.matmul_rates()
-    header = (_machine.header(start, end) + f"\n\nMedian of {rounds} interleaved rounds after "
-              "warm-up; every result checked against PyTorch (float32 reference).")
+    header = (_machine.header(start, end) + f"\n\nMedian of {rounds} interleaved rounds (a new "
+              "shuffled order each round) after warm-up; every result checked against PyTorch "
+              "(float32 reference).")
     text = table(results, modes, names, start[0], header).lstrip("\n")
     print(text)
     if args.out:
