@@ -169,15 +169,19 @@ def test_vmap_over_input_and_weight_of_a_dense_layer_uses_the_grouped_forms():
             np.testing.assert_allclose(a, b, rtol=TOL, atol=TOL)
 
 
-def test_auto_uses_the_grouped_gradients_for_grouped_layers_on_cpu():
+def test_auto_uses_the_group_batched_gradients_for_grouped_layers_on_cpu():
     if jax.default_backend() != "cpu":
         pytest.skip("the CPU rule")
+    # The phase forms batched over the group; with dilation the im2col forms of _grouped.
     for x_shape, w_shape, groups in [((8, 256, 16, 16), (256, 64, 4, 4), 4),
                                      ((8, 256, 16, 16), (256, 8, 4, 4), 32),
                                      ((2, 64, 8, 8, 8), (64, 16, 2, 2, 2), 4)]:
         config = config_of(x_shape, w_shape, 2, 1 if len(w_shape) == 4 else 0, 0, groups)
         assert _methods.resolve("auto", config, x_shape, w_shape, np.float32) == (
-            "subpixel", "grouped", "grouped")
+            "subpixel", "phase", "phase")
+    config = config_of((2, 16, 9), (16, 4, 3), 1, 2, 0, 4, 2)
+    assert _methods.resolve("auto", config, (2, 16, 9), (16, 4, 3), np.float32) == (
+        "subpixel", "grouped", "grouped")
     # Depthwise keeps its elementwise forms; dense layers never see a group-batched form.
     config = config_of((8, 64, 16, 16), (64, 1, 4, 4), 2, 1, 0, 64)
     assert _methods.resolve("auto", config, (8, 64, 16, 16), (64, 1, 4, 4), np.float32)[0] == (

@@ -361,8 +361,8 @@ def test_auto_is_tuned_under_jit_and_grad_and_gives_the_same_numbers(tuning):
     assert set(entries) == {"forward", "dx", "dw"}
     # The candidates are the forms that apply to a grouped layer, every one timed.
     assert set(entries["forward"]["times"]) == {"dilated", "subpixel", "grouped"}
-    assert set(entries["dx"]["times"]) == {"conv", "grouped"}
-    assert set(entries["dw"]["times"]) == {"conv", "grouped"}
+    assert set(entries["dx"]["times"]) == {"conv", "phase", "grouped"}
+    assert set(entries["dw"]["times"]) == {"conv", "phase", "grouped"}
     for e in entries.values():
         assert e["choice"] in e["times"]
         assert all(t is not None and t > 0 for t in e["times"].values())
