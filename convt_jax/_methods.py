@@ -25,7 +25,6 @@ measured fastest on this machine among those that apply (:func:`_tuned`).
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -33,7 +32,7 @@ import jax
 import numpy as np
 
 from . import _gradients, _grouped, _lowering, _tune
-from ._geometry import Config, channel_axis, has_phases, spatial_shape
+from ._geometry import Config, channel_axis, has_phases
 
 Shape = Sequence[int]
 Predicate = Callable[[Config, Shape, Shape], "str | None"]
@@ -226,11 +225,10 @@ def auto(config: Config, x_shape: Shape, w_shape: Shape) -> tuple[str, str, str]
       (``"subpixel"``, best for 1-D, 3-D, mid-size 2-D and k3 s2);
     * backward: the phase forms (one matrix multiply each over the
       cotangent's phases) for ``K == s``, and for dw in 3-D (dx there by the
-      strided convolution, which needs no extra memory); im2col + matrix multiplies
-      for small or narrow 2-D layers; dw by im2col + matrix multiply for 2-D
-      kernels that are not a multiple of the stride, channels-last or with
-      ``C_in >= 512``; the strided-convolution forms for 1-D, stride 1 and
-      the rest (XLA's convolutions are fast there).
+      strided convolution, which needs no extra memory); im2col + matrix
+      multiplies for every other strided 2-D layer; the strided-convolution
+      forms for 1-D and stride 1 (XLA's convolutions are fast there: conv1d
+      184 ms against 200 for im2col; stride 1 also needs no K^d-times buffer).
     """
     if jax.default_backend() != "cpu":
         return ("dilated", "conv", "conv")
@@ -255,7 +253,6 @@ def auto(config: Config, x_shape: Shape, w_shape: Shape) -> tuple[str, str, str]
     nd = config.ndim
     c_in, c_out = w_shape[0], w_shape[1]
     kernel = tuple(w_shape[2:])
-    spatial = spatial_shape(config, x_shape)
     # A kernel that is not a multiple of the stride (k3 s2 output_padding=1, the doubling
     # layer of ResNet-style decoders) gives the phases zero taps: "matmul" then multiplies
     # (M*s / K)^2 = 1.8x the products and its col2im buffer grows alike, and ran 2.2x-2.5x
@@ -273,15 +270,17 @@ def auto(config: Config, x_shape: Shape, w_shape: Shape) -> tuple[str, str, str]
         # phases (2.5x PyTorch's peak memory on the 3-D U-Net decoder); the strided
         # convolution needs none (benchmarks/memory.py).
         return (forward, "conv", "phase")
-    if strided and nd >= 2 and (math.prod(spatial) <= 64 or c_out <= 8):
+    if strided and nd == 2:
+        # Strided 2-D: im2col + matrix multiply for both gradients.  A/B of the whole
+        # jitted forward+backward in one process, 9 shuffled rounds, 2 shared cores of an
+        # AMD EPYC without AVX-512 (ms, conv/conv -> matmul/matmul): dcgan3 330 -> 258,
+        # dcgan3_cl 304 -> 243, k3s2op1 96 -> 61, wide2d 448 -> 377, dcgan1 203 -> 177.
+        # (On 2026-11-21's quieter machine of the same kind the convolution forms had read
+        # 20% faster on dcgan3: where the two disagree, autotuning measures the machine at
+        # hand.)  The im2col buffer is (K/s)^2 times the cotangent (4x for k4 s2).  Stride 1
+        # keeps the convolutions: im2col was only 9-12% faster there (s1k3 125 -> 110 ms,
+        # s1k3_cl 125 -> 114) and its buffer is K^2 = 9 times the cotangent.
         return (forward, "matmul", "matmul")
-    if strided and nd == 2 and not aligned and (config.channels_last or c_in >= 512):
-        # k3 s2: XLA:CPU's weight-gradient convolution was 1.7x-2.4x slower than im2col +
-        # matmul channels-last and with C_in = 512 (min of 5-9 interleaved runs by the
-        # autotuner: k3s2op1_cl 60.7 / 35.0 ms, k3s2op1w 279 / 139, k3s2op1w_cl 285 / 118),
-        # not clearly with 128 channels channels-first (74 / 92 fastest, 144 / 129 median),
-        # where the rule stays; dx by the strided convolution was as fast or faster.
-        return (forward, "conv", "matmul")
     return (forward, "conv", "conv")
 
 

@@ -206,7 +206,7 @@ def test_explicit_grouped_that_cannot_apply_is_an_error(kw, reason):
 
 def test_auto_rule_for_kernels_that_are_not_a_multiple_of_the_stride():
     # k3 s2 output_padding=1: the phase convolution forward (never "matmul", whose zero
-    # taps cost 1.8x the products); im2col dw channels-last or with C_in >= 512.
+    # taps cost 1.8x the products); im2col + matmul for both gradients, as every 2-D layer.
     if jax.default_backend() != "cpu":
         pytest.skip("the CPU rule")
 
@@ -214,10 +214,10 @@ def test_auto_rule_for_kernels_that_are_not_a_multiple_of_the_stride():
         config = config_of(x_shape, w_shape, 2, 1, 1, 1, 1, channels_last)
         return _methods.resolve("auto", config, x_shape, w_shape, np.float32)
 
-    assert pick((8, 512, 16, 16), (512, 256, 3, 3)) == ("subpixel", "conv", "matmul")
-    assert pick((8, 16, 16, 512), (512, 256, 3, 3), True) == ("subpixel", "conv", "matmul")
-    assert pick((8, 32, 32, 128), (128, 64, 3, 3), True) == ("subpixel", "conv", "matmul")
-    assert pick((8, 128, 32, 32), (128, 64, 3, 3)) == ("subpixel", "conv", "conv")
+    assert pick((8, 512, 16, 16), (512, 256, 3, 3)) == ("subpixel", "matmul", "matmul")
+    assert pick((8, 16, 16, 512), (512, 256, 3, 3), True) == ("subpixel", "matmul", "matmul")
+    assert pick((8, 32, 32, 128), (128, 64, 3, 3), True) == ("subpixel", "matmul", "matmul")
+    assert pick((8, 128, 32, 32), (128, 64, 3, 3)) == ("subpixel", "matmul", "matmul")
     # A kernel that is a multiple of the stride keeps "matmul" for wide layers.
     config = config_of((64, 512, 4, 4), (512, 256, 4, 4), 2, 1, 0, 1)
     assert _methods.resolve("auto", config, (64, 512, 4, 4), (512, 256, 4, 4),

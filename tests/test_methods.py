@@ -145,7 +145,11 @@ def test_auto_picks_from_the_shape():
     assert pick((64, 512, 4, 4), (512, 256, 4, 4))[0] == "matmul"
     assert pick((2, 32, 16, 16, 16), (32, 16, 4, 4, 4)) == ("subpixel", "conv", "phase")
     assert pick((2, 64, 8, 8, 8), (64, 32, 2, 2, 2), padding=0) == ("subpixel", "phase", "phase")
+    # Strided 2-D: im2col + matmul gradients (k3 s2 included); 1-D and stride 1: the
+    # convolutions (no K^d-times im2col buffer).
     assert pick((16, 64, 32, 32), (64, 64, 3, 3), stride=1)[1:] == ("conv", "conv")
+    assert pick((8, 128, 32, 32), (128, 64, 3, 3)) == ("subpixel", "matmul", "matmul")
+    assert pick((16, 256, 1024), (256, 128, 4)) == ("subpixel", "conv", "conv")
     # 1 < groups < C_in: the phase forms batched over the group; with dilation, im2col.
     assert pick((8, 256, 16, 16), (256, 32, 4, 4), groups=8) == ("subpixel", "phase", "phase")
     assert pick((8, 256, 16, 16), (256, 32, 3, 3), groups=8, stride=1, dilation=2) == (
