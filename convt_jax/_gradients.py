@@ -213,9 +213,11 @@ def weight_grad_matmul(g: jax.Array, x: jax.Array, config: Config) -> jax.Array:
 
 
 # Depthwise (groups == C_in, C_out = C_in * mult): every sum over the output channels of a
-# group is over the multiplier only, so dx and dw are sums of prod(K) elementwise products of
-# the cotangent's taps, computed in the configuration's layout (no transposes) and never
-# stacked (XLA fuses each sum into one pass; stacking first held prod(K) copies in memory).
+# group is over the multiplier only.  dx is a sum of prod(K) elementwise products of the
+# cotangent's taps, in the configuration's layout (no transposes) and never stacked (XLA
+# fuses the sum into one pass; stacking first held prod(K) copies in memory).  dw is one
+# small matrix multiply per (sample, channel) in the stride phases (with dilation: one
+# multiply-and-reduce per tap).
 
 def _channels_mult(a: jax.Array, c_in: int, config: Config) -> jax.Array:
     """An activation with ``C_in * mult`` channels, the channel axis split into ``(C_in, mult)``."""
@@ -288,7 +290,8 @@ def _depthwise_weight_grad_phase(g: jax.Array, x: jax.Array, spatial: tuple[int,
     gp = gp.reshape(n, c_in, c_out // c_in, *[v for r, st in zip(rows, s) for v in (r, st)])
     gp = gp.transpose((0, 1, 2) + tuple(4 + 2 * a for a in range(nd))
                       + tuple(3 + 2 * a for a in range(nd)))
-    gph = gp.reshape(n, c_in, -1, math.prod(rows))            # (N, C_in, mult*prod(s), prod(J))
+    gph = gp.reshape(n, c_in, c_out // c_in * math.prod(s),    # (N, C_in, mult*prod(s), prod(J))
+                     math.prod(rows))   # explicit sizes: -1 cannot be inferred when N == 0
     xp = xf.astype(gf.dtype)
     patches = jnp.stack([
         lax.pad(xp, jnp.zeros((), xp.dtype), [(0, 0, 0)] * 2 + [
@@ -393,7 +396,8 @@ def input_grad_phase(g: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     wq = wq.transpose((0,) + tuple(3 + 2 * a for a in range(nd))
                       + tuple(4 + 2 * a for a in range(nd)) + (2, 1))
     rows = n * int(np.prod(spatial))
-    dx = _dot_per_group(q.reshape(groups, rows, -1), wq.reshape(groups, -1, ci), (2, 1),
+    taps = int(np.prod(m)) * int(np.prod(s)) * c_out_g   # explicit: N may be 0
+    dx = _dot_per_group(q.reshape(groups, rows, taps), wq.reshape(groups, taps, ci), (2, 1),
                         config)                                 # (g, N*L, C_in/g)
     dx = dx.reshape(groups, n, *spatial, ci)
     dx = jnp.moveaxis(dx, 0, -2).reshape(n, *spatial, c_in)
@@ -419,10 +423,10 @@ def weight_grad_phase(g: jax.Array, x: jax.Array, config: Config) -> jax.Array:
             (mm, mt - 1 - mm, 0) for mm, mt in zip(mi, m)] + [(0, 0, 0)])
         for mi in np.ndindex(*m)], axis=1 + nd)                  # (g*N, *J, M^d, C_in/g)
     rows_total = n * int(np.prod(rows))
-    dw = _dot_per_group(patches.reshape(groups, rows_total, -1),
-                        gp.reshape(groups, rows_total, -1), (1, 1), config)
+    ci, co = c_in // groups, c_out // groups               # explicit sizes: N may be 0
+    dw = _dot_per_group(patches.reshape(groups, rows_total, int(np.prod(m)) * ci),
+                        gp.reshape(groups, rows_total, int(np.prod(s)) * co), (1, 1), config)
     # (g, *M, C_in/g, *s, C_out/g) -> (C_in, *M, *s*C_out/g) -> (C_in, C_out/g, *(M*s)) -> crop
-    ci = c_in // groups
     dw = dw.reshape(groups, *m, ci, -1)
     dw = jnp.moveaxis(dw, 1 + nd, 1).reshape(c_in, *m, dw.shape[-1])
     dw = geo.depth_to_space(dw, s, channels_last=True)

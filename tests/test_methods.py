@@ -117,6 +117,22 @@ def test_grouped_backward_forms_equal_conv_rules(case, flip):
             np.testing.assert_allclose(a, b, rtol=TOL, atol=TOL)
 
 
+@pytest.mark.parametrize("groups", [1, 4, 8])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_backward_forms_with_an_empty_batch(groups, channels_last):
+    # N == 0: every form gives a zero weight gradient and an empty input gradient (reshapes
+    # with -1 cannot infer a size next to a zero, so the forms spell their sizes out).
+    x_shape = (0, 5, 5, 8) if channels_last else (0, 8, 5, 5)
+    w_shape = (8, 2, 4, 4)
+    config = config_of(x_shape, w_shape, 2, 1, 0, groups, 1, channels_last)
+    x, w = jnp.zeros(x_shape), jnp.ones(w_shape)
+    g = jnp.zeros(_methods.forward("dilated", x, w, config).shape)
+    for form in _methods.INPUT_GRADS:
+        assert _methods.input_grad(form, g, w, config).shape == x_shape
+        dw = _methods.weight_grad(form, g, x, config)
+        assert dw.shape == w_shape and not np.any(dw)
+
+
 @pytest.mark.parametrize("method", LOWERINGS)
 def test_methods_under_vmap_and_second_order(method):
     rng = np.random.default_rng(0)
