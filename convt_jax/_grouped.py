@@ -32,7 +32,7 @@ from jax import lax
 
 from . import _geometry as geo
 from ._geometry import Config, Phases
-from ._gradients import _im2col, _input_spatial, _kernel_size
+from ._gradients import _dot_per_group, _im2col, _input_spatial, _kernel_size
 from ._lowering import _phase_major_kernel, _shift_sum, real_taps
 
 
@@ -57,13 +57,6 @@ def _from_group_major(a: jax.Array, config: Config) -> jax.Array:
         return a.reshape(n, *spatial, groups * c_g)
     a = a.transpose((1, 0, 2 + nd) + tuple(range(2, 2 + nd)))
     return a.reshape(n, groups * c_g, *spatial)
-
-
-def _dot(a: jax.Array, b: jax.Array, contract: tuple[int, int], config: Config) -> jax.Array:
-    """``lax.dot_general`` batched over axis 0 of both operands."""
-    return lax.dot_general(a, b, (((contract[0],), (contract[1],)), ((0,), (0,))),
-                           precision=config.precision,
-                           preferred_element_type=config.preferred_element_type)
 
 
 def _cotangent_cols(g: jax.Array, spatial: tuple[int, ...], kernel: tuple[int, ...],
@@ -135,7 +128,7 @@ def input_grad(g: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     wm = w.reshape(groups, c_in // groups, c_out_g, *kernel)
     wm = wm.transpose((0,) + tuple(range(3, 3 + nd)) + (2, 1))
     wm = wm.reshape(groups, math.prod(kernel) * c_out_g, c_in // groups)
-    dx = _dot(cols, wm, (2, 1), config)                       # (g, N*L, C_in/g)
+    dx = _dot_per_group(cols, wm, (2, 1), config)             # (g, N*L, C_in/g)
     dx = dx.reshape(groups, n, *spatial, c_in // groups)
     return _from_group_major(dx, config).astype(g.dtype)
 
@@ -151,7 +144,7 @@ def weight_grad(g: jax.Array, x: jax.Array, config: Config) -> jax.Array:
     kernel = _kernel_size(spatial, geo.spatial_shape(config, g.shape), config)
     cols = _cotangent_cols(g, spatial, kernel, config)
     xg = _group_major(x, groups, config).reshape(groups, n * math.prod(spatial), c_in // groups)
-    dw = _dot(xg, cols, (1, 1), config)                       # (g, C_in/g, K*C_out/g)
+    dw = _dot_per_group(xg, cols, (1, 1), config)             # (g, C_in/g, K*C_out/g)
     dw = dw.reshape(groups, c_in // groups, *kernel, c_out_g)
     dw = dw.transpose((0, 1, 2 + nd) + tuple(range(2, 2 + nd)))
     dw = dw.reshape(c_in, c_out_g, *kernel).astype(g.dtype)
