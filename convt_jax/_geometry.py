@@ -188,6 +188,11 @@ def output_shape(config: Config, x_shape: Sequence[int], w_shape: Sequence[int])
     return lead + out + (c_out,) if config.channels_last else lead + (c_out,) + out
 
 
+def output_dtype(config: Config, dtype) -> jnp.dtype:
+    """The dtype a lowering returns: ``preferred_element_type`` if set, else ``dtype``."""
+    return jnp.dtype(config.preferred_element_type or dtype)
+
+
 def accumulation_dtype(config: Config, dtype) -> jnp.dtype:
     """The dtype sums are carried in: ``preferred_element_type`` if set, else float32 for
     16-bit floats (bfloat16 / float16: their sums of products lose digits fast), else

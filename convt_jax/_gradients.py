@@ -351,15 +351,24 @@ def _cotangent_phases(gl: jax.Array, spatial, kernel, config: Config):
     return gp, m, rows
 
 
+def group_major(a: jax.Array, groups: int, channels_last: bool) -> jax.Array:
+    """An activation ``(N, C, *S)`` / ``(N, *S, C)`` -> ``(g, N, *S, C/g)``."""
+    nd = a.ndim - 2
+    if channels_last:
+        n, *spatial, c = a.shape
+        a = a.reshape(n, *spatial, groups, c // groups)
+        return a.transpose((1 + nd, 0) + tuple(range(1, 1 + nd)) + (2 + nd,))
+    n, c, *spatial = a.shape
+    a = a.reshape(n, groups, c // groups, *spatial)
+    return a.transpose((1, 0) + tuple(range(3, 3 + nd)) + (2,))
+
+
 def _groups_first(a: jax.Array, groups: int) -> jax.Array:
     """Channels-last ``(N, *S, C)`` -> ``(g*N, *S, C/g)``, channels read group-major."""
-    n, *spatial, c = a.shape
     if groups == 1:
         return a
-    a = a.reshape(n, *spatial, groups, c // groups)
-    nd = len(spatial)
-    return a.transpose((1 + nd, 0) + tuple(range(1, 1 + nd)) + (2 + nd,)).reshape(
-        groups * n, *spatial, c // groups)
+    n, *spatial, c = a.shape
+    return group_major(a, groups, True).reshape(groups * n, *spatial, c // groups)
 
 
 def _dot_per_group(a: jax.Array, b: jax.Array, contract: tuple[int, int],

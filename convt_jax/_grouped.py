@@ -32,20 +32,8 @@ from jax import lax
 
 from . import _geometry as geo
 from ._geometry import Config, Phases
-from ._gradients import _dot_per_group, _im2col, _input_spatial, _kernel_size
+from ._gradients import _dot_per_group, _im2col, _input_spatial, _kernel_size, group_major
 from ._lowering import _phase_major_kernel, _shift_sum, real_taps
-
-
-def _group_major(a: jax.Array, groups: int, config: Config) -> jax.Array:
-    """An activation ``(N, C, *S)`` / ``(N, *S, C)`` -> ``(g, N, *S, C/g)``."""
-    nd = config.ndim
-    n, c = a.shape[0], a.shape[geo.channel_axis(config)]
-    spatial = geo.spatial_shape(config, a.shape)
-    if config.channels_last:
-        a = a.reshape(n, *spatial, groups, c // groups)
-        return a.transpose((1 + nd, 0) + tuple(range(1, 1 + nd)) + (2 + nd,))
-    a = a.reshape(n, groups, c // groups, *spatial)
-    return a.transpose((1, 0) + tuple(range(3, 3 + nd)) + (2,))
 
 
 def _from_group_major(a: jax.Array, config: Config) -> jax.Array:
@@ -63,7 +51,7 @@ def _cotangent_cols(g: jax.Array, spatial: tuple[int, ...], kernel: tuple[int, .
                     config: Config) -> jax.Array:
     """``(groups, N*prod(L), prod(K)*C_out/g)``: im2col of the cotangent, group by group."""
     groups = config.groups
-    gg = _group_major(g, groups, config)                      # (g, N, *S_out, C_out/g)
+    gg = group_major(g, groups, config.channels_last)         # (g, N, *S_out, C_out/g)
     n, c_out_g = gg.shape[1], gg.shape[-1]
     gg = gg.reshape(groups * n, *gg.shape[2:])
     cols = _im2col(gg, spatial, kernel, config)               # (g*N, *L, *K, C_out/g)
@@ -84,7 +72,8 @@ def forward(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
                     + (1 + nd,))
     p = math.prod(ph.s)
     k = k.reshape(groups, c_in // groups, math.prod(ph.m) * p * c_out_g).astype(x.dtype)
-    xg = _group_major(x, groups, config).reshape(groups, n * math.prod(spatial), c_in // groups)
+    xg = group_major(x, groups, config.channels_last)
+    xg = xg.reshape(groups, n * math.prod(spatial), c_in // groups)
     # Products and the shifted sum in float32 for 16-bit inputs (geo.accumulation_dtype).
     z = lax.dot_general(xg, k, (((2,), (1,)), ((0,), (0,))), precision=config.precision,
                         preferred_element_type=geo.accumulation_dtype(config, x.dtype))
@@ -100,7 +89,7 @@ def forward(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
         return zm.reshape(groups, n, *spatial, p * c_out_g)
 
     y = _shift_sum(term, ph, lead=2)                          # (g, N, *J, prod(s)*C_out/g)
-    y = y.astype(config.preferred_element_type or x.dtype)
+    y = y.astype(geo.output_dtype(config, x.dtype))
     rows = ph.rows
     y = y.reshape(groups, n, *rows, *ph.s, c_out_g)
     # Interleave the phases (row j, phase r -> position j*s + r) and put the group back
@@ -143,7 +132,8 @@ def weight_grad(g: jax.Array, x: jax.Array, config: Config) -> jax.Array:
     c_out_g = g.shape[geo.channel_axis(config)] // groups
     kernel = _kernel_size(spatial, geo.spatial_shape(config, g.shape), config)
     cols = _cotangent_cols(g, spatial, kernel, config)
-    xg = _group_major(x, groups, config).reshape(groups, n * math.prod(spatial), c_in // groups)
+    xg = group_major(x, groups, config.channels_last)
+    xg = xg.reshape(groups, n * math.prod(spatial), c_in // groups)
     dw = _dot_per_group(xg, cols, (1, 1), config)             # (g, C_in/g, K*C_out/g)
     dw = dw.reshape(groups, c_in // groups, *kernel, c_out_g)
     dw = dw.transpose((0, 1, 2 + nd) + tuple(range(2, 2 + nd)))

@@ -219,7 +219,7 @@ def matmul(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
         zm = real_taps(zm.reshape(n, *spatial, *ph.s, c_out), m, ph, 1 + nd)
         return zm.reshape(n, *spatial, math.prod(ph.s) * c_out)
 
-    y = _shift_sum(term, ph, lead=1).astype(config.preferred_element_type or xl.dtype)
+    y = _shift_sum(term, ph, lead=1).astype(geo.output_dtype(config, xl.dtype))
     y = _interleave(y, ph, channels_last=True)
     return y if cl else geo.to_channels_first(y)
 
@@ -252,7 +252,7 @@ def depthwise(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
             (0, s - v, 0) for s, v in zip(ph.s, f)] + [(0, 0, 0)] * 2)
 
     y = _shift_sum(term, ph, lead=1)                                # (N, *J, *s, C_in, mult)
-    y = y.astype(config.preferred_element_type or xl.dtype)
+    y = y.astype(geo.output_dtype(config, xl.dtype))
     y = _interleave(y.reshape(*y.shape[:1 + nd], math.prod(y.shape[1 + nd:])), ph,
                     channels_last=True)
     return y if cl else geo.to_channels_first(y)

@@ -58,9 +58,7 @@ def _phases(config: Config, x_shape: Shape, w_shape: Shape) -> str | None:
 def _dense_no_dilation(config: Config, x_shape: Shape, w_shape: Shape) -> str | None:
     if config.groups != 1:
         return f"it needs groups == 1 (got groups={config.groups})"
-    if any(d > 1 for d in config.dilation):
-        return f"it needs dilation == 1 on every axis (got dilation={config.dilation})"
-    return None
+    return _no_dilation(config, x_shape, w_shape)
 
 
 def _no_dilation(config: Config, x_shape: Shape, w_shape: Shape) -> str | None:
