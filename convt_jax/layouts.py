@@ -115,7 +115,7 @@ _TORCH_RULE = "(C_in, C_out // groups, *kernel)"
 
 
 def _array(name: str, w: Any, min_rank: int, rule: str) -> jax.Array:
-    w = jnp.asarray(w)
+    w = _args.owned_leaf(w)      # a private copy: the caller may change theirs in place
     _args.check_rank(name, w.shape, min_rank, rule)
     return w
 

@@ -459,3 +459,63 @@ def test_largest_benchmark_layer_allocates_no_zero_dilated_input():
 
     # the checks are not vacuous: the core lowering does use the lhs-dilated convolution
     assert "lhs_dilate" in program("dilated").as_text()
+
+
+# ----------------------------------------------------------------------------- host arrays
+#
+# JAX may read a host (NumPy) array after the call that received it has returned, or share
+# its buffer (jax-ml/jax#37830), so an in-place change to the caller's array right after the
+# call could reach the result or a layer's weights.  Before convt_jax copied host arrays on
+# the way in, this happened to 84 / 2000 state dicts of 108 floats and 271 / 2000 of 4096
+# (tensors changed in place right after loading), and to 49 / 2000 functional calls: once
+# in CI, as a layer with conv_mode="convolution" that computed with an unflipped kernel.
+# A race, so each test tries 400 times with JAX kept busy (the copy then runs late): on
+# the old code they found 169, 153 and 139 changed results of 400.
+
+_BUSY = jax.jit(lambda a: a @ a)
+
+
+def _keep_jax_busy():
+    """Queue a few milliseconds of work: the copy of a host array then runs late."""
+    return _BUSY(jnp.ones((256, 256)))
+
+
+def test_layer_weights_do_not_follow_the_source_tensor():
+    changed = 0
+    for _ in range(400):
+        _keep_jax_busy()
+        layer = ct.nn.ConvTranspose1d(4096, 1, 1, bias=False, dtype=jnp.float64,
+                                      key=jax.random.key(0))
+        t = torch.randn(4096, 1, 1, dtype=torch.float64)
+        want = t.numpy().copy()
+        loaded = layer.load_state_dict({"weight": t})
+        with torch.no_grad():
+            t.mul_(-1.0)
+        changed += not np.array_equal(np.asarray(loaded.weight), want)
+    assert changed == 0, f"{changed} / 400 loaded layers hold the tensor's later values"
+
+
+def test_converted_weights_do_not_follow_the_source_array():
+    changed = 0
+    for _ in range(400):
+        w = np.random.default_rng(0).standard_normal((3, 3, 32, 32))  # Flax (*K, C_in, C_out)
+        want = np.asarray(ct.layouts.from_flax(w.copy())[0])
+        _keep_jax_busy()
+        got = ct.layouts.from_flax(w)[0]
+        w *= -1.0
+        changed += not np.array_equal(np.asarray(got), want)
+    assert changed == 0, f"{changed} / 400 converted weights hold the array's later values"
+
+
+def test_result_does_not_follow_an_input_changed_after_the_call():
+    rng = np.random.default_rng(0)
+    changed = 0
+    for _ in range(400):
+        x, w = rng.standard_normal((1, 64, 64)), rng.standard_normal((64, 2, 3))
+        want = np.asarray(ct.conv_transpose1d(x.copy(), w.copy()))
+        _keep_jax_busy()
+        y = ct.conv_transpose1d(x, w)
+        x *= -1.0
+        w *= -1.0
+        changed += not np.allclose(np.asarray(y), want, rtol=0, atol=0)
+    assert changed == 0, f"{changed} / 400 results computed from the inputs' later values"

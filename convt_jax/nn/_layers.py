@@ -177,7 +177,7 @@ class ConvTranspose(metaclass=_FromFields):
             if new[name] is None and value is None:
                 continue
             _args.check_leaf(name_, name, new[name], value)   # the dtype as passed
-            new[name] = jnp.asarray(value)
+            new[name] = _args.owned_leaf(value)
         return dataclasses.replace(self, **new)
 
     def state_dict(self) -> dict[str, np.ndarray]:
