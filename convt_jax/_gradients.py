@@ -20,6 +20,7 @@ dilated, only padded by ``lo`` / ``hi`` (negative padding crops).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -372,20 +373,27 @@ def _groups_first(a: jax.Array, groups: int) -> jax.Array:
 
 
 def _dot_per_group(a: jax.Array, b: jax.Array, contract: tuple[int, int],
-                   config: Config) -> jax.Array:
-    """``lax.dot_general`` of ``(g, ...)`` operands batched over the group axis 0."""
+                   config: Config, preferred: Any = None) -> jax.Array:
+    """``lax.dot_general`` of ``(g, ...)`` operands batched over the group axis 0, in
+    ``preferred`` (default: the configuration's ``preferred_element_type``)."""
     return lax.dot_general(a, b, (((contract[0],), (contract[1],)), ((0,), (0,))),
                            precision=config.precision,
-                           preferred_element_type=config.preferred_element_type)
+                           preferred_element_type=preferred or config.preferred_element_type)
 
 
-# dx in the same phases: dx[n, i, ci] = sum_{m, r, co} gph[n, i + m, r, co] * w[ci, co, s*m + r],
-# i.e. Q @ Wq with Q[n, i, m, (r, co)] = gph[n, i + m, r, co] (M^d contiguous shifted
-# windows of the phases) and Wq[(m, r, co), ci] the weight zero-padded to M*s taps.
-# With groups > 1 the group is the batch axis of one matrix multiply: the channels are
-# read group-major and the group moved in front of the batch once, before the phases.
+# dx in the same phases: dx[n, i, ci] = sum_{m, r, co} gph[n, i + m, r, co] * w[ci, co, s*m + r].
+# One matrix multiply of the whole phases (every row j of J = L + M - 1, no shifted copies:
+# the operand is gph itself) by the weight as (r, co) x (m, ci), zero-padded to M*s taps,
+# gives Y[n, j, m, ci] = sum_{r, co} gph[n, j, r, co] * w[ci, co, s*m + r]; then
+# dx[n, i] = sum_m Y[n, i + m, m], a shifted sum XLA fuses into one pass over Y.  Y has
+# M^d * C_in channels at J^d rows, the output side, which for decoders (C_in <= s^d * C_out)
+# is smaller than the M^d shifted windows of the cotangent an input-side im2col would copy
+# (those copies, an XLA:CPU concatenate, were two thirds of the time).  With groups > 1
+# the group is the batch axis of the matrix multiply: the channels are read group-major
+# and the group moved in front of the batch once, before the phases.
 def input_grad_phase(g: jax.Array, w: jax.Array, config: Config) -> jax.Array:
-    """``dx`` as one matrix multiply (per group) of shifted cotangent phases with the weight."""
+    """``dx`` as one matrix multiply (per group) of the cotangent phases with every tap,
+    then a shifted sum of the tap blocks."""
     if config.flip:
         w = flip_spatial(w)
     nd = config.ndim
@@ -394,21 +402,25 @@ def input_grad_phase(g: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     gl = _cl(g, config)
     n = gl.shape[0]
     spatial = _input_spatial(gl.shape[1:-1], kernel, config)
-    gph, m, _ = _cotangent_phases(_groups_first(gl, groups), spatial, kernel, config)
-    q = jnp.stack([gph[(slice(None),) + tuple(slice(mm, mm + ln) for mm, ln in zip(mi, spatial))]
-                   for mi in np.ndindex(*m)], axis=1 + nd)  # (g*N, *L, M^d, *s, C_out/g)
+    gph, m, rows = _cotangent_phases(_groups_first(gl, groups), spatial, kernel, config)
     s = config.stride
     ci = c_in // groups
     wq = geo.pad_to_phases(w.astype(g.dtype), s)
     wq = wq.reshape(groups, ci, c_out_g, *[v for mm, st in zip(m, s) for v in (mm, st)])
-    # -> (g, *M, *s, C_out/g, C_in/g)
-    wq = wq.transpose((0,) + tuple(3 + 2 * a for a in range(nd))
-                      + tuple(4 + 2 * a for a in range(nd)) + (2, 1))
-    rows = n * int(np.prod(spatial))
-    taps = int(np.prod(m)) * int(np.prod(s)) * c_out_g   # explicit: N may be 0
-    dx = _dot_per_group(q.reshape(groups, rows, taps), wq.reshape(groups, taps, ci), (2, 1),
-                        config)                                 # (g, N*L, C_in/g)
-    dx = dx.reshape(groups, n, *spatial, ci)
+    # (g, C_in/g, C_out/g, M_1, s_1, M_2, s_2, ...) -> (g, *s, C_out/g, *M, C_in/g)
+    wq = wq.transpose((0,) + tuple(4 + 2 * a for a in range(nd)) + (2,)
+                      + tuple(3 + 2 * a for a in range(nd)) + (1,))
+    taps = int(np.prod(m)) * ci                       # explicit sizes: N may be 0
+    phase_ch = int(np.prod(s)) * c_out_g
+    y = _dot_per_group(gph.reshape(groups, n * int(np.prod(rows)), phase_ch),
+                       wq.reshape(groups, phase_ch, taps), (2, 1), config,
+                       geo.accumulation_dtype(config, g.dtype))   # the tap sum too
+    y = y.reshape(groups, n, *rows, *m, ci)
+    dx = None
+    for mi in np.ndindex(*m):
+        block = y[(slice(None), slice(None))
+                  + tuple(slice(mm, mm + ln) for mm, ln in zip(mi, spatial)) + mi]
+        dx = block if dx is None else dx + block                   # (g, N, *L, C_in/g)
     dx = jnp.moveaxis(dx, 0, -2).reshape(n, *spatial, c_in)
     return _from_cl(dx.astype(g.dtype), config)
 

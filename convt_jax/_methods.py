@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from . import _geometry as geo
 from . import _gradients, _grouped, _lowering, _tune
 from ._geometry import Config, channel_axis, has_phases
 
@@ -222,11 +223,13 @@ def auto(config: Config, x_shape: Shape, w_shape: Shape) -> tuple[str, str, str]
       where the phase convolution is slow, else the phase convolution
       (``"subpixel"``, best for 1-D, 3-D, mid-size 2-D and k3 s2);
     * backward: the phase forms (one matrix multiply each over the
-      cotangent's phases) for ``K == s``, and for dw in 3-D (dx there by the
-      strided convolution, which needs no extra memory); im2col + matrix
-      multiplies for every other strided 2-D layer; the strided-convolution
-      forms for 1-D and stride 1 (XLA's convolutions are fast there: conv1d
-      184 ms against 200 for im2col; stride 1 also needs no K^d-times buffer).
+      cotangent's phases) for strided 3-D layers and for strided 2-D layers
+      whose kernel is a multiple of the stride and whose phase grid adds at
+      most 1/8 of the rows per axis (``L >= 8 (M - 1)``; always when
+      ``K == s``); im2col + matrix multiplies for the other strided 2-D
+      layers; the strided-convolution forms for 1-D and stride 1 (XLA's
+      convolutions are fast there: conv1d 184 ms against 200 for im2col;
+      stride 1 also needs no K^d-times buffer).
     """
     if jax.default_backend() != "cpu":
         return ("dilated", "conv", "conv")
@@ -261,17 +264,29 @@ def auto(config: Config, x_shape: Shape, w_shape: Shape) -> tuple[str, str, str]
     forward = ("matmul" if nd == 2 and aligned and (c_in >= 512 or c_out <= 8)
                else "subpixel")
     strided = any(s > 1 for s in config.stride)
-    if strided and nd >= 2 and kernel == config.stride:
-        return (forward, "phase", "phase")
+    spatial = geo.spatial_shape(config, x_shape)
+    m = geo.phase_counts(kernel, config.stride)
+    # The phase forms compute on the cotangent's phase grid, L + M - 1 rows per axis
+    # for L input rows: no extra rows when K == s, at most 1/8 more when L >= 8 (M - 1).
+    small_grid = all(ln >= 8 * (mm - 1) for ln, mm in zip(spatial, m))
     if strided and nd == 3:
-        # dx by phases would be as fast but holds M^3 shifted copies of the cotangent's
-        # phases (2.5x PyTorch's peak memory on the 3-D U-Net decoder); the strided
-        # convolution needs none (benchmarks/memory.py).
-        return (forward, "conv", "phase")
+        # dx and dw in the phases: one matrix multiply each, no shifted copies of the
+        # cotangent (dx sums the tap blocks on the output side).  A/B of the whole jitted
+        # forward+backward, one process, 9 shuffled rounds, 2 shared cores of an AMD EPYC
+        # without AVX-512 (ms and compiled temporary MiB, dx by the strided convolution ->
+        # phases): unet3d 534 / 173 -> 342 / 176, wide3d 94 / 21 -> 85 / 21.
+        return (forward, "phase", "phase")
+    if strided and nd == 2 and aligned and small_grid:
+        # Same A/B, matmul/matmul -> phase/phase: dcgan3 262 -> 216 ms (temporaries 132 ->
+        # 91 MiB), wide2d 344 -> 298, dcgan2 197 -> 199 (K == s, unet1: 108 -> 104); with a 4x4
+        # input (dcgan1, 1.56x the rows) 180 -> 206, so small inputs keep im2col.
+        return (forward, "phase", "phase")
     if strided and nd == 2:
-        # Strided 2-D: im2col + matrix multiply for both gradients.  A/B of the whole
-        # jitted forward+backward in one process, 9 shuffled rounds, 2 shared cores of an
-        # AMD EPYC without AVX-512 (ms, conv/conv -> matmul/matmul): dcgan3 330 -> 258,
+        # Strided 2-D, otherwise (k3 s2 and other kernels that are not a multiple of the
+        # stride; small inputs): im2col + matrix multiply for both gradients (k3s2op1:
+        # 80 ms against 108 for the phases, whose taps are then zero-padded).  A/B of the
+        # whole jitted forward+backward in one process, 9 shuffled rounds, 2 shared cores
+        # of an AMD EPYC without AVX-512 (ms, conv/conv -> matmul/matmul): dcgan3 330 -> 258,
         # dcgan3_cl 304 -> 243, k3s2op1 96 -> 61, wide2d 448 -> 377, dcgan1 203 -> 177.
         # (On 2026-11-21's quieter machine of the same kind the convolution forms had read
         # 20% faster on dcgan3: where the two disagree, autotuning measures the machine at

@@ -159,10 +159,17 @@ def test_auto_picks_from_the_shape():
     assert pick((8, 128, 32, 32), (128, 1, 4, 4), groups=128)[0] == "depthwise"
     assert pick((2, 8, 5, 5), (8, 4, 3, 3), dilation=2) == ("dilated", "conv", "conv")
     assert pick((64, 512, 4, 4), (512, 256, 4, 4))[0] == "matmul"
-    assert pick((2, 32, 16, 16, 16), (32, 16, 4, 4, 4)) == ("subpixel", "conv", "phase")
+    # Strided 3-D: both gradients in the phases.
+    assert pick((2, 32, 16, 16, 16), (32, 16, 4, 4, 4)) == ("subpixel", "phase", "phase")
     assert pick((2, 64, 8, 8, 8), (64, 32, 2, 2, 2), padding=0) == ("subpixel", "phase", "phase")
-    # Strided 2-D: im2col + matmul gradients (k3 s2 included); 1-D and stride 1: the
-    # convolutions (no K^d-times im2col buffer).
+    # Strided 2-D: the phases when the kernel is a multiple of the stride and the phase
+    # grid adds at most 1/8 of the rows (L >= 8 (M - 1)), else im2col + matmul (k3 s2; a
+    # 4x4 input); 1-D and stride 1: the convolutions (no K^d-times im2col buffer).
+    assert pick((64, 128, 16, 16), (128, 64, 4, 4))[1:] == ("phase", "phase")
+    assert pick((64, 256, 8, 8), (256, 128, 4, 4))[1:] == ("phase", "phase")
+    assert pick((64, 256, 8, 7), (256, 128, 4, 4))[1:] == ("matmul", "matmul")
+    assert pick((64, 512, 4, 4), (512, 256, 4, 4))[1:] == ("matmul", "matmul")
+    assert pick((8, 256, 3, 3), (256, 128, 2, 2), padding=0)[1:] == ("phase", "phase")
     assert pick((16, 64, 32, 32), (64, 64, 3, 3), stride=1)[1:] == ("conv", "conv")
     assert pick((8, 128, 32, 32), (128, 64, 3, 3)) == ("subpixel", "matmul", "matmul")
     assert pick((16, 256, 1024), (256, 128, 4)) == ("subpixel", "conv", "conv")
