@@ -382,18 +382,22 @@ def _dot_per_group(a: jax.Array, b: jax.Array, contract: tuple[int, int],
 
 
 # dx in the same phases: dx[n, i, ci] = sum_{m, r, co} gph[n, i + m, r, co] * w[ci, co, s*m + r].
-# One matrix multiply of the whole phases (every row j of J = L + M - 1, no shifted copies:
-# the operand is gph itself) by the weight as (r, co) x (m, ci), zero-padded to M*s taps,
-# gives Y[n, j, m, ci] = sum_{r, co} gph[n, j, r, co] * w[ci, co, s*m + r]; then
-# dx[n, i] = sum_m Y[n, i + m, m], a shifted sum XLA fuses into one pass over Y.  Y has
-# M^d * C_in channels at J^d rows, the output side, which for decoders (C_in <= s^d * C_out)
-# is smaller than the M^d shifted windows of the cotangent an input-side im2col would copy
-# (those copies, an XLA:CPU concatenate, were two thirds of the time).  With groups > 1
-# the group is the batch axis of the matrix multiply: the channels are read group-major
-# and the group moved in front of the batch once, before the phases.
+# Two ways to do the sum over the M^d taps m with one matrix multiply, by the channels:
+#
+# * output side (C_in <= s^d * C_out per group, every decoder layer but the last): multiply
+#   the phases themselves (every row j of J = L + M - 1; no copies) by the weight as
+#   (r, co) x (m, ci), Y[n, j, m, ci] = sum_{r, co} gph[n, j, r, co] * w[ci, co, s*m + r],
+#   then dx[n, i] = sum_m Y[n, i + m, m], a shifted sum XLA fuses into one pass over Y
+#   (M^d * C_in channels per row);
+# * input side (few output channels, e.g. an RGB output layer): Q @ Wq with
+#   Q[n, i, m, (r, co)] = gph[n, i + m, r, co], the M^d shifted windows of the phases
+#   stacked (M^d * s^d * C_out channels per row, the smaller side then).
+#
+# Both zero-pad the weight to M*s taps.  With groups > 1 the group is the batch axis of
+# the matrix multiply: the channels are read group-major and the group moved in front
+# of the batch once, before the phases.
 def input_grad_phase(g: jax.Array, w: jax.Array, config: Config) -> jax.Array:
-    """``dx`` as one matrix multiply (per group) of the cotangent phases with every tap,
-    then a shifted sum of the tap blocks."""
+    """``dx`` as one matrix multiply (per group) in the cotangent's phases."""
     if config.flip:
         w = flip_spatial(w)
     nd = config.ndim
@@ -407,20 +411,31 @@ def input_grad_phase(g: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     ci = c_in // groups
     wq = geo.pad_to_phases(w.astype(g.dtype), s)
     wq = wq.reshape(groups, ci, c_out_g, *[v for mm, st in zip(m, s) for v in (mm, st)])
-    # (g, C_in/g, C_out/g, M_1, s_1, M_2, s_2, ...) -> (g, *s, C_out/g, *M, C_in/g)
-    wq = wq.transpose((0,) + tuple(4 + 2 * a for a in range(nd)) + (2,)
-                      + tuple(3 + 2 * a for a in range(nd)) + (1,))
-    taps = int(np.prod(m)) * ci                       # explicit sizes: N may be 0
+    taps = int(np.prod(m))                              # explicit sizes: N may be 0
     phase_ch = int(np.prod(s)) * c_out_g
-    y = _dot_per_group(gph.reshape(groups, n * int(np.prod(rows)), phase_ch),
-                       wq.reshape(groups, phase_ch, taps), (2, 1), config,
-                       geo.accumulation_dtype(config, g.dtype))   # the tap sum too
-    y = y.reshape(groups, n, *rows, *m, ci)
-    dx = None
-    for mi in np.ndindex(*m):
-        block = y[(slice(None), slice(None))
-                  + tuple(slice(mm, mm + ln) for mm, ln in zip(mi, spatial)) + mi]
-        dx = block if dx is None else dx + block                   # (g, N, *L, C_in/g)
+    acc = geo.accumulation_dtype(config, g.dtype)       # the tap sum rounds once
+    if ci <= phase_ch:
+        # (g, C_in/g, C_out/g, M_1, s_1, M_2, s_2, ...) -> (g, *s, C_out/g, *M, C_in/g)
+        wq = wq.transpose((0,) + tuple(4 + 2 * a for a in range(nd)) + (2,)
+                          + tuple(3 + 2 * a for a in range(nd)) + (1,))
+        y = _dot_per_group(gph.reshape(groups, n * int(np.prod(rows)), phase_ch),
+                           wq.reshape(groups, phase_ch, taps * ci), (2, 1), config, acc)
+        y = y.reshape(groups, n, *rows, *m, ci)
+        dx = None
+        for mi in np.ndindex(*m):
+            block = y[(slice(None), slice(None))
+                      + tuple(slice(mm, mm + ln) for mm, ln in zip(mi, spatial)) + mi]
+            dx = block if dx is None else dx + block               # (g, N, *L, C_in/g)
+    else:
+        q = jnp.stack([gph[(slice(None),) + tuple(slice(mm, mm + ln)
+                                                  for mm, ln in zip(mi, spatial))]
+                       for mi in np.ndindex(*m)], axis=1 + nd)  # (g*N, *L, M^d, *s, C_out/g)
+        # -> (g, *M, *s, C_out/g, C_in/g)
+        wq = wq.transpose((0,) + tuple(3 + 2 * a for a in range(nd))
+                          + tuple(4 + 2 * a for a in range(nd)) + (2, 1))
+        dx = _dot_per_group(q.reshape(groups, n * int(np.prod(spatial)), taps * phase_ch),
+                            wq.reshape(groups, taps * phase_ch, ci), (2, 1), config, acc)
+        dx = dx.reshape(groups, n, *spatial, ci)
     dx = jnp.moveaxis(dx, 0, -2).reshape(n, *spatial, c_in)
     return _from_cl(dx.astype(g.dtype), config)
 

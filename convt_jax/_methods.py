@@ -222,12 +222,14 @@ def auto(config: Config, x_shape: Shape, w_shape: Shape) -> tuple[str, str, str]
       ``C_out <= 8`` (2-D) and every kernel axis is a multiple of its stride,
       where the phase convolution is slow, else the phase convolution
       (``"subpixel"``, best for 1-D, 3-D, mid-size 2-D and k3 s2);
-    * backward: the phase forms (one matrix multiply each over the
-      cotangent's phases) for strided 3-D layers and for strided 2-D layers
-      whose kernel is a multiple of the stride and whose phase grid adds at
-      most 1/8 of the rows per axis (``L >= 8 (M - 1)``; always when
-      ``K == s``); im2col + matrix multiplies for the other strided 2-D
-      layers; the strided-convolution forms for 1-D and stride 1 (XLA's
+    * backward, for layers with ``C_in <= s^d * C_out`` (all but output
+      layers to a few channels): the phase forms (one matrix multiply each
+      over the cotangent's phases) for strided 3-D layers and for strided
+      2-D layers whose kernel is a multiple of the stride and whose phase
+      grid adds at most 1/8 of the rows per axis (``L >= 8 (M - 1)``;
+      always when ``K == s``); im2col + matrix multiplies for the other
+      strided 2-D layers (3-D: dx by the strided convolution, dw in the
+      phases); the strided-convolution forms for 1-D and stride 1 (XLA's
       convolutions are fast there: conv1d 184 ms against 200 for im2col;
       stride 1 also needs no K^d-times buffer).
     """
@@ -269,6 +271,13 @@ def auto(config: Config, x_shape: Shape, w_shape: Shape) -> tuple[str, str, str]
     # The phase forms compute on the cotangent's phase grid, L + M - 1 rows per axis
     # for L input rows: no extra rows when K == s, at most 1/8 more when L >= 8 (M - 1).
     small_grid = all(ln >= 8 * (mm - 1) for ln, mm in zip(spatial, m))
+    # Phase dx sums its taps on the output side when C_in <= s^d * C_out (every decoder
+    # layer but an image/volume output layer, see _gradients.input_grad_phase).
+    output_side = c_in <= int(np.prod(config.stride)) * c_out
+    if strided and nd == 3 and not output_side:
+        # Few output channels: dx by phases would stack M^3 shifted copies of the
+        # cotangent's phases; the strided convolution needs none.
+        return (forward, "conv", "phase")
     if strided and nd == 3:
         # dx and dw in the phases: one matrix multiply each, no shifted copies of the
         # cotangent (dx sums the tap blocks on the output side).  A/B of the whole jitted
@@ -276,10 +285,11 @@ def auto(config: Config, x_shape: Shape, w_shape: Shape) -> tuple[str, str, str]
         # without AVX-512 (ms and compiled temporary MiB, dx by the strided convolution ->
         # phases): unet3d 534 / 173 -> 342 / 176, wide3d 94 / 21 -> 85 / 21.
         return (forward, "phase", "phase")
-    if strided and nd == 2 and aligned and small_grid:
+    if strided and nd == 2 and aligned and small_grid and output_side:
         # Same A/B, matmul/matmul -> phase/phase: dcgan3 262 -> 216 ms (temporaries 132 ->
         # 91 MiB), wide2d 344 -> 298, dcgan2 197 -> 199 (K == s, unet1: 108 -> 104); with a 4x4
-        # input (dcgan1, 1.56x the rows) 180 -> 206, so small inputs keep im2col.
+        # input (dcgan1, 1.56x the rows) 180 -> 206, so small inputs keep im2col; and an
+        # RGB output layer (dcgan4, C_in = 64 > 4 * 3) ran 66 -> 170 with the output-side sum.
         return (forward, "phase", "phase")
     if strided and nd == 2:
         # Strided 2-D, otherwise (k3 s2 and other kernels that are not a multiple of the

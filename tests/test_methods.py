@@ -162,6 +162,9 @@ def test_auto_picks_from_the_shape():
     # Strided 3-D: both gradients in the phases.
     assert pick((2, 32, 16, 16, 16), (32, 16, 4, 4, 4)) == ("subpixel", "phase", "phase")
     assert pick((2, 64, 8, 8, 8), (64, 32, 2, 2, 2), padding=0) == ("subpixel", "phase", "phase")
+    # ... but an output layer to few channels (C_in > s^d * C_out) keeps dx on the strided
+    # convolution (phase dx would stack M^d shifted copies of the cotangent's phases).
+    assert pick((2, 32, 16, 16, 16), (32, 2, 4, 4, 4)) == ("subpixel", "conv", "phase")
     # Strided 2-D: the phases when the kernel is a multiple of the stride and the phase
     # grid adds at most 1/8 of the rows (L >= 8 (M - 1)), else im2col + matmul (k3 s2; a
     # 4x4 input); 1-D and stride 1: the convolutions (no K^d-times im2col buffer).
@@ -169,6 +172,7 @@ def test_auto_picks_from_the_shape():
     assert pick((64, 256, 8, 8), (256, 128, 4, 4))[1:] == ("phase", "phase")
     assert pick((64, 256, 8, 7), (256, 128, 4, 4))[1:] == ("matmul", "matmul")
     assert pick((64, 512, 4, 4), (512, 256, 4, 4))[1:] == ("matmul", "matmul")
+    assert pick((64, 64, 32, 32), (64, 3, 4, 4))[1:] == ("matmul", "matmul")   # RGB output
     assert pick((8, 256, 3, 3), (256, 128, 2, 2), padding=0)[1:] == ("phase", "phase")
     assert pick((16, 64, 32, 32), (64, 64, 3, 3), stride=1)[1:] == ("conv", "conv")
     assert pick((8, 128, 32, 32), (128, 64, 3, 3)) == ("subpixel", "matmul", "matmul")
