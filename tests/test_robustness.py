@@ -427,10 +427,11 @@ def test_largest_benchmark_layer_allocates_no_zero_dilated_input():
     The compiled program has no convolution with ``lhs_dilate`` and no array of that
     size or with a spatial axis of 63.  Its temporary memory is bounded by what the
     zero-free algorithm needs by construction: the dw patch matrix (2*33^3 rows x
-    C_in*(K/s)^3 = 256 columns, 70 MiB) and four arrays the size of the phase-split,
-    padded cotangent (2*16*66^3 floats, 35 MiB each; y's own copies are a little
-    smaller): 211 MiB.  Measured on XLA:CPU (jax 0.10.2): 172.5 MiB, so one more
-    zero-dilated copy of x (61 MiB) would break the bound.  The same HLO check does find
+    C_in*(K/s)^3 = 256 columns, 70 MiB; dx's tap blocks have the same size and are not
+    live at the same time) and four arrays the size of the phase-split, padded
+    cotangent (2*16*66^3 floats, 35 MiB each; y's own copies are a little smaller):
+    211 MiB.  Measured on XLA:CPU (jax 0.10.2): 175.6 MiB (172.5 with dx by the strided
+    convolution), so one more zero-dilated copy of x (61 MiB) would break the bound.  The same HLO check does find
     the lhs-dilated convolution in method='dilated' (whose XLA:CPU temp is 80 MiB: the
     runtime dilates inside the convolution kernel, outside buffer assignment).
     """
