@@ -226,7 +226,7 @@ def auto(config: Config, x_shape: Shape, w_shape: Shape) -> tuple[str, str, str]
       layers to a few channels): the phase forms (one matrix multiply each
       over the cotangent's phases) for strided 3-D layers and for strided
       2-D layers whose kernel is a multiple of the stride and whose phase
-      grid adds at most 1/8 of the rows per axis (``L >= 8 (M - 1)``;
+      grid adds at most 1/16 of the rows per axis (``L >= 16 (M - 1)``;
       always when ``K == s``); im2col + matrix multiplies for the other
       strided 2-D layers (3-D: dx by the strided convolution, dw in the
       phases); the strided-convolution forms for 1-D and stride 1 (XLA's
@@ -269,8 +269,8 @@ def auto(config: Config, x_shape: Shape, w_shape: Shape) -> tuple[str, str, str]
     spatial = geo.spatial_shape(config, x_shape)
     m = geo.phase_counts(kernel, config.stride)
     # The phase forms compute on the cotangent's phase grid, L + M - 1 rows per axis
-    # for L input rows: no extra rows when K == s, at most 1/8 more when L >= 8 (M - 1).
-    small_grid = all(ln >= 8 * (mm - 1) for ln, mm in zip(spatial, m))
+    # for L input rows: no extra rows when K == s, at most 1/16 more when L >= 16 (M - 1).
+    small_grid = all(ln >= 16 * (mm - 1) for ln, mm in zip(spatial, m))
     # Phase dx sums its taps on the output side when C_in <= s^d * C_out (every decoder
     # layer but an image/volume output layer, see _gradients.input_grad_phase).
     output_side = c_in <= int(np.prod(config.stride)) * c_out
@@ -286,10 +286,13 @@ def auto(config: Config, x_shape: Shape, w_shape: Shape) -> tuple[str, str, str]
         # phases): unet3d 534 / 173 -> 342 / 176, wide3d 94 / 21 -> 85 / 21.
         return (forward, "phase", "phase")
     if strided and nd == 2 and aligned and small_grid and output_side:
-        # Same A/B, matmul/matmul -> phase/phase: dcgan3 262 -> 216 ms (temporaries 132 ->
-        # 91 MiB), wide2d 344 -> 298, dcgan2 197 -> 199 (K == s, unet1: 108 -> 104); with a 4x4
-        # input (dcgan1, 1.56x the rows) 180 -> 206, so small inputs keep im2col; and an
-        # RGB output layer (dcgan4, C_in = 64 > 4 * 3) ran 66 -> 170 with the output-side sum.
+        # Same A/B, matmul/matmul -> phase/phase (three runs for the first two): dcgan3
+        # 262 / 247 / 243 -> 216 / 217 / 212 ms (temporaries 132 -> 91 MiB), wide2d 344 /
+        # 338 -> 298 / 318; 16x16 at batch 8 (128 -> 64) 16.9 -> 17.8, 32x32 at batch 1
+        # (1024 -> 256) 311 -> 308; K == s (unet1) 108 -> 104.  With 8x8 inputs (1.27x
+        # the rows) 197 -> 199 (dcgan2), 22.7 -> 23.5 (batch 8) and 110 -> 143 (batch 1,
+        # 1024 -> 512); 4x4 (dcgan1) 180 -> 206: those keep im2col.  An RGB output layer
+        # (dcgan4, C_in = 64 > 4 * 3) ran 66 -> 170 with the output-side sum.
         return (forward, "phase", "phase")
     if strided and nd == 2:
         # Strided 2-D, otherwise (k3 s2 and other kernels that are not a multiple of the

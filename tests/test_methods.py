@@ -166,11 +166,11 @@ def test_auto_picks_from_the_shape():
     # convolution (phase dx would stack M^d shifted copies of the cotangent's phases).
     assert pick((2, 32, 16, 16, 16), (32, 2, 4, 4, 4)) == ("subpixel", "conv", "phase")
     # Strided 2-D: the phases when the kernel is a multiple of the stride and the phase
-    # grid adds at most 1/8 of the rows (L >= 8 (M - 1)), else im2col + matmul (k3 s2; a
-    # 4x4 input); 1-D and stride 1: the convolutions (no K^d-times im2col buffer).
+    # grid adds at most 1/16 of the rows (L >= 16 (M - 1)), else im2col + matmul (k3 s2;
+    # 8x8 and smaller inputs); 1-D and stride 1: the convolutions (no K^d-times buffer).
     assert pick((64, 128, 16, 16), (128, 64, 4, 4))[1:] == ("phase", "phase")
-    assert pick((64, 256, 8, 8), (256, 128, 4, 4))[1:] == ("phase", "phase")
-    assert pick((64, 256, 8, 7), (256, 128, 4, 4))[1:] == ("matmul", "matmul")
+    assert pick((64, 256, 8, 8), (256, 128, 4, 4))[1:] == ("matmul", "matmul")
+    assert pick((64, 256, 16, 15), (256, 128, 4, 4))[1:] == ("matmul", "matmul")
     assert pick((64, 512, 4, 4), (512, 256, 4, 4))[1:] == ("matmul", "matmul")
     assert pick((64, 64, 32, 32), (64, 3, 4, 4))[1:] == ("matmul", "matmul")   # RGB output
     assert pick((8, 256, 3, 3), (256, 128, 2, 2), padding=0)[1:] == ("phase", "phase")
