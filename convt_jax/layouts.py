@@ -115,7 +115,8 @@ _TORCH_RULE = "(C_in, C_out // groups, *kernel)"
 
 
 def _array(name: str, w: Any, min_rank: int, rule: str) -> jax.Array:
-    w = _args.owned_leaf(w)      # a private copy: the caller may change theirs in place
+    # a private copy (the caller may change theirs in place); a torch.Tensor is detached
+    w = _args.owned_leaf(_args.from_torch_tensor(w))
     _args.check_rank(name, w.shape, min_rank, rule)
     return w
 

@@ -319,3 +319,14 @@ def test_keras_formula_numpy(rng):
                     torch_len = (len(x) - 1) * s - p_lo - p_hi + kk + op
                     np.testing.assert_allclose(want, full_of(x, w, s)[p_lo:p_lo + torch_len],
                                                **TOL)
+
+
+def test_converters_take_a_torch_tensor_that_requires_grad(rng):
+    """A tensor straight from a PyTorch model (requires_grad) is detached, as the layers'
+    load_state_dict does; the result equals the NumPy array's."""
+    torch = pytest.importorskip("torch")
+    kernel = rng.standard_normal((3, 3, 4, 6))                       # Flax (*K, C_in, C_out)
+    t = torch.tensor(kernel, requires_grad=True)
+    got, want = ct.layouts.from_flax(t, "SAME"), ct.layouts.from_flax(kernel, "SAME")
+    np.testing.assert_array_equal(np.asarray(got[0]), np.asarray(want[0]))
+    assert got[1:] == want[1:]
