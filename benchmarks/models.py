@@ -403,7 +403,8 @@ def _max_rel_error(a, b) -> float:
 MISMATCH = 1e-3   # worst relative error of a float32 step that is checked again in float64
 
 
-def _float64_error(model: Model, kind: str, ref: str, method: str) -> float:
+def _float64_error(model: Model, kind: str, ref: str, method: str, params: dict,
+                   inputs: list, target) -> float:
     """The worst relative error of the same step in float64, against PyTorch's in float64.
 
     A float32 step of a whole model can differ from PyTorch's by more than rounding
@@ -412,8 +413,7 @@ def _float64_error(model: Model, kind: str, ref: str, method: str) -> float:
     agrees to ~1e-12, a wrong one does not."""
     from convt_jax import _compat
 
-    params = {k: v.astype(np.float64) for k, v in init(model).items()}
-    inputs, target = _data(model, init(model))
+    params = {k: v.astype(np.float64) for k, v in params.items()}
     inputs, target = [x.astype(np.float64) for x in inputs], target.astype(np.float64)
     theirs = torch_step(model, "stand-in" if ref == "PyTorch stand-in" else "PyTorch",
                         params, target, inputs)()
@@ -450,7 +450,8 @@ def bench_model(model: Model, rounds: int, method: str, with_lax: bool, log=prin
     for kind, r in ref.items():
         if kind in outs:
             err = _max_rel_error(outs[kind], outs[r])
-            err64 = _float64_error(model, kind, r, method) if err > MISMATCH else None
+            err64 = (_float64_error(model, kind, r, method, params, inputs, target)
+                     if err > MISMATCH else None)
             errors[kind] = (err, err64)
             log(f"  {model.name} {kind:>16}: loss and gradients vs {r}: worst relative "
                 f"error {err:.1e}" + ("" if err64 is None else f" (float64: {err64:.1e})"))
@@ -494,6 +495,7 @@ def table(results: dict, all_models: dict, header: str, errors: dict) -> str:
     lines.append("\n\"added\" = step - stand-in step of the same framework (the median over "
                  "rounds of the difference within a round): the time the transposed "
                  "convolutions add. Models:\n")
+
     def check(kind, err, err64):
         if err64 is None:
             return f"{kind} {err:.0e}"

@@ -396,6 +396,12 @@ def _dot_per_group(a: jax.Array, b: jax.Array, contract: tuple[int, int],
 # Both zero-pad the weight to M*s taps.  With groups > 1 the group is the batch axis of
 # the matrix multiply: the channels are read group-major and the group moved in front
 # of the batch once, before the phases.
+def phase_dx_sums_on_output_side(c_in_g: int, c_out_g: int, stride) -> bool:
+    """Which of the two ways :func:`input_grad_phase` takes: the output side when
+    ``C_in/g <= prod(s) * C_out/g`` (the smaller of the two matrices it would build)."""
+    return c_in_g <= math.prod(stride) * c_out_g
+
+
 def input_grad_phase(g: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     """``dx`` as one matrix multiply (per group) in the cotangent's phases."""
     if config.flip:
@@ -414,7 +420,7 @@ def input_grad_phase(g: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     taps = int(np.prod(m))                              # explicit sizes: N may be 0
     phase_ch = int(np.prod(s)) * c_out_g
     acc = geo.accumulation_dtype(config, g.dtype)       # the tap sum rounds once
-    if ci <= phase_ch:
+    if phase_dx_sums_on_output_side(ci, c_out_g, s):
         # (g, C_in/g, C_out/g, M_1, s_1, M_2, s_2, ...) -> (g, *s, C_out/g, *M, C_in/g)
         wq = wq.transpose((0,) + tuple(4 + 2 * a for a in range(nd)) + (2,)
                           + tuple(3 + 2 * a for a in range(nd)) + (1,))

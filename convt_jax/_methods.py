@@ -273,18 +273,16 @@ def auto(config: Config, x_shape: Shape, w_shape: Shape) -> tuple[str, str, str]
     small_grid = all(ln >= 16 * (mm - 1) for ln, mm in zip(spatial, m))
     # Phase dx sums its taps on the output side when C_in <= s^d * C_out (every decoder
     # layer but an image/volume output layer, see _gradients.input_grad_phase).
-    output_side = c_in <= int(np.prod(config.stride)) * c_out
-    if strided and nd == 3 and not output_side:
-        # Few output channels: dx by phases would stack M^3 shifted copies of the
-        # cotangent's phases; the strided convolution needs none.
-        return (forward, "conv", "phase")
+    output_side = _gradients.phase_dx_sums_on_output_side(c_in, c_out, config.stride)
     if strided and nd == 3:
         # dx and dw in the phases: one matrix multiply each, no shifted copies of the
         # cotangent (dx sums the tap blocks on the output side).  A/B of the whole jitted
         # forward+backward, one process, 9 shuffled rounds, 2 shared cores of an AMD EPYC
         # without AVX-512 (ms and compiled temporary MiB, dx by the strided convolution ->
-        # phases): unet3d 534 / 173 -> 342 / 176, wide3d 94 / 21 -> 85 / 21.
-        return (forward, "phase", "phase")
+        # phases): unet3d 534 / 173 -> 342 / 176, wide3d 94 / 21 -> 85 / 21.  With few
+        # output channels dx by phases would stack M^3 shifted copies of the cotangent's
+        # phases; the strided convolution needs none.
+        return (forward, "phase" if output_side else "conv", "phase")
     if strided and nd == 2 and aligned and small_grid and output_side:
         # Same A/B, matmul/matmul -> phase/phase (three runs for the first two): dcgan3
         # 262 / 247 / 243 -> 216 / 217 / 212 ms (temporaries 132 -> 91 MiB), wide2d 344 /

@@ -431,8 +431,8 @@ def test_largest_benchmark_layer_allocates_no_zero_dilated_input():
     live at the same time) and four arrays the size of the phase-split, padded
     cotangent (2*16*66^3 floats, 35 MiB each; y's own copies are a little smaller):
     211 MiB.  Measured on XLA:CPU (jax 0.10.2): 175.6 MiB (172.5 with dx by the strided
-    convolution), so one more zero-dilated copy of x (61 MiB) would break the bound.  The same HLO check does find
-    the lhs-dilated convolution in method='dilated' (whose XLA:CPU temp is 80 MiB: the
+    convolution), so one more zero-dilated copy of x (61 MiB) would break the bound.  The
+    same HLO check does find the lhs-dilated convolution in method='dilated' (whose XLA:CPU temp is 80 MiB: the
     runtime dilates inside the convolution kernel, outside buffer assignment).
     """
     x = jax.ShapeDtypeStruct((2, 32, 32, 32, 32), jnp.float32)
