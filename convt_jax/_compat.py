@@ -43,6 +43,7 @@ __all__ = [
     "aval_sharding",
     "enable_x64",
     "explicit_axes",
+    "is_partitioned",
     "lower_with_sharding_in_types",
     "require_explicit_axes",
     "typeof",
@@ -170,6 +171,25 @@ def _find_lower_with_sharding_in_types() -> Callable:
 def lower_with_sharding_in_types(ctx: Any, op: Any, aval: Any) -> Any:
     """Annotate the lowered ``op`` with the sharding of ``aval``'s type."""
     return _find_lower_with_sharding_in_types()(ctx, op, aval)
+
+
+# --- lowering ------------------------------------------------------------------------------
+
+
+def is_partitioned(ctx: Any) -> bool:
+    """Whether a lowering rule's ``ctx`` lowers into a program that XLA's SPMD partitioner
+    splits: ``jax.jit`` over more than one device, or ``shard_map`` with a mesh axis of
+    size > 1 left Auto.  Read from the lowering context's axis context (its
+    ``num_devices``, or its ``mesh`` and ``manual_axes``), the same on every release."""
+    axis_context = getattr(getattr(ctx, "module_context", None), "axis_context", None)
+    num_devices = getattr(axis_context, "num_devices", None)
+    if num_devices is not None:                       # jit (ShardingContext)
+        return num_devices > 1
+    mesh = getattr(axis_context, "mesh", None)
+    manual = getattr(axis_context, "manual_axes", None)
+    if mesh is not None and manual is not None:       # shard_map (SPMDAxisContext)
+        return any(size > 1 for name, size in mesh.shape.items() if name not in manual)
+    return False                                      # pmap, or one device
 
 
 # --- configuration ------------------------------------------------------------------------

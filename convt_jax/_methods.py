@@ -308,10 +308,78 @@ def auto(config: Config, x_shape: Shape, w_shape: Shape) -> tuple[str, str, str]
     return (forward, "conv", "conv")
 
 
+# --- partitioned programs --------------------------------------------------------------------
+#
+# XLA's SPMD partitioner mis-partitions convolutions in several ways (jaxlib 0.10.2; see the
+# README's "Known, upstream"): a weight gradient multiplied by the size of an unused mesh
+# axis, the batch-grouped convolution of a grouped weight gradient under a batch split, a
+# feature-grouped convolution with its channels split, spatial splits of strided or
+# dilated convolutions (wrong values, or a process abort).  Its partitioning of dot_general,
+# slices, pads, reshapes and elementwise ops is right in every case we tried.  So when the
+# primitive is lowered into a partitioned program (jit over several devices, with Auto or
+# Explicit mesh axes, or shard_map with some axes left Auto), every form that contains a
+# convolution is replaced by one that contains none.
+
+
+def _forward_adjoint(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
+    """The forward as the adjoint of the convolution-free ``dx`` (any configuration).
+
+    ``y = F(x, w)`` is the transpose of ``g -> dx(g, w)``; that transpose of an im2col
+    (strided slices) times a matrix is a matrix multiply and pads: no convolution.  Used
+    under partitioning for layers without a phase decomposition.
+    """
+    dx_name = _safe_grad_name(config, (w.shape[0],), "conv")
+    y_shape = geo.output_shape(config, x.shape, w.shape)
+    fn = INPUT_GRADS[dx_name].fn
+    transpose = jax.linear_transpose(lambda g: fn(g, w, config),
+                                     jax.ShapeDtypeStruct(y_shape, x.dtype))
+    return transpose(x)[0]
+
+
+def _grouped_any(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
+    """The group-batched GEMM + col2im for any ``groups`` (1 included); needs phases."""
+    return _grouped.forward(x, w, config)
+
+
+# Forward forms used only in partitioned programs (not names a user can pass as ``method``).
+_PARTITIONED_FORWARD: dict[str, Callable[..., jax.Array]] = {
+    "grouped_any": _grouped_any,
+    "adjoint": _forward_adjoint,
+}
+# The forms that contain no convolution.
+_CONV_FREE_FORWARD = ("matmul", "depthwise", "grouped") + tuple(_PARTITIONED_FORWARD)
+_CONV_FREE_GRADS = ("matmul", "phase", "grouped")
+
+
+def _safe_grad_name(config: Config, w_shape: Shape, name: str) -> str:
+    if name in _CONV_FREE_GRADS:
+        return name
+    return "matmul" if config.groups in (1, w_shape[0]) else "grouped"
+
+
+def partitioned(method: tuple[str, str, str], config: Config, x_shape: Shape,
+                w_shape: Shape) -> tuple[str, str, str]:
+    """``method`` (resolved) with every form that contains a convolution replaced by a
+    convolution-free one, for a program that XLA's SPMD partitioner splits."""
+    fwd, dx, dw = method
+    if fwd not in _CONV_FREE_FORWARD:
+        if _dense_no_dilation(config, x_shape, w_shape) is None:
+            fwd = "matmul"
+        elif _depthwise(config, x_shape, w_shape) is None:
+            fwd = "depthwise"
+        elif has_phases(config):
+            fwd = "grouped_any"
+        else:
+            fwd = "adjoint"
+    return (fwd, _safe_grad_name(config, w_shape, dx), _safe_grad_name(config, w_shape, dw))
+
+
 # --- running a resolved method (the primitive's impl, lowering and transposes) ------------------
 
 def forward(name: str, x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     """Run lowering ``name`` (or its fallback, for a configuration made by ``vmap``)."""
+    if name in _PARTITIONED_FORWARD:
+        return _PARTITIONED_FORWARD[name](x, w, config)
     return FORWARD[usable(FORWARD, name, config, x.shape, w.shape)].fn(x, w, config)
 
 

@@ -44,7 +44,10 @@ def _forward(x, w, b, *, config: Config, batched: bool, dtype, method: str, fold
         y = _primitive.conv_transpose_batched(
             x, w, config, _methods.resolve(method, config, x.shape, w.shape, dtype))
     if fold is not None:
-        y = _padding_modes.fold(y, *fold, channels_last=config.channels_last)
+        # Slices of split axes: with Explicit mesh axes, run where the partitioner decides.
+        y = _primitive.with_auto_axes(functools.partial(
+            _padding_modes.fold, pads=fold[0], padding_mode=fold[1],
+            channels_last=config.channels_last), y)
     if b is not None:
         shape = [1] * y.ndim
         shape[_geometry.channel_axis(config)] = -1

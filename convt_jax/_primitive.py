@@ -147,15 +147,35 @@ def _without_explicit_axes(fn, out_aval, *avals):
     return _compat.auto_axes(fn, axes, out_aval.sharding)
 
 
+def with_auto_axes(fn, y: jax.Array) -> jax.Array:
+    """``fn(y)`` (a reshaping of the output, e.g. a padding mode's fold) run with the
+    Explicit mesh axes of ``y``'s type switched to Auto; the result keeps ``y``'s split of
+    every axis that still divides evenly.  Without Explicit axes, just ``fn(y)``."""
+    aval = _compat.typeof(y)
+    axes = _explicit_axes(aval)
+    if not axes:
+        return fn(y)
+    out = jax.eval_shape(fn, jax.ShapeDtypeStruct(y.shape, y.dtype))
+    mesh = aval.sharding.mesh
+    spec = tuple(aval.sharding.spec) + (None,) * (y.ndim - len(aval.sharding.spec))
+    spec = [e if e is not None and n % _axis_size(mesh, e) == 0 else None
+            for e, n in zip(spec, out.shape)]
+    return _compat.auto_axes(fn, axes, _compat.with_spec(aval.sharding, P(*spec)))(y)
+
+
 def _transpose_x(g, x, w, *, config: Config, method: tuple[str, str, str]):
-    fn = _without_explicit_axes(lambda g, w: _methods.input_grad(method[1], g, w, config), x.aval,
-                                _compat.typeof(g), _compat.typeof(w))
+    x_aval = x.aval
+    fn = _without_explicit_axes(
+        lambda g, w: input_grad_batched(g, w, config, method, tuple(x_aval.shape)),
+        x_aval, _compat.typeof(g), _compat.typeof(w))
     return fn(g, w)
 
 
 def _transpose_w(g, x, w, *, config: Config, method: tuple[str, str, str]):
-    fn = _without_explicit_axes(lambda g, x: _methods.weight_grad(method[2], g, x, config), w.aval,
-                                _compat.typeof(g), _compat.typeof(x))
+    w_aval = w.aval
+    fn = _without_explicit_axes(
+        lambda g, x: weight_grad_batched(g, x, config, method, tuple(w_aval.shape)),
+        w_aval, _compat.typeof(g), _compat.typeof(x))
     return fn(g, x)
 
 
@@ -211,6 +231,9 @@ _lower_run = mlir.lower_fun(_run, multiple_results=False)
 
 
 def _lowering(ctx, x, w, *, config: Config, method: tuple[str, str, str]):
+    if _compat.is_partitioned(ctx):
+        method = _methods.partitioned(method, config, ctx.avals_in[0].shape,
+                                      ctx.avals_in[1].shape)
     axes = _explicit_axes(*ctx.avals_in)
     if not axes:
         return _lower_run(ctx, x, w, config=config, method=method)
@@ -228,19 +251,171 @@ def _lowering(ctx, x, w, *, config: Config, method: tuple[str, str, str]):
 mlir.register_lowering(conv_transpose_p, _lowering)
 
 
+def _same_varying(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Inside ``shard_map``: the operand that varies over fewer manual axes cast (
+    ``jax.lax.pcast``; ``pvary`` on older JAX) to vary like the other."""
+    va, vb = _compat.varying_axes(_compat.typeof(a)), _compat.varying_axes(_compat.typeof(b))
+    if va != vb:
+        if vb - va:
+            a = _compat.vary_over(a, tuple(sorted(vb - va, key=str)))
+        if va - vb:
+            b = _compat.vary_over(b, tuple(sorted(va - vb, key=str)))
+    return a, b
+
+
 def conv_transpose_batched(x: jax.Array, w: jax.Array, config: Config,
                            method: tuple[str, str, str] = ("dilated", "conv", "conv")) -> jax.Array:
     """Bind the primitive: batched ``x`` in the config's layout, ``w`` of the same dtype.
 
     ``method`` is ``(forward lowering, dx form, dw form)``, already resolved
-    (:func:`convt_jax._methods.resolve`).  Inside ``shard_map`` the operand that varies
-    over fewer manual axes is cast (``jax.lax.pcast``; ``pvary`` on older JAX) to vary
-    like the other.
+    (:func:`convt_jax._methods.resolve`).  Inside ``shard_map`` the operands are cast to
+    vary over the same manual axes (:func:`_same_varying`).
     """
-    vx, vw = _compat.varying_axes(_compat.typeof(x)), _compat.varying_axes(_compat.typeof(w))
-    if vx != vw:
-        if vw - vx:
-            x = _compat.vary_over(x, tuple(sorted(vw - vx, key=str)))
-        if vx - vw:
-            w = _compat.vary_over(w, tuple(sorted(vx - vw, key=str)))
+    x, w = _same_varying(x, w)
     return conv_transpose_p.bind(x, w, config=config, method=method)
+
+
+# --- the gradient primitives ---------------------------------------------------------------
+#
+# ``dx = input_grad_p(g, w)`` and ``dw = weight_grad_p(g, x)`` are primitives too, so that
+# their form, like the forward's, is chosen where the program is lowered: a partitioned
+# program gets convolution-free forms (see ``_methods.partitioned``).  With ``F(x, w)`` the
+# transposed convolution, ``<g, F(x, w)> = <dx(g, w), x> = <dw(g, x), w>``, so the three
+# bilinear maps transpose into each other:
+#
+#   dx(g, w):  g -> F(ct, w),  w -> dw(g, ct)
+#   dw(g, x):  g -> F(x, ct),  x -> dx(g, ct)
+#
+# and gradients of any order stay inside the three primitives.  ``shape`` is the result's
+# shape (the input's for dx, the weight's for dw).
+
+input_grad_p = Primitive("convt_jax_conv_transpose_input_grad")
+weight_grad_p = Primitive("convt_jax_conv_transpose_weight_grad")
+
+
+def input_grad_batched(g: jax.Array, w: jax.Array, config: Config,
+                       method: tuple[str, str, str], shape: tuple[int, ...]) -> jax.Array:
+    """``dx`` of the batched primitive for the cotangent ``g`` (``shape``: the input's)."""
+    g, w = _same_varying(g, w)
+    return input_grad_p.bind(g, w, config=config, method=method, shape=tuple(shape))
+
+
+def weight_grad_batched(g: jax.Array, x: jax.Array, config: Config,
+                        method: tuple[str, str, str], shape: tuple[int, ...]) -> jax.Array:
+    """``dw`` of the batched primitive for the cotangent ``g`` (``shape``: the weight's)."""
+    g, x = _same_varying(g, x)
+    return weight_grad_p.bind(g, x, config=config, method=method, shape=tuple(shape))
+
+
+def _run_input_grad(g, w, *, config: Config, method: tuple[str, str, str], shape):
+    return _methods.input_grad(method[1], g, w, config).astype(g.dtype)
+
+
+def _run_weight_grad(g, x, *, config: Config, method: tuple[str, str, str], shape):
+    return _methods.weight_grad(method[2], g, x, config).astype(g.dtype)
+
+
+def _grad_abstract_eval(g, a, *, config: Config, method: tuple[str, str, str], shape):
+    vg, va = _compat.varying_axes(g), _compat.varying_axes(a)
+    if vg != va:
+        raise ValueError(
+            f"conv_transpose gradient operands vary over different manual mesh axes "
+            f"({sorted(vg, key=str)}, {sorted(va, key=str)})")
+    # Bound with Auto mesh axes only (the transposes run under ``_without_explicit_axes``).
+    sharding = _compat.aval_sharding(g)
+    if sharding is not None:
+        sharding = _compat.with_spec(sharding, P())
+    return g.update(shape=tuple(shape), weak_type=False, sharding=sharding)
+
+
+def _grad_lowering(run, shapes):
+    lower = mlir.lower_fun(run, multiple_results=False)
+
+    def rule(ctx, g, a, *, config: Config, method: tuple[str, str, str], shape):
+        if _compat.is_partitioned(ctx):
+            method = _methods.partitioned(method, config, *shapes(ctx.avals_in, shape))
+        return lower(ctx, g, a, config=config, method=method, shape=shape)
+    return rule
+
+
+def _input_grad_transpose_g(ct, g, w, *, config, method, shape):
+    return conv_transpose_batched(ct, w, config, method)
+
+
+def _input_grad_transpose_w(ct, g, w, *, config, method, shape):
+    return weight_grad_batched(g, ct, config, method, tuple(w.aval.shape))
+
+
+def _weight_grad_transpose_g(ct, g, x, *, config, method, shape):
+    return conv_transpose_batched(x, ct, config, method)
+
+
+def _weight_grad_transpose_x(ct, g, x, *, config, method, shape):
+    return input_grad_batched(g, ct, config, method, tuple(x.aval.shape))
+
+
+def _fold_channels(a, bd, config: Config):
+    """The vmapped axis ``bd`` of an activation folded into its channels (vmap-major)."""
+    c_ax = _channel_axis(config)
+    a = jnp.moveaxis(a, bd, c_ax)
+    s = list(a.shape)
+    return a.reshape(s[:c_ax] + [s[c_ax] * s[c_ax + 1]] + s[c_ax + 2:])
+
+
+def _unfold_channels(a, b: int, config: Config):
+    c_ax = _channel_axis(config)
+    s = list(a.shape)
+    a = a.reshape(s[:c_ax] + [b, s[c_ax] // b] + s[c_ax + 1:])
+    return jnp.moveaxis(a, c_ax, 0)
+
+
+def _fold_weight(w, bd):
+    w = jnp.moveaxis(w, bd, 0)
+    return w.reshape(w.shape[0] * w.shape[1], *w.shape[2:])
+
+
+def _broadcast_unmapped(args, dims):
+    size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
+    return ([a if d is not None else jnp.broadcast_to(a[None], (size, *a.shape))
+             for a, d in zip(args, dims)],
+            [d if d is not None else 0 for d in dims], size)
+
+
+def _input_grad_batch_rule(args, dims, *, config: Config, method, shape):
+    (g, w), (bg, bw) = args, dims
+    if bw is None:
+        # Fold the vmapped axis of the cotangent into the batch axis.
+        g = jnp.moveaxis(g, bg, 0)
+        b, n = g.shape[:2]
+        dx = input_grad_batched(g.reshape(b * n, *g.shape[2:]), w, config, method,
+                                (b * n, *shape[1:]))
+        return dx.reshape(b, n, *dx.shape[1:]), 0
+    # Otherwise b independent problems side by side as b * groups groups.
+    (g, w), (bg, bw), b = _broadcast_unmapped((g, w), (bg, bw))
+    c_ax = _channel_axis(config)
+    folded = list(shape)
+    folded[c_ax] *= b
+    dx = input_grad_batched(_fold_channels(g, bg, config), _fold_weight(w, bw),
+                            config._replace(groups=b * config.groups), method, tuple(folded))
+    return _unfold_channels(dx, b, config), 0
+
+
+def _weight_grad_batch_rule(args, dims, *, config: Config, method, shape):
+    # dw sums over the batch axis, so a vmapped axis goes into the groups, never the batch.
+    (g, x), (bg, bx), b = _broadcast_unmapped(args, dims)
+    dw = weight_grad_batched(_fold_channels(g, bg, config), _fold_channels(x, bx, config),
+                             config._replace(groups=b * config.groups), method,
+                             (b * shape[0], *shape[1:]))
+    return dw.reshape(b, *shape), 0
+
+
+for _p, _run_fn, _shapes, _tg, _ta, _batch in (
+        (input_grad_p, _run_input_grad, lambda avals, shape: (shape, avals[1].shape),
+         _input_grad_transpose_g, _input_grad_transpose_w, _input_grad_batch_rule),
+        (weight_grad_p, _run_weight_grad, lambda avals, shape: (avals[1].shape, shape),
+         _weight_grad_transpose_g, _weight_grad_transpose_x, _weight_grad_batch_rule)):
+    _p.def_impl(jax.jit(_run_fn, static_argnames=("config", "method", "shape")))
+    _p.def_abstract_eval(_grad_abstract_eval)
+    ad.defbilinear(_p, _tg, _ta)
+    batching.primitive_batchers[_p] = _batch
+    mlir.register_lowering(_p, _grad_lowering(_run_fn, _shapes))

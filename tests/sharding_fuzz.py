@@ -1,0 +1,247 @@
+"""Sharded equals unsharded: a random-configuration fuzz on 8 simulated CPU devices.
+
+Run as a child process by ``tests/test_sharding_fuzz.py`` (JAX fixes its device
+count when it starts, and an XLA abort must end one child, not the test run):
+
+    XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/sharding_fuzz.py SEED...
+
+Each seed makes one case (:func:`make_case`): a random transposed convolution
+(1-3 spatial axes, both layouts, dense / grouped / depthwise, stride, dilation,
+padding, output_padding, padding modes, every ``method``) and a random split of its
+operands over a 4 x 2 mesh (batch, output channels, input channels / groups, a
+spatial axis, and pairs of those; some splits leave a mesh axis unused), run with
+``Auto`` mesh axes, ``Explicit`` ones, or inside ``shard_map`` (batch split, the
+weight's gradient summed with ``psum``).  The forward ``y`` and the gradients ``dx``,
+``dw`` and ``db`` of one jitted ``jax.vjp`` are compared with the same computation
+on one device, in float64.
+
+Before running a case the child prints ``CASE <seed> <description>`` and flushes, so
+if XLA aborts the process the parent still knows which configuration did it; after,
+``OK <seed>`` or ``DIFF <seed> <what differs>``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from jax.sharding import NamedSharding  # noqa: E402
+from jax.sharding import PartitionSpec as P  # noqa: E402
+
+import convt_jax as ct  # noqa: E402
+from convt_jax import _compat  # noqa: E402
+
+MESH_SHAPE = (4, 2)
+MESH_AXES = ("a", "b")
+METHODS = ("auto", "dilated", "subpixel", "matmul", "depthwise", "grouped")
+SPLITS = ("batch", "out", "in", "spatial")
+RTOL = 1e-9
+
+
+def make_case(seed: int) -> dict:
+    """A random configuration that the library accepts (sampled again until it does)."""
+    r = random.Random(seed)
+    while True:
+        case = _sample(r)
+        try:
+            _check_accepted(case)
+        except ValueError:
+            continue
+        case["seed"] = seed
+        return case
+
+
+def _sample(r: random.Random) -> dict:
+    nd = r.choice((1, 1, 2, 2, 2, 3))
+    kind = r.choice(("dense", "dense", "grouped", "depthwise"))
+    c_in = 8
+    groups = {"dense": 1, "grouped": r.choice((2, 4)), "depthwise": c_in}[kind]
+    c_out = groups * r.choice((1, 2)) if kind != "dense" else r.choice((4, 8))
+    kmax = 3 if nd == 3 else 4
+    kernel = [r.randint(1, kmax) for _ in range(nd)]
+    stride = [r.choice((1, 2, 2, 3)) for _ in range(nd)]
+    dilation = [r.choice((1, 1, 2)) for _ in range(nd)]
+    padding = [r.randint(0, d * (k - 1)) for k, d in zip(kernel, dilation)]
+    output_padding = [r.randint(0, max(s, d) - 1) for s, d in zip(stride, dilation)]
+    length = [r.choice((4, 8)) if nd < 3 else 4 for _ in range(nd)]
+    mode = r.choice(("zeros",) * 5 + ("reflect", "replicate", "circular"))
+    # Up to two of the splits, each on its own mesh axis; sometimes one axis stays unused.
+    n_splits = r.choice((1, 1, 2, 2, 2))
+    splits = r.sample(SPLITS, n_splits)
+    axes = list(MESH_AXES)
+    r.shuffle(axes)
+    placement = {s: axes[i] for i, s in enumerate(splits)}
+    if r.random() < 0.2 and len(splits) == 1:
+        placement[splits[0]] = tuple(MESH_AXES)           # one split over the whole mesh
+    # The weight's split for "out": its output channels (axis 1) or, grouped, whole
+    # groups of its input channels (axis 0).
+    out_axis = r.choice((0, 1)) if groups > 1 else 1
+    mesh_kind = r.choice(("auto", "auto", "explicit", "shard_map"))
+    if mesh_kind == "explicit" and not _compat.HAS_EXPLICIT_AXES:
+        mesh_kind = "auto"            # convt_jax runs on Explicit axes from jax 0.7
+    if mesh_kind == "shard_map" and not hasattr(jax, "shard_map"):
+        mesh_kind = "auto"            # public from jax 0.6
+    if mesh_kind == "shard_map":
+        placement = {"batch": placement.get("batch", "a")}
+        if r.random() < 0.5:
+            placement["batch"] = tuple(MESH_AXES)
+    return dict(
+        nd=nd, channels_last=r.random() < 0.5, c_in=c_in, c_out=c_out, groups=groups,
+        kernel=kernel, stride=stride, dilation=dilation, padding=padding,
+        output_padding=output_padding, padding_mode=mode, length=length, batch=8,
+        method=r.choice(METHODS), placement=placement, out_axis=out_axis,
+        mesh_kind=mesh_kind, bias=r.random() < 0.5,
+    )
+
+
+def _shapes(case: dict):
+    nd, cl = case["nd"], case["channels_last"]
+    x = ((case["batch"], *case["length"], case["c_in"]) if cl
+         else (case["batch"], case["c_in"], *case["length"]))
+    w = (case["c_in"], case["c_out"] // case["groups"], *case["kernel"])
+    return x, w, nd
+
+
+def _call(case: dict, x, w, b):
+    return ct.conv_transpose(
+        x, w, b, stride=tuple(case["stride"]), padding=tuple(case["padding"]),
+        output_padding=tuple(case["output_padding"]), groups=case["groups"],
+        dilation=tuple(case["dilation"]), channels_last=case["channels_last"],
+        padding_mode=case["padding_mode"], method=case["method"])
+
+
+def _check_accepted(case: dict) -> None:
+    xs, ws, _ = _shapes(case)
+    b = jax.ShapeDtypeStruct((case["c_out"],), jnp.float64) if case["bias"] else None
+    out = jax.eval_shape(lambda x, w, b: _call(case, x, w, b),
+                         jax.ShapeDtypeStruct(xs, jnp.float64),
+                         jax.ShapeDtypeStruct(ws, jnp.float64), b)
+    if any(d < 1 for d in out.shape):
+        raise ValueError("empty output")
+    _specs(case, xs, ws)                      # raises ValueError when a split does not divide
+
+
+def _size(entry) -> int:
+    names = entry if isinstance(entry, tuple) else (entry,)
+    return int(np.prod([MESH_SHAPE[MESH_AXES.index(a)] for a in names]))
+
+
+def _specs(case: dict, xs, ws):
+    """PartitionSpecs of x and w (the bias follows the weight's output channels)."""
+    nd, cl = case["nd"], case["channels_last"]
+    x_spec, w_spec = [None] * (nd + 2), [None] * (nd + 2)
+    c_ax = nd + 1 if cl else 1
+    for split, entry in case["placement"].items():
+        if split == "batch":
+            dims = [(x_spec, 0, xs[0])]
+        elif split == "out":
+            dims = [(w_spec, case["out_axis"], ws[case["out_axis"]])]
+        elif split == "in":
+            dims = [(x_spec, c_ax, xs[c_ax]), (w_spec, 0, ws[0])]
+        else:
+            a = 1 if cl else 2
+            dims = [(x_spec, a, xs[a])]
+        for spec, d, n in dims:
+            if n % _size(entry):
+                raise ValueError(f"{split} split does not divide {n}")
+            spec[d] = entry
+    return P(*x_spec), P(*w_spec)
+
+
+def describe(case: dict) -> str:
+    keys = ("nd", "channels_last", "c_in", "c_out", "groups", "kernel", "stride", "dilation",
+            "padding", "output_padding", "padding_mode", "length", "method", "mesh_kind",
+            "placement", "out_axis", "bias")
+    return json.dumps({k: case[k] for k in keys})
+
+
+def _mesh(kind: str):
+    if _compat.AxisType is None:
+        return jax.make_mesh(MESH_SHAPE, MESH_AXES)
+    t = _compat.AxisType.Explicit if kind == "explicit" else _compat.AxisType.Auto
+    return jax.make_mesh(MESH_SHAPE, MESH_AXES, axis_types=(t,) * 2)
+
+
+def _vjp_fn(case: dict, cot):
+    def fn(x, w, b):
+        y, pull = jax.vjp(lambda x, w, b: _call(case, x, w, b), x, w, b)
+        return (y, *pull(cot))
+    return fn
+
+
+def run_case(case: dict) -> str | None:
+    """None when the sharded results equal the one-device ones, else what differs."""
+    xs, ws, _ = _shapes(case)
+    rng = np.random.default_rng(case["seed"])
+    x = rng.standard_normal(xs)
+    w = rng.standard_normal(ws)
+    b = rng.standard_normal((case["c_out"],)) if case["bias"] else np.zeros((case["c_out"],))
+    y_shape = jax.eval_shape(lambda x, w, b: _call(case, x, w, b), x, w, b).shape
+    cot = rng.standard_normal(y_shape)
+    fn = _vjp_fn(case, cot)
+    dev0 = jax.devices()[0]
+    ref = jax.jit(fn)(*jax.device_put((x, w, b), dev0))
+    mesh = _mesh(case["mesh_kind"])
+    x_spec, w_spec = _specs(case, xs, ws)
+    if case["mesh_kind"] == "shard_map":
+        got = _run_shard_map(case, mesh, x_spec, x, w, b, cot)
+    else:
+        b_spec = P(w_spec[1]) if case["groups"] == 1 or case["out_axis"] == 1 else P()
+        if case["groups"] > 1 and case["out_axis"] == 1:
+            b_spec = P()
+        xa = jax.device_put(x, NamedSharding(mesh, x_spec))
+        wa = jax.device_put(w, NamedSharding(mesh, w_spec))
+        ba = jax.device_put(b, NamedSharding(mesh, b_spec))
+        got = jax.jit(fn)(xa, wa, ba)
+    bad = []
+    for name, r, g in zip(("y", "dx", "dw", "db"), ref, got):
+        r, g = np.asarray(r), np.asarray(g)
+        if r.shape != g.shape:
+            bad.append(f"{name} shape {g.shape} != {r.shape}")
+            continue
+        err = float(np.max(np.abs(r - g), initial=0.0))
+        scale = max(1.0, float(np.max(np.abs(r), initial=0.0)))
+        if not err <= RTOL * scale:
+            bad.append(f"{name} max|diff| {err:.3g} (scale {scale:.3g})")
+    return "; ".join(bad) or None
+
+
+def _run_shard_map(case, mesh, x_spec, x, w, b, cot):
+    """Data parallel per-device code: each device's batch block, the weight replicated."""
+    entry = case["placement"]["batch"]
+    cot_spec = P(entry)
+
+    def per_device(x, w, b, cot):
+        y, pull = jax.vjp(lambda x, w, b: _call(case, x, w, b), x, w, b)
+        # The weight and bias are replicated: the transpose of JAX's cast of them to
+        # vary over the batch axes already sums their cotangents over the devices.
+        return (y, *pull(cot))
+
+    f = jax.shard_map(per_device, mesh=mesh,
+                          in_specs=(x_spec, P(), P(), cot_spec),
+                          out_specs=(cot_spec, x_spec, P(), P()))
+    return jax.jit(f)(x, w, b, cot)
+
+
+def main(seeds: list[int]) -> int:
+    assert jax.device_count() >= 8, "needs XLA_FLAGS=--xla_force_host_platform_device_count=8"
+    for seed in seeds:
+        case = make_case(seed)
+        print(f"CASE {seed} {describe(case)}", flush=True)
+        try:
+            diff = run_case(case)
+        except Exception as e:  # a raised error is a failure of the case, not of the run
+            diff = f"raised {type(e).__name__}: {str(e)[:400]}"
+        print(f"OK {seed}" if diff is None else f"DIFF {seed} {diff}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main([int(s) for s in sys.argv[1:]]))
