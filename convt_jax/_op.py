@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from . import _args, _geometry, _methods, _padding_modes, _primitive, _tune
+from . import _args, _geometry, _halo, _methods, _padding_modes, _primitive, _tune
 from ._geometry import Config
 
 
@@ -40,6 +40,10 @@ def _forward(x, w, b, *, config: Config, batched: bool, dtype, method: str, fold
         # An empty batch: the result is the bias alone and the gradients are zero.  Not
         # lowered: the im2col gradient forms cannot reshape an empty batch.
         y = jnp.zeros(_geometry.output_shape(config, x.shape, w.shape), dtype)
+    elif (halo := _halo.plan(config, x, w)) is not None:
+        # A spatial split visible in the types (Explicit mesh axes): halo exchange.
+        y = _halo.run(x, w, config, lambda c, xs, ws: _methods.resolve(method, c, xs, ws, dtype),
+                      halo)
     else:
         y = _primitive.conv_transpose_batched(
             x, w, config, _methods.resolve(method, config, x.shape, w.shape, dtype))

@@ -230,6 +230,68 @@ def _run_shard_map(case, mesh, x_spec, x, w, b, cot):
     return jax.jit(f)(x, w, b, cot)
 
 
+# --- halo exchange (Explicit mesh axes, a spatial split visible in the types) ---------------
+
+# (ndim, channels_last, kernel, stride, padding, output_padding, dilation): layers whose
+# output blocks line up with the input blocks (L_out = s * L).
+HALO_CASES = [(1, False, 8, 4, 2, 0, 1), (1, True, 3, 1, 2, 0, 2), (2, False, 4, 2, 1, 0, 1),
+              (2, True, 3, 2, 1, 1, 1), (2, False, 3, 1, 1, 0, 1), (3, False, 4, 2, 1, 0, 1)]
+
+
+def _collectives(hlo: str) -> dict[str, int]:
+    import re
+    return {op: len(re.findall(rf" {op}(?:-start)?\(", hlo))
+            for op in ("all-gather", "all-to-all", "collective-permute", "all-reduce")}
+
+
+def check_halo(case) -> str | None:
+    """Batch over "data", the first spatial axis over "space" (2 x 4, Explicit axes): the
+    forward and the gradients equal one device's, the compiled program exchanges halos
+    (collective-permutes, none when no halo is needed) and gathers nothing, and y and dx
+    stay split like x."""
+    nd, cl, k, s, p, op, d = case
+    rng = np.random.default_rng(0)
+    length = 16 if nd < 3 else 8
+    xs = (4, *(length,) * nd, 6) if cl else (4, 6, *(length,) * nd)
+    x, w, b = rng.standard_normal(xs), rng.standard_normal((6, 4, *(k,) * nd)), \
+        rng.standard_normal(4)
+    spec = [None] * (nd + 2)
+    spec[0], spec[1 if cl else 2] = "data", "space"
+
+    def f(x, w, b):
+        return ct.conv_transpose(x, w, b, s, p, op, dilation=d, channels_last=cl)
+
+    gy = rng.standard_normal(jax.eval_shape(f, x, w, b).shape)
+
+    def step(x, w, b, gy):
+        y, pull = jax.vjp(f, x, w, b)
+        return (y, *pull(gy))
+
+    ref = jax.jit(step)(*jax.device_put((x, w, b, gy), jax.devices()[0]))
+    mesh = jax.make_mesh((2, 4), ("data", "space"),
+                         axis_types=(_compat.AxisType.Explicit,) * 2)
+    split, rep = NamedSharding(mesh, P(*spec)), NamedSharding(mesh, P())
+    args = (jax.device_put(x, split), jax.device_put(w, rep), jax.device_put(b, rep),
+            jax.device_put(gy, split))
+    compiled = jax.jit(step).lower(*args).compile()
+    got = compiled(*args)
+    found = _collectives(compiled.as_text())
+    bad = []
+    if found["all-gather"] or found["all-to-all"]:
+        bad.append(f"gathers: {found}")
+    halo = max(0, (d * (k - 1) - p) // s) + max(0, (p - 1) // s + 1)
+    if halo and not found["collective-permute"]:
+        bad.append(f"no halo exchange: {found}")
+    for name, r, g in zip(("y", "dx", "dw", "db"), ref, got):
+        err = float(np.max(np.abs(np.asarray(r) - np.asarray(g))))
+        if not err <= RTOL * max(1.0, float(np.max(np.abs(np.asarray(r))))):
+            bad.append(f"{name} max|diff| {err:.3g}")
+    for name, a in (("y", got[0]), ("dx", got[1])):
+        if not a.sharding.is_equivalent_to(split, a.ndim):
+            bad.append(f"{name} comes out as {a.sharding.spec}, not split like x")
+    return "; ".join(bad) or None
+
+
 def main(seeds: list[int]) -> int:
     assert jax.device_count() >= 8, "needs XLA_FLAGS=--xla_force_host_platform_device_count=8"
     for seed in seeds:
@@ -243,5 +305,18 @@ def main(seeds: list[int]) -> int:
     return 0
 
 
+def main_halo() -> int:
+    for i, case in enumerate(HALO_CASES):
+        print(f"CASE {i} {json.dumps(case)}", flush=True)
+        try:
+            diff = check_halo(case)
+        except Exception as e:
+            diff = f"raised {type(e).__name__}: {str(e)[:400]}"
+        print(f"OK {i}" if diff is None else f"DIFF {i} {diff}", flush=True)
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["halo"]:
+        raise SystemExit(main_halo())
     raise SystemExit(main([int(s) for s in sys.argv[1:]]))

@@ -18,7 +18,11 @@ import pathlib
 import subprocess
 import sys
 
+import jax
 import pytest
+from sharding_fuzz import HALO_CASES
+
+from convt_jax._compat import HAS_EXPLICIT_AXES
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHILD = ROOT / "tests" / "sharding_fuzz.py"
@@ -36,11 +40,15 @@ def _env() -> dict:
     return env
 
 
-def run_seeds(seeds: list[int]) -> tuple[list[str], int]:
-    """Run ``seeds`` in children until each has a result; the failures and the count run."""
+def run_seeds(seeds: list[int], mode: tuple[str, ...] = ()) -> tuple[list[str], int]:
+    """Run ``seeds`` in children until each has a result; the failures and the count run.
+
+    ``mode`` (``("halo",)``) runs the child's fixed halo-exchange cases instead, numbered
+    like seeds; a crash then ends the run (their numbers are not arguments)."""
     failures, done, todo = [], 0, list(seeds)
     while todo:
-        proc = subprocess.run([sys.executable, str(CHILD), *map(str, todo)], cwd=ROOT,
+        args = list(mode) or [str(s) for s in todo]
+        proc = subprocess.run([sys.executable, str(CHILD), *args], cwd=ROOT,
                               env=_env(), capture_output=True, text=True, timeout=1200)
         running, finished = {}, set()
         for line in proc.stdout.splitlines():
@@ -65,6 +73,9 @@ def run_seeds(seeds: list[int]) -> tuple[list[str], int]:
                             f"    case {running[seed]}")
             finished.add(seed)
         todo = [s for s in todo if s not in finished]
+        if mode and todo and crashed:
+            failures.append(f"cases {todo} not run after the crash")
+            break
     return failures, done
 
 
@@ -90,6 +101,17 @@ def test_sharded_equals_unsharded(seeds):
                          ids=lambda s: f"seeds{s[0]}-{s[-1]}")
 def test_sharded_equals_unsharded_slow(seeds):
     _check(seeds)
+
+
+@pytest.mark.skipif(not (HAS_EXPLICIT_AXES and hasattr(jax, "shard_map")),
+                    reason="this JAX has no Explicit mesh axes for convt_jax (needs 0.7)")
+def test_spatial_split_exchanges_halos_only():
+    """With Explicit mesh axes a spatial split is visible in the types: the compiled
+    forward + backward exchanges halos (collective-permute) and gathers nothing, and the
+    results equal one device's (tests/sharding_fuzz.py's check_halo)."""
+    count = len(HALO_CASES)
+    failures, done = run_seeds(list(range(count)), mode=("halo",))
+    assert done == count and not failures, "\n".join(failures)
 
 
 def test_a_crashing_child_fails_one_case(monkeypatch, tmp_path):
