@@ -160,6 +160,12 @@ def resolve(method: str, config: Config, x_shape: Shape, w_shape: Shape,
     return chosen
 
 
+#: What ``"auto"`` runs on the accelerators (GPU, TPU): the core lowering, which XLA lowers
+#: to the vendor's backward-data convolution (cuDNN, the TPU's convolution units), and the
+#: convolution-form gradients.
+ACCELERATOR_FORMS = ("dilated", "conv", "conv")
+
+
 def _applicable(table: dict[str, Form], config: Config, x_shape: Shape,
                 w_shape: Shape) -> list[str]:
     return [name for name, form in table.items()
@@ -233,8 +239,6 @@ def auto(config: Config, x_shape: Shape, w_shape: Shape) -> tuple[str, str, str]
       convolutions are fast there: conv1d 184 ms against 200 for im2col;
       stride 1 also needs no K^d-times buffer).
     """
-    if jax.default_backend() != "cpu":
-        return ("dilated", "conv", "conv")
     if not has_phases(config):
         return ("dilated", "conv", "conv")
     if _depthwise(config, x_shape, w_shape) is None:
@@ -361,7 +365,7 @@ def partitioned(method: tuple[str, str, str], config: Config, x_shape: Shape,
                 w_shape: Shape) -> tuple[str, str, str]:
     """``method`` (resolved) with every form that contains a convolution replaced by a
     convolution-free one, for a program that XLA's SPMD partitioner splits."""
-    fwd, dx, dw = method
+    fwd, dx, dw = method[:3]
     if fwd not in _CONV_FREE_FORWARD:
         if _dense_no_dilation(config, x_shape, w_shape) is None:
             fwd = "matmul"

@@ -42,11 +42,10 @@ def _forward(x, w, b, *, config: Config, batched: bool, dtype, method: str, fold
         y = jnp.zeros(_geometry.output_shape(config, x.shape, w.shape), dtype)
     elif (halo := _halo.plan(config, x, w)) is not None:
         # A spatial split visible in the types (Explicit mesh axes): halo exchange.
-        y = _halo.run(x, w, config, lambda c, xs, ws: _methods.resolve(method, c, xs, ws, dtype),
-                      halo)
+        y = _halo.run(x, w, config, functools.partial(_forms, method, dtype, tune), halo)
     else:
         y = _primitive.conv_transpose_batched(
-            x, w, config, _methods.resolve(method, config, x.shape, w.shape, dtype))
+            x, w, config, _forms(method, dtype, tune, config, x.shape, w.shape))
     if fold is not None:
         # Slices of split axes: with Explicit mesh axes, run where the partitioner decides.
         y = _primitive.with_auto_axes(functools.partial(
@@ -58,6 +57,26 @@ def _forward(x, w, b, *, config: Config, batched: bool, dtype, method: str, fold
         y = y + b.astype(y.dtype).reshape(shape)
     y = y.astype(dtype)
     return y if batched else y[0]
+
+
+def _forms(method: str, dtype, tune: bool, config: Config, x_shape, w_shape) -> tuple:
+    """The CPU's forms and the accelerators' (the lowering picks by its platform).
+
+    An explicit method: the same forms on every platform.  ``"auto"``: the CPU rule on
+    CPU and XLA's convolutions on the accelerators; with autotuning on, the forms
+    measured on the default backend replace that platform's (the tuner times there).
+    """
+    rule = _methods.resolve(method, config, x_shape, w_shape)     # no dtype: never tuned
+    if method != "auto":
+        return rule + rule
+    accelerator = _methods.ACCELERATOR_FORMS
+    if tune:
+        tuned = _methods.resolve(method, config, x_shape, w_shape, dtype)
+        if jax.default_backend() == "cpu":
+            rule = tuned
+        else:
+            accelerator = tuned
+    return tuple(rule) + tuple(accelerator)
 
 
 def _conv_transpose(num_spatial: int | None, fn_name: str, input, weight, bias, stride, padding,

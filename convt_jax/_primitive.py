@@ -55,7 +55,11 @@ from ._geometry import Config
 conv_transpose_p = Primitive("convt_jax_conv_transpose")
 
 # ``method`` is (forward lowering, dx form, dw form): names in the registries of
-# :mod:`._methods`, which also runs them.
+# :mod:`._methods`, which also runs them; optionally followed by the three forms for the
+# accelerators (``cuda``, ``rocm``, ``tpu``, any other platform), which ``"auto"`` sets to
+# XLA's convolutions.  Each lowering rule picks the forms of the platform it lowers for
+# (``_platform_forms``), so a program exported or compiled for another platform than the
+# tracing host's, or for several at once, carries each platform's own.
 
 
 def _run(x, w, *, config: Config, method: tuple[str, str, str]):
@@ -230,10 +234,19 @@ batching.primitive_batchers[conv_transpose_p] = _batch_rule
 _lower_run = mlir.lower_fun(_run, multiple_results=False)
 
 
-def _lowering(ctx, x, w, *, config: Config, method: tuple[str, str, str]):
+def _platform_forms(ctx, method: tuple[str, ...], platform: str | None, config: Config,
+                    x_shape, w_shape) -> tuple[str, str, str]:
+    """The three forms for the platform being lowered for (``"cpu"``, or ``None`` for any
+    other), made convolution-free when the program is partitioned."""
+    forms = tuple(method[3:6]) if platform != "cpu" and len(method) == 6 else tuple(method[:3])
     if _compat.is_partitioned(ctx):
-        method = _methods.partitioned(method, config, ctx.avals_in[0].shape,
-                                      ctx.avals_in[1].shape)
+        forms = _methods.partitioned(forms, config, x_shape, w_shape)
+    return forms
+
+
+def _lowering(ctx, x, w, *, config: Config, method: tuple[str, ...], platform: str | None):
+    method = _platform_forms(ctx, method, platform, config, ctx.avals_in[0].shape,
+                             ctx.avals_in[1].shape)
     axes = _explicit_axes(*ctx.avals_in)
     if not axes:
         return _lower_run(ctx, x, w, config=config, method=method)
@@ -248,7 +261,11 @@ def _lowering(ctx, x, w, *, config: Config, method: tuple[str, str, str]):
     return [_compat.lower_with_sharding_in_types(ctx, out, ctx.avals_out[0])]
 
 
-mlir.register_lowering(conv_transpose_p, _lowering)
+# The CPU forms on "cpu"; the accelerator forms everywhere else (a platform-specific rule
+# and a default one: a multi-platform export gets a branch for each).
+mlir.register_lowering(conv_transpose_p, functools.partial(_lowering, platform="cpu"),
+                       platform="cpu")
+mlir.register_lowering(conv_transpose_p, functools.partial(_lowering, platform=None))
 
 
 def _same_varying(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -328,12 +345,11 @@ def _grad_abstract_eval(g, a, *, config: Config, method: tuple[str, str, str], s
     return g.update(shape=tuple(shape), weak_type=False, sharding=sharding)
 
 
-def _grad_lowering(run, shapes):
+def _grad_lowering(run, shapes, platform: str | None):
     lower = mlir.lower_fun(run, multiple_results=False)
 
-    def rule(ctx, g, a, *, config: Config, method: tuple[str, str, str], shape):
-        if _compat.is_partitioned(ctx):
-            method = _methods.partitioned(method, config, *shapes(ctx.avals_in, shape))
+    def rule(ctx, g, a, *, config: Config, method: tuple[str, ...], shape):
+        method = _platform_forms(ctx, method, platform, config, *shapes(ctx.avals_in, shape))
         return lower(ctx, g, a, config=config, method=method, shape=shape)
     return rule
 
@@ -418,4 +434,5 @@ for _p, _run_fn, _shapes, _tg, _ta, _batch in (
     _p.def_abstract_eval(_grad_abstract_eval)
     ad.defbilinear(_p, _tg, _ta)
     batching.primitive_batchers[_p] = _batch
-    mlir.register_lowering(_p, _grad_lowering(_run_fn, _shapes))
+    mlir.register_lowering(_p, _grad_lowering(_run_fn, _shapes, "cpu"), platform="cpu")
+    mlir.register_lowering(_p, _grad_lowering(_run_fn, _shapes, None))
