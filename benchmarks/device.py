@@ -1,0 +1,250 @@
+"""The GPU check in one command: correctness against PyTorch CUDA and speed against cuDNN.
+
+    python -m benchmarks.device                       # on a machine with a GPU, ~2-4 minutes
+    python -m benchmarks.device --out gpu.md --rounds 30
+    python -m benchmarks.device --dry                 # CPU, tiny shapes: checks the script
+
+For every layer of the benchmark suite (``benchmarks.run.SHAPES``, and the channels-last
+variants of ``benchmarks.run.CHANNELS_LAST``) it
+
+1. checks convt_jax's forward and its gradients with respect to input and weight
+   (``method="auto"``, which on GPU lowers to XLA's convolutions, i.e. cuDNN) against
+   PyTorch's ``conv_transposeNd`` on the same GPU (relative error <= 1e-3);
+2. times the forward and the forward+backward of convt_jax, of PyTorch (cuDNN) and of
+   ``jax.lax.conv_transpose`` (for grouped layers the lhs-dilated
+   ``conv_general_dilated``, as in ``benchmarks.run``), each the median over the rounds,
+   the three run in turn on the same inputs in every round;
+
+and writes a Markdown table (default ``benchmarks/device_results.md``) headed by the
+GPU, the CUDA / cuDNN / JAX / PyTorch versions and the matmul TFLOP/s measured in the run.
+TF32 is off in both frameworks (``torch.backends.*.allow_tf32 = False``,
+``jax.default_matmul_precision("highest")``), so both compute in float32.
+
+``--dry`` runs the same code on the CPU with every layer shrunk (batch 1, small spatial
+sizes, at most 16 channels) and 2 rounds: the test suite runs it so the script keeps
+working on machines without a GPU; its timings mean nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import convt_jax as ct
+
+from .run import CHANNELS_LAST, OUTPUT_PADDING, SHAPES, _fwd_bwd, _lax_transpose
+
+TOL = 1e-3
+
+
+def _shrink(shape):
+    """The layer with batch 1, at most 6 rows per axis and 16 channels (groups kept in kind)."""
+    n, c_in, spatial, c_out, k, s, p, g = shape
+    c_in2 = min(c_in, 16)
+    if g == c_in:                              # depthwise stays depthwise
+        g2, c_out2 = c_in2, c_in2 * (c_out // c_in)
+    elif g > 1:                                # grouped stays grouped
+        g2, c_out2 = 4, 16
+    else:
+        g2, c_out2 = 1, min(c_out, 16)
+    return (1, c_in2, tuple(min(v, 6) for v in spatial), c_out2, k, s, p, g2)
+
+
+def _layers(names, dry: bool):
+    for name in names:
+        base, cl = (name[:-3], True) if name.endswith("_cl") else (name, False)
+        shape = SHAPES[base]
+        yield name, (_shrink(shape) if dry else shape), OUTPUT_PADDING.get(base, 0), cl
+
+
+def _sync_torch(torch, device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _matmul_tflops(torch, device, dry: bool) -> tuple[float, float]:
+    """(JAX, PyTorch) float32 matmul TFLOP/s on this device, median of 5."""
+    n = 256 if dry else 8192
+    a = jnp.ones((n, n), jnp.float32)
+    f = jax.jit(lambda a: a @ a)
+    f(a).block_until_ready()
+    ts = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        f(a).block_until_ready()
+        ts.append(time.perf_counter() - t0)
+    ta = torch.ones((n, n), device=device)
+    torch.matmul(ta, ta)
+    _sync_torch(torch, device)
+    tt = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        torch.matmul(ta, ta)
+        _sync_torch(torch, device)
+        tt.append(time.perf_counter() - t0)
+    flops = 2 * n ** 3
+    return flops / statistics.median(ts) / 1e12, flops / statistics.median(tt) / 1e12
+
+
+def bench_layer(torch, device, shape, op: int, cl: bool, rounds: int):
+    """{(impl, mode): median ms}, and the worst relative error of convt_jax's results."""
+    n, c_in, spatial, c_out, k, s, p, g = shape
+    nd = len(spatial)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, c_in, *spatial), dtype=np.float32)
+    w = (rng.standard_normal((c_in, c_out // g, *(k,) * nd), dtype=np.float32)
+         / math.sqrt(c_in * k ** nd / s ** nd))
+    gy = rng.standard_normal(ct.conv_transpose_output_shape(x.shape, w.shape, s, p, op,
+                                                            groups=g), dtype=np.float32)
+    tfn = {1: torch.nn.functional.conv_transpose1d, 2: torch.nn.functional.conv_transpose2d,
+           3: torch.nn.functional.conv_transpose3d}[nd]
+    fmt = {2: torch.channels_last, 3: torch.channels_last_3d}.get(nd) if cl else None
+    tx, tw, tg = (torch.from_numpy(a).to(device) for a in (x, w, gy))
+    if fmt is not None:
+        tx, tw, tg = (t.contiguous(memory_format=fmt) for t in (tx, tw, tg))
+    ta, tb = tx.clone().requires_grad_(True), tw.clone().requires_grad_(True)
+
+    def torch_fwd():
+        with torch.no_grad():
+            return (tfn(tx, tw, None, s, p, op, g),)
+
+    def torch_fb():
+        y = tfn(ta, tb, None, s, p, op, g)
+        return (y.detach(), *torch.autograd.grad(y, (ta, tb), tg))
+
+    move = (lambda v: np.moveaxis(v, 1, -1)) if cl else (lambda v: v)
+    jx, jw, jg = jnp.asarray(move(x)), jnp.asarray(w), jnp.asarray(move(gy))
+    funcs = {
+        "convt_jax": lambda x, w: ct.conv_transpose(x, w, None, s, p, op, groups=g,
+                                                    channels_last=cl),
+        "jax.lax": lambda x, w: _lax_transpose(x, w, nd=nd, k=k, s=s, p=p, op=op, g=g,
+                                               channels_last=cl),
+    }
+    impls = {("PyTorch", "fwd"): torch_fwd, ("PyTorch", "fb"): torch_fb}
+    for name, f in funcs.items():
+        fwd, fb = jax.jit(f), jax.jit(_fwd_bwd(f))
+        impls[(name, "fwd")] = lambda fwd=fwd: (fwd(jx, jw),)
+        impls[(name, "fb")] = lambda fb=fb: fb(jx, jw, jg)
+
+    def run(key):
+        out = impls[key]()
+        if key[0] == "PyTorch":
+            _sync_torch(torch, device)
+        else:
+            jax.block_until_ready(out)
+        return out
+
+    # Correctness (and warm-up): convt_jax and jax.lax against PyTorch on this device.
+    ref = {mode: [t.detach().float().cpu().numpy() for t in run(("PyTorch", mode))]
+           for mode in ("fwd", "fb")}
+    ref = {m: [np.moveaxis(v, 1, -1) if cl and i < 2 else v for i, v in enumerate(r)]
+           for m, r in ref.items()}
+    errors = {}
+    for name in funcs:
+        for mode in ("fwd", "fb"):
+            out = [np.asarray(o) for o in run((name, mode))]
+            errors[(name, mode)] = max(
+                float(np.abs(o - r).max() / (np.abs(r).max() + 1e-30))
+                for o, r in zip(out, ref[mode]))
+    times = {key: [] for key in impls}
+    for _ in range(rounds):
+        for key in impls:
+            t0 = time.perf_counter()
+            run(key)
+            times[key].append(time.perf_counter() - t0)
+    return {key: statistics.median(v) * 1e3 for key, v in times.items()}, errors
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dry", action="store_true",
+                        help="CPU, tiny shapes, 2 rounds: check the script, not the GPU")
+    parser.add_argument("--rounds", type=int, default=None, help="timed rounds (default 20)")
+    parser.add_argument("--shapes", default=None, help="comma-separated suite names")
+    parser.add_argument("--out", default="benchmarks/device_results.md")
+    args = parser.parse_args(argv)
+    import torch
+
+    names = (args.shapes.split(",") if args.shapes
+             else [*SHAPES, *(f"{n}_cl" for n in CHANNELS_LAST)])
+    if args.dry:
+        device, rounds = torch.device("cpu"), args.rounds or 2
+    else:
+        if jax.default_backend() not in ("gpu", "cuda", "rocm") or not torch.cuda.is_available():
+            print(f"no GPU: JAX's default backend is {jax.default_backend()!r} and "
+                  f"torch.cuda.is_available() is {torch.cuda.is_available()}; on a machine "
+                  "without one, run with --dry", file=sys.stderr)
+            return 2
+        device, rounds = torch.device("cuda"), args.rounds or 20
+        torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    t_start = time.perf_counter()
+    rows, bad = [], []
+    with jax.default_matmul_precision("highest"):
+        jax_tf, torch_tf = _matmul_tflops(torch, device, args.dry)
+        for name, shape, op, cl in _layers(names, args.dry):
+            ms, errors = bench_layer(torch, device, shape, op, cl, rounds)
+            worst = max(errors.values())
+            if errors[("convt_jax", "fwd")] > TOL or errors[("convt_jax", "fb")] > TOL:
+                bad.append(f"{name}: convt_jax relative error {worst:.1e}")
+            rows.append((name, shape, ms, errors))
+            print(f"{name}: " + ", ".join(f"{k[0]} {k[1]} {v:.2f} ms" for k, v in ms.items()),
+                  flush=True)
+    kind = jax.devices()[0].device_kind
+    cudnn = torch.backends.cudnn.version() if device.type == "cuda" else None
+    lines = [
+        "# " + ("Dry run (CPU, shrunk layers: timings mean nothing)" if args.dry
+                else "GPU check: convt_jax against PyTorch (cuDNN) and jax.lax"),
+        "",
+        "Command: `python -m benchmarks.device" + (" --dry" if args.dry else "") + "`",
+        "",
+        f"Device: {kind}; jax {jax.__version__} ({jax.default_backend()}), torch "
+        f"{torch.__version__} (CUDA {torch.version.cuda}, cuDNN {cudnn}); Python "
+        f"{platform.python_version()}; float32 matmul {jax_tf:.1f} TFLOP/s (JAX), "
+        f"{torch_tf:.1f} TFLOP/s (PyTorch); TF32 off; median of {rounds} rounds; "
+        f"{time.perf_counter() - t_start:.0f} s in all.",
+        "",
+        "| layer | PyTorch fwd ms | convt_jax fwd | jax.lax fwd | PyTorch f+b ms | "
+        "convt_jax f+b | jax.lax f+b | max rel. error (convt_jax) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    ratios = {k: [] for k in (("convt_jax", "fwd"), ("jax.lax", "fwd"), ("convt_jax", "fb"),
+                              ("jax.lax", "fb"))}
+    for name, _, ms, errors in rows:
+        cells = [name]
+        for mode in ("fwd", "fb"):
+            base = ms[("PyTorch", mode)]
+            cells.append(f"{base:.3f}")
+            for impl in ("convt_jax", "jax.lax"):
+                r = ms[(impl, mode)] / base
+                ratios[(impl, mode)].append(r)
+                cells.append(f"{ms[(impl, mode)]:.3f} ({r:.2f})")
+        cells.append(f"{max(errors[('convt_jax', 'fwd')], errors[('convt_jax', 'fb')]):.1e}")
+        lines.append("| " + " | ".join(cells) + " |")
+
+    def geo(v):
+        return math.exp(sum(map(math.log, v)) / len(v)) if v else float("nan")
+
+    lines += ["", "Geometric mean of time / PyTorch time: " + "; ".join(
+        f"{impl} {'forward' if mode == 'fwd' else 'forward+backward'} {geo(v):.2f}"
+        for (impl, mode), v in ratios.items()) + ".", "",
+        ("All results match PyTorch." if not bad else "MISMATCHES: " + "; ".join(bad))]
+    text = "\n".join(lines) + "\n"
+    with open(args.out, "w") as fh:
+        fh.write(text)
+    print(text)
+    print(f"wrote {args.out}")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
