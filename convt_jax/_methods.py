@@ -212,10 +212,11 @@ def auto(config: Config, x_shape: Shape, w_shape: Shape) -> tuple[str, str, str]
     """The measured rule behind ``method="auto"`` (forms not yet checked for applicability).
 
     The CPU rule, from ``python -m benchmarks.run`` (forward lowerings and
-    backward forms timed side by side; see benchmarks/RESULTS.md); on GPU
+    backward forms timed side by side; see benchmarks/RESULTS.md).  On GPU
     and TPU, XLA lowers lhs-dilated convolutions to the vendor's
     backward-data convolution, so ``auto`` keeps the core lowering there with
-    the convolution-form gradients:
+    the convolution-form gradients (:data:`ACCELERATOR_FORMS`, picked by the
+    primitive's lowering rule for the platform it lowers for, not here):
 
     * depthwise (``groups == C_in``): the elementwise lowering (a grouped
       convolution with 128 groups runs 2x-10x slower than PyTorch), with the
