@@ -22,6 +22,10 @@ What differs, by release:
   computation on Explicit axes raises :class:`NotImplementedError` saying so,
   and Auto mesh axes (the partitioner's ordinary path) work everywhere.
 * ``jax.enable_x64`` (0.8+); before it, ``jax.experimental.enable_x64``.
+* Whether a lowering rule lowers into a partitioned program (:func:`is_partitioned`): read
+  from the lowering context's axis context, whose fields are the same on every release.
+* JAX 0.11 and 0.12 (Python 3.12+) need nothing beyond the above: every name used here
+  is found the same way there (checked with 0.11.2 on Python 3.13 and 0.12.0.1 on 3.12).
 """
 
 from __future__ import annotations

@@ -49,14 +49,21 @@ def launch(num_processes: int = 2, timeout: float = 600.0) -> int:
     flags = env.get("XLA_FLAGS", "")
     env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={LOCAL_DEVICES}".strip()
     env["JAX_PLATFORMS"] = "cpu"
+    # Each worker's output is collected on its own and printed whole, so the two
+    # processes' lines never interleave.
     procs = [subprocess.Popen(
         [sys.executable, os.path.abspath(__file__), "--worker", "--process-id", str(i),
          "--num-processes", str(num_processes), "--coordinator", f"localhost:{port}"],
-        env=env) for i in range(num_processes)]
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(num_processes)]
     status = 0
     try:
         for p in procs:
-            status |= p.wait(timeout=timeout)
+            out, err = p.communicate(timeout=timeout)
+            sys.stderr.write(err)
+            sys.stdout.write(out)
+            sys.stdout.flush()
+            status |= p.returncode
     except subprocess.TimeoutExpired:
         status = 1
         print(f"the workers did not finish in {timeout:.0f} s", file=sys.stderr)
