@@ -40,7 +40,7 @@ import numpy as np
 
 import convt_jax as ct
 
-from .run import CHANNELS_LAST, OUTPUT_PADDING, SHAPES, _fwd_bwd, _lax_transpose
+from .run import CHANNELS_LAST, OUTPUT_PADDING, SHAPES, _fwd_bwd, _lax_transpose, torch_layer
 
 TOL = 1e-3
 
@@ -110,15 +110,7 @@ def bench_layer(torch, device, shape, op: int, cl: bool, rounds: int):
     tx, tw, tg = (torch.from_numpy(a).to(device) for a in (x, w, gy))
     if fmt is not None:
         tx, tw, tg = (t.contiguous(memory_format=fmt) for t in (tx, tw, tg))
-    ta, tb = tx.clone().requires_grad_(True), tw.clone().requires_grad_(True)
-
-    def torch_fwd():
-        with torch.no_grad():
-            return (tfn(tx, tw, None, s, p, op, g),)
-
-    def torch_fb():
-        y = tfn(ta, tb, None, s, p, op, g)
-        return (y.detach(), *torch.autograd.grad(y, (ta, tb), tg))
+    torch_fwd, torch_fb = torch_layer(tfn, tx, tw, tg, s, p, op, g)
 
     move = (lambda v: np.moveaxis(v, 1, -1)) if cl else (lambda v: v)
     jx, jw, jg = jnp.asarray(move(x)), jnp.asarray(w), jnp.asarray(move(gy))

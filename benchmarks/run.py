@@ -150,6 +150,22 @@ def _lax_transpose(x, w, *, nd, k, s, p, op, g, channels_last):
                                         dimension_numbers=dn, feature_group_count=g)
 
 
+def torch_layer(tfn, tx, tw, tg, s, p, op, g):
+    """PyTorch's forward and forward+backward (y, dx, dw) of one layer, as closures."""
+    import torch
+
+    ta, tb = tx.clone().requires_grad_(True), tw.clone().requires_grad_(True)
+
+    def fwd():
+        with torch.no_grad():
+            return (tfn(tx, tw, None, s, p, op, g),)
+
+    def fb():
+        y = tfn(ta, tb, None, s, p, op, g)
+        return (y.detach(), *torch.autograd.grad(y, (ta, tb), tg))
+    return fwd, fb
+
+
 def _implementations(c: Case, modes, methods, with_lax=True):
     """({(name, mode): callable returning arrays}, {mode: reference arrays}, tolerance)."""
     import torch
@@ -184,19 +200,11 @@ def _implementations(c: Case, modes, methods, with_lax=True):
     fmt = {2: torch.channels_last, 3: torch.channels_last_3d}.get(nd) if cl else None
     if fmt is not None:
         tx, tw, tg = (t.contiguous(memory_format=fmt) for t in (tx, tw, tg))
-    ta, tb = tx.clone().requires_grad_(True), tw.clone().requires_grad_(True)
+    torch_fwd, torch_fb = torch_layer(tfn, tx, tw, tg, s, p, op, g)
 
     def to_ref_layout(outputs):  # PyTorch's (y, dx, dw) in the reference's layout
         out = [t.detach().float().numpy() for t in outputs]
         return [np.moveaxis(v, 1, -1) if cl and i < 2 else v for i, v in enumerate(out)]
-
-    def torch_fwd():
-        with torch.no_grad():
-            return (tfn(tx, tw, None, s, p, op, g),)
-
-    def torch_fb():
-        y = tfn(ta, tb, None, s, p, op, g)
-        return (y.detach(), *torch.autograd.grad(y, (ta, tb), tg))
 
     impls = {}
     if "fwd" in modes:
