@@ -1,4 +1,4 @@
-"""A spatially split transposed convolution by halo exchange, where the split is visible.
+"""Per-device programs where the split is visible: halo exchange, channel parallelism.
 
 With Explicit mesh axes the input's type says which mesh axes split which array axes.
 When one spatial axis of the input is split (over a mesh axis, or a tuple of them), the
@@ -22,6 +22,12 @@ nothing is gathered.  The gradients follow by JAX's transposes: ``ppermute`` tra
 to the reverse exchange, and the replicated weight's gradient is summed over the devices
 by the transpose of its cast to vary over the manual axes.  Per device the program is
 not partitioned, so it runs the one-device forms (``method`` and ``auto`` as usual).
+
+Channel (model) parallelism, :func:`channel_plan`: with the weight's output channels
+split (``groups == 1``: its axis 1), or whole groups split (its axis 0, and the input's
+channels the same way), and no spatial axis split, each device computes its own output
+channels from its own weight block in ``shard_map``: no collective in the forward; ``dx``
+of a dense layer is summed over the devices by the transpose of the input's cast to vary.
 
 Anything else (Auto mesh axes, whose shardings the trace cannot see; other layouts of
 the split) goes to the partitioner with convolution-free forms (see ``_methods``).
@@ -142,5 +148,72 @@ def run(x: jax.Array, w: jax.Array, config: Config, resolve, p: Plan) -> jax.Arr
                                                  resolve(local, xe.shape, w.shape))
 
     fn = jax.shard_map(per_device, mesh=p.mesh, in_specs=(P(*p.x_spec), P()),
+                       out_specs=P(*p.y_spec))
+    return fn(x, w)
+
+
+class ChannelPlan(NamedTuple):
+    entry: object           # the mesh axis name, or tuple of names, that splits the channels
+    devices: int
+    by_groups: bool         # whole groups (weight axis 0) rather than output channels (axis 1)
+    mesh: object
+    x_spec: tuple
+    w_spec: tuple
+    y_spec: tuple
+
+
+def channel_plan(config: Config, x, w) -> ChannelPlan | None:
+    """The channel-parallel plan for batched ``x`` and ``w`` (tracers), or None."""
+    if not hasattr(jax, "shard_map"):
+        return None
+    xa, wa = _compat.typeof(x), _compat.typeof(w)
+    sx, sw = _compat.aval_sharding(xa), _compat.aval_sharding(wa)
+    if sx is None or sw is None or _compat.varying_axes(xa) or _compat.varying_axes(wa):
+        return None
+    mesh = sx.mesh
+    explicit = set(_compat.explicit_axes(mesh))
+    if not explicit or not _compat.HAS_EXPLICIT_AXES:
+        return None
+    x_spec = tuple(sx.spec) + (None,) * (x.ndim - len(sx.spec))
+    w_spec = tuple(sw.spec) + (None,) * (w.ndim - len(sw.spec))
+    c_ax = geo.channel_axis(config)
+    if any(x_spec[a] is not None for a in range(1, x.ndim) if a != c_ax):
+        return None                                   # a spatial split: the halo plan's
+    if any(e is not None for e in w_spec[2:]):
+        return None
+    if w_spec[0] is None and w_spec[1] is not None and config.groups == 1 \
+            and x_spec[c_ax] is None:
+        entry, by_groups = w_spec[1], False
+    elif w_spec[1] is None and w_spec[0] is not None and config.groups > 1 \
+            and x_spec[c_ax] == w_spec[0]:
+        entry, by_groups = w_spec[0], True
+    else:
+        return None
+    names = set(_names(entry))
+    if not names <= explicit or names & set(_names(x_spec[0])):
+        return None
+    devices = 1
+    for name in names:
+        devices *= mesh.shape[name]
+    if devices < 2 or (by_groups and config.groups % devices) or \
+            (not by_groups and w.shape[1] % devices):
+        return None
+    y_spec = [None] * x.ndim
+    y_spec[0], y_spec[c_ax] = x_spec[0], entry
+    return ChannelPlan(entry, devices, by_groups, mesh, x_spec, w_spec, tuple(y_spec))
+
+
+def run_channels(x: jax.Array, w: jax.Array, config: Config, resolve,
+                 p: ChannelPlan) -> jax.Array:
+    """The transposed convolution of batched ``x``, each device its own output channels."""
+    from . import _primitive
+
+    local = config._replace(groups=config.groups // p.devices) if p.by_groups else config
+
+    def per_device(xb, wb):
+        return _primitive.conv_transpose_batched(xb, wb, local,
+                                                 resolve(local, xb.shape, wb.shape))
+
+    fn = jax.shard_map(per_device, mesh=p.mesh, in_specs=(P(*p.x_spec), P(*p.w_spec)),
                        out_specs=P(*p.y_spec))
     return fn(x, w)

@@ -43,6 +43,10 @@ def _forward(x, w, b, *, config: Config, batched: bool, dtype, method: str, fold
     elif (halo := _halo.plan(config, x, w)) is not None:
         # A spatial split visible in the types (Explicit mesh axes): halo exchange.
         y = _halo.run(x, w, config, functools.partial(_forms, method, dtype, tune), halo)
+    elif (channels := _halo.channel_plan(config, x, w)) is not None:
+        # Output channels (or whole groups) split in the types: each device its own.
+        y = _halo.run_channels(x, w, config, functools.partial(_forms, method, dtype, tune),
+                               channels)
     else:
         y = _primitive.conv_transpose_batched(
             x, w, config, _forms(method, dtype, tune, config, x.shape, w.shape))

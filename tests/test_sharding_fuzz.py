@@ -20,7 +20,7 @@ import sys
 
 import jax
 import pytest
-from sharding_fuzz import HALO_CASES
+from sharding_fuzz import CHANNEL_CASES, HALO_CASES
 
 from convt_jax._compat import HAS_EXPLICIT_AXES
 
@@ -105,11 +105,12 @@ def test_sharded_equals_unsharded_slow(seeds):
 
 @pytest.mark.skipif(not (HAS_EXPLICIT_AXES and hasattr(jax, "shard_map")),
                     reason="this JAX has no Explicit mesh axes for convt_jax (needs 0.7)")
-def test_spatial_split_exchanges_halos_only():
-    """With Explicit mesh axes a spatial split is visible in the types: the compiled
-    forward + backward exchanges halos (collective-permute) and gathers nothing, and the
-    results equal one device's (tests/sharding_fuzz.py's check_halo)."""
-    count = len(HALO_CASES)
+def test_visible_splits_run_per_device_without_gathers():
+    """With Explicit mesh axes a split is visible in the types: a spatial split exchanges
+    halos (collective-permute) and a channel split computes each device's channels, the
+    compiled forward + backward gathers nothing, and the results equal one device's
+    (tests/sharding_fuzz.py's check_halo and check_channels)."""
+    count = len(HALO_CASES) + len(CHANNEL_CASES)
     failures, done = run_seeds(list(range(count)), mode=("halo",))
     assert done == count and not failures, "\n".join(failures)
 
