@@ -89,13 +89,19 @@ def xla_matmul_gflops(n: int = 2048, reps: int = 5) -> float:
     return 2 * n ** 3 / _median_seconds(lambda: f(a, a).block_until_ready(), reps) / 1e9
 
 
-def torch_matmul_gflops(n: int = 2048, reps: int = 5) -> float:
-    """fp32 n x n ``torch.mm`` (current thread setting), GFLOP/s, median of ``reps``."""
+def torch_matmul_gflops(n: int = 2048, reps: int = 5, device: str = "cpu") -> float:
+    """fp32 n x n ``torch.mm`` (current thread setting), GFLOP/s, median of ``reps``; on a
+    CUDA ``device`` each call is synchronised."""
     import torch
 
-    a = torch.ones((n, n), dtype=torch.float32)
+    a = torch.ones((n, n), dtype=torch.float32, device=device)
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+
+    def mm():
+        torch.mm(a, a)
+        sync()
     with torch.no_grad():
-        return 2 * n ** 3 / _median_seconds(lambda: torch.mm(a, a), reps) / 1e9
+        return 2 * n ** 3 / _median_seconds(mm, reps) / 1e9
 
 
 def matmul_rates() -> tuple[float, float]:

@@ -40,6 +40,7 @@ import numpy as np
 
 import convt_jax as ct
 
+from . import _machine
 from .run import CHANNELS_LAST, OUTPUT_PADDING, SHAPES, _fwd_bwd, _lax_transpose, torch_layer
 
 TOL = 1e-3
@@ -68,30 +69,6 @@ def _layers(names, dry: bool):
 def _sync_torch(torch, device):
     if device.type == "cuda":
         torch.cuda.synchronize()
-
-
-def _matmul_tflops(torch, device, dry: bool) -> tuple[float, float]:
-    """(JAX, PyTorch) float32 matmul TFLOP/s on this device, median of 5."""
-    n = 256 if dry else 8192
-    a = jnp.ones((n, n), jnp.float32)
-    f = jax.jit(lambda a: a @ a)
-    f(a).block_until_ready()
-    ts = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        f(a).block_until_ready()
-        ts.append(time.perf_counter() - t0)
-    ta = torch.ones((n, n), device=device)
-    torch.matmul(ta, ta)
-    _sync_torch(torch, device)
-    tt = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        torch.matmul(ta, ta)
-        _sync_torch(torch, device)
-        tt.append(time.perf_counter() - t0)
-    flops = 2 * n ** 3
-    return flops / statistics.median(ts) / 1e12, flops / statistics.median(tt) / 1e12
 
 
 def bench_layer(torch, device, shape, op: int, cl: bool, rounds: int):
@@ -182,7 +159,9 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
     rows, bad = [], []
     with jax.default_matmul_precision("highest"):
-        jax_tf, torch_tf = _matmul_tflops(torch, device, args.dry)
+        n = 256 if args.dry else 8192          # XLA's matmul runs on the default backend
+        jax_tf = _machine.xla_matmul_gflops(n) / 1e3
+        torch_tf = _machine.torch_matmul_gflops(n, device=device.type) / 1e3
         for name, shape, op, cl in _layers(names, args.dry):
             ms, errors = bench_layer(torch, device, shape, op, cl, rounds)
             worst = max(errors.values())

@@ -43,6 +43,7 @@ from jax.sharding import PartitionSpec as P
 
 from . import _compat
 from . import _geometry as geo
+from . import _primitive
 from ._geometry import Config
 
 
@@ -62,20 +63,30 @@ def _names(entry) -> tuple:
     return () if entry is None else (entry if isinstance(entry, tuple) else (entry,))
 
 
-def plan(config: Config, x, w) -> Plan | None:
-    """The halo-exchange plan for batched ``x`` and ``w`` (tracers), or None."""
-    if not hasattr(jax, "shard_map"):
+def _explicit_specs(x, w):
+    """``(mesh, explicit axis names, x's spec, w's spec)`` (specs padded to full rank) when
+    both types carry shardings on a mesh with Explicit axes outside ``shard_map``; else
+    None."""
+    if not hasattr(jax, "shard_map") or not _compat.HAS_EXPLICIT_AXES:
         return None
     xa, wa = _compat.typeof(x), _compat.typeof(w)
     sx, sw = _compat.aval_sharding(xa), _compat.aval_sharding(wa)
     if sx is None or sw is None or _compat.varying_axes(xa) or _compat.varying_axes(wa):
         return None
-    mesh = sx.mesh
-    explicit = set(_compat.explicit_axes(mesh))
-    if not explicit or not _compat.HAS_EXPLICIT_AXES:
+    explicit = set(_compat.explicit_axes(sx.mesh))
+    if not explicit:
         return None
-    x_spec = tuple(sx.spec) + (None,) * (x.ndim - len(sx.spec))
-    if any(e is not None for e in sw.spec):
+    return (sx.mesh, explicit, tuple(sx.spec) + (None,) * (x.ndim - len(sx.spec)),
+            tuple(sw.spec) + (None,) * (w.ndim - len(sw.spec)))
+
+
+def plan(config: Config, x, w) -> Plan | None:
+    """The halo-exchange plan for batched ``x`` and ``w`` (tracers), or None."""
+    found = _explicit_specs(x, w)
+    if found is None:
+        return None
+    mesh, explicit, x_spec, w_spec = found
+    if any(e is not None for e in w_spec):
         return None                                   # a split weight: the partitioner's
     c_ax = geo.channel_axis(config)
     s_axes = [a for a in range(1, x.ndim) if a != c_ax]
@@ -86,9 +97,7 @@ def plan(config: Config, x, w) -> Plan | None:
     entry = x_spec[axis]
     if not set(_names(entry)) <= explicit:
         return None
-    devices = 1
-    for name in _names(entry):
-        devices *= mesh.shape[name]
+    devices = _primitive._axis_size(mesh, entry)
     i = s_axes.index(axis)
     length, kernel = x.shape[axis], w.shape[2 + i]
     s, d, (lo, hi) = config.stride[i], config.dilation[i], config.crops[i]
@@ -107,18 +116,12 @@ def plan(config: Config, x, w) -> Plan | None:
     return Plan(axis, i, entry, devices, halo_lo, halo_hi, mesh, x_spec, tuple(y_spec))
 
 
-def _shift(a: jax.Array, axis: int, start: int, stop: int) -> jax.Array:
-    return jax.lax.slice_in_dim(a, start, stop, axis=axis)
-
-
 def run(x: jax.Array, w: jax.Array, config: Config, resolve, p: Plan) -> jax.Array:
     """The transposed convolution of batched ``x`` by halo exchange (see the module).
 
     ``resolve(config, x_shape, w_shape)`` gives the resolved method for a device's
     local problem; ``_primitive.conv_transpose_batched`` runs it.
     """
-    from . import _primitive
-
     names = _names(p.entry)
     axis_name = names[0] if len(names) == 1 else names
     n = p.devices
@@ -132,12 +135,12 @@ def run(x: jax.Array, w: jax.Array, config: Config, resolve, p: Plan) -> jax.Arr
         parts = []
         if p.halo_lo:
             # My left halo is my left neighbour's last rows: j sends to j + 1.
-            parts.append(jax.lax.ppermute(_shift(xb, p.axis, b - p.halo_lo, b), axis_name,
-                                          [(j, j + 1) for j in range(n - 1)]))
+            rows = jax.lax.slice_in_dim(xb, b - p.halo_lo, b, axis=p.axis)
+            parts.append(jax.lax.ppermute(rows, axis_name, [(j, j + 1) for j in range(n - 1)]))
         parts.append(xb)
         if p.halo_hi:
-            parts.append(jax.lax.ppermute(_shift(xb, p.axis, 0, p.halo_hi), axis_name,
-                                          [(j + 1, j) for j in range(n - 1)]))
+            rows = jax.lax.slice_in_dim(xb, 0, p.halo_hi, axis=p.axis)
+            parts.append(jax.lax.ppermute(rows, axis_name, [(j + 1, j) for j in range(n - 1)]))
         xe = jnp.concatenate(parts, axis=p.axis) if len(parts) > 1 else xb
         full = geo.full_length(xe.shape[p.axis], kernel, s, d)
         crop_lo = lo + s * p.halo_lo
@@ -164,18 +167,10 @@ class ChannelPlan(NamedTuple):
 
 def channel_plan(config: Config, x, w) -> ChannelPlan | None:
     """The channel-parallel plan for batched ``x`` and ``w`` (tracers), or None."""
-    if not hasattr(jax, "shard_map"):
+    found = _explicit_specs(x, w)
+    if found is None:
         return None
-    xa, wa = _compat.typeof(x), _compat.typeof(w)
-    sx, sw = _compat.aval_sharding(xa), _compat.aval_sharding(wa)
-    if sx is None or sw is None or _compat.varying_axes(xa) or _compat.varying_axes(wa):
-        return None
-    mesh = sx.mesh
-    explicit = set(_compat.explicit_axes(mesh))
-    if not explicit or not _compat.HAS_EXPLICIT_AXES:
-        return None
-    x_spec = tuple(sx.spec) + (None,) * (x.ndim - len(sx.spec))
-    w_spec = tuple(sw.spec) + (None,) * (w.ndim - len(sw.spec))
+    mesh, explicit, x_spec, w_spec = found
     c_ax = geo.channel_axis(config)
     if any(x_spec[a] is not None for a in range(1, x.ndim) if a != c_ax):
         return None                                   # a spatial split: the halo plan's
@@ -192,9 +187,7 @@ def channel_plan(config: Config, x, w) -> ChannelPlan | None:
     names = set(_names(entry))
     if not names <= explicit or names & set(_names(x_spec[0])):
         return None
-    devices = 1
-    for name in names:
-        devices *= mesh.shape[name]
+    devices = _primitive._axis_size(mesh, entry)
     if devices < 2 or (by_groups and config.groups % devices) or \
             (not by_groups and w.shape[1] % devices):
         return None
@@ -206,8 +199,6 @@ def channel_plan(config: Config, x, w) -> ChannelPlan | None:
 def run_channels(x: jax.Array, w: jax.Array, config: Config, resolve,
                  p: ChannelPlan) -> jax.Array:
     """The transposed convolution of batched ``x``, each device its own output channels."""
-    from . import _primitive
-
     local = config._replace(groups=config.groups // p.devices) if p.by_groups else config
 
     def per_device(xb, wb):

@@ -341,14 +341,11 @@ def _forward_adjoint(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     return transpose(x)[0]
 
 
-def _grouped_any(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
-    """The group-batched GEMM + col2im for any ``groups`` (1 included); needs phases."""
-    return _grouped.forward(x, w, config)
-
-
-# Forward forms used only in partitioned programs (not names a user can pass as ``method``).
+# Forward forms used only in partitioned programs (not names a user can pass as ``method``):
+# the group-batched GEMM + col2im for any ``groups`` (1 included; needs phases), and the
+# adjoint form above.
 _PARTITIONED_FORWARD: dict[str, Callable[..., jax.Array]] = {
-    "grouped_any": _grouped_any,
+    "grouped_any": _grouped.forward,
     "adjoint": _forward_adjoint,
 }
 # The forms that contain no convolution.

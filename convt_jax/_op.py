@@ -40,16 +40,17 @@ def _forward(x, w, b, *, config: Config, batched: bool, dtype, method: str, fold
         # An empty batch: the result is the bias alone and the gradients are zero.  Not
         # lowered: the im2col gradient forms cannot reshape an empty batch.
         y = jnp.zeros(_geometry.output_shape(config, x.shape, w.shape), dtype)
-    elif (halo := _halo.plan(config, x, w)) is not None:
-        # A spatial split visible in the types (Explicit mesh axes): halo exchange.
-        y = _halo.run(x, w, config, functools.partial(_forms, method, dtype, tune), halo)
-    elif (channels := _halo.channel_plan(config, x, w)) is not None:
-        # Output channels (or whole groups) split in the types: each device its own.
-        y = _halo.run_channels(x, w, config, functools.partial(_forms, method, dtype, tune),
-                               channels)
     else:
-        y = _primitive.conv_transpose_batched(
-            x, w, config, _forms(method, dtype, tune, config, x.shape, w.shape))
+        forms = functools.partial(_forms, method, dtype, tune)   # (config, x, w shapes) ->
+        if (halo := _halo.plan(config, x, w)) is not None:
+            # A spatial split visible in the types (Explicit mesh axes): halo exchange.
+            y = _halo.run(x, w, config, forms, halo)
+        elif (channels := _halo.channel_plan(config, x, w)) is not None:
+            # Output channels (or whole groups) split in the types: each device its own.
+            y = _halo.run_channels(x, w, config, forms, channels)
+        else:
+            y = _primitive.conv_transpose_batched(x, w, config,
+                                                  forms(config, x.shape, w.shape))
     if fold is not None:
         # Slices of split axes: with Explicit mesh axes, run where the partitioner decides.
         y = _primitive.with_auto_axes(functools.partial(

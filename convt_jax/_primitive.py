@@ -187,6 +187,37 @@ def _channel_axis(config: Config) -> int:
     return _geometry.channel_axis(config)
 
 
+def _fold_batch(a, bd):
+    """The vmapped axis ``bd`` of an activation folded into its batch axis (vmap-major),
+    and the vmapped size (for :func:`_unfold_batch`)."""
+    a = jnp.moveaxis(a, bd, 0)
+    return a.reshape(a.shape[0] * a.shape[1], *a.shape[2:]), a.shape[0]
+
+
+def _unfold_batch(y, b: int):
+    return y.reshape(b, y.shape[0] // b, *y.shape[1:])
+
+
+def _fold_channels(a, bd, config: Config):
+    """The vmapped axis ``bd`` of an activation folded into its channels (vmap-major)."""
+    c_ax = _channel_axis(config)
+    a = jnp.moveaxis(a, bd, c_ax)
+    s = list(a.shape)
+    return a.reshape(s[:c_ax] + [s[c_ax] * s[c_ax + 1]] + s[c_ax + 2:])
+
+
+def _unfold_channels(a, b: int, config: Config):
+    c_ax = _channel_axis(config)
+    s = list(a.shape)
+    a = a.reshape(s[:c_ax] + [b, s[c_ax] // b] + s[c_ax + 1:])
+    return jnp.moveaxis(a, c_ax, 0)
+
+
+def _fold_weight(w, bd):
+    w = jnp.moveaxis(w, bd, 0)
+    return w.reshape(w.shape[0] * w.shape[1], *w.shape[2:])
+
+
 def _batch_rule(args, dims, *, config: Config, method: tuple[str, str, str]):
     x, w = args
     bx, bw = dims
@@ -194,32 +225,24 @@ def _batch_rule(args, dims, *, config: Config, method: tuple[str, str, str]):
     g = config.groups
     if bw is None:
         # Fold the vmapped axis into the batch axis.
-        x = jnp.moveaxis(x, bx, 0)
-        b, n = x.shape[:2]
-        y = conv_transpose_p.bind(x.reshape(b * n, *x.shape[2:]), w, config=config,
-                                  method=method)
-        return y.reshape(b, n, *y.shape[1:]), 0
+        x, b = _fold_batch(x, bx)
+        return _unfold_batch(conv_transpose_p.bind(x, w, config=config, method=method), b), 0
+    if bx is not None:
+        # Both mapped: b independent problems side by side as b*g groups.
+        b = w.shape[bw]
+        y = conv_transpose_p.bind(_fold_channels(x, bx, config), _fold_weight(w, bw),
+                                  config=config._replace(groups=b * g), method=method)
+        return _unfold_channels(y, b, config), 0
+    # Only the weight mapped: fold into the output channels, per group j [w_0 | w_1 | ...].
     w = jnp.moveaxis(w, bw, 0)
     b, c_in, c_out_g, *kernel = w.shape
-    if bx is None:
-        # Fold into the output channels: per group j, [w_0 | w_1 | ...] side by side.
-        wb = w.reshape(b, g, c_in // g, c_out_g, *kernel)
-        wb = jnp.moveaxis(wb, 0, 2).reshape(c_in, b * c_out_g, *kernel)
-        y = conv_transpose_p.bind(x, wb, config=config, method=method)
-        shape = list(y.shape)
-        y = y.reshape(shape[:c_ax] + [g, b, c_out_g] + shape[c_ax + 1:])
-        y = jnp.moveaxis(y, c_ax + 1, 0)
-        return y.reshape(b, *shape[:c_ax], g * c_out_g, *shape[c_ax + 1:]), 0
-    # Both mapped: b independent problems side by side as b*g groups.
-    x = jnp.moveaxis(x, bx, 0)
-    x = jnp.moveaxis(x, 0, c_ax)                       # (N, ..., b, C_in, ...) at the channel axis
-    xs = list(x.shape)
-    x = x.reshape(xs[:c_ax] + [b * c_in] + xs[c_ax + 2:])
-    y = conv_transpose_p.bind(x, w.reshape(b * c_in, c_out_g, *kernel),
-                              config=config._replace(groups=b * g), method=method)
-    ys = list(y.shape)
-    y = y.reshape(ys[:c_ax] + [b, g * c_out_g] + ys[c_ax + 1:])
-    return jnp.moveaxis(y, c_ax, 0), 0
+    wb = w.reshape(b, g, c_in // g, c_out_g, *kernel)
+    wb = jnp.moveaxis(wb, 0, 2).reshape(c_in, b * c_out_g, *kernel)
+    y = conv_transpose_p.bind(x, wb, config=config, method=method)
+    shape = list(y.shape)
+    y = y.reshape(shape[:c_ax] + [g, b, c_out_g] + shape[c_ax + 1:])
+    y = jnp.moveaxis(y, c_ax + 1, 0)
+    return y.reshape(b, *shape[:c_ax], g * c_out_g, *shape[c_ax + 1:]), 0
 
 
 @functools.partial(jax.jit, static_argnames=("config", "method"))
@@ -370,26 +393,6 @@ def _weight_grad_transpose_x(ct, g, x, *, config, method, shape):
     return input_grad_batched(g, ct, config, method, tuple(x.aval.shape))
 
 
-def _fold_channels(a, bd, config: Config):
-    """The vmapped axis ``bd`` of an activation folded into its channels (vmap-major)."""
-    c_ax = _channel_axis(config)
-    a = jnp.moveaxis(a, bd, c_ax)
-    s = list(a.shape)
-    return a.reshape(s[:c_ax] + [s[c_ax] * s[c_ax + 1]] + s[c_ax + 2:])
-
-
-def _unfold_channels(a, b: int, config: Config):
-    c_ax = _channel_axis(config)
-    s = list(a.shape)
-    a = a.reshape(s[:c_ax] + [b, s[c_ax] // b] + s[c_ax + 1:])
-    return jnp.moveaxis(a, c_ax, 0)
-
-
-def _fold_weight(w, bd):
-    w = jnp.moveaxis(w, bd, 0)
-    return w.reshape(w.shape[0] * w.shape[1], *w.shape[2:])
-
-
 def _broadcast_unmapped(args, dims):
     size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
     return ([a if d is not None else jnp.broadcast_to(a[None], (size, *a.shape))
@@ -401,11 +404,9 @@ def _input_grad_batch_rule(args, dims, *, config: Config, method, shape):
     (g, w), (bg, bw) = args, dims
     if bw is None:
         # Fold the vmapped axis of the cotangent into the batch axis.
-        g = jnp.moveaxis(g, bg, 0)
-        b, n = g.shape[:2]
-        dx = input_grad_batched(g.reshape(b * n, *g.shape[2:]), w, config, method,
-                                (b * n, *shape[1:]))
-        return dx.reshape(b, n, *dx.shape[1:]), 0
+        g, b = _fold_batch(g, bg)
+        dx = input_grad_batched(g, w, config, method, (b * shape[0], *shape[1:]))
+        return _unfold_batch(dx, b), 0
     # Otherwise b independent problems side by side as b * groups groups.
     (g, w), (bg, bw), b = _broadcast_unmapped((g, w), (bg, bw))
     c_ax = _channel_axis(config)

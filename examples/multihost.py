@@ -25,7 +25,8 @@ same step computed on one of its own devices:
 3. spatially split: a 1-D layer whose input is split along its length over 8 devices.
 
 Each worker prints ``process I: <step> OK max|diff| ... N collectives`` (counted in the
-compiled program) and exits non-zero on a mismatch or a program without collectives; the launcher exits non-zero if either worker does.
+compiled program) and exits non-zero on a mismatch or a program without collectives; the
+launcher exits non-zero if either worker does.
 """
 
 from __future__ import annotations

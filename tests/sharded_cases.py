@@ -279,38 +279,34 @@ rng = np.random.default_rng(0)
 """
 
 
-def _upstream_mesh():
-    return mesh((4, 2), ("a", "b"))
+def _upstream_dw(conv, x_shape, k_shape, spec):
+    """A plain convolution's weight gradient: (sharded over ``spec`` on a 4 x 2 mesh,
+    one device)."""
+    m = mesh((4, 2), ("a", "b"))
+    rng = np.random.default_rng(0)
+    x, k = rng.standard_normal(x_shape), rng.standard_normal(k_shape)
+    gy = rng.standard_normal(conv(x, k).shape)
+    dk = lambda x, k, gy: jax.vjp(conv, x, k)[1](gy)[1]  # noqa: E731
+    s = NamedSharding(m, spec)
+    return jax.jit(dk)(jax.device_put(x, s), k, jax.device_put(gy, s)), dk(x, k, gy)
 
 
 @pytest.mark.xfail(strict=True, reason="XLA bug: a spatial split with an unused mesh axis "
                    "all-reduces a convolution's weight gradient over the whole mesh")
 def test_upstream_1_unused_axis_multiplies_dw():
-    m = _upstream_mesh()
-    rng = np.random.default_rng(0)
     conv = lambda x, k: jax.lax.conv_general_dilated(  # noqa: E731
         x, k, (1,), ((1, 1),), dimension_numbers=("NWC", "WIO", "NWC"))
-    x, k = rng.standard_normal((8, 8, 4)), rng.standard_normal((3, 4, 4))
-    gy = rng.standard_normal(conv(x, k).shape)
-    dk = lambda x, k, gy: jax.vjp(conv, x, k)[1](gy)[1]  # noqa: E731
-    s = NamedSharding(m, P(None, "a"))
-    ratio = jax.jit(dk)(jax.device_put(x, s), k, jax.device_put(gy, s)) / dk(x, k, gy)
-    np.testing.assert_allclose(np.asarray(ratio), 1.0, rtol=1e-9)
+    got, want = _upstream_dw(conv, (8, 8, 4), (3, 4, 4), P(None, "a"))
+    np.testing.assert_allclose(np.asarray(got / want), 1.0, rtol=1e-9)
 
 
 @pytest.mark.xfail(strict=True, reason="XLA bug: the batch-grouped convolution of a grouped "
                    "convolution's weight gradient is mis-partitioned under a batch split")
 def test_upstream_2_grouped_dw_under_batch_split():
-    m = _upstream_mesh()
-    rng = np.random.default_rng(0)
     conv = lambda x, k: jax.lax.conv_general_dilated(  # noqa: E731
         x, k, (1, 1), ((1, 1), (1, 1)), feature_group_count=4)
-    x, k = rng.standard_normal((8, 8, 6, 6)), rng.standard_normal((8, 2, 3, 3))
-    gy = rng.standard_normal(conv(x, k).shape)
-    dk = lambda x, k, gy: jax.vjp(conv, x, k)[1](gy)[1]  # noqa: E731
-    s = NamedSharding(m, P("a"))
-    got = jax.jit(dk)(jax.device_put(x, s), k, jax.device_put(gy, s))
-    np.testing.assert_allclose(np.asarray(got), np.asarray(dk(x, k, gy)), rtol=1e-9, atol=1e-9)
+    got, want = _upstream_dw(conv, (8, 8, 6, 6), (8, 2, 3, 3), P("a"))
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.xfail(strict=True, reason="XLA bug: the partitioner aborts the process on an "

@@ -200,6 +200,11 @@ def run_case(case: dict) -> str | None:
         wa = jax.device_put(w, NamedSharding(mesh, w_spec))
         ba = jax.device_put(b, NamedSharding(mesh, b_spec))
         got = jax.jit(fn)(xa, wa, ba)
+    return "; ".join(_differences(ref, got)) or None
+
+
+def _differences(ref, got) -> list[str]:
+    """What differs between the one-device ``(y, dx, dw, db)`` and the sharded one."""
     bad = []
     for name, r, g in zip(("y", "dx", "dw", "db"), ref, got):
         r, g = np.asarray(r), np.asarray(g)
@@ -210,7 +215,7 @@ def run_case(case: dict) -> str | None:
         scale = max(1.0, float(np.max(np.abs(r), initial=0.0)))
         if not err <= RTOL * scale:
             bad.append(f"{name} max|diff| {err:.3g} (scale {scale:.3g})")
-    return "; ".join(bad) or None
+    return bad
 
 
 def _run_shard_map(case, mesh, x_spec, x, w, b, cot):
@@ -244,6 +249,29 @@ def _collectives(hlo: str) -> dict[str, int]:
             for op in ("all-gather", "all-to-all", "collective-permute", "all-reduce")}
 
 
+def _explicit_step(f, x, w, b, axis_names, x_spec, w_spec, y_spec):
+    """``(y, dx, dw, db)`` of ``f`` on one device and on a 2 x 4 Explicit mesh with the
+    given specs (the bias follows ``w_spec``'s output channels or is replicated), the
+    sharded results, their counted collectives, and the output's wanted sharding."""
+    rng = np.random.default_rng(2)
+    gy = rng.standard_normal(jax.eval_shape(f, x, w, b).shape)
+
+    def step(x, w, b, gy):
+        y, pull = jax.vjp(f, x, w, b)
+        return (y, *pull(gy))
+
+    ref = jax.jit(step)(*jax.device_put((x, w, b, gy), jax.devices()[0]))
+    mesh = jax.make_mesh((2, 4), axis_names, axis_types=(_compat.AxisType.Explicit,) * 2)
+    b_spec = P(w_spec[1]) if len(w_spec) > 1 and w_spec[1] is not None else \
+        P(w_spec[0]) if len(w_spec) and w_spec[0] is not None else P()
+    y_split = NamedSharding(mesh, y_spec)
+    args = (jax.device_put(x, NamedSharding(mesh, x_spec)),
+            jax.device_put(w, NamedSharding(mesh, w_spec)),
+            jax.device_put(b, NamedSharding(mesh, b_spec)), jax.device_put(gy, y_split))
+    compiled = jax.jit(step).lower(*args).compile()
+    return ref, compiled(*args), _collectives(compiled.as_text()), y_split
+
+
 def check_halo(case) -> str | None:
     """Batch over "data", the first spatial axis over "space" (2 x 4, Explicit axes): the
     forward and the gradients equal one device's, the compiled program exchanges halos
@@ -261,31 +289,15 @@ def check_halo(case) -> str | None:
     def f(x, w, b):
         return ct.conv_transpose(x, w, b, s, p, op, dilation=d, channels_last=cl)
 
-    gy = rng.standard_normal(jax.eval_shape(f, x, w, b).shape)
-
-    def step(x, w, b, gy):
-        y, pull = jax.vjp(f, x, w, b)
-        return (y, *pull(gy))
-
-    ref = jax.jit(step)(*jax.device_put((x, w, b, gy), jax.devices()[0]))
-    mesh = jax.make_mesh((2, 4), ("data", "space"),
-                         axis_types=(_compat.AxisType.Explicit,) * 2)
-    split, rep = NamedSharding(mesh, P(*spec)), NamedSharding(mesh, P())
-    args = (jax.device_put(x, split), jax.device_put(w, rep), jax.device_put(b, rep),
-            jax.device_put(gy, split))
-    compiled = jax.jit(step).lower(*args).compile()
-    got = compiled(*args)
-    found = _collectives(compiled.as_text())
+    ref, got, found, split = _explicit_step(f, x, w, b, ("data", "space"), P(*spec), P(),
+                                            P(*spec))
     bad = []
     if found["all-gather"] or found["all-to-all"]:
         bad.append(f"gathers: {found}")
     halo = max(0, (d * (k - 1) - p) // s) + max(0, (p - 1) // s + 1)
     if halo and not found["collective-permute"]:
         bad.append(f"no halo exchange: {found}")
-    for name, r, g in zip(("y", "dx", "dw", "db"), ref, got):
-        err = float(np.max(np.abs(np.asarray(r) - np.asarray(g))))
-        if not err <= RTOL * max(1.0, float(np.max(np.abs(np.asarray(r))))):
-            bad.append(f"{name} max|diff| {err:.3g}")
+    bad += _differences(ref, got)
     for name, a in (("y", got[0]), ("dx", got[1])):
         if not a.sharding.is_equivalent_to(split, a.ndim):
             bad.append(f"{name} comes out as {a.sharding.spec}, not split like x")
@@ -330,31 +342,14 @@ def check_channels(case) -> str | None:
     def f(x, w, b):
         return ct.conv_transpose(x, w, b, 2, 1, groups=groups, channels_last=cl)
 
-    gy = rng.standard_normal(jax.eval_shape(f, x, w, b).shape)
-
-    def step(x, w, b, gy):
-        y, pull = jax.vjp(f, x, w, b)
-        return (y, *pull(gy))
-
-    ref = jax.jit(step)(*jax.device_put((x, w, b, gy), jax.devices()[0]))
-    mesh = jax.make_mesh((2, 4), ("data", "model"),
-                         axis_types=(_compat.AxisType.Explicit,) * 2)
     y_spec = [None] * (nd + 2)
     y_spec[0], y_spec[c_ax] = "data", "model"
-    y_split = NamedSharding(mesh, P(*y_spec))
-    args = (jax.device_put(x, NamedSharding(mesh, P(*x_spec))),
-            jax.device_put(w, NamedSharding(mesh, w_spec)),
-            jax.device_put(b, NamedSharding(mesh, P("model"))), jax.device_put(gy, y_split))
-    compiled = jax.jit(step).lower(*args).compile()
-    got = compiled(*args)
-    found = _collectives(compiled.as_text())
+    ref, got, found, y_split = _explicit_step(f, x, w, b, ("data", "model"), P(*x_spec),
+                                              w_spec, P(*y_spec))
     bad = []
     if found["all-gather"] or found["all-to-all"]:
         bad.append(f"gathers: {found}")
-    for name, r, g in zip(("y", "dx", "dw", "db"), ref, got):
-        err = float(np.max(np.abs(np.asarray(r) - np.asarray(g))))
-        if not err <= RTOL * max(1.0, float(np.max(np.abs(np.asarray(r))))):
-            bad.append(f"{name} max|diff| {err:.3g}")
+    bad += _differences(ref, got)
     if not got[0].sharding.is_equivalent_to(y_split, got[0].ndim):
         bad.append(f"y comes out as {got[0].sharding.spec}, not split over (data, model)")
     return "; ".join(bad) or None
