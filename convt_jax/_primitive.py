@@ -189,13 +189,14 @@ def _channel_axis(config: Config) -> int:
 
 def _fold_batch(a, bd):
     """The vmapped axis ``bd`` of an activation folded into its batch axis (vmap-major),
-    and the vmapped size (for :func:`_unfold_batch`)."""
+    and the vmapped and batch sizes (for :func:`_unfold_batch`; either may be 0)."""
     a = jnp.moveaxis(a, bd, 0)
-    return a.reshape(a.shape[0] * a.shape[1], *a.shape[2:]), a.shape[0]
+    b, n = a.shape[:2]
+    return a.reshape(b * n, *a.shape[2:]), (b, n)
 
 
-def _unfold_batch(y, b: int):
-    return y.reshape(b, y.shape[0] // b, *y.shape[1:])
+def _unfold_batch(y, sizes: tuple[int, int]):
+    return y.reshape(*sizes, *y.shape[1:])
 
 
 def _fold_channels(a, bd, config: Config):
@@ -225,8 +226,9 @@ def _batch_rule(args, dims, *, config: Config, method: tuple[str, str, str]):
     g = config.groups
     if bw is None:
         # Fold the vmapped axis into the batch axis.
-        x, b = _fold_batch(x, bx)
-        return _unfold_batch(conv_transpose_p.bind(x, w, config=config, method=method), b), 0
+        x, sizes = _fold_batch(x, bx)
+        return _unfold_batch(conv_transpose_p.bind(x, w, config=config, method=method),
+                             sizes), 0
     if bx is not None:
         # Both mapped: b independent problems side by side as b*g groups.
         b = w.shape[bw]
@@ -404,9 +406,9 @@ def _input_grad_batch_rule(args, dims, *, config: Config, method, shape):
     (g, w), (bg, bw) = args, dims
     if bw is None:
         # Fold the vmapped axis of the cotangent into the batch axis.
-        g, b = _fold_batch(g, bg)
-        dx = input_grad_batched(g, w, config, method, (b * shape[0], *shape[1:]))
-        return _unfold_batch(dx, b), 0
+        g, sizes = _fold_batch(g, bg)
+        dx = input_grad_batched(g, w, config, method, (g.shape[0], *shape[1:]))
+        return _unfold_batch(dx, sizes), 0
     # Otherwise b independent problems side by side as b * groups groups.
     (g, w), (bg, bw), b = _broadcast_unmapped((g, w), (bg, bw))
     c_ax = _channel_axis(config)
