@@ -46,8 +46,13 @@ def _cpuinfo_first(key: str) -> str:
 
 def cpu_model() -> str:
     """lscpu's "Model name" (falls back to /proc/cpuinfo, then the platform)."""
-    return (_lscpu().get("Model name") or _cpuinfo_first("model name")
-            or platform.processor() or platform.machine() or "unknown CPU")
+    return (
+        _lscpu().get("Model name")
+        or _cpuinfo_first("model name")
+        or platform.processor()
+        or platform.machine()
+        or "unknown CPU"
+    )
 
 
 def vector_extensions() -> list[str]:
@@ -86,7 +91,7 @@ def xla_matmul_gflops(n: int = 2048, reps: int = 5) -> float:
 
     a = jnp.ones((n, n), jnp.float32)
     f = jax.jit(jnp.dot)
-    return 2 * n ** 3 / _median_seconds(lambda: f(a, a).block_until_ready(), reps) / 1e9
+    return 2 * n**3 / _median_seconds(lambda: f(a, a).block_until_ready(), reps) / 1e9
 
 
 def torch_matmul_gflops(n: int = 2048, reps: int = 5, device: str = "cpu") -> float:
@@ -100,8 +105,9 @@ def torch_matmul_gflops(n: int = 2048, reps: int = 5, device: str = "cpu") -> fl
     def mm():
         torch.mm(a, a)
         sync()
+
     with torch.no_grad():
-        return 2 * n ** 3 / _median_seconds(mm, reps) / 1e9
+        return 2 * n**3 / _median_seconds(mm, reps) / 1e9
 
 
 def matmul_rates() -> tuple[float, float]:
@@ -119,10 +125,15 @@ def header(start: tuple[float, float], end: tuple[float, float] | None = None) -
 
     usable, total = cores()
     ext = " ".join(vector_extensions()) or "none reported"
-    rate = (f"XLA {start[0]:.0f} GFLOP/s, PyTorch {start[1]:.0f} GFLOP/s" if end is None else
-            f"XLA {start[0]:.0f} / {end[0]:.0f} GFLOP/s, PyTorch {start[1]:.0f} / "
-            f"{end[1]:.0f} GFLOP/s (start / end of the run)")
-    return (f"jax {jax.__version__} ({jax.default_backend()}, {jax.devices()[0].device_kind}), "
-            f"torch {torch.__version__} ({torch.get_num_threads()} threads)\n\n"
-            f"CPU: {cpu_model()}; {usable} CPUs usable of {total}; vector extensions: {ext}; "
-            f"fp32 2048x2048 matmul: {rate}.")
+    rate = (
+        f"XLA {start[0]:.0f} GFLOP/s, PyTorch {start[1]:.0f} GFLOP/s"
+        if end is None
+        else f"XLA {start[0]:.0f} / {end[0]:.0f} GFLOP/s, PyTorch {start[1]:.0f} / "
+        f"{end[1]:.0f} GFLOP/s (start / end of the run)"
+    )
+    return (
+        f"jax {jax.__version__} ({jax.default_backend()}, {jax.devices()[0].device_kind}), "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads)\n\n"
+        f"CPU: {cpu_model()}; {usable} CPUs usable of {total}; vector extensions: {ext}; "
+        f"fp32 2048x2048 matmul: {rate}."
+    )

@@ -50,9 +50,9 @@ def _shrink(shape):
     """The layer with batch 1, at most 6 rows per axis and 16 channels (groups kept in kind)."""
     n, c_in, spatial, c_out, k, s, p, g = shape
     c_in2 = min(c_in, 16)
-    if g == c_in:                              # depthwise stays depthwise
+    if g == c_in:  # depthwise stays depthwise
         g2, c_out2 = c_in2, c_in2 * (c_out // c_in)
-    elif g > 1:                                # grouped stays grouped
+    elif g > 1:  # grouped stays grouped
         g2, c_out2 = 4, 16
     else:
         g2, c_out2 = 1, min(c_out, 16)
@@ -77,12 +77,17 @@ def bench_layer(torch, device, shape, op: int, cl: bool, rounds: int):
     nd = len(spatial)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, c_in, *spatial), dtype=np.float32)
-    w = (rng.standard_normal((c_in, c_out // g, *(k,) * nd), dtype=np.float32)
-         / math.sqrt(c_in * k ** nd / s ** nd))
-    gy = rng.standard_normal(ct.conv_transpose_output_shape(x.shape, w.shape, s, p, op,
-                                                            groups=g), dtype=np.float32)
-    tfn = {1: torch.nn.functional.conv_transpose1d, 2: torch.nn.functional.conv_transpose2d,
-           3: torch.nn.functional.conv_transpose3d}[nd]
+    w = rng.standard_normal((c_in, c_out // g, *(k,) * nd), dtype=np.float32) / math.sqrt(
+        c_in * k**nd / s**nd
+    )
+    gy = rng.standard_normal(
+        ct.conv_transpose_output_shape(x.shape, w.shape, s, p, op, groups=g), dtype=np.float32
+    )
+    tfn = {
+        1: torch.nn.functional.conv_transpose1d,
+        2: torch.nn.functional.conv_transpose2d,
+        3: torch.nn.functional.conv_transpose3d,
+    }[nd]
     fmt = {2: torch.channels_last, 3: torch.channels_last_3d}.get(nd) if cl else None
     tx, tw, tg = (torch.from_numpy(a).to(device) for a in (x, w, gy))
     if fmt is not None:
@@ -92,10 +97,12 @@ def bench_layer(torch, device, shape, op: int, cl: bool, rounds: int):
     move = (lambda v: np.moveaxis(v, 1, -1)) if cl else (lambda v: v)
     jx, jw, jg = jnp.asarray(move(x)), jnp.asarray(w), jnp.asarray(move(gy))
     funcs = {
-        "convt_jax": lambda x, w: ct.conv_transpose(x, w, None, s, p, op, groups=g,
-                                                    channels_last=cl),
-        "jax.lax": lambda x, w: _lax_transpose(x, w, nd=nd, k=k, s=s, p=p, op=op, g=g,
-                                               channels_last=cl),
+        "convt_jax": lambda x, w: ct.conv_transpose(
+            x, w, None, s, p, op, groups=g, channels_last=cl
+        ),
+        "jax.lax": lambda x, w: _lax_transpose(
+            x, w, nd=nd, k=k, s=s, p=p, op=op, g=g, channels_last=cl
+        ),
     }
     impls = {("PyTorch", "fwd"): torch_fwd, ("PyTorch", "fb"): torch_fb}
     for name, f in funcs.items():
@@ -112,17 +119,22 @@ def bench_layer(torch, device, shape, op: int, cl: bool, rounds: int):
         return out
 
     # Correctness (and warm-up): convt_jax and jax.lax against PyTorch on this device.
-    ref = {mode: [t.detach().float().cpu().numpy() for t in run(("PyTorch", mode))]
-           for mode in ("fwd", "fb")}
-    ref = {m: [np.moveaxis(v, 1, -1) if cl and i < 2 else v for i, v in enumerate(r)]
-           for m, r in ref.items()}
+    ref = {
+        mode: [t.detach().float().cpu().numpy() for t in run(("PyTorch", mode))]
+        for mode in ("fwd", "fb")
+    }
+    ref = {
+        m: [np.moveaxis(v, 1, -1) if cl and i < 2 else v for i, v in enumerate(r)]
+        for m, r in ref.items()
+    }
     errors = {}
     for name in funcs:
         for mode in ("fwd", "fb"):
             out = [np.asarray(o) for o in run((name, mode))]
             errors[(name, mode)] = max(
                 float(np.abs(o - r).max() / (np.abs(r).max() + 1e-30))
-                for o, r in zip(out, ref[mode]))
+                for o, r in zip(out, ref[mode])
+            )
     times = {key: [] for key in impls}
     for _ in range(rounds):
         for key in impls:
@@ -134,23 +146,30 @@ def bench_layer(torch, device, shape, op: int, cl: bool, rounds: int):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dry", action="store_true",
-                        help="CPU, tiny shapes, 2 rounds: check the script, not the GPU")
+    parser.add_argument(
+        "--dry",
+        action="store_true",
+        help="CPU, tiny shapes, 2 rounds: check the script, not the GPU",
+    )
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds (default 20)")
     parser.add_argument("--shapes", default=None, help="comma-separated suite names")
     parser.add_argument("--out", default="benchmarks/device_results.md")
     args = parser.parse_args(argv)
     import torch
 
-    names = (args.shapes.split(",") if args.shapes
-             else [*SHAPES, *(f"{n}_cl" for n in CHANNELS_LAST)])
+    names = (
+        args.shapes.split(",") if args.shapes else [*SHAPES, *(f"{n}_cl" for n in CHANNELS_LAST)]
+    )
     if args.dry:
         device, rounds = torch.device("cpu"), args.rounds or 2
     else:
         if jax.default_backend() not in ("gpu", "cuda", "rocm") or not torch.cuda.is_available():
-            print(f"no GPU: JAX's default backend is {jax.default_backend()!r} and "
-                  f"torch.cuda.is_available() is {torch.cuda.is_available()}; on a machine "
-                  "without one, run with --dry", file=sys.stderr)
+            print(
+                f"no GPU: JAX's default backend is {jax.default_backend()!r} and "
+                f"torch.cuda.is_available() is {torch.cuda.is_available()}; on a machine "
+                "without one, run with --dry",
+                file=sys.stderr,
+            )
             return 2
         device, rounds = torch.device("cuda"), args.rounds or 20
         torch.backends.cudnn.benchmark = True
@@ -159,7 +178,7 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
     rows, bad = [], []
     with jax.default_matmul_precision("highest"):
-        n = 256 if args.dry else 8192          # XLA's matmul runs on the default backend
+        n = 256 if args.dry else 8192  # XLA's matmul runs on the default backend
         jax_tf = _machine.xla_matmul_gflops(n) / 1e3
         torch_tf = _machine.torch_matmul_gflops(n, device=device.type) / 1e3
         for name, shape, op, cl in _layers(names, args.dry):
@@ -168,13 +187,19 @@ def main(argv=None) -> int:
             if errors[("convt_jax", "fwd")] > TOL or errors[("convt_jax", "fb")] > TOL:
                 bad.append(f"{name}: convt_jax relative error {worst:.1e}")
             rows.append((name, shape, ms, errors))
-            print(f"{name}: " + ", ".join(f"{k[0]} {k[1]} {v:.2f} ms" for k, v in ms.items()),
-                  flush=True)
+            print(
+                f"{name}: " + ", ".join(f"{k[0]} {k[1]} {v:.2f} ms" for k, v in ms.items()),
+                flush=True,
+            )
     kind = jax.devices()[0].device_kind
     cudnn = torch.backends.cudnn.version() if device.type == "cuda" else None
     lines = [
-        "# " + ("Dry run (CPU, shrunk layers: timings mean nothing)" if args.dry
-                else "GPU check: convt_jax against PyTorch (cuDNN) and jax.lax"),
+        "# "
+        + (
+            "Dry run (CPU, shrunk layers: timings mean nothing)"
+            if args.dry
+            else "GPU check: convt_jax against PyTorch (cuDNN) and jax.lax"
+        ),
         "",
         "Command: `python -m benchmarks.device" + (" --dry" if args.dry else "") + "`",
         "",
@@ -188,8 +213,10 @@ def main(argv=None) -> int:
         "convt_jax f+b | jax.lax f+b | max rel. error (convt_jax) |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    ratios = {k: [] for k in (("convt_jax", "fwd"), ("jax.lax", "fwd"), ("convt_jax", "fb"),
-                              ("jax.lax", "fb"))}
+    ratios = {
+        k: []
+        for k in (("convt_jax", "fwd"), ("jax.lax", "fwd"), ("convt_jax", "fb"), ("jax.lax", "fb"))
+    }
     for name, _, ms, errors in rows:
         cells = [name]
         for mode in ("fwd", "fb"):
@@ -205,10 +232,17 @@ def main(argv=None) -> int:
     def geo(v):
         return math.exp(sum(map(math.log, v)) / len(v)) if v else float("nan")
 
-    lines += ["", "Geometric mean of time / PyTorch time: " + "; ".join(
-        f"{impl} {'forward' if mode == 'fwd' else 'forward+backward'} {geo(v):.2f}"
-        for (impl, mode), v in ratios.items()) + ".", "",
-        ("All results match PyTorch." if not bad else "MISMATCHES: " + "; ".join(bad))]
+    lines += [
+        "",
+        "Geometric mean of time / PyTorch time: "
+        + "; ".join(
+            f"{impl} {'forward' if mode == 'fwd' else 'forward+backward'} {geo(v):.2f}"
+            for (impl, mode), v in ratios.items()
+        )
+        + ".",
+        "",
+        ("All results match PyTorch." if not bad else "MISMATCHES: " + "; ".join(bad)),
+    ]
     text = "\n".join(lines) + "\n"
     with open(args.out, "w") as fh:
         fh.write(text)

@@ -63,8 +63,12 @@ def jax_bytes(shape, method="auto") -> int:
 
 def torch_bytes(shape) -> int:
     n, c_in, spatial, c_out, k, s, p, g = shape
-    out = subprocess.run([sys.executable, "-c", _TORCH, json.dumps(
-        [n, c_in, list(spatial), c_out, k, s, p, g])], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _TORCH, json.dumps([n, c_in, list(spatial), c_out, k, s, p, g])],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout)["peak_bytes"]
 
 

@@ -43,7 +43,8 @@ import os
 import statistics
 import sys
 import time
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 os.environ.setdefault("XLA_FLAGS", "")
 
@@ -101,10 +102,15 @@ class JaxOps:
 
     def conv(self, x, w, b=None, stride=1, padding=0, dilation=1):
         nd = x.ndim - 2
-        spec = "DHW"[3 - nd:]
+        spec = "DHW"[3 - nd :]
         y = jax.lax.conv_general_dilated(
-            x, w, (stride,) * nd, [(padding, padding)] * nd, rhs_dilation=(dilation,) * nd,
-            dimension_numbers=("NC" + spec, "OI" + spec, "NC" + spec))
+            x,
+            w,
+            (stride,) * nd,
+            [(padding, padding)] * nd,
+            rhs_dilation=(dilation,) * nd,
+            dimension_numbers=("NC" + spec, "OI" + spec, "NC" + spec),
+        )
         return y if b is None else y + b.reshape(-1, *(1,) * nd)
 
     def convt(self, x, w, b, stride, padding, output_padding=0):
@@ -112,13 +118,23 @@ class JaxOps:
         if self.kind == "convt_jax":
             return ct.conv_transpose(x, w, b, stride, padding, output_padding, method=self.method)
         if self.kind == "jax.lax":
-            y = _lax_transpose(x, w, nd=nd, k=w.shape[2], s=stride, p=padding,
-                               op=output_padding, g=1, channels_last=False)
+            y = _lax_transpose(
+                x,
+                w,
+                nd=nd,
+                k=w.shape[2],
+                s=stride,
+                p=padding,
+                op=output_padding,
+                g=1,
+                channels_last=False,
+            )
         else:
             y = jnp.einsum("nc...,co->no...", x, w.mean(axis=tuple(range(2, 2 + nd))))
             for axis in range(2, 2 + nd):
-                out, r = _standin_size(x.shape[axis], w.shape[axis], stride, padding,
-                                       output_padding)
+                out, r = _standin_size(
+                    x.shape[axis], w.shape[axis], stride, padding, output_padding
+                )
                 y = jax.lax.slice_in_dim(jnp.repeat(y, r, axis=axis), 0, out, axis=axis)
         return y if b is None else y + b.reshape(-1, *(1,) * nd)
 
@@ -162,13 +178,14 @@ class TorchOps:
     def convt(self, x, w, b, stride, padding, output_padding=0):
         nd = x.ndim - 2
         if self.kind == "PyTorch":
-            f = (self.F.conv_transpose1d, self.F.conv_transpose2d,
-                 self.F.conv_transpose3d)[nd - 1]
+            f = (self.F.conv_transpose1d, self.F.conv_transpose2d, self.F.conv_transpose3d)[nd - 1]
             return f(x, w, b, stride, padding, output_padding)
         wm = w.mean(dim=tuple(range(2, 2 + nd)))
         y = self.conv(x, wm.t().reshape(*wm.t().shape, *(1,) * nd))
-        sizes = [_standin_size(x.shape[a], w.shape[a], stride, padding, output_padding)
-                 for a in range(2, 2 + nd)]
+        sizes = [
+            _standin_size(x.shape[a], w.shape[a], stride, padding, output_padding)
+            for a in range(2, 2 + nd)
+        ]
         y = self.F.interpolate(y, scale_factor=[float(r) for _, r in sizes], mode="nearest")
         y = y[(slice(None), slice(None), *(slice(0, out) for out, _ in sizes))]
         return y if b is None else y + b.reshape(-1, *(1,) * nd)
@@ -202,34 +219,57 @@ def dcgan(ops, p: Params, z, *, nz=100, ngf=64, nc=3):
     x = z
     for i in range(4):
         stride, pad = (1, 0) if i == 0 else (2, 1)
-        w = p.w(f"ct{i}", (chans[i], chans[i + 1], 4, 4), chans[i] * 16 / stride ** 2)
+        w = p.w(f"ct{i}", (chans[i], chans[i + 1], 4, 4), chans[i] * 16 / stride**2)
         x = ops.convt(x, w, None, stride, pad)
-        x = ops.relu(ops.batch_norm(x, p.gamma(f"bn{i}.g", chans[i + 1]),
-                                    p.b(f"bn{i}.b", chans[i + 1])))
+        x = ops.relu(
+            ops.batch_norm(x, p.gamma(f"bn{i}.g", chans[i + 1]), p.b(f"bn{i}.b", chans[i + 1]))
+        )
     return ops.tanh(ops.convt(x, p.w("ct4", (ngf, nc, 4, 4), ngf * 4), None, 2, 1))
 
 
 def _resblock1(ops, p, name, x, ch, k, dilations):
     for m, d in enumerate(dilations):
         xt = ops.leaky_relu(x, 0.1)
-        xt = ops.conv(xt, p.w(f"{name}.c1{m}", (ch, ch, k), ch * k), p.b(f"{name}.c1{m}b", ch),
-                      1, (k * d - d) // 2, d)
+        xt = ops.conv(
+            xt,
+            p.w(f"{name}.c1{m}", (ch, ch, k), ch * k),
+            p.b(f"{name}.c1{m}b", ch),
+            1,
+            (k * d - d) // 2,
+            d,
+        )
         xt = ops.leaky_relu(xt, 0.1)
-        xt = ops.conv(xt, p.w(f"{name}.c2{m}", (ch, ch, k), ch * k), p.b(f"{name}.c2{m}b", ch),
-                      1, (k - 1) // 2, 1)
+        xt = ops.conv(
+            xt,
+            p.w(f"{name}.c2{m}", (ch, ch, k), ch * k),
+            p.b(f"{name}.c2{m}b", ch),
+            1,
+            (k - 1) // 2,
+            1,
+        )
         x = xt + x
     return x
 
 
-def hifigan(ops, p: Params, mel, *, ch=512, rates=(8, 8, 2, 2), kernels=(16, 16, 4, 4),
-            rb_kernels=(3, 7, 11), rb_dilations=(1, 3, 5)):
+def hifigan(
+    ops,
+    p: Params,
+    mel,
+    *,
+    ch=512,
+    rates=(8, 8, 2, 2),
+    kernels=(16, 16, 4, 4),
+    rb_kernels=(3, 7, 11),
+    rb_dilations=(1, 3, 5),
+):
     """HiFi-GAN V1 generator (Kong et al.): mel (N, 80, T) -> audio (N, 1, 256 T)."""
     x = ops.conv(mel, p.w("pre", (ch, mel.shape[1], 7), mel.shape[1] * 7), p.b("preb", ch), 1, 3)
     for i, (u, k) in enumerate(zip(rates, kernels)):
-        c_in, c_out = ch // 2 ** i, ch // 2 ** (i + 1)
+        c_in, c_out = ch // 2**i, ch // 2 ** (i + 1)
         x = ops.leaky_relu(x, 0.1)
-        x = ops.convt(x, p.w(f"up{i}", (c_in, c_out, k), c_in * k / u), p.b(f"up{i}b", c_out),
-                      u, (k - u) // 2)
+        x = ops.convt(
+            x, p.w(f"up{i}", (c_in, c_out, k), c_in * k / u), p.b(f"up{i}b", c_out), u, (k - u) // 2
+        )
         xs = None
         for j, rk in enumerate(rb_kernels):
             r = _resblock1(ops, p, f"rb{i}.{j}", x, c_out, rk, rb_dilations)
@@ -242,12 +282,17 @@ def hifigan(ops, p: Params, mel, *, ch=512, rates=(8, 8, 2, 2), kernels=(16, 16,
 
 def pix2pix(ops, p: Params, img, *, ngf=64, num_downs=8, nc=3):
     """pix2pix U-Net generator (Isola et al., ``UnetGenerator``, batch norm, no dropout)."""
-    c = [ngf * min(2 ** i, 8) for i in range(num_downs)]
+    c = [ngf * min(2**i, 8) for i in range(num_downs)]
     h = [ops.conv(img, p.w("d0", (c[0], img.shape[1], 4, 4), img.shape[1] * 16), None, 2, 1)]
     for i in range(1, num_downs):
-        x = ops.conv(ops.leaky_relu(h[-1], 0.2), p.w(f"d{i}", (c[i], c[i - 1], 4, 4),
-                                                     c[i - 1] * 16), None, 2, 1)
-        if i < num_downs - 1:       # the innermost down-convolution has no norm
+        x = ops.conv(
+            ops.leaky_relu(h[-1], 0.2),
+            p.w(f"d{i}", (c[i], c[i - 1], 4, 4), c[i - 1] * 16),
+            None,
+            2,
+            1,
+        )
+        if i < num_downs - 1:  # the innermost down-convolution has no norm
             x = ops.batch_norm(x, p.gamma(f"dn{i}.g", c[i]), p.b(f"dn{i}.b", c[i]))
         h.append(x)
     x = h[-1]
@@ -256,8 +301,9 @@ def pix2pix(ops, p: Params, img, *, ngf=64, num_downs=8, nc=3):
         y = ops.convt(ops.relu(x), p.w(f"u{i}", (c_in, c[i - 1], 4, 4), c_in * 4), None, 2, 1)
         y = ops.batch_norm(y, p.gamma(f"un{i}.g", c[i - 1]), p.b(f"un{i}.b", c[i - 1]))
         x = ops.cat([h[i - 1], y])
-    return ops.tanh(ops.convt(ops.relu(x), p.w("u0", (2 * c[0], nc, 4, 4), 2 * c[0] * 4),
-                              p.b("u0b", nc), 2, 1))
+    return ops.tanh(
+        ops.convt(ops.relu(x), p.w("u0", (2 * c[0], nc, 4, 4), 2 * c[0] * 4), p.b("u0b", nc), 2, 1)
+    )
 
 
 def unet3d(ops, p: Params, x, *skips, chans=(256, 128, 64, 32, 32), kernel=2, classes=3):
@@ -266,21 +312,28 @@ def unet3d(ops, p: Params, x, *skips, chans=(256, 128, 64, 32, 32), kernel=2, cl
     pad = (kernel - 2) // 2
     for i, skip in enumerate(skips):
         c_in, c_out = chans[i], chans[i + 1]
-        x = ops.convt(x, p.w(f"up{i}", (c_in, c_out, *(kernel,) * 3), c_in * kernel ** 3 / 8),
-                      p.b(f"up{i}b", c_out), 2, pad)
+        x = ops.convt(
+            x,
+            p.w(f"up{i}", (c_in, c_out, *(kernel,) * 3), c_in * kernel**3 / 8),
+            p.b(f"up{i}b", c_out),
+            2,
+            pad,
+        )
         x = ops.cat([skip, x])
         for j, cin in enumerate((skip.shape[1] + c_out, c_out)):
-            x = ops.conv(x, p.w(f"c{i}{j}", (c_out, cin, 3, 3, 3), cin * 27),
-                         p.b(f"c{i}{j}b", c_out), 1, 1)
-            x = ops.leaky_relu(ops.instance_norm(x, p.gamma(f"n{i}{j}.g", c_out),
-                                                 p.b(f"n{i}{j}.b", c_out)), 0.01)
+            x = ops.conv(
+                x, p.w(f"c{i}{j}", (c_out, cin, 3, 3, 3), cin * 27), p.b(f"c{i}{j}b", c_out), 1, 1
+            )
+            x = ops.leaky_relu(
+                ops.instance_norm(x, p.gamma(f"n{i}{j}.g", c_out), p.b(f"n{i}{j}.b", c_out)), 0.01
+            )
     return ops.conv(x, p.w("head", (classes, chans[-1], 1, 1, 1), chans[-1]), p.b("headb", classes))
 
 
 class Model(NamedTuple):
     name: str
     fn: Callable
-    inputs: tuple        # shapes of the inputs
+    inputs: tuple  # shapes of the inputs
     kwargs: dict
     what: str
 
@@ -297,23 +350,35 @@ def models(small: bool, unet3d_kernel: int = 2) -> dict[str, Model]:
         dc = Model("dcgan", dcgan, ((n, 100, 1, 1),), {}, "")
         hf = Model("hifigan", hifigan, ((1, 80, 32),), {}, "")
         px = Model("pix2pix", pix2pix, ((1, 3, 256, 256),), {}, "")
-    u3 = Model("unet3d", unet3d,
-               ((1, ch[0], b, b, b), *((1, ch[i + 1], *(b * 2 ** (i + 1),) * 3) for i in range(4))),
-               {"chans": ch, "kernel": unet3d_kernel}, "")
-    dc = dc._replace(what=f"DCGAN generator, nz=100, ngf={dc.kwargs.get('ngf', 64)}, batch "
-                     f"{dc.inputs[0][0]}, 1x1 -> 64x64x3 (4 stride-2 k4 + one stride-1 k4 "
-                     "transposed layers, batch norm, ReLU, tanh)")
-    hf = hf._replace(what=f"HiFi-GAN V1 generator, {hf.kwargs.get('ch', 512)} initial channels, "
-                     f"batch 1, {hf.inputs[0][2]} mel frames -> {hf.inputs[0][2] * 256} samples "
-                     "(upsample rates 8,8,2,2, kernels 16,16,4,4; ResBlock1 kernels 3,7,11, "
-                     "dilations 1,3,5; leaky ReLU; no weight norm)")
-    px = px._replace(what=f"pix2pix U-Net generator, ngf={px.kwargs.get('ngf', 64)}, "
-                     f"{px.kwargs.get('num_downs', 8)} downs, batch 1, "
-                     f"{px.inputs[0][2]}x{px.inputs[0][3]} (k4 s2 p1 transposed layers, "
-                     "batch norm, no dropout)")
-    u3 = u3._replace(what=f"3-D U-Net decoder, batch 1, {ch[0]} channels at {b}^3 -> "
-                     f"{ch[-1]} at {b * 16}^3 in 4 levels (k{unet3d_kernel} s2 up-convolution, "
-                     "skip, 2 x (3x3x3 conv, instance norm, leaky ReLU)), 1x1x1 head")
+    u3 = Model(
+        "unet3d",
+        unet3d,
+        ((1, ch[0], b, b, b), *((1, ch[i + 1], *(b * 2 ** (i + 1),) * 3) for i in range(4))),
+        {"chans": ch, "kernel": unet3d_kernel},
+        "",
+    )
+    dc = dc._replace(
+        what=f"DCGAN generator, nz=100, ngf={dc.kwargs.get('ngf', 64)}, batch "
+        f"{dc.inputs[0][0]}, 1x1 -> 64x64x3 (4 stride-2 k4 + one stride-1 k4 "
+        "transposed layers, batch norm, ReLU, tanh)"
+    )
+    hf = hf._replace(
+        what=f"HiFi-GAN V1 generator, {hf.kwargs.get('ch', 512)} initial channels, "
+        f"batch 1, {hf.inputs[0][2]} mel frames -> {hf.inputs[0][2] * 256} samples "
+        "(upsample rates 8,8,2,2, kernels 16,16,4,4; ResBlock1 kernels 3,7,11, "
+        "dilations 1,3,5; leaky ReLU; no weight norm)"
+    )
+    px = px._replace(
+        what=f"pix2pix U-Net generator, ngf={px.kwargs.get('ngf', 64)}, "
+        f"{px.kwargs.get('num_downs', 8)} downs, batch 1, "
+        f"{px.inputs[0][2]}x{px.inputs[0][3]} (k4 s2 p1 transposed layers, "
+        "batch norm, no dropout)"
+    )
+    u3 = u3._replace(
+        what=f"3-D U-Net decoder, batch 1, {ch[0]} channels at {b}^3 -> "
+        f"{ch[-1]} at {b * 16}^3 in 4 levels (k{unet3d_kernel} s2 up-convolution, "
+        "skip, 2 x (3x3x3 conv, instance norm, leaky ReLU)), 1x1x1 head"
+    )
     return {m.name: m for m in (dc, hf, px, u3)}
 
 
@@ -324,8 +389,9 @@ def models(small: bool, unet3d_kernel: int = 2) -> dict[str, Model]:
 def _data(model: Model, params: dict, seed=1):
     rng = np.random.default_rng(seed)
     inputs = [rng.standard_normal(s, dtype=np.float32) for s in model.inputs]
-    out = jax.eval_shape(lambda p, *xs: model.fn(JaxOps("jax.lax"), Params(p), *xs, **model.kwargs),
-                         params, *inputs)
+    out = jax.eval_shape(
+        lambda p, *xs: model.fn(JaxOps("jax.lax"), Params(p), *xs, **model.kwargs), params, *inputs
+    )
     target = rng.standard_normal(out.shape, dtype=np.float32)
     return inputs, target
 
@@ -333,8 +399,10 @@ def _data(model: Model, params: dict, seed=1):
 def init(model: Model) -> dict:
     """The model's parameters (NumPy), created by tracing it once (no computation)."""
     p = Params()
-    jax.eval_shape(lambda *xs: model.fn(JaxOps("jax.lax"), p, *xs, **model.kwargs),
-                   *(jax.ShapeDtypeStruct(s, jnp.float32) for s in model.inputs))
+    jax.eval_shape(
+        lambda *xs: model.fn(JaxOps("jax.lax"), p, *xs, **model.kwargs),
+        *(jax.ShapeDtypeStruct(s, jnp.float32) for s in model.inputs),
+    )
     return p.values
 
 
@@ -344,13 +412,18 @@ def transposed_layers(model: Model, params: dict) -> list[str]:
 
     class Recorder(JaxOps):
         def convt(self, x, w, b, stride, padding, output_padding=0):
-            layers.append(f"{tuple(x.shape)} * {tuple(w.shape)}, stride {stride}, "
-                          f"padding {padding}" + (f", output_padding {output_padding}"
-                                                  if output_padding else ""))
+            layers.append(
+                f"{tuple(x.shape)} * {tuple(w.shape)}, stride {stride}, "
+                f"padding {padding}"
+                + (f", output_padding {output_padding}" if output_padding else "")
+            )
             return super().convt(x, w, b, stride, padding, output_padding)
 
-    jax.eval_shape(lambda p, *xs: model.fn(Recorder("jax.lax"), Params(p), *xs, **model.kwargs),
-                   params, *(jax.ShapeDtypeStruct(s, jnp.float32) for s in model.inputs))
+    jax.eval_shape(
+        lambda p, *xs: model.fn(Recorder("jax.lax"), Params(p), *xs, **model.kwargs),
+        params,
+        *(jax.ShapeDtypeStruct(s, jnp.float32) for s in model.inputs),
+    )
     return layers
 
 
@@ -388,8 +461,10 @@ def _max_rel_error(a, b) -> float:
     """Worst over the loss and every gradient of |a - b|.max() / |b|.max(), leaving out the
     gradients that are zero up to rounding (|b|.max() under 1e-5 of the model's largest
     gradient entry: a bias followed by a normalisation)."""
+
     def arr(v):
         return np.asarray(v.detach().numpy() if hasattr(v, "detach") else v, np.float64)
+
     errs = [abs(float(arr(a[0])) - float(arr(b[0]))) / (abs(float(arr(b[0]))) + 1e-30)]
     refs = {k: arr(v) for k, v in b[1].items()}
     floor = 1e-5 * max(float(np.abs(r).max()) for r in refs.values())
@@ -400,11 +475,12 @@ def _max_rel_error(a, b) -> float:
     return max(errs)
 
 
-MISMATCH = 1e-3   # worst relative error of a float32 step that is checked again in float64
+MISMATCH = 1e-3  # worst relative error of a float32 step that is checked again in float64
 
 
-def _float64_error(model: Model, kind: str, ref: str, method: str, params: dict,
-                   inputs: list, target) -> float:
+def _float64_error(
+    model: Model, kind: str, ref: str, method: str, params: dict, inputs: list, target
+) -> float:
     """The worst relative error of the same step in float64, against PyTorch's in float64.
 
     A float32 step of a whole model can differ from PyTorch's by more than rounding
@@ -415,12 +491,16 @@ def _float64_error(model: Model, kind: str, ref: str, method: str, params: dict,
 
     params = {k: v.astype(np.float64) for k, v in params.items()}
     inputs, target = [x.astype(np.float64) for x in inputs], target.astype(np.float64)
-    theirs = torch_step(model, "stand-in" if ref == "PyTorch stand-in" else "PyTorch",
-                        params, target, inputs)()
+    theirs = torch_step(
+        model, "stand-in" if ref == "PyTorch stand-in" else "PyTorch", params, target, inputs
+    )()
     with _compat.enable_x64():
         step = jax_step(model, "stand-in" if kind == "JAX stand-in" else kind, method)
-        ours = step({k: jnp.asarray(v) for k, v in params.items()}, jnp.asarray(target),
-                    *[jnp.asarray(x) for x in inputs])
+        ours = step(
+            {k: jnp.asarray(v) for k, v in params.items()},
+            jnp.asarray(target),
+            *[jnp.asarray(x) for x in inputs],
+        )
         ours = jax.tree.map(np.asarray, ours)
     return _max_rel_error(ours, theirs)
 
@@ -429,8 +509,11 @@ def bench_model(model: Model, rounds: int, method: str, with_lax: bool, log=prin
     """{variant: [ms per round]} and {variant: relative error against PyTorch}."""
     params = init(model)
     inputs, target = _data(model, params)
-    jp, jt, jx = ({k: jnp.asarray(v) for k, v in params.items()}, jnp.asarray(target),
-                  [jnp.asarray(x) for x in inputs])
+    jp, jt, jx = (
+        {k: jnp.asarray(v) for k, v in params.items()},
+        jnp.asarray(target),
+        [jnp.asarray(x) for x in inputs],
+    )
     kinds = ["convt_jax", "jax.lax", "JAX stand-in"] if with_lax else ["convt_jax", "JAX stand-in"]
     steps = {}
     for kind in kinds:
@@ -438,29 +521,37 @@ def bench_model(model: Model, rounds: int, method: str, with_lax: bool, log=prin
         t0 = time.perf_counter()
         f = f.lower(jp, jt, *jx).compile()
         log(f"  {model.name} {kind:>16}: compiled in {time.perf_counter() - t0:6.1f} s")
-        steps[kind] = (lambda f=f: jax.block_until_ready(f(jp, jt, *jx)))
+        steps[kind] = lambda f=f: jax.block_until_ready(f(jp, jt, *jx))
     steps["PyTorch"] = torch_step(model, "PyTorch", params, target, inputs)
     steps["PyTorch stand-in"] = torch_step(model, "stand-in", params, target, inputs)
     ref = {"convt_jax": "PyTorch", "jax.lax": "PyTorch", "JAX stand-in": "PyTorch stand-in"}
     outs, errors = {}, {}
-    for kind, f in steps.items():                      # warm-up and check
+    for kind, f in steps.items():  # warm-up and check
         t0 = time.perf_counter()
         outs[kind] = f()
         log(f"  {model.name} {kind:>16}: first step {1e3 * (time.perf_counter() - t0):8.1f} ms")
     for kind, r in ref.items():
         if kind in outs:
             err = _max_rel_error(outs[kind], outs[r])
-            err64 = (_float64_error(model, kind, r, method, params, inputs, target)
-                     if err > MISMATCH else None)
+            err64 = (
+                _float64_error(model, kind, r, method, params, inputs, target)
+                if err > MISMATCH
+                else None
+            )
             errors[kind] = (err, err64)
-            log(f"  {model.name} {kind:>16}: loss and gradients vs {r}: worst relative "
-                f"error {err:.1e}" + ("" if err64 is None else f" (float64: {err64:.1e})"))
+            log(
+                f"  {model.name} {kind:>16}: loss and gradients vs {r}: worst relative "
+                f"error {err:.1e}" + ("" if err64 is None else f" (float64: {err64:.1e})")
+            )
     # alternate frameworks within a round; reverse the order every other round
-    order = [k for k in ("convt_jax", "PyTorch", "jax.lax", "PyTorch stand-in", "JAX stand-in")
-             if k in steps]
+    order = [
+        k
+        for k in ("convt_jax", "PyTorch", "jax.lax", "PyTorch stand-in", "JAX stand-in")
+        if k in steps
+    ]
     times = {k: [] for k in order}
     for r in range(rounds):
-        for kind in (order if r % 2 == 0 else order[::-1]):
+        for kind in order if r % 2 == 0 else order[::-1]:
             t0 = time.perf_counter()
             steps[kind]()
             times[kind].append(time.perf_counter() - t0)
@@ -468,11 +559,15 @@ def bench_model(model: Model, rounds: int, method: str, with_lax: bool, log=prin
 
 
 def table(results: dict, all_models: dict, header: str, errors: dict) -> str:
-    lines = ["### Training step (loss -> gradients of every parameter): milliseconds\n", header,
-             "", "| model | convt_jax step | jax.lax step | JAX stand-in step | PyTorch step | "
-             "PyTorch stand-in step | added: convt_jax | added: jax.lax | added: PyTorch | "
-             "added: convt_jax / PyTorch | step: convt_jax / PyTorch |",
-             "|---" * 11 + "|"]
+    lines = [
+        "### Training step (loss -> gradients of every parameter): milliseconds\n",
+        header,
+        "",
+        "| model | convt_jax step | jax.lax step | JAX stand-in step | PyTorch step | "
+        "PyTorch stand-in step | added: convt_jax | added: jax.lax | added: PyTorch | "
+        "added: convt_jax / PyTorch | step: convt_jax / PyTorch |",
+        "|---" * 11 + "|",
+    ]
 
     def ms(v):
         return f"{v:.1f}" if v is not None else "n/a"
@@ -480,21 +575,35 @@ def table(results: dict, all_models: dict, header: str, errors: dict) -> str:
     for name, rounds in results.items():
         t = {k: statistics.median(v) for k, v in rounds.items()}
         # paired by round: the median of (step - stand-in step) over rounds
-        added = {k: (statistics.median([a - b for a, b in zip(rounds[k], rounds[s])])
-                     if k in rounds else None) for k, s in
-                 (("convt_jax", "JAX stand-in"), ("jax.lax", "JAX stand-in"),
-                  ("PyTorch", "PyTorch stand-in"))}
-        ratio = (f"{added['convt_jax'] / added['PyTorch']:.2f}"
-                 if added["PyTorch"] and added["PyTorch"] > 0 else "n/a (PyTorch adds <= 0)")
+        added = {
+            k: (
+                statistics.median([a - b for a, b in zip(rounds[k], rounds[s])])
+                if k in rounds
+                else None
+            )
+            for k, s in (
+                ("convt_jax", "JAX stand-in"),
+                ("jax.lax", "JAX stand-in"),
+                ("PyTorch", "PyTorch stand-in"),
+            )
+        }
+        ratio = (
+            f"{added['convt_jax'] / added['PyTorch']:.2f}"
+            if added["PyTorch"] and added["PyTorch"] > 0
+            else "n/a (PyTorch adds <= 0)"
+        )
         lines.append(
             f"| {name} | {ms(t.get('convt_jax'))} | {ms(t.get('jax.lax'))} | "
             f"{ms(t.get('JAX stand-in'))} | {ms(t.get('PyTorch'))} | "
             f"{ms(t.get('PyTorch stand-in'))} | {ms(added['convt_jax'])} | "
             f"{ms(added['jax.lax'])} | {ms(added['PyTorch'])} | {ratio} | "
-            f"{t['convt_jax'] / t['PyTorch']:.2f} |")
-    lines.append("\n\"added\" = step - stand-in step of the same framework (the median over "
-                 "rounds of the difference within a round): the time the transposed "
-                 "convolutions add. Models:\n")
+            f"{t['convt_jax'] / t['PyTorch']:.2f} |"
+        )
+    lines.append(
+        '\n"added" = step - stand-in step of the same framework (the median over '
+        "rounds of the difference within a round): the time the transposed "
+        "convolutions add. Models:\n"
+    )
 
     def check(kind, err, err64):
         if err64 is None:
@@ -504,29 +613,45 @@ def table(results: dict, all_models: dict, header: str, errors: dict) -> str:
 
     for name in results:
         err = ", ".join(check(k, *v) for k, v in errors[name].items())
-        lines.append(f"* **{name}**: {all_models[name].what}. `jax.lax.conv_transpose` "
-                     f"expresses every transposed layer (no groups, no output_padding). "
-                     f"Worst relative error of loss and gradients against PyTorch: {err}"
-                     f" (float32 errors above {MISMATCH:g} are checked again in float64, "
-                     f"where a correct step agrees to rounding).")
+        lines.append(
+            f"* **{name}**: {all_models[name].what}. `jax.lax.conv_transpose` "
+            f"expresses every transposed layer (no groups, no output_padding). "
+            f"Worst relative error of loss and gradients against PyTorch: {err}"
+            f" (float32 errors above {MISMATCH:g} are checked again in float64, "
+            f"where a correct step agrees to rounding)."
+        )
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default="dcgan,hifigan,pix2pix,unet3d",
-                        help="comma-separated subset of dcgan,hifigan,pix2pix,unet3d")
+    parser.add_argument(
+        "--models",
+        default="dcgan,hifigan,pix2pix,unet3d",
+        help="comma-separated subset of dcgan,hifigan,pix2pix,unet3d",
+    )
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--small", action="store_true",
-                        help="scaled-down models (fewer channels, smaller inputs)")
+    parser.add_argument(
+        "--small", action="store_true", help="scaled-down models (fewer channels, smaller inputs)"
+    )
     parser.add_argument("--method", default="auto", help="convt_jax's method= for every layer")
-    parser.add_argument("--unet3d-kernel", type=int, default=2, choices=(2, 4),
-                        help="kernel of the 3-D up-convolutions (2: k=s as in nnU-Net; 4: p=1)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="PyTorch threads (default: the CPUs this process may use)")
+    parser.add_argument(
+        "--unet3d-kernel",
+        type=int,
+        default=2,
+        choices=(2, 4),
+        help="kernel of the 3-D up-convolutions (2: k=s as in nnU-Net; 4: p=1)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="PyTorch threads (default: the CPUs this process may use)",
+    )
     parser.add_argument("--no-lax", action="store_true", help="skip the jax.lax variant")
-    parser.add_argument("--list", action="store_true",
-                        help="print the models and their transposed layers and exit")
+    parser.add_argument(
+        "--list", action="store_true", help="print the models and their transposed layers and exit"
+    )
     parser.add_argument("--out", default=None, help="also write the Markdown table here")
     args = parser.parse_args(argv)
     all_models = models(args.small, args.unet3d_kernel)
@@ -551,12 +676,18 @@ def main(argv=None) -> int:
     results, errors = {}, {}
     for name in names:
         results[name], errors[name] = bench_model(
-            all_models[name], args.rounds, args.method, not args.no_lax,
-            log=lambda s: print(s, file=sys.stderr, flush=True))
+            all_models[name],
+            args.rounds,
+            args.method,
+            not args.no_lax,
+            log=lambda s: print(s, file=sys.stderr, flush=True),
+        )
     end = _machine.matmul_rates()
-    header = (_machine.header(start, end) + f"\n\nMedian of {args.rounds} rounds (frameworks "
-              f"alternating); convt_jax method={args.method!r}"
-              f"{'; --small sizes' if args.small else ''}.")
+    header = (
+        _machine.header(start, end) + f"\n\nMedian of {args.rounds} rounds (frameworks "
+        f"alternating); convt_jax method={args.method!r}"
+        f"{'; --small sizes' if args.small else ''}."
+    )
     text = table(results, all_models, header, errors)
     print(text)
     if args.out:

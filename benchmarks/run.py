@@ -73,25 +73,58 @@ SHAPES = {
     "wide3d": (2, 128, (8, 8, 8), 128, 4, 2, 1, 1),
 }
 DESCRIPTION = {
-    "dcgan1": "DCGAN generator layer 2", "dcgan2": "DCGAN generator layer 3",
-    "dcgan3": "DCGAN generator layer 4", "dcgan4": "DCGAN generator output layer",
-    "unet1": "U-Net up-convolution (k = s)", "unet2": "U-Net up-convolution (k = s)",
-    "s1k3": "stride 1, 3x3", "depthwise": "depthwise (groups = C_in)",
-    "hifigan": "HiFi-GAN V1 first upsampler (1-D)", "conv1d": "1-D",
-    "vnet3d": "V-Net up-convolution (3-D, k = s)", "unet3d": "3-D U-Net decoder layer (k4 s2)",
-    "group4": "grouped, 4 groups", "group8": "grouped, 8 groups", "group32": "grouped, 32 groups",
-    "k3s2op1": "k3 s2 p1 output_padding=1", "k3s2op1w": "k3 s2 p1 output_padding=1, C_in 512",
-    "wide2d": "wide 2-D, C_in 512", "s1k3w": "wide stride 1, 3x3, C_in 512",
+    "dcgan1": "DCGAN generator layer 2",
+    "dcgan2": "DCGAN generator layer 3",
+    "dcgan3": "DCGAN generator layer 4",
+    "dcgan4": "DCGAN generator output layer",
+    "unet1": "U-Net up-convolution (k = s)",
+    "unet2": "U-Net up-convolution (k = s)",
+    "s1k3": "stride 1, 3x3",
+    "depthwise": "depthwise (groups = C_in)",
+    "hifigan": "HiFi-GAN V1 first upsampler (1-D)",
+    "conv1d": "1-D",
+    "vnet3d": "V-Net up-convolution (3-D, k = s)",
+    "unet3d": "3-D U-Net decoder layer (k4 s2)",
+    "group4": "grouped, 4 groups",
+    "group8": "grouped, 8 groups",
+    "group32": "grouped, 32 groups",
+    "k3s2op1": "k3 s2 p1 output_padding=1",
+    "k3s2op1w": "k3 s2 p1 output_padding=1, C_in 512",
+    "wide2d": "wide 2-D, C_in 512",
+    "s1k3w": "wide stride 1, 3x3, C_in 512",
     "wide3d": "wide 3-D, 128 channels, k4 s2",
 }
 OUTPUT_PADDING = {"k3s2op1": 1, "k3s2op1w": 1}
 # The default suite: every base shape, channels-last variants of several, bfloat16 for two.
-CHANNELS_LAST = ("dcgan2", "dcgan4", "unet1", "s1k3", "depthwise", "group8", "k3s2op1",
-                 "wide2d", "vnet3d", "wide3d")
+CHANNELS_LAST = (
+    "dcgan2",
+    "dcgan4",
+    "unet1",
+    "s1k3",
+    "depthwise",
+    "group8",
+    "k3s2op1",
+    "wide2d",
+    "vnet3d",
+    "wide3d",
+)
 BFLOAT16 = ("dcgan2", "k3s2op1")
 SUITE = (*SHAPES, *(f"{n}_cl" for n in CHANNELS_LAST), *(f"{n}_bf16" for n in BFLOAT16))
-QUICK = ("dcgan1", "dcgan4", "unet1", "s1k3", "depthwise", "hifigan", "vnet3d", "group8",
-         "k3s2op1", "wide3d", "dcgan2_cl", "s1k3_cl", "dcgan2_bf16")
+QUICK = (
+    "dcgan1",
+    "dcgan4",
+    "unet1",
+    "s1k3",
+    "depthwise",
+    "hifigan",
+    "vnet3d",
+    "group8",
+    "k3s2op1",
+    "wide3d",
+    "dcgan2_cl",
+    "s1k3_cl",
+    "dcgan2_bf16",
+)
 METHODS = ("auto", "dilated", "subpixel", "matmul", "depthwise", "grouped")
 FLAG_ABOVE = 1.5
 
@@ -114,8 +147,10 @@ def case(name: str) -> Case:
         elif base.endswith("_cl") and not cl:
             base, cl = base[:-3], True
         else:
-            raise ValueError(f"shape {name!r} is not a base shape ({', '.join(SHAPES)}) "
-                             "optionally followed by _cl and/or _bf16")
+            raise ValueError(
+                f"shape {name!r} is not a base shape ({', '.join(SHAPES)}) "
+                "optionally followed by _cl and/or _bf16"
+            )
     return Case(name, base, SHAPES[base], OUTPUT_PADDING.get(base, 0), cl, dtype)
 
 
@@ -126,28 +161,38 @@ def _flops(shape) -> float:
 
 def _fwd_bwd(f):
     """y, dx, dw together (returning y keeps XLA from dropping the forward pass)."""
+
     def fb(x, w, gy):
         y, vjp = jax.vjp(f, x, w)
         return (y, *vjp(gy))
+
     return fb
 
 
 def _lax_transpose(x, w, *, nd, k, s, p, op, g, channels_last):
     """The layer with public jax.lax only (what a user has without this package)."""
-    spec = "DHW"[3 - nd:]
+    spec = "DHW"[3 - nd :]
     lhs = ("N" + spec + "C") if channels_last else ("NC" + spec)
     dn = (lhs, "OI" + spec, lhs)
     pads = [(k - 1 - p, k - 1 - p + op)] * nd
     if g == 1:
-        return jax.lax.conv_transpose(x, w, (s,) * nd, pads, dimension_numbers=dn,
-                                      transpose_kernel=True)
+        return jax.lax.conv_transpose(
+            x, w, (s,) * nd, pads, dimension_numbers=dn, transpose_kernel=True
+        )
     # (C_in, C_out/g, *K) -> (C_out, C_in/g, *K), spatially flipped: a forward grouped conv
     c_in, cog = w.shape[:2]
     kern = w.reshape(g, c_in // g, cog, *w.shape[2:]).swapaxes(1, 2)
     kern = kern.reshape(g * cog, c_in // g, *w.shape[2:])
     kern = jnp.flip(kern, axis=tuple(range(2, 2 + nd)))
-    return jax.lax.conv_general_dilated(x, kern, (1,) * nd, pads, lhs_dilation=(s,) * nd,
-                                        dimension_numbers=dn, feature_group_count=g)
+    return jax.lax.conv_general_dilated(
+        x,
+        kern,
+        (1,) * nd,
+        pads,
+        lhs_dilation=(s,) * nd,
+        dimension_numbers=dn,
+        feature_group_count=g,
+    )
 
 
 def torch_layer(tfn, tx, tw, tg, s, p, op, g):
@@ -163,6 +208,7 @@ def torch_layer(tfn, tx, tw, tg, s, p, op, g):
     def fb():
         y = tfn(ta, tb, None, s, p, op, g)
         return (y.detach(), *torch.autograd.grad(y, (ta, tb), tg))
+
     return fwd, fb
 
 
@@ -175,15 +221,19 @@ def _implementations(c: Case, modes, methods, with_lax=True):
     nd = len(spatial)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, c_in, *spatial), dtype=np.float32)
-    w = (rng.standard_normal((c_in, c_out // g, *(k,) * nd), dtype=np.float32)
-         / math.sqrt(c_in * k ** nd / s ** nd))
+    w = rng.standard_normal((c_in, c_out // g, *(k,) * nd), dtype=np.float32) / math.sqrt(
+        c_in * k**nd / s**nd
+    )
     out_shape = ct.conv_transpose_output_shape(x.shape, w.shape, s, p, op, groups=g)
     gy = rng.standard_normal(out_shape, dtype=np.float32)
-    tfn = {1: torch.nn.functional.conv_transpose1d, 2: torch.nn.functional.conv_transpose2d,
-           3: torch.nn.functional.conv_transpose3d}[nd]
+    tfn = {
+        1: torch.nn.functional.conv_transpose1d,
+        2: torch.nn.functional.conv_transpose2d,
+        3: torch.nn.functional.conv_transpose3d,
+    }[nd]
     tdtype = torch.bfloat16 if c.dtype == "bfloat16" else torch.float32
     tx, tw, tg = (torch.from_numpy(a).to(tdtype) for a in (x, w, gy))
-    if c.dtype != "float32":           # both frameworks and the reference see the same values
+    if c.dtype != "float32":  # both frameworks and the reference see the same values
         x, w, gy = (t.float().numpy() for t in (tx, tw, tg))
 
     # reference: PyTorch float32, NC layout
@@ -193,8 +243,10 @@ def _implementations(c: Case, modes, methods, with_lax=True):
     dx, dw = torch.autograd.grad(y, (a, b), torch.from_numpy(gy))
     ref = {"fwd": [y.detach().numpy()], "fb": [y.detach().numpy(), dx.numpy(), dw.numpy()]}
     if cl:
-        ref = {m: [np.moveaxis(r, 1, -1) if i < 2 else r for i, r in enumerate(v)]
-               for m, v in ref.items()}
+        ref = {
+            m: [np.moveaxis(r, 1, -1) if i < 2 else r for i, r in enumerate(v)]
+            for m, v in ref.items()
+        }
     tol = 5e-2 if c.dtype == "bfloat16" else 1e-4
 
     fmt = {2: torch.channels_last, 3: torch.channels_last_3d}.get(nd) if cl else None
@@ -224,11 +276,17 @@ def _implementations(c: Case, modes, methods, with_lax=True):
             impls[(name, "fb")] = lambda: fb(jx, jw, jg)
 
     for m in methods:
-        add_jax(m, lambda x, w, m=m: ct.conv_transpose(
-            x, w, None, s, p, op, groups=g, channels_last=cl, method=m))
+        add_jax(
+            m,
+            lambda x, w, m=m: ct.conv_transpose(
+                x, w, None, s, p, op, groups=g, channels_last=cl, method=m
+            ),
+        )
     if with_lax:
-        add_jax("jax.lax", lambda x, w: _lax_transpose(
-            x, w, nd=nd, k=k, s=s, p=p, op=op, g=g, channels_last=cl))
+        add_jax(
+            "jax.lax",
+            lambda x, w: _lax_transpose(x, w, nd=nd, k=k, s=s, p=p, op=op, g=g, channels_last=cl),
+        )
     return impls, ref, tol, to_ref_layout
 
 
@@ -246,8 +304,8 @@ WRONG = "wrong"
 def bench_shape(c: Case, modes, methods, rounds, with_lax=True, log=print):
     """{(impl, mode): median ms, or "n/a" / "wrong"} for one layer."""
     impls, ref, tol, to_ref_layout = _implementations(c, modes, methods, with_lax)
-    results = dict.fromkeys(impls)      # keeps the column order
-    for key, f in list(impls.items()):     # warm-up (compile) and check against PyTorch
+    results = dict.fromkeys(impls)  # keeps the column order
+    for key, f in list(impls.items()):  # warm-up (compile) and check against PyTorch
         t0 = time.perf_counter()
         try:
             out = _block(f())
@@ -261,15 +319,19 @@ def bench_shape(c: Case, modes, methods, rounds, with_lax=True, log=print):
         warm = time.perf_counter() - t0
         if key[0] == "PyTorch":
             out = to_ref_layout(out)
-        err = max(float(np.abs(np.asarray(o, np.float32) - r).max() / (np.abs(r).max() + 1e-30))
-                  for o, r in zip(out, ref[key[1]]))
+        err = max(
+            float(np.abs(np.asarray(o, np.float32) - r).max() / (np.abs(r).max() + 1e-30))
+            for o, r in zip(out, ref[key[1]])
+        )
         if err > tol:
             log(f"  {c.name} {key[0]:>10} {key[1]:>3}: WRONG, relative error {err:.2e} > {tol}")
             results[key] = WRONG
             del impls[key]
             continue
-        log(f"  {c.name} {key[0]:>10} {key[1]:>3}: first call {warm * 1e3:8.1f} ms, "
-            f"relative error {err:.1e}")
+        log(
+            f"  {c.name} {key[0]:>10} {key[1]:>3}: first call {warm * 1e3:8.1f} ms, "
+            f"relative error {err:.1e}"
+        )
     times = {key: [] for key in impls}
     # A new (seeded) order every round: with a fixed rotation the same implementation
     # followed PyTorch's call in almost every round (auto's forward, 30-60% slower there
@@ -297,14 +359,20 @@ def table(results, modes, names, peak, header=""):
     lines = []
     for mode in modes:
         title = "forward" if mode == "fwd" else "forward + backward (grad w.r.t. input and weight)"
-        cols = list(dict.fromkeys(k[0] for r in results.values() for k in r
-                                  if k[1] == mode and k[0] != "PyTorch"))
+        cols = list(
+            dict.fromkeys(
+                k[0] for r in results.values() for k in r if k[1] == mode and k[0] != "PyTorch"
+            )
+        )
         explicit = [col for col in cols if col not in ("auto", "jax.lax")]
         lines.append(f"\n### {title}: milliseconds (time / PyTorch time)\n")
         if header:
             lines.append(header + "\n")
-        lines.append("| shape | PyTorch ms | " + " | ".join(cols) +
-                     f" | best method / PyTorch | auto % of matmul peak | auto > {FLAG_ABOVE} |")
+        lines.append(
+            "| shape | PyTorch ms | "
+            + " | ".join(cols)
+            + f" | best method / PyTorch | auto % of matmul peak | auto > {FLAG_ABOVE} |"
+        )
         lines.append("|---|---" + "|---" * len(cols) + "|---|---|---|")
         ratios = {col: {} for col in cols}
         for name in names:
@@ -318,41 +386,63 @@ def table(results, modes, names, peak, header=""):
                     cells.append(f"{ms:.1f} ({ms / torch_ms:.2f})")
                 else:
                     cells.append(ms)
-            best = min(((ratios[col][name], col) for col in explicit if name in ratios[col]),
-                       default=None)
+            best = min(
+                ((ratios[col][name], col) for col in explicit if name in ratios[col]), default=None
+            )
             auto = ratios["auto"].get(name) if "auto" in ratios else None
             flops = _flops(case(name).shape) * (3 if mode == "fb" else 1)
-            frac = (f"{100 * flops / (res[('auto', mode)] * 1e-3) / (peak * 1e9):.0f}%"
-                    if auto is not None else "")
+            frac = (
+                f"{100 * flops / (res[('auto', mode)] * 1e-3) / (peak * 1e9):.0f}%"
+                if auto is not None
+                else ""
+            )
             flag = "**yes**" if auto is not None and auto > FLAG_ABOVE else ""
             torch_cell = f"{torch_ms:.1f}" if isinstance(torch_ms, float) else str(torch_ms)
-            lines.append(f"| {name} | {torch_cell} | " + " | ".join(cells) +
-                         f" | {f'{best[1]} {best[0]:.2f}' if best else ''} | {frac} | {flag} |")
+            lines.append(
+                f"| {name} | {torch_cell} | "
+                + " | ".join(cells)
+                + f" | {f'{best[1]} {best[0]:.2f}' if best else ''} | {frac} | {flag} |"
+            )
         geo_cells = []
         for col in cols:
             missing = len(names) - len(ratios[col])
             more = f" ({len(ratios[col])} shapes)" if missing else ""
-            geo_cells.append(f"**{_geo(list(ratios[col].values())):.2f}**{more}"
-                             if ratios[col] else NOT_APPLICABLE)
-        best_all = [min((ratios[col][n] for col in explicit if n in ratios[col]), default=None)
-                    for n in names]
-        lines.append("| **geometric mean of ratios** | 1 | " + " | ".join(geo_cells) +
-                     f" | {f'**{_geo(best_all):.2f}**' if any(best_all) else ''} | | |")
+            geo_cells.append(
+                f"**{_geo(list(ratios[col].values())):.2f}**{more}"
+                if ratios[col]
+                else NOT_APPLICABLE
+            )
+        best_all = [
+            min((ratios[col][n] for col in explicit if n in ratios[col]), default=None)
+            for n in names
+        ]
+        lines.append(
+            "| **geometric mean of ratios** | 1 | "
+            + " | ".join(geo_cells)
+            + f" | {f'**{_geo(best_all):.2f}**' if any(best_all) else ''} | | |"
+        )
         if "auto" in ratios:
             auto = ratios["auto"]
             groups = {
-                "channels-first float32": [n for n in names if not case(n).channels_last
-                                           and case(n).dtype == "float32"],
+                "channels-first float32": [
+                    n for n in names if not case(n).channels_last and case(n).dtype == "float32"
+                ],
                 "channels-last": [n for n in names if case(n).channels_last],
                 "bfloat16": [n for n in names if case(n).dtype == "bfloat16"],
             }
-            parts = [f"{label} {_geo([auto[n] for n in group if n in auto]):.2f} "
-                     f"({sum(n in auto for n in group)} shapes)"
-                     for label, group in groups.items() if any(n in auto for n in group)]
+            parts = [
+                f"{label} {_geo([auto[n] for n in group if n in auto]):.2f} "
+                f"({sum(n in auto for n in group)} shapes)"
+                for label, group in groups.items()
+                if any(n in auto for n in group)
+            ]
             lines.append("\nauto / PyTorch, geometric mean: " + "; ".join(parts) + ".")
             above = [f"{n} {auto[n]:.2f}" for n in names if auto.get(n, 0) > FLAG_ABOVE]
-            lines.append(f"Shapes where auto / PyTorch > {FLAG_ABOVE}: "
-                         + (", ".join(above) if above else "none") + ".")
+            lines.append(
+                f"Shapes where auto / PyTorch > {FLAG_ABOVE}: "
+                + (", ".join(above) if above else "none")
+                + "."
+            )
             if "jax.lax" in ratios:
                 common = [n for n in names if n in auto and n in ratios["jax.lax"]]
                 speedup = _geo([ratios["jax.lax"][n] / auto[n] for n in common])
@@ -363,17 +453,31 @@ def table(results, modes, names, peak, header=""):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a subset of shapes, 5 rounds")
-    parser.add_argument("--shapes", default=None,
-                        help="comma-separated names: a base shape (" + ",".join(SHAPES) +
-                        ") optionally followed by _cl and/or _bf16")
-    parser.add_argument("--channels-last", action="store_true",
-                        help="run the channels-last (_cl) variant of every selected shape")
-    parser.add_argument("--methods", default=",".join(METHODS),
-                        help="comma-separated values of convt_jax's method= argument")
+    parser.add_argument(
+        "--shapes",
+        default=None,
+        help="comma-separated names: a base shape ("
+        + ",".join(SHAPES)
+        + ") optionally followed by _cl and/or _bf16",
+    )
+    parser.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="run the channels-last (_cl) variant of every selected shape",
+    )
+    parser.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help="comma-separated values of convt_jax's method= argument",
+    )
     parser.add_argument("--modes", default="fwd,fb")
     parser.add_argument("--rounds", type=int, default=None)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="PyTorch threads (default: the CPUs this process may use)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="PyTorch threads (default: the CPUs this process may use)",
+    )
     parser.add_argument("--no-lax", action="store_true")
     parser.add_argument("--list", action="store_true", help="list the shapes and exit")
     parser.add_argument("--out", default=None, help="also write the Markdown tables here")
@@ -382,17 +486,23 @@ def main(argv=None) -> int:
         for name in SUITE:
             c = case(name)
             n, c_in, spatial, c_out, k, s, p, g = c.shape
-            print(f"{name:16} N={n} C_in={c_in} {'x'.join(map(str, spatial))} -> C_out={c_out} "
-                  f"k={k} s={s} p={p} op={c.output_padding} groups={g} "
-                  f"{'channels-last ' if c.channels_last else ''}{c.dtype}: "
-                  f"{DESCRIPTION.get(c.base, '')}")
+            print(
+                f"{name:16} N={n} C_in={c_in} {'x'.join(map(str, spatial))} -> C_out={c_out} "
+                f"k={k} s={s} p={p} op={c.output_padding} groups={g} "
+                f"{'channels-last ' if c.channels_last else ''}{c.dtype}: "
+                f"{DESCRIPTION.get(c.base, '')}"
+            )
         return 0
     import torch
 
     names = args.shapes.split(",") if args.shapes else list(QUICK if args.quick else SUITE)
     if args.channels_last:
-        names = [n if case(n).channels_last else
-                 (n[:-5] + "_cl_bf16" if n.endswith("_bf16") else n + "_cl") for n in names]
+        names = [
+            n
+            if case(n).channels_last
+            else (n[:-5] + "_cl_bf16" if n.endswith("_bf16") else n + "_cl")
+            for n in names
+        ]
     try:
         [case(n) for n in names]
     except ValueError as e:
@@ -405,12 +515,20 @@ def main(argv=None) -> int:
     print(_machine.header(start), file=sys.stderr, flush=True)
     results = {}
     for name in names:
-        results[name] = bench_shape(case(name), modes, methods, rounds, not args.no_lax,
-                                    log=lambda s: print(s, file=sys.stderr, flush=True))
+        results[name] = bench_shape(
+            case(name),
+            modes,
+            methods,
+            rounds,
+            not args.no_lax,
+            log=lambda s: print(s, file=sys.stderr, flush=True),
+        )
     end = _machine.matmul_rates()
-    header = (_machine.header(start, end) + f"\n\nMedian of {rounds} interleaved rounds (a new "
-              "shuffled order each round) after warm-up; every result checked against PyTorch "
-              "(float32 reference).")
+    header = (
+        _machine.header(start, end) + f"\n\nMedian of {rounds} interleaved rounds (a new "
+        "shuffled order each round) after warm-up; every result checked against PyTorch "
+        "(float32 reference)."
+    )
     text = table(results, modes, names, start[0], header).lstrip("\n")
     print(text)
     if args.out:

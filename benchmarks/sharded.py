@@ -41,19 +41,47 @@ import convt_jax as ct  # noqa: E402
 DEVICE_COUNTS = (1, 2, 4, 8)
 # name: (what, method, x spec, w spec, gy spec, mesh axis type)
 LAYOUTS = {
-    "data (auto)": ("batch split, weight replicated", "auto", P("d"), P(), P("d"),
-                    AxisType.Auto),
-    "data (dilated)": ("batch split, weight replicated", "dilated", P("d"), P(), P("d"),
-                       AxisType.Auto),
-    "channel (Auto axes)": ("weight's output channels split; the partitioner", "auto", P(),
-                            P(None, "d"), P(None, "d"), AxisType.Auto),
-    "channel (Explicit axes)": ("weight's output channels split; each device its own",
-                                "auto", P(), P(None, "d"), P(None, "d"), AxisType.Explicit),
-    "spatial (Auto axes)": ("image rows split; the partitioner gathers", "auto",
-                            P(None, None, "d"), P(), P(None, None, "d"), AxisType.Auto),
-    "spatial (Explicit axes)": ("image rows split; halo exchange in shard_map", "auto",
-                                P(None, None, "d"), P(), P(None, None, "d"),
-                                AxisType.Explicit),
+    "data (auto)": ("batch split, weight replicated", "auto", P("d"), P(), P("d"), AxisType.Auto),
+    "data (dilated)": (
+        "batch split, weight replicated",
+        "dilated",
+        P("d"),
+        P(),
+        P("d"),
+        AxisType.Auto,
+    ),
+    "channel (Auto axes)": (
+        "weight's output channels split; the partitioner",
+        "auto",
+        P(),
+        P(None, "d"),
+        P(None, "d"),
+        AxisType.Auto,
+    ),
+    "channel (Explicit axes)": (
+        "weight's output channels split; each device its own",
+        "auto",
+        P(),
+        P(None, "d"),
+        P(None, "d"),
+        AxisType.Explicit,
+    ),
+    "spatial (Auto axes)": (
+        "image rows split; the partitioner gathers",
+        "auto",
+        P(None, None, "d"),
+        P(),
+        P(None, None, "d"),
+        AxisType.Auto,
+    ),
+    "spatial (Explicit axes)": (
+        "image rows split; halo exchange in shard_map",
+        "auto",
+        P(None, None, "d"),
+        P(),
+        P(None, None, "d"),
+        AxisType.Explicit,
+    ),
 }
 # In a partitioned program every method runs convolution-free forms (README "Scaling
 # out"), so "dilated" rows time the same forms as "auto" would there.
@@ -63,9 +91,11 @@ SHAPE = (32, 64, 16, 16, 64, 4, 2, 1)
 
 def _fwd_bwd(method, stride, padding):
     def run(x, w, gy):
-        y, vjp = jax.vjp(lambda x, w: ct.conv_transpose2d(
-            x, w, None, stride, padding, method=method), x, w)
+        y, vjp = jax.vjp(
+            lambda x, w: ct.conv_transpose2d(x, w, None, stride, padding, method=method), x, w
+        )
         return (y, *vjp(gy))
+
     return run
 
 
@@ -93,14 +123,16 @@ def bench(rounds: int, log=print) -> dict[str, dict[int, float]]:
     for name, (_, method, xs, ws, gs, kind) in LAYOUTS.items():
         for d in DEVICE_COUNTS:
             mesh = Mesh(np.array(jax.devices()[:d]), ("d",), axis_types=(kind,))
-            args = [jax.device_put(a, NamedSharding(mesh, spec))
-                    for a, spec in ((x, xs), (w, ws), (gy, gs))]
+            args = [
+                jax.device_put(a, NamedSharding(mesh, spec))
+                for a, spec in ((x, xs), (w, ws), (gy, gs))
+            ]
             f = jax.jit(_fwd_bwd(method, s, p)).lower(*args).compile()
             got = f(*args)
             for g, ref in zip(got, want):
                 err = float(jnp.abs(g - ref).max() / jnp.abs(ref).max())
                 assert err < 1e-5, (name, d, err)
-            _block(f(*args))                            # warm-up
+            _block(f(*args))  # warm-up
             runs[name, d] = (f, args)
         log(f"  compiled and checked {name}")
     times: dict = {key: [] for key in runs}
@@ -130,8 +162,9 @@ def table(results) -> str:
     ]
     for name, (what, *_rest) in LAYOUTS.items():
         base = results[name][1]
-        cells = [f"{results[name][d] * 1e3:.1f} ({results[name][d] / base:.2f}x)"
-                 for d in DEVICE_COUNTS]
+        cells = [
+            f"{results[name][d] * 1e3:.1f} ({results[name][d] / base:.2f}x)" for d in DEVICE_COUNTS
+        ]
         lines.append(f"| {name} | {what} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -142,8 +175,10 @@ def main(argv=None):
     parser.add_argument("--out", help="also write the table to this file")
     args = parser.parse_args(argv)
     if jax.device_count() < max(DEVICE_COUNTS):
-        raise SystemExit(f"needs {max(DEVICE_COUNTS)} devices: JAX was initialised before "
-                         f"XLA_FLAGS={_FLAG} could be set; run `python -m benchmarks.sharded`")
+        raise SystemExit(
+            f"needs {max(DEVICE_COUNTS)} devices: JAX was initialised before "
+            f"XLA_FLAGS={_FLAG} could be set; run `python -m benchmarks.sharded`"
+        )
     print(f"{jax.device_count()} {jax.devices()[0].platform} devices", flush=True)
     results = bench(args.rounds, log=lambda m: print(m, flush=True))
     text = table(results)

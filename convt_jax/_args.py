@@ -40,6 +40,7 @@ Pairs = tuple[tuple[int, int], ...]
 
 # --- small validators ------------------------------------------------------------------------
 
+
 def fmt(value: Any) -> str:
     """A value as an error message shows it (arrays by shape, never by content)."""
     if isinstance(value, str):
@@ -120,16 +121,17 @@ def at_least(name: str, value: Any, values: Sequence[int], low: int) -> None:
 
 def padding_pairs(value: Any, n: int) -> Pairs:
     """Numeric ``padding`` as ``(lo, hi)`` per axis."""
-    rule = (
-        f"an int, a tuple of {n} ints, a tuple of {n} (lo, hi) pairs, 'valid' or 'same'"
-    )
+    rule = f"an int, a tuple of {n} ints, a tuple of {n} (lo, hi) pairs, 'valid' or 'same'"
     if isinstance(value, (tuple, list)):
         if len(value) != n:
             raise ValueError(
                 f"padding={fmt(value)} must be {rule}; got {len(value)} entries for "
                 f"{n} spatial axes"
-                + (f" (for asymmetric 1-d padding write padding=({tuple(value)!r},))"
-                   if n == 1 and len(value) == 2 else "")
+                + (
+                    f" (for asymmetric 1-d padding write padding=({tuple(value)!r},))"
+                    if n == 1 and len(value) == 2
+                    else ""
+                )
             )
         pairs = []
         for v in value:
@@ -171,9 +173,11 @@ def from_torch_tensor(value: Any) -> Any:
         return jnp.asarray(t.float().numpy()).astype(jnp.bfloat16)
     try:
         return t.numpy()
-    except TypeError as e:   # a torch dtype NumPy cannot hold (e.g. float8, quantized)
-        raise TypeError(f"a torch.Tensor of dtype {t.dtype} has no NumPy equivalent: convert "
-                        f"it first, e.g. tensor.float() ({e})") from None
+    except TypeError as e:  # a torch dtype NumPy cannot hold (e.g. float8, quantized)
+        raise TypeError(
+            f"a torch.Tensor of dtype {t.dtype} has no NumPy equivalent: convert "
+            f"it first, e.g. tensor.float() ({e})"
+        ) from None
 
 
 def as_array(name: str, value: Any) -> Any:
@@ -197,7 +201,8 @@ def as_array(name: str, value: Any) -> Any:
 
 def check_bias_dtype(bias_dtype: Any, dtype: Any) -> None:
     if np.issubdtype(bias_dtype, np.complexfloating) and not np.issubdtype(
-            dtype, np.complexfloating):
+        dtype, np.complexfloating
+    ):
         raise TypeError(
             f"bias has complex dtype {bias_dtype} but input and weight are real ({dtype}): "
             "make input or weight complex too"
@@ -238,6 +243,7 @@ def _preferred(value: Any) -> Any:
 
 # --- settings without shapes -----------------------------------------------------------------
 
+
 class Settings(NamedTuple):
     """Validated, canonical, hashable settings of a transposed convolution (no shapes yet)."""
 
@@ -257,17 +263,20 @@ class Settings(NamedTuple):
         if self.padding == "valid":
             return ((0, 0),) * self.ndim
         if self.padding == "same":
-            return tuple(geo.same_padding(k, s, d)
-                         for k, s, d in zip(kernel, self.stride, self.dilation))
+            return tuple(
+                geo.same_padding(k, s, d) for k, s, d in zip(kernel, self.stride, self.dilation)
+            )
         return self.padding
 
     def crops(self, kernel: Sequence[int]) -> Pairs:
-        return tuple(geo.crop_from_padding(p, a)
-                     for p, a in zip(self.pads(kernel), self.output_padding))
+        return tuple(
+            geo.crop_from_padding(p, a) for p, a in zip(self.pads(kernel), self.output_padding)
+        )
 
 
-def spatial_rank(weight_shape: Sequence[int], num_spatial: int | None,
-                 fn_name: str = "conv_transpose") -> int:
+def spatial_rank(
+    weight_shape: Sequence[int], num_spatial: int | None, fn_name: str = "conv_transpose"
+) -> int:
     """The number of spatial axes: ``num_spatial``, or ``weight.ndim - 2``."""
     w_shape = tuple(int(s) for s in weight_shape)
     if num_spatial is None:
@@ -284,11 +293,20 @@ def spatial_rank(weight_shape: Sequence[int], num_spatial: int | None,
     return num_spatial
 
 
-def parse_settings(n: int, stride: Any = 1, padding: Any = 0, output_padding: Any = 0,
-                   groups: Any = 1, dilation: Any = 1, channels_last: Any = False,
-                   conv_mode: Any = "cross_correlation", precision: Any = None,
-                   preferred_element_type: Any = None, *,
-                   output_size_given: bool = False) -> Settings:
+def parse_settings(
+    n: int,
+    stride: Any = 1,
+    padding: Any = 0,
+    output_padding: Any = 0,
+    groups: Any = 1,
+    dilation: Any = 1,
+    channels_last: Any = False,
+    conv_mode: Any = "cross_correlation",
+    precision: Any = None,
+    preferred_element_type: Any = None,
+    *,
+    output_size_given: bool = False,
+) -> Settings:
     """Validate every setting that needs no shape; ``n`` is the number of spatial axes.
 
     With ``output_size_given`` the output padding must be zero (``output_size``
@@ -324,11 +342,22 @@ def parse_settings(n: int, stride: Any = 1, padding: Any = 0, output_padding: An
             f"output_padding={tuple(opad)} must be smaller than stride={stride_t} or "
             f"dilation={dilation_t} on each axis"
         )
-    return Settings(n, stride_t, dilation_t, pad, opad, g, channels_last, conv_mode,
-                    _precision(precision), _preferred(preferred_element_type))
+    return Settings(
+        n,
+        stride_t,
+        dilation_t,
+        pad,
+        opad,
+        g,
+        channels_last,
+        conv_mode,
+        _precision(precision),
+        _preferred(preferred_element_type),
+    )
 
 
 # --- settings bound to shapes ----------------------------------------------------------------
+
 
 class Bound(NamedTuple):
     """:class:`Config` plus what the caller needs besides it."""
@@ -348,8 +377,11 @@ def _output_size(value: Any, n: int, in_ndim: int, channels_last: bool) -> tuple
     if isinstance(value, (tuple, list)) or hasattr(value, "__len__"):
         size = tuple(to_int("output_size", v) for v in value)
         if len(size) == in_ndim and in_ndim != n:
-            size = size[1:-1] if channels_last and in_ndim == n + 2 else (
-                size[:-1] if channels_last else size[in_ndim - n:])
+            size = (
+                size[1:-1]
+                if channels_last and in_ndim == n + 2
+                else (size[:-1] if channels_last else size[in_ndim - n :])
+            )
         if len(size) != n:
             raise ValueError(
                 f"output_size={fmt(value)} must give {n} spatial sizes (or a full output shape "
@@ -368,8 +400,13 @@ def check_input_rank(input_shape: Sequence[int], weight_shape: Sequence[int], n:
         )
 
 
-def bind(settings: Settings, input_shape: Sequence[int], weight_shape: Sequence[int],
-         bias_shape: Sequence[int] | None = None, output_size: Any = None) -> Bound:
+def bind(
+    settings: Settings,
+    input_shape: Sequence[int],
+    weight_shape: Sequence[int],
+    bias_shape: Sequence[int] | None = None,
+    output_size: Any = None,
+) -> Bound:
     """Check ``settings`` against the shapes and build the :class:`Config`."""
     s = settings
     n = s.ndim
@@ -378,9 +415,9 @@ def bind(settings: Settings, input_shape: Sequence[int], weight_shape: Sequence[
     check_input_rank(in_shape, w_shape, n)
     batched = len(in_shape) == n + 2
     if s.channels_last:
-        c_in, spatial = in_shape[-1], in_shape[-1 - n:-1]
+        c_in, spatial = in_shape[-1], in_shape[-1 - n : -1]
     else:
-        c_in, spatial = in_shape[-1 - n], in_shape[len(in_shape) - n:]
+        c_in, spatial = in_shape[-1 - n], in_shape[len(in_shape) - n :]
     kernel = w_shape[2:]
     g = s.groups
     if any(k < 1 for k in kernel):
@@ -414,8 +451,10 @@ def bind(settings: Settings, input_shape: Sequence[int], weight_shape: Sequence[
     opad = s.output_padding
     if output_size is not None:
         size = _output_size(output_size, n, len(in_shape), s.channels_last)
-        ranges = [geo.output_padding_range(*args)
-                  for args in zip(spatial, kernel, s.stride, s.dilation, pads)]
+        ranges = [
+            geo.output_padding_range(*args)
+            for args in zip(spatial, kernel, s.stride, s.dilation, pads)
+        ]
         for ax, ((lo_size, hi_size), want) in enumerate(zip(ranges, size)):
             if not lo_size <= want <= hi_size:
                 reachable = ", ".join(f"{a}..{b}" for a, b in ranges)
@@ -435,28 +474,55 @@ def bind(settings: Settings, input_shape: Sequence[int], weight_shape: Sequence[
             f"{pads} and output_padding {opad} give (L-1)*s - lo - hi + d*(K-1) + a + 1 < 1"
         )
     config = Config(
-        stride=s.stride, dilation=s.dilation, crops=crops, groups=g,
-        channels_last=s.channels_last, flip=s.conv_mode == "convolution",
-        precision=s.precision, preferred_element_type=s.preferred_element_type,
+        stride=s.stride,
+        dilation=s.dilation,
+        crops=crops,
+        groups=g,
+        channels_last=s.channels_last,
+        flip=s.conv_mode == "convolution",
+        precision=s.precision,
+        preferred_element_type=s.preferred_element_type,
     )
     return Bound(config, batched, geo.output_shape(config, in_shape, w_shape), pads, opad)
 
 
-def parse(input_shape: Sequence[int], weight_shape: Sequence[int],
-          bias_shape: Sequence[int] | None, stride: Any, padding: Any, output_padding: Any,
-          groups: Any, dilation: Any, output_size: Any, channels_last: Any,
-          conv_mode: Any = "cross_correlation", precision: Any = None,
-          preferred_element_type: Any = None, num_spatial: int | None = None) -> Bound:
+def parse(
+    input_shape: Sequence[int],
+    weight_shape: Sequence[int],
+    bias_shape: Sequence[int] | None,
+    stride: Any,
+    padding: Any,
+    output_padding: Any,
+    groups: Any,
+    dilation: Any,
+    output_size: Any,
+    channels_last: Any,
+    conv_mode: Any = "cross_correlation",
+    precision: Any = None,
+    preferred_element_type: Any = None,
+    num_spatial: int | None = None,
+) -> Bound:
     """:func:`parse_settings` then :func:`bind`: the settings of one call, validated and bound."""
     n = spatial_rank(weight_shape, num_spatial)
     check_input_rank(input_shape, weight_shape, n)
-    settings = parse_settings(n, stride, padding, output_padding, groups, dilation,
-                              channels_last, conv_mode, precision, preferred_element_type,
-                              output_size_given=output_size is not None)
+    settings = parse_settings(
+        n,
+        stride,
+        padding,
+        output_padding,
+        groups,
+        dilation,
+        channels_last,
+        conv_mode,
+        precision,
+        preferred_element_type,
+        output_size_given=output_size is not None,
+    )
     return bind(settings, input_shape, weight_shape, bias_shape, output_size)
 
 
 # --- other entry points ----------------------------------------------------------------------
+
 
 def check_method(method: Any, methods: Sequence[str], reasons: Mapping[str, str | None]) -> str:
     """``method`` must be known and, unless ``"auto"``, able to compute the configuration.
@@ -524,9 +590,23 @@ class LayerSettings(NamedTuple):
     bias: bool
 
 
-def parse_layer(num_spatial_dims, in_channels, out_channels, kernel_size, stride, padding,
-                output_padding, groups, dilation, bias, padding_mode, conv_mode, compute_mode,
-                channels_last, dtype) -> LayerSettings:
+def parse_layer(
+    num_spatial_dims,
+    in_channels,
+    out_channels,
+    kernel_size,
+    stride,
+    padding,
+    output_padding,
+    groups,
+    dilation,
+    bias,
+    padding_mode,
+    conv_mode,
+    compute_mode,
+    channels_last,
+    dtype,
+) -> LayerSettings:
     """Validate a layer's constructor arguments with the functions' validators."""
     n = positive("num_spatial_dims", num_spatial_dims)
     c_in = positive("in_channels", in_channels)
@@ -535,9 +615,7 @@ def parse_layer(num_spatial_dims, in_channels, out_channels, kernel_size, stride
     at_least("kernel_size", kernel_size, kernel, 1)
     g = positive("groups", groups)
     if c_in % g or c_out % g:
-        raise ValueError(
-            f"groups={g} must divide in_channels={c_in} and out_channels={c_out}"
-        )
+        raise ValueError(f"groups={g} must divide in_channels={c_in} and out_channels={c_out}")
     is_bool("bias", bias, " (whether the layer has a bias)")
     check_padding_mode(padding_mode)
     choice("compute_mode", compute_mode, COMPUTE_MODES)
@@ -547,8 +625,9 @@ def parse_layer(num_spatial_dims, in_channels, out_channels, kernel_size, stride
         raise TypeError(f"dtype={dtype!r} must be a floating or complex dtype") from None
     check_dtype("dtype", dt)
     check_x64("dtype", dt)
-    settings = parse_settings(n, stride, padding, output_padding, g, dilation, channels_last,
-                              conv_mode)
+    settings = parse_settings(
+        n, stride, padding, output_padding, g, dilation, channels_last, conv_mode
+    )
     pad = settings.padding
     if not isinstance(pad, str) and all(lo == hi for lo, hi in pad):
         pad = tuple(lo for lo, _ in pad)
@@ -563,7 +642,8 @@ def check_x64(name: str, dt: Any) -> None:
             f"{name}={np.dtype(dt).name} needs 64-bit types, which JAX has off (it would "
             f"silently make {jax.dtypes.canonicalize_dtype(dt).name} arrays): call "
             f"jax.config.update('jax_enable_x64', True) first, or pass "
-            f"{name}={jax.dtypes.canonicalize_dtype(dt).name}")
+            f"{name}={jax.dtypes.canonicalize_dtype(dt).name}"
+        )
 
 
 def check_key(key: Any, layer: str) -> None:
@@ -634,14 +714,17 @@ def check_leaf(layer: str, name: str, current: Any, value: Any) -> None:
     if got != want:
         hint = f"cast it first (e.g. {name}.astype({want.name!r}))"
         if not (np.issubdtype(got, np.inexact) or got.name == "bfloat16"):
-            pass          # a layer cannot have an integer or bool dtype: only the cast helps
+            pass  # a layer cannot have an integer or bool dtype: only the cast helps
         elif jax.dtypes.canonicalize_dtype(got) != got:
-            hint += (f", or enable 64-bit types (jax.config.update('jax_enable_x64', True)) "
-                     f"and build the layer with dtype={got.name}")
+            hint += (
+                f", or enable 64-bit types (jax.config.update('jax_enable_x64', True)) "
+                f"and build the layer with dtype={got.name}"
+            )
         else:
             hint += f" or build the layer with dtype={got.name}"
-        raise TypeError(f"{name} has dtype {got.name} but this layer's {name} is "
-                        f"{want.name}: {hint}")
+        raise TypeError(
+            f"{name} has dtype {got.name} but this layer's {name} is {want.name}: {hint}"
+        )
 
 
 def check_leaf_names(layer: str, names: Sequence[str]) -> None:
@@ -673,6 +756,7 @@ def check_state_dict(layer: str, state_dict: Any, has_bias: bool) -> set[str]:
 
 
 # --- the weight converters (convt_jax.layouts) ----------------------------------------------
+
 
 def check_kernel_groups(groups: int, c_out: int) -> None:
     if c_out % groups:
@@ -720,8 +804,13 @@ def no_keras_equivalent(padding: Any, output_padding: Any, crops: Any, reachable
     )
 
 
-def check_output_padding_below_stride(framework: str, padding: Any, output_padding: Any,
-                                      needed: tuple[int, ...], stride: tuple[int, ...]) -> None:
+def check_output_padding_below_stride(
+    framework: str,
+    padding: Any,
+    output_padding: Any,
+    needed: tuple[int, ...],
+    stride: tuple[int, ...],
+) -> None:
     if any(a >= s for a, s in zip(needed, stride)):
         raise ValueError(
             f"output_padding={output_padding!r} with padding={padding!r} needs an output "
@@ -749,13 +838,12 @@ def weight_shape(name: str, shape: Any, min_rank: int) -> tuple[int, ...]:
     shape = tuple(to_int(name, s) for s in shape)
     if len(shape) < min_rank or any(s < 1 for s in shape):
         layout = ": (C_in, C_out // groups, *kernel)" if min_rank == 3 else ""
-        raise ValueError(
-            f"{name}={shape} must have rank >= {min_rank} and every size >= 1{layout}"
-        )
+        raise ValueError(f"{name}={shape} must have rank >= {min_rank} and every size >= 1{layout}")
     return shape
 
 
 # --- checkpoints, initialisers, framework modules, autotune ---------------------------------
+
 
 def check_mapping(name: str, value: Any) -> Mapping:
     """A PyTorch state dict: a mapping of names to arrays."""
@@ -764,8 +852,12 @@ def check_mapping(name: str, value: Any) -> Mapping:
     return value
 
 
-def check_one_layer(state_dict: Mapping, layer_keys: Sequence[str], suffixes: Sequence[str],
-                    parametrization: tuple[str, str]) -> None:
+def check_one_layer(
+    state_dict: Mapping,
+    layer_keys: Sequence[str],
+    suffixes: Sequence[str],
+    parametrization: tuple[str, str],
+) -> None:
     """A state dict of one layer: str keys, none with a module prefix (``decoder.0.weight``)
     or a parametrization other than weight norm's ``parametrization`` pair."""
     for key in state_dict:
@@ -773,8 +865,9 @@ def check_one_layer(state_dict: Mapping, layer_keys: Sequence[str], suffixes: Se
             raise TypeError(f"state_dict key {key!r} must be a str, not {type(key).__name__}")
         if key in layer_keys or "." not in key:
             continue
-        prefix = next((key[: -len(s)] for s in suffixes
-                       if key.endswith("." + s)), key.rsplit(".", 1)[0] + ".")
+        prefix = next(
+            (key[: -len(s)] for s in suffixes if key.endswith("." + s)), key.rsplit(".", 1)[0] + "."
+        )
         if prefix.endswith("parametrizations.weight."):
             raise ValueError(
                 f"state_dict key {key!r}: only weight norm's parametrization "
@@ -793,8 +886,9 @@ def check_one_layer(state_dict: Mapping, layer_keys: Sequence[str], suffixes: Se
         )
 
 
-def weight_norm_pair(state_dict: Mapping, old: tuple[str, str],
-                     new: tuple[str, str]) -> tuple[str, str] | None:
+def weight_norm_pair(
+    state_dict: Mapping, old: tuple[str, str], new: tuple[str, str]
+) -> tuple[str, str] | None:
     """The ``(g, v)`` keys of the one weight-norm pair in ``state_dict`` (``None`` if none)."""
     if "weight_orig" in state_dict:
         raise ValueError(
@@ -831,8 +925,9 @@ def check_weight_norm_dtype(v_key: str, dtype: Any) -> None:
         raise TypeError(f"{v_key} has dtype {dtype} but must be floating or complex")
 
 
-def weight_norm_shapes_error(g_key: str, v_key: str, g_shape: tuple[int, ...],
-                             v_shape: tuple[int, ...]) -> ValueError:
+def weight_norm_shapes_error(
+    g_key: str, v_key: str, g_shape: tuple[int, ...], v_shape: tuple[int, ...]
+) -> ValueError:
     """The error for g and v shapes that PyTorch's weight norm does not produce (says why)."""
     shapes = f"{g_key} of shape {g_shape} and {v_key} of shape {v_shape}"
     if len(v_shape) == 0:
@@ -863,7 +958,8 @@ def check_torch_module(module: Any) -> None:
     cls = type(module)
     names = [c.__name__ for c in cls.__mro__]
     is_torch = cls.__module__.startswith("torch") or any(
-        c.__module__.startswith("torch.nn") for c in cls.__mro__)
+        c.__module__.startswith("torch.nn") for c in cls.__mro__
+    )
     if not (is_torch and "_ConvTransposeNd" in names and getattr(module, "transposed", False)):
         raise TypeError(
             f"module must be a torch.nn.ConvTranspose1d, ConvTranspose2d or ConvTranspose3d, "
@@ -877,8 +973,9 @@ def check_torch_module(module: Any) -> None:
         )
 
 
-def check_torch_rank_for(family: str, layer: str, want: int | None, got: int,
-                         module_type: str) -> None:
+def check_torch_rank_for(
+    family: str, layer: str, want: int | None, got: int, module_type: str
+) -> None:
     """:func:`check_torch_rank` for the classes of ``family`` (``"convt_jax.flax"``, ...)."""
     if want is not None and got != want:
         raise TypeError(
@@ -893,8 +990,9 @@ def floating_dtype(name: str, dtype: Any, rule: str = "a floating or complex dty
         dt = np.dtype(dtype)
     except TypeError:
         dt = None
-    if dt is None or not (jnp.issubdtype(dt, jnp.floating)
-                          or jnp.issubdtype(dt, jnp.complexfloating)):
+    if dt is None or not (
+        jnp.issubdtype(dt, jnp.floating) or jnp.issubdtype(dt, jnp.complexfloating)
+    ):
         raise TypeError(f"{name}={dtype!r} must be {rule}")
     return dt
 
@@ -902,8 +1000,11 @@ def floating_dtype(name: str, dtype: Any, rule: str = "a floating or complex dty
 def compute_dtype(dtype: Any) -> Any:
     """A Flax module's ``dtype`` (its computation dtype): None or floating / complex."""
     if dtype is not None:
-        floating_dtype("dtype", dtype, "None (compute in the inputs' and parameters' dtype) "
-                       "or a floating or complex dtype")
+        floating_dtype(
+            "dtype",
+            dtype,
+            "None (compute in the inputs' and parameters' dtype) or a floating or complex dtype",
+        )
     return dtype
 
 
@@ -930,6 +1031,7 @@ def check_rngs(rngs: Any, is_rngs: bool, layer: str) -> None:
 def check_autotune_switch(enabled: Any) -> bool:
     """``convt_jax.autotune(enabled)``: a bool (NumPy's accepted)."""
     if not isinstance(enabled, (bool, np.bool_)):
-        raise TypeError(f"autotune(enabled={enabled!r}) must be a bool, "
-                        f"not {type(enabled).__name__}")
+        raise TypeError(
+            f"autotune(enabled={enabled!r}) must be a bool, not {type(enabled).__name__}"
+        )
     return bool(enabled)

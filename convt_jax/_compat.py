@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.sharding
@@ -70,16 +71,16 @@ else:  # jax < 0.5
 def varying_axes(aval: Any) -> frozenset:
     """The manual mesh axes ``aval`` varies over (inside ``shard_map``); empty where the
     release does not track them in the type."""
-    mat = getattr(aval, "mat", None)            # jax >= 0.10
+    mat = getattr(aval, "mat", None)  # jax >= 0.10
     if mat is not None:
         return frozenset(mat.varying)
-    vma = getattr(aval, "vma", None)            # jax 0.6 - 0.9
+    vma = getattr(aval, "vma", None)  # jax 0.6 - 0.9
     if vma is not None:
         return frozenset(vma)
     return frozenset()
 
 
-_pcast = getattr(jax.lax, "pcast", None)        # jax >= 0.8
+_pcast = getattr(jax.lax, "pcast", None)  # jax >= 0.8
 # jax 0.6 - 0.7; deprecated once pcast exists, so only looked up without it.
 _pvary = None if _pcast is not None else getattr(jax.lax, "pvary", None)
 
@@ -93,7 +94,8 @@ def vary_over(x: jax.Array, axes: tuple) -> jax.Array:
     # Releases without either do not track varying axes, so nothing ever differs.
     raise NotImplementedError(
         f"casting to varying manual axes {axes} needs jax >= 0.6 (jax.lax.pvary); "
-        f"this is jax {jax.__version__}")
+        f"this is jax {jax.__version__}"
+    )
 
 
 def aval_sharding(aval: Any) -> Any:
@@ -103,16 +105,16 @@ def aval_sharding(aval: Any) -> Any:
 
 def with_spec(sharding: Any, spec: Any) -> Any:
     """``sharding`` with its ``PartitionSpec`` replaced by ``spec``."""
-    if hasattr(sharding, "update"):             # jax >= 0.6
+    if hasattr(sharding, "update"):  # jax >= 0.6
         return sharding.update(spec=spec)
-    return sharding.with_spec(spec)             # jax 0.5
+    return sharding.with_spec(spec)  # jax 0.5
 
 
 # --- mesh axis types ----------------------------------------------------------------------
 
-AxisType = getattr(jax.sharding, "AxisType", None)   # None before jax 0.5
+AxisType = getattr(jax.sharding, "AxisType", None)  # None before jax 0.5
 _EXPLICIT = getattr(AxisType, "Explicit", None)
-_auto_axes = getattr(jax.sharding, "auto_axes", None)              # jax >= 0.7
+_auto_axes = getattr(jax.sharding, "auto_axes", None)  # jax >= 0.7
 _use_abstract_mesh = getattr(jax.sharding, "use_abstract_mesh", None)  # jax >= 0.7
 
 #: Whether this JAX lets convt_jax run on Explicit mesh axes (sharding in types).
@@ -124,7 +126,7 @@ def explicit_axes(mesh: Any) -> tuple:
     release without Explicit axes)."""
     if mesh is None or _EXPLICIT is None or mesh.empty:
         return ()
-    axes = getattr(mesh, "explicit_axes", None)          # jax >= 0.6
+    axes = getattr(mesh, "explicit_axes", None)  # jax >= 0.6
     if axes is not None:
         return tuple(axes)
     return tuple(n for n, t in zip(mesh.axis_names, mesh.axis_types) if t == _EXPLICIT)
@@ -137,7 +139,8 @@ def require_explicit_axes(axes: tuple) -> None:
             f"convt_jax on Explicit mesh axes {axes} (sharding in types) needs jax >= 0.7 "
             f"(jax.sharding.auto_axes); this is jax {jax.__version__}. Use Auto mesh "
             "axes (jax.make_mesh(..., axis_types=(jax.sharding.AxisType.Auto,) * n)) "
-            "or upgrade JAX.")
+            "or upgrade JAX."
+        )
 
 
 def auto_axes(fn: Callable, axes: tuple, out_sharding: Any) -> Callable:
@@ -154,7 +157,7 @@ def auto_mesh(mesh: Any, axes: tuple) -> Any:
 
 def use_abstract_mesh(mesh: Any) -> contextlib.AbstractContextManager:
     """``jax.sharding.use_abstract_mesh``: trace with ``mesh`` as the current mesh."""
-    if _use_abstract_mesh is None:      # only the Explicit-axes path calls it
+    if _use_abstract_mesh is None:  # only the Explicit-axes path calls it
         require_explicit_axes(tuple(mesh.axis_names))
     return _use_abstract_mesh(mesh)
 
@@ -163,12 +166,14 @@ def use_abstract_mesh(mesh: Any) -> contextlib.AbstractContextManager:
 def _find_lower_with_sharding_in_types() -> Callable:
     try:
         from jax.extend.mlir import lower_with_sharding_in_types as fn  # jax >= 0.9
+
         return fn
     except ImportError:
         pass
     # jax 0.7 - 0.8 have no public spelling of it; the private one is the only one.
     # (Only reached on the Explicit-axes path, which needs jax >= 0.7.)
     from jax._src.interpreters.mlir import lower_with_sharding_in_types as fn
+
     return fn
 
 
@@ -187,13 +192,13 @@ def is_partitioned(ctx: Any) -> bool:
     ``num_devices``, or its ``mesh`` and ``manual_axes``), the same on every release."""
     axis_context = getattr(getattr(ctx, "module_context", None), "axis_context", None)
     num_devices = getattr(axis_context, "num_devices", None)
-    if num_devices is not None:                       # jit (ShardingContext)
+    if num_devices is not None:  # jit (ShardingContext)
         return num_devices > 1
     mesh = getattr(axis_context, "mesh", None)
     manual = getattr(axis_context, "manual_axes", None)
-    if mesh is not None and manual is not None:       # shard_map (SPMDAxisContext)
+    if mesh is not None and manual is not None:  # shard_map (SPMDAxisContext)
         return any(size > 1 for name, size in mesh.shape.items() if name not in manual)
-    return False                                      # pmap, or one device
+    return False  # pmap, or one device
 
 
 # --- configuration ------------------------------------------------------------------------
@@ -201,7 +206,8 @@ def is_partitioned(ctx: Any) -> bool:
 
 def enable_x64(new_val: bool = True) -> contextlib.AbstractContextManager:
     """A context manager that turns 64-bit types on (``True``) or off (``False``)."""
-    if hasattr(jax, "enable_x64"):                       # jax >= 0.8
+    if hasattr(jax, "enable_x64"):  # jax >= 0.8
         return jax.enable_x64(new_val)
     from jax.experimental import enable_x64 as experimental_enable_x64  # jax < 0.8
+
     return experimental_enable_x64(new_val)

@@ -35,8 +35,10 @@ try:
     from tqdm.auto import tqdm
 except ImportError as err:
     missing = (err.name or "one of them").partition(".")[0]
-    raise ImportError(f"the training demo needs optax, tqdm and Pillow ({missing!r} is not "
-                      f"installed); install them with: {INSTALL_HINT}") from err
+    raise ImportError(
+        f"the training demo needs optax, tqdm and Pillow ({missing!r} is not "
+        f"installed); install them with: {INSTALL_HINT}"
+    ) from err
 
 SIZE = 16
 LATENT = 16
@@ -47,15 +49,26 @@ KINDS = ("blob", "ring", "bar", "box")
 # The training loop (shared with examples/train_decoder.py).
 # ------------------------------------------------------------------------------------
 
+
 class FitResult(NamedTuple):
     params: Any
-    losses: list[float]    # training-batch loss, one per step
-    seconds: float         # wall time of the loop, compilation included
+    losses: list[float]  # training-batch loss, one per step
+    seconds: float  # wall time of the loop, compilation included
 
 
-def fit(loss_fn: Callable[[Any, jax.Array], jax.Array], params: Any, data: jax.Array, *,
-        steps: int, batch_size: int, learning_rate: float, seed: int = 0,
-        progress: bool = True, desc: str = "training", log_every: int = 50) -> FitResult:
+def fit(
+    loss_fn: Callable[[Any, jax.Array], jax.Array],
+    params: Any,
+    data: jax.Array,
+    *,
+    steps: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int = 0,
+    progress: bool = True,
+    desc: str = "training",
+    log_every: int = 50,
+) -> FitResult:
     """Minimise ``loss_fn(params, batch)`` with ``optax.adam`` on random minibatches of ``data``.
 
     One compiled step (``jax.value_and_grad`` + ``optax.adam`` under ``jax.jit``)
@@ -109,6 +122,7 @@ def fit(loss_fn: Callable[[Any, jax.Array], jax.Array], params: Any, data: jax.A
 # Data: soft blobs, rings, bars and boxes, drawn with NumPy.
 # ------------------------------------------------------------------------------------
 
+
 def make_images(n: int, size: int = SIZE, seed: int = 0) -> np.ndarray:
     """``n`` synthetic grayscale images ``(n, 1, size, size)`` float32 in ``[0, 1]``.
 
@@ -121,17 +135,18 @@ def make_images(n: int, size: int = SIZE, seed: int = 0) -> np.ndarray:
     u = lambda lo, hi: rng.uniform(lo, hi, (n, 1, 1)).astype(np.float32)  # noqa: E731
     cx, cy = u(0.3 * size, 0.7 * size), u(0.3 * size, 0.7 * size)
     dx, dy = xx - cx, yy - cy
-    r = np.sqrt(dx ** 2 + dy ** 2)
+    r = np.sqrt(dx**2 + dy**2)
     width = 0.06 * size
-    blob = np.exp(-r ** 2 / (2 * u(0.08 * size, 0.18 * size) ** 2))
-    ring = np.exp(-(r - u(0.15 * size, 0.3 * size)) ** 2 / (2 * width ** 2))
+    blob = np.exp(-(r**2) / (2 * u(0.08 * size, 0.18 * size) ** 2))
+    ring = np.exp(-((r - u(0.15 * size, 0.3 * size)) ** 2) / (2 * width**2))
     angle = u(0, np.pi)
     along = dx * np.cos(angle) + dy * np.sin(angle)
     across = -dx * np.sin(angle) + dy * np.cos(angle)
-    bar = (np.exp(-across ** 2 / (2 * width ** 2))
-           * np.clip(u(0.25 * size, 0.4 * size) - np.abs(along) + 0.5, 0, 1))
+    bar = np.exp(-(across**2) / (2 * width**2)) * np.clip(
+        u(0.25 * size, 0.4 * size) - np.abs(along) + 0.5, 0, 1
+    )
     cheb = np.maximum(np.abs(dx), np.abs(dy))
-    box = np.exp(-(cheb - u(0.12 * size, 0.28 * size)) ** 2 / (2 * width ** 2))
+    box = np.exp(-((cheb - u(0.12 * size, 0.28 * size)) ** 2) / (2 * width**2))
     kind = (np.arange(n) % len(KINDS))[:, None, None]
     images = np.choose(kind, [blob, ring, bar, box])
     return np.clip(images, 0, 1).astype(np.float32)[:, None]
@@ -141,10 +156,13 @@ def make_images(n: int, size: int = SIZE, seed: int = 0) -> np.ndarray:
 # Model: dense encoder, dense + two transposed convolutions as the decoder.
 # ------------------------------------------------------------------------------------
 
+
 def _dense(rng: np.random.Generator, n_in: int, n_out: int) -> dict[str, jax.Array]:
-    bound = 1 / math.sqrt(n_in)   # PyTorch's nn.Linear default
-    return {"w": jnp.asarray(rng.uniform(-bound, bound, (n_in, n_out)).astype(np.float32)),
-            "b": jnp.zeros(n_out, jnp.float32)}
+    bound = 1 / math.sqrt(n_in)  # PyTorch's nn.Linear default
+    return {
+        "w": jnp.asarray(rng.uniform(-bound, bound, (n_in, n_out)).astype(np.float32)),
+        "b": jnp.zeros(n_out, jnp.float32),
+    }
 
 
 def _decoder_layers(key: jax.Array) -> dict[str, nn.ConvTranspose2d]:
@@ -152,8 +170,10 @@ def _decoder_layers(key: jax.Array) -> dict[str, nn.ConvTranspose2d]:
     up1 = nn.ConvTranspose2d(32, 16, kernel_size=4, stride=2, padding=1, key=k[0])
     up2 = nn.ConvTranspose2d(16, 1, kernel_size=4, stride=2, padding=1, key=k[1])
     # ICNR: start as nearest-neighbour upsampling + a convolution (no checkerboard).
-    return {"up1": up1.replace(weight=nn.init.icnr(k[2], up1.weight.shape, stride=2)),
-            "up2": up2.replace(weight=nn.init.icnr(k[3], up2.weight.shape, stride=2))}
+    return {
+        "up1": up1.replace(weight=nn.init.icnr(k[2], up1.weight.shape, stride=2)),
+        "up2": up2.replace(weight=nn.init.icnr(k[3], up2.weight.shape, stride=2)),
+    }
 
 
 def init_model(seed: int = 0) -> dict[str, Any]:
@@ -166,8 +186,8 @@ def init_model(seed: int = 0) -> dict[str, Any]:
         "enc1": _dense(rng, SIZE * SIZE, 128),
         "enc2": _dense(rng, 128, LATENT),
         "dec": _dense(rng, LATENT, 32 * 4 * 4),
-        "up1": layers["up1"],   # (N, 32, 4, 4) -> (N, 16, 8, 8)
-        "up2": layers["up2"],   # (N, 16, 8, 8) -> (N, 1, 16, 16)
+        "up1": layers["up1"],  # (N, 32, 4, 4) -> (N, 16, 8, 8)
+        "up2": layers["up2"],  # (N, 16, 8, 8) -> (N, 1, 16, 16)
     }
 
 
@@ -190,6 +210,7 @@ def loss_fn(params: dict[str, Any], x: jax.Array) -> jax.Array:
 # The picture: rows of images, upscaled, written with Pillow.
 # ------------------------------------------------------------------------------------
 
+
 def image_grid(rows: Sequence[np.ndarray], scale: int = 4, gap: int = 4) -> np.ndarray:
     """Rows of ``(n, H, W)`` images in ``[0, 1]`` -> one ``uint8`` picture, upscaled ``scale``x.
 
@@ -203,7 +224,7 @@ def image_grid(rows: Sequence[np.ndarray], scale: int = 4, gap: int = 4) -> np.n
         for i, img in enumerate(np.asarray(images)):
             tile = np.repeat(np.repeat(np.clip(img, 0, 1), scale, 0), scale, 1)
             y, x = gap + r * (th + gap), gap + i * (tw + gap)
-            out[y:y + th, x:x + tw] = np.round(255 * tile).astype(np.uint8)
+            out[y : y + th, x : x + tw] = np.round(255 * tile).astype(np.uint8)
     return out
 
 
@@ -217,18 +238,25 @@ def save_png(path: str | os.PathLike, rows: Sequence[np.ndarray], scale: int = 4
 # The run.
 # ------------------------------------------------------------------------------------
 
+
 class DemoResult(NamedTuple):
     params: dict[str, Any]
-    loss_before: float     # held-out MSE of the untrained model
-    loss_after: float      # held-out MSE after training
-    losses: list[float]    # training-batch loss per step
-    seconds: float         # wall time of the training loop, compilation included
+    loss_before: float  # held-out MSE of the untrained model
+    loss_after: float  # held-out MSE after training
+    losses: list[float]  # training-batch loss per step
+    seconds: float  # wall time of the training loop, compilation included
     png: str | None
 
 
-def train(steps: int = 800, *, batch_size: int = 64, learning_rate: float = 5e-3,
-          seed: int = 0, png: str | os.PathLike | None = None,
-          progress: bool = True) -> DemoResult:
+def train(
+    steps: int = 800,
+    *,
+    batch_size: int = 64,
+    learning_rate: float = 5e-3,
+    seed: int = 0,
+    png: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> DemoResult:
     """Train the autoencoder on synthetic shapes with :func:`fit`; optionally write a PNG.
 
     The PNG shows 12 held-out images (top row) above the trained model's
@@ -241,32 +269,49 @@ def train(steps: int = 800, *, batch_size: int = 64, learning_rate: float = 5e-3
 
     @jax.jit
     def evaluate(params, test_x):
-        return loss_fn(params, test_x), reconstruct(params, test_x[:len(shown)])
+        return loss_fn(params, test_x), reconstruct(params, test_x[: len(shown)])
 
     loss_before, _ = evaluate(params, test_x)
-    result = fit(loss_fn, params, train_x, steps=steps, batch_size=batch_size,
-                 learning_rate=learning_rate, seed=seed, progress=progress,
-                 desc="training the decoder", log_every=25)
+    result = fit(
+        loss_fn,
+        params,
+        train_x,
+        steps=steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        progress=progress,
+        desc="training the decoder",
+        log_every=25,
+    )
     loss_after, after_images = evaluate(result.params, test_x)
     if png is not None:
         png = save_png(png, [np.asarray(im)[:, 0] for im in (shown, after_images)])
-    return DemoResult(result.params, float(loss_before), float(loss_after), result.losses,
-                      result.seconds, png)
+    return DemoResult(
+        result.params, float(loss_before), float(loss_after), result.losses, result.seconds, png
+    )
 
 
-def run(steps: int = 800, png: str | os.PathLike | None = "convt_jax_demo.png",
-        seed: int = 0) -> DemoResult:
+def run(
+    steps: int = 800, png: str | os.PathLike | None = "convt_jax_demo.png", seed: int = 0
+) -> DemoResult:
     """``python -m convt_jax``'s training: train, print the losses and where the PNG went."""
-    print(f"\nTraining a small autoencoder on synthetic 16x16 blobs, rings, bars and boxes: "
-          f"the decoder is two ConvTranspose2d layers (4x4 -> 8x8 -> 16x16, k=4, s=2, p=1, "
-          f"ICNR init), the optimiser optax.adam under jax.jit, {steps} steps of 64 images.",
-          flush=True)
+    print(
+        f"\nTraining a small autoencoder on synthetic 16x16 blobs, rings, bars and boxes: "
+        f"the decoder is two ConvTranspose2d layers (4x4 -> 8x8 -> 16x16, k=4, s=2, p=1, "
+        f"ICNR init), the optimiser optax.adam under jax.jit, {steps} steps of 64 images.",
+        flush=True,
+    )
     result = train(steps, seed=seed, png=png)
     n_params = sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(result.params))
-    print(f"held-out mean squared error: {result.loss_before:.4f} before training, "
-          f"{result.loss_after:.4f} after ({n_params:,} parameters, {result.seconds:.1f} s "
-          f"including compilation)")
+    print(
+        f"held-out mean squared error: {result.loss_before:.4f} before training, "
+        f"{result.loss_after:.4f} after ({n_params:,} parameters, {result.seconds:.1f} s "
+        f"including compilation)"
+    )
     if result.png is not None:
-        print(f"wrote {result.png}\n  (top row: 12 held-out images; bottom row: the trained "
-              "model's reconstructions)")
+        print(
+            f"wrote {result.png}\n  (top row: 12 held-out images; bottom row: the trained "
+            "model's reconstructions)"
+        )
     return result

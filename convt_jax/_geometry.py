@@ -57,6 +57,7 @@ class Config(NamedTuple):
 
 # --- integer arithmetic ----------------------------------------------------------------------
 
+
 def full_length(length: int, kernel: int, stride: int, dilation: int) -> int:
     """Length of the uncropped transposed convolution on one axis."""
     return (length - 1) * stride + dilation * (kernel - 1) + 1
@@ -104,8 +105,9 @@ def lax_padding(kernel: int, dilation: int, crop: Crop) -> Crop:
     return (k - 1 - lo, k - 1 - hi)
 
 
-def output_padding_range(length: int, kernel: int, stride: int, dilation: int,
-                         padding: Crop) -> tuple[int, int]:
+def output_padding_range(
+    length: int, kernel: int, stride: int, dilation: int, padding: Crop
+) -> tuple[int, int]:
     """``(min, max)`` output sizes reachable with ``output_padding`` in ``[0, stride - 1]``.
 
     This is the range ``torch.nn.ConvTranspose*d.forward(x, output_size)``
@@ -115,8 +117,13 @@ def output_padding_range(length: int, kernel: int, stride: int, dilation: int,
     return smallest, smallest + stride - 1
 
 
-def output_spatial_shape(spatial: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
-                         dilation: Sequence[int], crops: Sequence[Crop]) -> tuple[int, ...]:
+def output_spatial_shape(
+    spatial: Sequence[int],
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    crops: Sequence[Crop],
+) -> tuple[int, ...]:
     """Per-axis :func:`output_length`."""
     return tuple(
         output_length(n, k, s, d, c)
@@ -136,16 +143,24 @@ def output_spatial_shape(spatial: Sequence[int], kernel: Sequence[int], stride: 
 # (PyTorch padding 1, output_padding 0).  Any other padding of that axis compiles; both
 # callers change the padding exactly (an extra row cropped off, or an explicit pad).
 
-def xla_swap_abort_axes(kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int],
-                        lax_padding: Sequence[Crop]) -> tuple[bool, ...]:
+
+def xla_swap_abort_axes(
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    lax_padding: Sequence[Crop],
+) -> tuple[bool, ...]:
     """Per axis: does an lhs-dilated convolution (lhs dilation ``stride``, kernel dilation
     ``dilation``, padding ``lax_padding``) have the pattern XLA:CPU aborts on (see above)?"""
-    return tuple(k == s == 2 and d == 1 and tuple(p) == (0, 0)
-                 for k, s, d, p in zip(kernel, stride, dilation, lax_padding, strict=True))
+    return tuple(
+        k == s == 2 and d == 1 and tuple(p) == (0, 0)
+        for k, s, d, p in zip(kernel, stride, dilation, lax_padding, strict=True)
+    )
 
 
-def transposed_strided_padding(length: int, kernel: int, stride: int, dilation: int,
-                               padding: Crop) -> Crop:
+def transposed_strided_padding(
+    length: int, kernel: int, stride: int, dilation: int, padding: Crop
+) -> Crop:
     """The padding of the lhs-dilated convolution that transposes a strided one.
 
     A strided correlation (window stride ``stride``, kernel dilation ``dilation``,
@@ -159,6 +174,7 @@ def transposed_strided_padding(length: int, kernel: int, stride: int, dilation: 
 
 
 # --- layouts ---------------------------------------------------------------------------------
+
 
 def channel_axis(config: Config, rank: int | None = None) -> int:
     """The channel axis of an activation of ``rank`` (default batched: ``ndim + 2``)."""
@@ -181,9 +197,14 @@ def spatial_shape(config: Config, shape: Sequence[int]) -> tuple[int, ...]:
 def output_shape(config: Config, x_shape: Sequence[int], w_shape: Sequence[int]) -> tuple[int, ...]:
     """The output shape for an input shape (any leading axes) and a PyTorch-layout weight shape."""
     x_shape = tuple(x_shape)
-    out = output_spatial_shape(spatial_shape(config, x_shape), tuple(w_shape[2:]), config.stride,
-                               config.dilation, config.crops)
-    lead = x_shape[:len(x_shape) - config.ndim - 1]
+    out = output_spatial_shape(
+        spatial_shape(config, x_shape),
+        tuple(w_shape[2:]),
+        config.stride,
+        config.dilation,
+        config.crops,
+    )
+    lead = x_shape[: len(x_shape) - config.ndim - 1]
     c_out = w_shape[1] * config.groups
     return lead + out + (c_out,) if config.channels_last else lead + (c_out,) + out
 
@@ -225,6 +246,7 @@ def to_channels_first(x: jax.Array) -> jax.Array:
 
 # --- kernels ---------------------------------------------------------------------------------
 
+
 def flip_spatial(w: jax.Array) -> jax.Array:
     """Reverse every spatial (kernel) axis of an ``(A, B, *K)`` weight."""
     return lax.rev(w, tuple(range(2, w.ndim)))
@@ -262,6 +284,7 @@ def forward_kernel(w: jax.Array, groups: int, flip: bool) -> jax.Array:
 # ordinary correlation with kernel dilation d.  An axis with both s > 1 and
 # d > 1 splits its taps into phases unevenly (gcd(s, d) matters) and has no phase form.
 
+
 def phase_counts(kernel: Sequence[int], stride: Sequence[int]) -> tuple[int, ...]:
     """``M = ceil(K / s)`` per axis: taps of each phase of the kernel."""
     return tuple(-(-k // s) for k, s in zip(kernel, stride))
@@ -269,7 +292,7 @@ def phase_counts(kernel: Sequence[int], stride: Sequence[int]) -> tuple[int, ...
 
 def pad_to_phases(w: jax.Array, stride: Sequence[int], first_spatial: int = 2) -> jax.Array:
     """Zero-pad the kernel axes ``first_spatial...`` of ``w`` at the end to ``M*s`` taps."""
-    kernel = w.shape[first_spatial:first_spatial + len(stride)]
+    kernel = w.shape[first_spatial : first_spatial + len(stride)]
     m = phase_counts(kernel, stride)
     widths = [(0, 0)] * w.ndim
     for a, (mm, s, k) in enumerate(zip(m, stride, kernel)):
@@ -285,14 +308,14 @@ def has_phases(config: Config) -> bool:
 class Phases(NamedTuple):
     """Per-axis phase geometry of (*) for one configuration, input and kernel size."""
 
-    s: tuple[int, ...]        # stride
-    d: tuple[int, ...]        # kernel dilation inside a phase (d where s == 1, else 1)
-    m: tuple[int, ...]        # M = ceil(K / s)
-    length: tuple[int, ...]   # input length L
-    out: tuple[int, ...]      # cropped output length
-    lo: tuple[int, ...]       # crop at the start
-    j0: tuple[int, ...]       # first phase row of the output
-    j1: tuple[int, ...]       # one past the last phase row of the output
+    s: tuple[int, ...]  # stride
+    d: tuple[int, ...]  # kernel dilation inside a phase (d where s == 1, else 1)
+    m: tuple[int, ...]  # M = ceil(K / s)
+    length: tuple[int, ...]  # input length L
+    out: tuple[int, ...]  # cropped output length
+    lo: tuple[int, ...]  # crop at the start
+    j0: tuple[int, ...]  # first phase row of the output
+    j1: tuple[int, ...]  # one past the last phase row of the output
     full: tuple[int, ...] = ()  # phases r < full have M real taps, the others M - 1
 
     @classmethod
@@ -301,11 +324,16 @@ class Phases(NamedTuple):
         out = output_spatial_shape(spatial, kernel, s, config.dilation, config.crops)
         lo = tuple(c[0] for c in config.crops)
         return cls(
-            s=s, d=tuple(d if st == 1 else 1 for st, d in zip(s, config.dilation)),
-            m=phase_counts(kernel, s), length=tuple(spatial), out=out, lo=lo,
+            s=s,
+            d=tuple(d if st == 1 else 1 for st, d in zip(s, config.dilation)),
+            m=phase_counts(kernel, s),
+            length=tuple(spatial),
+            out=out,
+            lo=lo,
             j0=tuple(lo_ // st for lo_, st in zip(lo, s)),
             j1=tuple(-(-(lo_ + o) // st) for lo_, o, st in zip(lo, out, s)),
-            full=tuple(k - st * (m - 1) for k, st, m in zip(kernel, s, phase_counts(kernel, s))))
+            full=tuple(k - st * (m - 1) for k, st, m in zip(kernel, s, phase_counts(kernel, s))),
+        )
 
     @property
     def rows(self) -> tuple[int, ...]:
@@ -313,8 +341,10 @@ class Phases(NamedTuple):
 
     def conv_padding(self) -> list[tuple[int, int]]:
         """Rows ``j0..j1-1`` of ``y_r`` as a correlation over ``x`` padded left by ``d*(M-1)``."""
-        return [(d * (m - 1) - j0, j1 - n)
-                for d, m, j0, j1, n in zip(self.d, self.m, self.j0, self.j1, self.length)]
+        return [
+            (d * (m - 1) - j0, j1 - n)
+            for d, m, j0, j1, n in zip(self.d, self.m, self.j0, self.j1, self.length)
+        ]
 
     def tap_groups(self) -> list[list[tuple[int, int, int]]]:
         """Per axis, the phase ranges with equal real tap counts: ``[(r0, r1, taps), ...]``.
@@ -322,21 +352,25 @@ class Phases(NamedTuple):
         The kernel is zero-padded to ``M*s`` taps; tap ``m = M - 1`` is real only for
         phases ``r < full``.  At most two ranges per axis; ``taps`` may be 0 (``K < s``).
         """
-        return [[(0, f, m)] + ([(f, s, m - 1)] if f < s else [])
-                for f, s, m in zip(self.full, self.s, self.m)]
+        return [
+            [(0, f, m)] + ([(f, s, m - 1)] if f < s else [])
+            for f, s, m in zip(self.full, self.s, self.m)
+        ]
 
     def real_phases(self, m: Sequence[int]) -> tuple[int, ...]:
         """Per axis, how many leading phases tap ``m`` really reaches (the rest are padding)."""
-        return tuple(f if mm == mt - 1 else s
-                     for mm, mt, s, f in zip(m, self.m, self.s, self.full))
+        return tuple(f if mm == mt - 1 else s for mm, mt, s, f in zip(m, self.m, self.s, self.full))
 
     def crop(self) -> tuple[slice, ...]:
         """Per-axis slice of the interleaved phase rows ``j0*s ...`` that is the output."""
-        return tuple(slice(lo - j0 * s, lo - j0 * s + o)
-                     for lo, j0, s, o in zip(self.lo, self.j0, self.s, self.out))
+        return tuple(
+            slice(lo - j0 * s, lo - j0 * s + o)
+            for lo, j0, s, o in zip(self.lo, self.j0, self.s, self.out)
+        )
 
 
 # --- depth-to-space ---------------------------------------------------------------------------
+
 
 def depth_to_space(x: jax.Array, block: Sequence[int], *, channels_last: bool = True) -> jax.Array:
     """Move ``prod(block)`` channel phases into the spatial axes (inverse: :func:`space_to_depth`).
@@ -354,17 +388,17 @@ def depth_to_space(x: jax.Array, block: Sequence[int], *, channels_last: bool = 
     n = len(block)
     p = math.prod(block)
     if channels_last:
-        lead, rows, c = x.shape[:x.ndim - n - 1], x.shape[x.ndim - n - 1:-1], x.shape[-1]
+        lead, rows, c = x.shape[: x.ndim - n - 1], x.shape[x.ndim - n - 1 : -1], x.shape[-1]
         k = len(lead)
         x = x.reshape(*lead, *rows, *block, c // p)
-        perm = tuple(range(k)) + tuple(v for a in range(n) for v in (k + a, k + n + a)) + (
-            k + 2 * n,)
+        perm = (
+            tuple(range(k)) + tuple(v for a in range(n) for v in (k + a, k + n + a)) + (k + 2 * n,)
+        )
         return x.transpose(perm).reshape(*lead, *(j * b for j, b in zip(rows, block)), c // p)
-    lead, c, rows = x.shape[:x.ndim - n - 1], x.shape[x.ndim - n - 1], x.shape[x.ndim - n:]
+    lead, c, rows = x.shape[: x.ndim - n - 1], x.shape[x.ndim - n - 1], x.shape[x.ndim - n :]
     k = len(lead)
     x = x.reshape(*lead, *block, c // p, *rows)
-    perm = tuple(range(k)) + (k + n,) + tuple(
-        v for a in range(n) for v in (k + n + 1 + a, k + a))
+    perm = tuple(range(k)) + (k + n,) + tuple(v for a in range(n) for v in (k + n + 1 + a, k + a))
     return x.transpose(perm).reshape(*lead, c // p, *(j * b for j, b in zip(rows, block)))
 
 
@@ -382,17 +416,25 @@ def space_to_depth(x: jax.Array, block: Sequence[int], *, channels_last: bool = 
     block = tuple(block)
     n = len(block)
     if channels_last:
-        lead, sizes, c = x.shape[:x.ndim - n - 1], x.shape[x.ndim - n - 1:-1], x.shape[-1]
+        lead, sizes, c = x.shape[: x.ndim - n - 1], x.shape[x.ndim - n - 1 : -1], x.shape[-1]
         k = len(lead)
         rows = tuple(size // b for size, b in zip(sizes, block))
         x = x.reshape(*lead, *(v for j, b in zip(rows, block) for v in (j, b)), c)
-        perm = tuple(range(k)) + tuple(k + 2 * a for a in range(n)) + tuple(
-            k + 2 * a + 1 for a in range(n)) + (k + 2 * n,)
+        perm = (
+            tuple(range(k))
+            + tuple(k + 2 * a for a in range(n))
+            + tuple(k + 2 * a + 1 for a in range(n))
+            + (k + 2 * n,)
+        )
         return x.transpose(perm).reshape(*lead, *rows, math.prod(block) * c)
-    lead, c, sizes = x.shape[:x.ndim - n - 1], x.shape[x.ndim - n - 1], x.shape[x.ndim - n:]
+    lead, c, sizes = x.shape[: x.ndim - n - 1], x.shape[x.ndim - n - 1], x.shape[x.ndim - n :]
     k = len(lead)
     rows = tuple(size // b for size, b in zip(sizes, block))
     x = x.reshape(*lead, c, *(v for j, b in zip(rows, block) for v in (j, b)))
-    perm = tuple(range(k)) + tuple(k + 2 + 2 * a for a in range(n)) + (k,) + tuple(
-        k + 1 + 2 * a for a in range(n))
+    perm = (
+        tuple(range(k))
+        + tuple(k + 2 + 2 * a for a in range(n))
+        + (k,)
+        + tuple(k + 1 + 2 * a for a in range(n))
+    )
     return x.transpose(perm).reshape(*lead, math.prod(block) * c, *rows)

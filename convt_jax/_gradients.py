@@ -28,8 +28,14 @@ import numpy as np
 from jax import lax
 
 from . import _geometry as geo
-from ._geometry import (Config, channel_axis, dimension_numbers, flip_spatial, to_channels_first,
-                        to_channels_last)
+from ._geometry import (
+    Config,
+    channel_axis,
+    dimension_numbers,
+    flip_spatial,
+    to_channels_first,
+    to_channels_last,
+)
 
 
 def _pads(config: Config) -> list[tuple[int, int]]:
@@ -62,8 +68,12 @@ def input_grad(g: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     # there, which makes the transposed convolution's padding (d*(K-1), ...) instead.
     pads = _pads(config)
     kernel = w.shape[2:]
-    transposed = [geo.transposed_strided_padding(n, k, s, d, p) for n, k, s, d, p in zip(
-        geo.spatial_shape(config, g.shape), kernel, config.stride, config.dilation, pads)]
+    transposed = [
+        geo.transposed_strided_padding(n, k, s, d, p)
+        for n, k, s, d, p in zip(
+            geo.spatial_shape(config, g.shape), kernel, config.stride, config.dilation, pads
+        )
+    ]
     explicit = geo.xla_swap_abort_axes(kernel, config.stride, config.dilation, transposed)
     if any(explicit):
         widths = [(0, 0, 0)] * g.ndim
@@ -103,8 +113,9 @@ def weight_grad(g: jax.Array, x: jax.Array, config: Config) -> jax.Array:
     nd = config.ndim
     # (batch := channel, feature := n, *spatial)
     act = (geo.channel_axis(config), 0) + geo.spatial_axes(config)
-    dn = lax.ConvDimensionNumbers(lhs_spec=act, rhs_spec=act,
-                                  out_spec=(1, 0) + tuple(range(2, nd + 2)))
+    dn = lax.ConvDimensionNumbers(
+        lhs_spec=act, rhs_spec=act, out_spec=(1, 0) + tuple(range(2, nd + 2))
+    )
     out = lax.conv_general_dilated(
         g,
         x.astype(g.dtype),
@@ -134,8 +145,13 @@ def weight_grad(g: jax.Array, x: jax.Array, config: Config) -> jax.Array:
 # reduce to elementwise products with the channel's own taps.
 
 
-def _tap_slices(g: jax.Array, spatial: tuple[int, ...], kernel: tuple[int, ...],
-                config: Config, channels_last: bool = True) -> list[jax.Array]:
+def _tap_slices(
+    g: jax.Array,
+    spatial: tuple[int, ...],
+    kernel: tuple[int, ...],
+    config: Config,
+    channels_last: bool = True,
+) -> list[jax.Array]:
     """``gp[n, s*i + d*k]`` for every tap ``k`` (row-major), each of ``g``'s layout.
 
     ``gp`` is the cotangent ``g`` (channels-last, or channels-first when
@@ -158,8 +174,9 @@ def _tap_slices(g: jax.Array, spatial: tuple[int, ...], kernel: tuple[int, ...],
     return slices
 
 
-def _im2col(g: jax.Array, spatial: tuple[int, ...], kernel: tuple[int, ...],
-            config: Config) -> jax.Array:
+def _im2col(
+    g: jax.Array, spatial: tuple[int, ...], kernel: tuple[int, ...], config: Config
+) -> jax.Array:
     """``(N, *L, *K, C_out)`` with ``cols[n, i, k] = gp[n, s*i + d*k]``; ``g`` channels-last."""
     nd = config.ndim
     cols = jnp.stack(_tap_slices(g, spatial, kernel, config), axis=1 + nd)
@@ -187,8 +204,12 @@ def input_grad_matmul(g: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     gl = _cl(g, config)
     cols = _im2col(gl, spatial, tuple(kernel), config)
     wm = w.transpose(tuple(range(2, 2 + nd)) + (1, 0)).reshape(-1, c_in)
-    dx = jnp.dot(cols.reshape(-1, wm.shape[0]), wm, precision=config.precision,
-                 preferred_element_type=config.preferred_element_type)
+    dx = jnp.dot(
+        cols.reshape(-1, wm.shape[0]),
+        wm,
+        precision=config.precision,
+        preferred_element_type=config.preferred_element_type,
+    )
     return _from_cl(dx.reshape(gl.shape[0], *spatial, c_in).astype(g.dtype), config)
 
 
@@ -203,11 +224,14 @@ def weight_grad_matmul(g: jax.Array, x: jax.Array, config: Config) -> jax.Array:
     xl = _cl(x, config).astype(g.dtype)
     n, c_in, c_out = xl.shape[0], xl.shape[-1], gl.shape[-1]
     cols = _im2col(gl, spatial, kernel, config)
-    rows = n * int(np.prod(spatial))   # explicit sizes: -1 cannot be inferred when N == 0
-    dw = lax.dot_general(xl.reshape(rows, c_in),
-                         cols.reshape(rows, int(np.prod(kernel)) * c_out),
-                         (((0,), (0,)), ((), ())), precision=config.precision,
-                         preferred_element_type=config.preferred_element_type)
+    rows = n * int(np.prod(spatial))  # explicit sizes: -1 cannot be inferred when N == 0
+    dw = lax.dot_general(
+        xl.reshape(rows, c_in),
+        cols.reshape(rows, int(np.prod(kernel)) * c_out),
+        (((0,), (0,)), ((), ())),
+        precision=config.precision,
+        preferred_element_type=config.preferred_element_type,
+    )
     dw = dw.reshape(c_in, *kernel, c_out).transpose((0, 1 + nd) + tuple(range(1, 1 + nd)))
     dw = dw.astype(g.dtype)
     return flip_spatial(dw) if config.flip else dw
@@ -220,14 +244,16 @@ def weight_grad_matmul(g: jax.Array, x: jax.Array, config: Config) -> jax.Array:
 # small matrix multiply per (sample, channel) in the stride phases (with dilation: one
 # multiply-and-reduce per tap).
 
+
 def _channels_mult(a: jax.Array, c_in: int, config: Config) -> jax.Array:
     """An activation with ``C_in * mult`` channels, the channel axis split into ``(C_in, mult)``."""
     ax = channel_axis(config)
-    return a.reshape(*a.shape[:ax], c_in, a.shape[ax] // c_in, *a.shape[ax + 1:])
+    return a.reshape(*a.shape[:ax], c_in, a.shape[ax] // c_in, *a.shape[ax + 1 :])
 
 
-def _depthwise_input_grad(g: jax.Array, w: jax.Array, spatial: tuple[int, ...],
-                          config: Config) -> jax.Array:
+def _depthwise_input_grad(
+    g: jax.Array, w: jax.Array, spatial: tuple[int, ...], config: Config
+) -> jax.Array:
     """Depthwise ``dx``: ``sum_k tap_k(g) * w[:, :, k]``, summed over the multiplier.
 
     In the configuration's layout (no transposes); ``w`` already flipped if
@@ -240,8 +266,9 @@ def _depthwise_input_grad(g: jax.Array, w: jax.Array, spatial: tuple[int, ...],
     # w[ci, j, k] broadcast against (N, C_in, mult, *L) or (N, *L, C_in, mult)
     wk = w.astype(dt).reshape(c_in, w.shape[1], -1)
     dx = None
-    for i, tap in enumerate(_tap_slices(g, spatial, tuple(w.shape[2:]), config,
-                                        config.channels_last)):
+    for i, tap in enumerate(
+        _tap_slices(g, spatial, tuple(w.shape[2:]), config, config.channels_last)
+    ):
         wi = wk[:, :, i]
         wi = wi if config.channels_last else wi.reshape(c_in, -1, *(1,) * nd)
         term = (_channels_mult(tap, c_in, config).astype(dt) * wi).sum(axis=ax + 1)
@@ -249,8 +276,9 @@ def _depthwise_input_grad(g: jax.Array, w: jax.Array, spatial: tuple[int, ...],
     return dx.astype(g.dtype)
 
 
-def _depthwise_weight_grad(g: jax.Array, x: jax.Array, spatial: tuple[int, ...],
-                           kernel: tuple[int, ...], config: Config) -> jax.Array:
+def _depthwise_weight_grad(
+    g: jax.Array, x: jax.Array, spatial: tuple[int, ...], kernel: tuple[int, ...], config: Config
+) -> jax.Array:
     """Depthwise ``dw[ci, j, k] = sum_{n, i} x[n, ci, i] * tap_k(g)[n, (ci, j), i]``."""
     if all(d == 1 for d in config.dilation):
         return _depthwise_weight_grad_phase(g, x, spatial, kernel, config)
@@ -258,16 +286,19 @@ def _depthwise_weight_grad(g: jax.Array, x: jax.Array, spatial: tuple[int, ...],
     c_in = x.shape[channel_axis(config)]
     dt = geo.accumulation_dtype(config, g.dtype)
     ax = channel_axis(config)
-    xe = jnp.expand_dims(x.astype(dt), ax + 1)                 # a multiplier axis of size 1
+    xe = jnp.expand_dims(x.astype(dt), ax + 1)  # a multiplier axis of size 1
     reduce = tuple(a for a in range(nd + 3) if a not in (ax, ax + 1))
-    taps = [(xe * _channels_mult(tap, c_in, config).astype(dt)).sum(axis=reduce)
-            for tap in _tap_slices(g, spatial, kernel, config, config.channels_last)]
+    taps = [
+        (xe * _channels_mult(tap, c_in, config).astype(dt)).sum(axis=reduce)
+        for tap in _tap_slices(g, spatial, kernel, config, config.channels_last)
+    ]
     dw = jnp.stack(taps, axis=-1).reshape(c_in, -1, *kernel).astype(g.dtype)
     return flip_spatial(dw) if config.flip else dw
 
 
-def _depthwise_weight_grad_phase(g: jax.Array, x: jax.Array, spatial: tuple[int, ...],
-                                 kernel: tuple[int, ...], config: Config) -> jax.Array:
+def _depthwise_weight_grad_phase(
+    g: jax.Array, x: jax.Array, spatial: tuple[int, ...], kernel: tuple[int, ...], config: Config
+) -> jax.Array:
     """Depthwise ``dw`` in the phases of :func:`weight_grad_phase`, channel by channel.
 
     ``dw[ci, j, s*m + r] = sum_{n, t} P[n, ci, m, t] * gph[n, (ci, j), r, t]`` with
@@ -285,23 +316,40 @@ def _depthwise_weight_grad_phase(g: jax.Array, x: jax.Array, spatial: tuple[int,
     s = config.stride
     m = geo.phase_counts(kernel, s)
     rows = tuple(ln + mm - 1 for ln, mm in zip(spatial, m))
-    pads = [(lo, r * st - (o + lo), 0) for (lo, _), r, st, o in
-            zip(config.crops, rows, s, gf.shape[2:])]
+    pads = [
+        (lo, r * st - (o + lo), 0) for (lo, _), r, st, o in zip(config.crops, rows, s, gf.shape[2:])
+    ]
     gp = lax.pad(gf, jnp.zeros((), gf.dtype), [(0, 0, 0)] * 2 + pads)
     gp = gp.reshape(n, c_in, c_out // c_in, *[v for r, st in zip(rows, s) for v in (r, st)])
-    gp = gp.transpose((0, 1, 2) + tuple(4 + 2 * a for a in range(nd))
-                      + tuple(3 + 2 * a for a in range(nd)))
-    gph = gp.reshape(n, c_in, c_out // c_in * math.prod(s),    # (N, C_in, mult*prod(s), prod(J))
-                     math.prod(rows))   # explicit sizes: -1 cannot be inferred when N == 0
+    gp = gp.transpose(
+        (0, 1, 2) + tuple(4 + 2 * a for a in range(nd)) + tuple(3 + 2 * a for a in range(nd))
+    )
+    gph = gp.reshape(
+        n,
+        c_in,
+        c_out // c_in * math.prod(s),  # (N, C_in, mult*prod(s), prod(J))
+        math.prod(rows),
+    )  # explicit sizes: -1 cannot be inferred when N == 0
     xp = xf.astype(gf.dtype)
-    patches = jnp.stack([
-        lax.pad(xp, jnp.zeros((), xp.dtype), [(0, 0, 0)] * 2 + [
-            (mm, mt - 1 - mm, 0) for mm, mt in zip(mi, m)])
-        for mi in np.ndindex(*m)], axis=2).reshape(n, c_in, math.prod(m), math.prod(rows))
-    dw = lax.dot_general(patches, gph, (((3,), (3,)), ((0, 1), (0, 1))),
-                         precision=config.precision,
-                         preferred_element_type=config.preferred_element_type)
-    dw = dw.sum(axis=0)                                       # (C_in, prod(M), mult*prod(s))
+    patches = jnp.stack(
+        [
+            lax.pad(
+                xp,
+                jnp.zeros((), xp.dtype),
+                [(0, 0, 0)] * 2 + [(mm, mt - 1 - mm, 0) for mm, mt in zip(mi, m)],
+            )
+            for mi in np.ndindex(*m)
+        ],
+        axis=2,
+    ).reshape(n, c_in, math.prod(m), math.prod(rows))
+    dw = lax.dot_general(
+        patches,
+        gph,
+        (((3,), (3,)), ((0, 1), (0, 1))),
+        precision=config.precision,
+        preferred_element_type=config.preferred_element_type,
+    )
+    dw = dw.sum(axis=0)  # (C_in, prod(M), mult*prod(s))
     # (C_in, *M, mult, *s) -> (C_in, mult, *(M*s)) -> crop to K
     dw = dw.reshape(c_in, *m, c_out // c_in, *s)
     dw = dw.transpose((0, 1 + nd) + tuple(v for a in range(nd) for v in (1 + a, 2 + nd + a)))
@@ -312,16 +360,22 @@ def _depthwise_weight_grad_phase(g: jax.Array, x: jax.Array, spatial: tuple[int,
 
 def _input_spatial(out_spatial, kernel, config: Config) -> tuple[int, ...]:
     # Invert L_out = (L - 1)*s + d*(K - 1) + 1 - lo - hi for L.
-    return tuple((o + lo + hi - d * (k - 1) - 1) // s + 1
-                 for o, k, s, d, (lo, hi) in zip(out_spatial, kernel, config.stride,
-                                                 config.dilation, config.crops))
+    return tuple(
+        (o + lo + hi - d * (k - 1) - 1) // s + 1
+        for o, k, s, d, (lo, hi) in zip(
+            out_spatial, kernel, config.stride, config.dilation, config.crops
+        )
+    )
 
 
 def _kernel_size(spatial, out_spatial, config: Config) -> tuple[int, ...]:
     # Invert the same formula for K.
-    return tuple((o + lo + hi - s * (n - 1) - 1) // d + 1
-                 for n, o, s, d, (lo, hi) in zip(spatial, out_spatial, config.stride,
-                                                 config.dilation, config.crops))
+    return tuple(
+        (o + lo + hi - s * (n - 1) - 1) // d + 1
+        for n, o, s, d, (lo, hi) in zip(
+            spatial, out_spatial, config.stride, config.dilation, config.crops
+        )
+    )
 
 
 # --- phase form of dw -------------------------------------------------------------------------
@@ -345,8 +399,10 @@ def _cotangent_phases(gl: jax.Array, spatial, kernel, config: Config):
     s = config.stride
     m = geo.phase_counts(kernel, s)
     rows = tuple(ln + mm - 1 for ln, mm in zip(spatial, m))
-    pads = [(lo, r * st - (o + lo), 0) for (lo, _), r, st, o in
-            zip(config.crops, rows, s, gl.shape[1:-1])]
+    pads = [
+        (lo, r * st - (o + lo), 0)
+        for (lo, _), r, st, o in zip(config.crops, rows, s, gl.shape[1:-1])
+    ]
     gp = lax.pad(gl, jnp.zeros((), gl.dtype), [(0, 0, 0)] + pads + [(0, 0, 0)])
     gp = geo.space_to_depth(gp, s).reshape(n, *rows, *s, c_out)
     return gp, m, rows
@@ -372,13 +428,18 @@ def _groups_first(a: jax.Array, groups: int) -> jax.Array:
     return group_major(a, groups, True).reshape(groups * n, *spatial, c // groups)
 
 
-def _dot_per_group(a: jax.Array, b: jax.Array, contract: tuple[int, int],
-                   config: Config, preferred: Any = None) -> jax.Array:
+def _dot_per_group(
+    a: jax.Array, b: jax.Array, contract: tuple[int, int], config: Config, preferred: Any = None
+) -> jax.Array:
     """``lax.dot_general`` of ``(g, ...)`` operands batched over the group axis 0, in
     ``preferred`` (default: the configuration's ``preferred_element_type``)."""
-    return lax.dot_general(a, b, (((contract[0],), (contract[1],)), ((0,), (0,))),
-                           precision=config.precision,
-                           preferred_element_type=preferred or config.preferred_element_type)
+    return lax.dot_general(
+        a,
+        b,
+        (((contract[0],), (contract[1],)), ((0,), (0,))),
+        precision=config.precision,
+        preferred_element_type=preferred or config.preferred_element_type,
+    )
 
 
 # dx in the same phases: dx[n, i, ci] = sum_{m, r, co} gph[n, i + m, r, co] * w[ci, co, s*m + r].
@@ -417,30 +478,56 @@ def input_grad_phase(g: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     ci = c_in // groups
     wq = geo.pad_to_phases(w.astype(g.dtype), s)
     wq = wq.reshape(groups, ci, c_out_g, *[v for mm, st in zip(m, s) for v in (mm, st)])
-    taps = int(np.prod(m))                              # explicit sizes: N may be 0
+    taps = int(np.prod(m))  # explicit sizes: N may be 0
     phase_ch = int(np.prod(s)) * c_out_g
-    acc = geo.accumulation_dtype(config, g.dtype)       # the tap sum rounds once
+    acc = geo.accumulation_dtype(config, g.dtype)  # the tap sum rounds once
     if phase_dx_sums_on_output_side(ci, c_out_g, s):
         # (g, C_in/g, C_out/g, M_1, s_1, M_2, s_2, ...) -> (g, *s, C_out/g, *M, C_in/g)
-        wq = wq.transpose((0,) + tuple(4 + 2 * a for a in range(nd)) + (2,)
-                          + tuple(3 + 2 * a for a in range(nd)) + (1,))
-        y = _dot_per_group(gph.reshape(groups, n * int(np.prod(rows)), phase_ch),
-                           wq.reshape(groups, phase_ch, taps * ci), (2, 1), config, acc)
+        wq = wq.transpose(
+            (0,)
+            + tuple(4 + 2 * a for a in range(nd))
+            + (2,)
+            + tuple(3 + 2 * a for a in range(nd))
+            + (1,)
+        )
+        y = _dot_per_group(
+            gph.reshape(groups, n * int(np.prod(rows)), phase_ch),
+            wq.reshape(groups, phase_ch, taps * ci),
+            (2, 1),
+            config,
+            acc,
+        )
         y = y.reshape(groups, n, *rows, *m, ci)
         dx = None
         for mi in np.ndindex(*m):
-            block = y[(slice(None), slice(None))
-                      + tuple(slice(mm, mm + ln) for mm, ln in zip(mi, spatial)) + mi]
-            dx = block if dx is None else dx + block               # (g, N, *L, C_in/g)
+            block = y[
+                (slice(None), slice(None))
+                + tuple(slice(mm, mm + ln) for mm, ln in zip(mi, spatial))
+                + mi
+            ]
+            dx = block if dx is None else dx + block  # (g, N, *L, C_in/g)
     else:
-        q = jnp.stack([gph[(slice(None),) + tuple(slice(mm, mm + ln)
-                                                  for mm, ln in zip(mi, spatial))]
-                       for mi in np.ndindex(*m)], axis=1 + nd)  # (g*N, *L, M^d, *s, C_out/g)
+        q = jnp.stack(
+            [
+                gph[(slice(None),) + tuple(slice(mm, mm + ln) for mm, ln in zip(mi, spatial))]
+                for mi in np.ndindex(*m)
+            ],
+            axis=1 + nd,
+        )  # (g*N, *L, M^d, *s, C_out/g)
         # -> (g, *M, *s, C_out/g, C_in/g)
-        wq = wq.transpose((0,) + tuple(3 + 2 * a for a in range(nd))
-                          + tuple(4 + 2 * a for a in range(nd)) + (2, 1))
-        dx = _dot_per_group(q.reshape(groups, n * int(np.prod(spatial)), taps * phase_ch),
-                            wq.reshape(groups, taps * phase_ch, ci), (2, 1), config, acc)
+        wq = wq.transpose(
+            (0,)
+            + tuple(3 + 2 * a for a in range(nd))
+            + tuple(4 + 2 * a for a in range(nd))
+            + (2, 1)
+        )
+        dx = _dot_per_group(
+            q.reshape(groups, n * int(np.prod(spatial)), taps * phase_ch),
+            wq.reshape(groups, taps * phase_ch, ci),
+            (2, 1),
+            config,
+            acc,
+        )
         dx = dx.reshape(groups, n, *spatial, ci)
     dx = jnp.moveaxis(dx, 0, -2).reshape(n, *spatial, c_in)
     return _from_cl(dx.astype(g.dtype), config)
@@ -460,14 +547,25 @@ def weight_grad_phase(g: jax.Array, x: jax.Array, config: Config) -> jax.Array:
     s = config.stride
     gp, m, rows = _cotangent_phases(_groups_first(gl, groups), tuple(spatial), kernel, config)
     xg = _groups_first(xl, groups)
-    patches = jnp.stack([
-        lax.pad(xg, jnp.zeros((), xg.dtype), [(0, 0, 0)] + [
-            (mm, mt - 1 - mm, 0) for mm, mt in zip(mi, m)] + [(0, 0, 0)])
-        for mi in np.ndindex(*m)], axis=1 + nd)                  # (g*N, *J, M^d, C_in/g)
+    patches = jnp.stack(
+        [
+            lax.pad(
+                xg,
+                jnp.zeros((), xg.dtype),
+                [(0, 0, 0)] + [(mm, mt - 1 - mm, 0) for mm, mt in zip(mi, m)] + [(0, 0, 0)],
+            )
+            for mi in np.ndindex(*m)
+        ],
+        axis=1 + nd,
+    )  # (g*N, *J, M^d, C_in/g)
     rows_total = n * int(np.prod(rows))
-    ci, co = c_in // groups, c_out // groups               # explicit sizes: N may be 0
-    dw = _dot_per_group(patches.reshape(groups, rows_total, int(np.prod(m)) * ci),
-                        gp.reshape(groups, rows_total, int(np.prod(s)) * co), (1, 1), config)
+    ci, co = c_in // groups, c_out // groups  # explicit sizes: N may be 0
+    dw = _dot_per_group(
+        patches.reshape(groups, rows_total, int(np.prod(m)) * ci),
+        gp.reshape(groups, rows_total, int(np.prod(s)) * co),
+        (1, 1),
+        config,
+    )
     # (g, *M, C_in/g, *s, C_out/g) -> (C_in, *M, *s*C_out/g) -> (C_in, C_out/g, *(M*s)) -> crop
     dw = dw.reshape(groups, *m, ci, -1)
     dw = jnp.moveaxis(dw, 1 + nd, 1).reshape(c_in, *m, dw.shape[-1])

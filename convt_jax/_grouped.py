@@ -47,14 +47,15 @@ def _from_group_major(a: jax.Array, config: Config) -> jax.Array:
     return a.reshape(n, groups * c_g, *spatial)
 
 
-def _cotangent_cols(g: jax.Array, spatial: tuple[int, ...], kernel: tuple[int, ...],
-                    config: Config) -> jax.Array:
+def _cotangent_cols(
+    g: jax.Array, spatial: tuple[int, ...], kernel: tuple[int, ...], config: Config
+) -> jax.Array:
     """``(groups, N*prod(L), prod(K)*C_out/g)``: im2col of the cotangent, group by group."""
     groups = config.groups
-    gg = group_major(g, groups, config.channels_last)         # (g, N, *S_out, C_out/g)
+    gg = group_major(g, groups, config.channels_last)  # (g, N, *S_out, C_out/g)
     n, c_out_g = gg.shape[1], gg.shape[-1]
     gg = gg.reshape(groups * n, *gg.shape[2:])
-    cols = _im2col(gg, spatial, kernel, config)               # (g*N, *L, *K, C_out/g)
+    cols = _im2col(gg, spatial, kernel, config)  # (g*N, *L, *K, C_out/g)
     return cols.reshape(groups, n * math.prod(spatial), math.prod(kernel) * c_out_g)
 
 
@@ -65,18 +66,24 @@ def forward(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     spatial = geo.spatial_shape(config, x.shape)
     c_in = w.shape[0]
     ph = Phases.of(spatial, w.shape[2:], config)
-    k = _phase_major_kernel(w, groups, config.flip, ph)       # (g, *s, C_out/g, C_in/g, *M)
+    k = _phase_major_kernel(w, groups, config.flip, ph)  # (g, *s, C_out/g, C_in/g, *M)
     c_out_g = k.shape[1 + nd]
     # -> (g, C_in/g, *M, *s, C_out/g): one (C_in/g, M*s*C_out/g) matrix per group
-    k = k.transpose((0, 2 + nd) + tuple(range(3 + nd, 3 + 2 * nd)) + tuple(range(1, 1 + nd))
-                    + (1 + nd,))
+    k = k.transpose(
+        (0, 2 + nd) + tuple(range(3 + nd, 3 + 2 * nd)) + tuple(range(1, 1 + nd)) + (1 + nd,)
+    )
     p = math.prod(ph.s)
     k = k.reshape(groups, c_in // groups, math.prod(ph.m) * p * c_out_g).astype(x.dtype)
     xg = group_major(x, groups, config.channels_last)
     xg = xg.reshape(groups, n * math.prod(spatial), c_in // groups)
     # Products and the shifted sum in float32 for 16-bit inputs (geo.accumulation_dtype).
-    z = lax.dot_general(xg, k, (((2,), (1,)), ((0,), (0,))), precision=config.precision,
-                        preferred_element_type=geo.accumulation_dtype(config, x.dtype))
+    z = lax.dot_general(
+        xg,
+        k,
+        (((2,), (1,)), ((0,), (0,))),
+        precision=config.precision,
+        preferred_element_type=geo.accumulation_dtype(config, x.dtype),
+    )
     z = z.reshape(groups, n, *spatial, *ph.m, p * c_out_g)
 
     def term(m):
@@ -88,7 +95,7 @@ def forward(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
         zm = real_taps(zm.reshape(groups, n, *spatial, *ph.s, c_out_g), m, ph, 2 + nd)
         return zm.reshape(groups, n, *spatial, p * c_out_g)
 
-    y = _shift_sum(term, ph, lead=2)                          # (g, N, *J, prod(s)*C_out/g)
+    y = _shift_sum(term, ph, lead=2)  # (g, N, *J, prod(s)*C_out/g)
     y = y.astype(geo.output_dtype(config, x.dtype))
     rows = ph.rows
     y = y.reshape(groups, n, *rows, *ph.s, c_out_g)
@@ -117,7 +124,7 @@ def input_grad(g: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     wm = w.reshape(groups, c_in // groups, c_out_g, *kernel)
     wm = wm.transpose((0,) + tuple(range(3, 3 + nd)) + (2, 1))
     wm = wm.reshape(groups, math.prod(kernel) * c_out_g, c_in // groups)
-    dx = _dot_per_group(cols, wm, (2, 1), config)             # (g, N*L, C_in/g)
+    dx = _dot_per_group(cols, wm, (2, 1), config)  # (g, N*L, C_in/g)
     dx = dx.reshape(groups, n, *spatial, c_in // groups)
     return _from_group_major(dx, config).astype(g.dtype)
 
@@ -134,7 +141,7 @@ def weight_grad(g: jax.Array, x: jax.Array, config: Config) -> jax.Array:
     cols = _cotangent_cols(g, spatial, kernel, config)
     xg = group_major(x, groups, config.channels_last)
     xg = xg.reshape(groups, n * math.prod(spatial), c_in // groups)
-    dw = _dot_per_group(xg, cols, (1, 1), config)             # (g, C_in/g, K*C_out/g)
+    dw = _dot_per_group(xg, cols, (1, 1), config)  # (g, C_in/g, K*C_out/g)
     dw = dw.reshape(groups, c_in // groups, *kernel, c_out_g)
     dw = dw.transpose((0, 1, 2 + nd) + tuple(range(2, 2 + nd)))
     dw = dw.reshape(c_in, c_out_g, *kernel).astype(g.dtype)

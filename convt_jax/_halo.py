@@ -41,19 +41,18 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
-from . import _compat
+from . import _compat, _primitive
 from . import _geometry as geo
-from . import _primitive
 from ._geometry import Config
 
 
 class Plan(NamedTuple):
-    axis: int               # the split array axis of the (batched) input
-    spatial: int            # its index among the spatial axes
-    entry: object           # the mesh axis name, or tuple of names, that splits it
-    devices: int            # how many blocks
-    halo_lo: int            # rows from the left neighbour
-    halo_hi: int            # rows from the right neighbour
+    axis: int  # the split array axis of the (batched) input
+    spatial: int  # its index among the spatial axes
+    entry: object  # the mesh axis name, or tuple of names, that splits it
+    devices: int  # how many blocks
+    halo_lo: int  # rows from the left neighbour
+    halo_hi: int  # rows from the right neighbour
     mesh: object
     x_spec: tuple
     y_spec: tuple
@@ -76,8 +75,12 @@ def _explicit_specs(x, w):
     explicit = set(_compat.explicit_axes(sx.mesh))
     if not explicit:
         return None
-    return (sx.mesh, explicit, tuple(sx.spec) + (None,) * (x.ndim - len(sx.spec)),
-            tuple(sw.spec) + (None,) * (w.ndim - len(sw.spec)))
+    return (
+        sx.mesh,
+        explicit,
+        tuple(sx.spec) + (None,) * (x.ndim - len(sx.spec)),
+        tuple(sw.spec) + (None,) * (w.ndim - len(sw.spec)),
+    )
 
 
 def plan(config: Config, x, w) -> Plan | None:
@@ -87,7 +90,7 @@ def plan(config: Config, x, w) -> Plan | None:
         return None
     mesh, explicit, x_spec, w_spec = found
     if any(e is not None for e in w_spec):
-        return None                                   # a split weight: the partitioner's
+        return None  # a split weight: the partitioner's
     c_ax = geo.channel_axis(config)
     s_axes = [a for a in range(1, x.ndim) if a != c_ax]
     split = [a for a in s_axes if x_spec[a] is not None]
@@ -147,18 +150,18 @@ def run(x: jax.Array, w: jax.Array, config: Config, resolve, p: Plan) -> jax.Arr
         crops = list(config.crops)
         crops[i] = (crop_lo, full - crop_lo - s * b)
         local = config._replace(crops=tuple(crops))
-        return _primitive.conv_transpose_batched(xe, w, local,
-                                                 resolve(local, xe.shape, w.shape))
+        return _primitive.conv_transpose_batched(xe, w, local, resolve(local, xe.shape, w.shape))
 
-    fn = jax.shard_map(per_device, mesh=p.mesh, in_specs=(P(*p.x_spec), P()),
-                       out_specs=P(*p.y_spec))
+    fn = jax.shard_map(
+        per_device, mesh=p.mesh, in_specs=(P(*p.x_spec), P()), out_specs=P(*p.y_spec)
+    )
     return fn(x, w)
 
 
 class ChannelPlan(NamedTuple):
-    entry: object           # the mesh axis name, or tuple of names, that splits the channels
+    entry: object  # the mesh axis name, or tuple of names, that splits the channels
     devices: int
-    by_groups: bool         # whole groups (weight axis 0) rather than output channels (axis 1)
+    by_groups: bool  # whole groups (weight axis 0) rather than output channels (axis 1)
     mesh: object
     x_spec: tuple
     w_spec: tuple
@@ -173,14 +176,17 @@ def channel_plan(config: Config, x, w) -> ChannelPlan | None:
     mesh, explicit, x_spec, w_spec = found
     c_ax = geo.channel_axis(config)
     if any(x_spec[a] is not None for a in range(1, x.ndim) if a != c_ax):
-        return None                                   # a spatial split: the halo plan's
+        return None  # a spatial split: the halo plan's
     if any(e is not None for e in w_spec[2:]):
         return None
-    if w_spec[0] is None and w_spec[1] is not None and config.groups == 1 \
-            and x_spec[c_ax] is None:
+    if w_spec[0] is None and w_spec[1] is not None and config.groups == 1 and x_spec[c_ax] is None:
         entry, by_groups = w_spec[1], False
-    elif w_spec[1] is None and w_spec[0] is not None and config.groups > 1 \
-            and x_spec[c_ax] == w_spec[0]:
+    elif (
+        w_spec[1] is None
+        and w_spec[0] is not None
+        and config.groups > 1
+        and x_spec[c_ax] == w_spec[0]
+    ):
         entry, by_groups = w_spec[0], True
     else:
         return None
@@ -188,23 +194,25 @@ def channel_plan(config: Config, x, w) -> ChannelPlan | None:
     if not names <= explicit or names & set(_names(x_spec[0])):
         return None
     devices = _primitive._axis_size(mesh, entry)
-    if devices < 2 or (by_groups and config.groups % devices) or \
-            (not by_groups and w.shape[1] % devices):
+    if (
+        devices < 2
+        or (by_groups and config.groups % devices)
+        or (not by_groups and w.shape[1] % devices)
+    ):
         return None
     y_spec = [None] * x.ndim
     y_spec[0], y_spec[c_ax] = x_spec[0], entry
     return ChannelPlan(entry, devices, by_groups, mesh, x_spec, w_spec, tuple(y_spec))
 
 
-def run_channels(x: jax.Array, w: jax.Array, config: Config, resolve,
-                 p: ChannelPlan) -> jax.Array:
+def run_channels(x: jax.Array, w: jax.Array, config: Config, resolve, p: ChannelPlan) -> jax.Array:
     """The transposed convolution of batched ``x``, each device its own output channels."""
     local = config._replace(groups=config.groups // p.devices) if p.by_groups else config
 
     def per_device(xb, wb):
-        return _primitive.conv_transpose_batched(xb, wb, local,
-                                                 resolve(local, xb.shape, wb.shape))
+        return _primitive.conv_transpose_batched(xb, wb, local, resolve(local, xb.shape, wb.shape))
 
-    fn = jax.shard_map(per_device, mesh=p.mesh, in_specs=(P(*p.x_spec), P(*p.w_spec)),
-                       out_specs=P(*p.y_spec))
+    fn = jax.shard_map(
+        per_device, mesh=p.mesh, in_specs=(P(*p.x_spec), P(*p.w_spec)), out_specs=P(*p.y_spec)
+    )
     return fn(x, w)

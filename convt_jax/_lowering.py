@@ -61,6 +61,7 @@ def dilated(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
 
 # --- zero-free lowerings: the phases (*) of _geometry ---------------------------------------
 
+
 def _phase_major_kernel(w: jax.Array, groups: int, flip: bool, ph: Phases) -> jax.Array:
     """``(C_in, C_out/g, *K)`` -> ``(g, *s, C_out/g, C_in/g, *M)`` with taps ``w[s*m + r]``."""
     if flip:
@@ -68,8 +69,7 @@ def _phase_major_kernel(w: jax.Array, groups: int, flip: bool, ph: Phases) -> ja
     c_in, c_out_g, *kernel = w.shape
     nd = len(kernel)
     w = geo.pad_to_phases(w, ph.s)
-    w = w.reshape(groups, c_in // groups, c_out_g, *[v for m, s in zip(ph.m, ph.s)
-                                                      for v in (m, s)])
+    w = w.reshape(groups, c_in // groups, c_out_g, *[v for m, s in zip(ph.m, ph.s) for v in (m, s)])
     m_axes = tuple(3 + 2 * a for a in range(nd))
     r_axes = tuple(4 + 2 * a for a in range(nd))
     return w.transpose((0,) + r_axes + (2, 1) + m_axes)
@@ -98,7 +98,7 @@ def subpixel(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     nd = config.ndim
     cl = config.channels_last
     ph = Phases.of(geo.spatial_shape(config, x.shape), w.shape[2:], config)
-    kfull = _phase_major_kernel(w, g, config.flip, ph)      # (g, *s, C_out/g, C_in/g, *M)
+    kfull = _phase_major_kernel(w, g, config.flip, ph)  # (g, *s, C_out/g, C_in/g, *M)
     c_out_g, c_in_g = kfull.shape[1 + nd], kfull.shape[2 + nd]
     n, rows, p = x.shape[0], ph.rows, math.prod(ph.s)
     groups = ph.tap_groups()
@@ -114,25 +114,40 @@ def subpixel(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
         if 0 in taps:
             zero.append((combo, sb))
             continue
-        k = kfull[(slice(None),) + tuple(slice(r0, r1) for r0, r1, _ in sel)
-                  + (slice(None),) * 2 + tuple(slice(0, t) for t in taps)]
+        k = kfull[
+            (slice(None),)
+            + tuple(slice(r0, r1) for r0, r1, _ in sel)
+            + (slice(None),) * 2
+            + tuple(slice(0, t) for t in taps)
+        ]
         # Correlation with the sub-kernel reversed along m (x[j - m] read left to right).
         k = lax.rev(k.reshape(-1, c_in_g, *taps), tuple(range(2, 2 + nd)))
-        pad = [(d * (t - 1) - j0, j1 - ln)
-               for d, t, j0, j1, ln in zip(ph.d, taps, ph.j0, ph.j1, ph.length)]
+        pad = [
+            (d * (t - 1) - j0, j1 - ln)
+            for d, t, j0, j1, ln in zip(ph.d, taps, ph.j0, ph.j1, ph.length)
+        ]
         y = lax.conv_general_dilated(
-            x, k, (1,) * nd, pad, rhs_dilation=ph.d, dimension_numbers=dn,
-            feature_group_count=g, precision=config.precision,
-            preferred_element_type=config.preferred_element_type)
-        blocks[combo] = (y.reshape(n, *rows, g, *sb, c_out_g) if cl
-                         else y.reshape(n, g, *sb, c_out_g, *rows))
+            x,
+            k,
+            (1,) * nd,
+            pad,
+            rhs_dilation=ph.d,
+            dimension_numbers=dn,
+            feature_group_count=g,
+            precision=config.precision,
+            preferred_element_type=config.preferred_element_type,
+        )
+        blocks[combo] = (
+            y.reshape(n, *rows, g, *sb, c_out_g) if cl else y.reshape(n, g, *sb, c_out_g, *rows)
+        )
     if len(blocks) == 1 and not zero:
         y = blocks[(0,) * nd]
     else:
         dtype = next(iter(blocks.values())).dtype
-        for combo, sb in zero:      # phases no tap reaches: zeros, no product at all
-            blocks[combo] = jnp.zeros((n, *rows, g, *sb, c_out_g) if cl
-                                      else (n, g, *sb, c_out_g, *rows), dtype)
+        for combo, sb in zero:  # phases no tap reaches: zeros, no product at all
+            blocks[combo] = jnp.zeros(
+                (n, *rows, g, *sb, c_out_g) if cl else (n, g, *sb, c_out_g, *rows), dtype
+            )
 
         def assemble(prefix: tuple[int, ...], a: int) -> jax.Array:
             if a == nd:
@@ -179,10 +194,14 @@ def _shift_sum(term: Callable[[tuple[int, ...]], jax.Array], ph: Phases, lead: i
     out = None
     for m in np.ndindex(*ph.m):
         zm = term(m)
-        pads = [(0, 0, 0)] * lead + [
-            (mm * d - j0, j1 - n - mm * d, 0)
-            for mm, d, j0, j1, n in zip(m, ph.d, ph.j0, ph.j1, ph.length)
-        ] + [(0, 0, 0)] * (zm.ndim - lead - nd)
+        pads = (
+            [(0, 0, 0)] * lead
+            + [
+                (mm * d - j0, j1 - n - mm * d, 0)
+                for mm, d, j0, j1, n in zip(m, ph.d, ph.j0, ph.j1, ph.length)
+            ]
+            + [(0, 0, 0)] * (zm.ndim - lead - nd)
+        )
         zm = lax.pad(zm, jnp.zeros((), zm.dtype), pads)
         out = zm if out is None else out + zm
     return out
@@ -202,14 +221,18 @@ def matmul(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     nd = config.ndim
     n, *spatial, c_in = xl.shape
     ph = Phases.of(spatial, w.shape[2:], config)
-    k = _phase_major_kernel(w, 1, config.flip, ph)[0]          # (*s, C_out, C_in, *M)
+    k = _phase_major_kernel(w, 1, config.flip, ph)[0]  # (*s, C_out, C_in, *M)
     c_out = k.shape[nd]
     # -> (C_in, *M, *s, C_out) as a 2-D matrix
     k = k.transpose((nd + 1,) + tuple(range(nd + 2, 2 * nd + 2)) + tuple(range(nd)) + (nd,))
     # Products and the shifted sum in float32 for 16-bit inputs (geo.accumulation_dtype).
     acc = geo.accumulation_dtype(config, xl.dtype)
-    z = jnp.dot(xl.reshape(-1, c_in), k.reshape(c_in, -1).astype(xl.dtype),
-                precision=config.precision, preferred_element_type=acc)
+    z = jnp.dot(
+        xl.reshape(-1, c_in),
+        k.reshape(c_in, -1).astype(xl.dtype),
+        precision=config.precision,
+        preferred_element_type=acc,
+    )
     z = z.reshape(n, *spatial, *ph.m, math.prod(ph.s) * c_out)  # (N, *L, *M, prod(s)*C_out)
 
     def term(m):
@@ -236,7 +259,7 @@ def depthwise(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     nd = config.ndim
     ph = Phases.of(xl.shape[1:-1], w.shape[2:], config)
     k = _phase_major_kernel(w, c_in, config.flip, ph)
-    k = k[(slice(None),) * (2 + nd) + (0,)]                         # (C_in, *s, mult, *M)
+    k = k[(slice(None),) * (2 + nd) + (0,)]  # (C_in, *s, mult, *M)
     # term(m)[n, *L, *s, C_in, mult] = x[n, *L, C_in] * k[C_in, *s, mult, m]
     kk = k.transpose(tuple(range(2 + nd, 2 + 2 * nd)) + tuple(range(1, 1 + nd)) + (0, 1 + nd))
     acc = geo.accumulation_dtype(config, xl.dtype)
@@ -248,11 +271,15 @@ def depthwise(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
             return xe * kk[m].astype(acc)
         # Only the real taps: multiply by the reached phases, pad the others with zeros.
         prod = xe * kk[m][tuple(slice(0, v) for v in f)].astype(acc)
-        return lax.pad(prod, jnp.zeros((), prod.dtype), [(0, 0, 0)] * (1 + nd) + [
-            (0, s - v, 0) for s, v in zip(ph.s, f)] + [(0, 0, 0)] * 2)
+        return lax.pad(
+            prod,
+            jnp.zeros((), prod.dtype),
+            [(0, 0, 0)] * (1 + nd) + [(0, s - v, 0) for s, v in zip(ph.s, f)] + [(0, 0, 0)] * 2,
+        )
 
-    y = _shift_sum(term, ph, lead=1)                                # (N, *J, *s, C_in, mult)
+    y = _shift_sum(term, ph, lead=1)  # (N, *J, *s, C_in, mult)
     y = y.astype(geo.output_dtype(config, xl.dtype))
-    y = _interleave(y.reshape(*y.shape[:1 + nd], math.prod(y.shape[1 + nd:])), ph,
-                    channels_last=True)
+    y = _interleave(
+        y.reshape(*y.shape[: 1 + nd], math.prod(y.shape[1 + nd :])), ph, channels_last=True
+    )
     return y if cl else geo.to_channels_first(y)

@@ -41,8 +41,8 @@ Predicate = Callable[[Config, Shape, Shape], "str | None"]
 
 class Form(NamedTuple):
     fn: Callable[..., jax.Array]
-    unsupported: Predicate        # None when the form applies, else why not
-    fallback: str | None          # the form to use where it does not
+    unsupported: Predicate  # None when the form applies, else why not
+    fallback: str | None  # the form to use where it does not
 
 
 def _always(config: Config, x_shape: Shape, w_shape: Shape) -> str | None:
@@ -52,8 +52,10 @@ def _always(config: Config, x_shape: Shape, w_shape: Shape) -> str | None:
 def _phases(config: Config, x_shape: Shape, w_shape: Shape) -> str | None:
     if has_phases(config):
         return None
-    return (f"an axis has both stride > 1 and dilation > 1 (stride={config.stride}, "
-            f"dilation={config.dilation}), which has no phase decomposition")
+    return (
+        f"an axis has both stride > 1 and dilation > 1 (stride={config.stride}, "
+        f"dilation={config.dilation}), which has no phase decomposition"
+    )
 
 
 def _dense_no_dilation(config: Config, x_shape: Shape, w_shape: Shape) -> str | None:
@@ -126,16 +128,18 @@ def reasons(config: Config, x_shape: Shape, w_shape: Shape) -> dict[str, str | N
     return out
 
 
-def usable(table: dict[str, Form], name: str, config: Config, x_shape: Shape,
-           w_shape: Shape) -> str:
+def usable(
+    table: dict[str, Form], name: str, config: Config, x_shape: Shape, w_shape: Shape
+) -> str:
     """``name``, or the first form of its fallback chain that applies."""
     while table[name].unsupported(config, x_shape, w_shape) is not None:
         name = table[name].fallback
     return name
 
 
-def resolve(method: str, config: Config, x_shape: Shape, w_shape: Shape,
-            dtype: Any = None) -> tuple[str, str, str]:
+def resolve(
+    method: str, config: Config, x_shape: Shape, w_shape: Shape, dtype: Any = None
+) -> tuple[str, str, str]:
     """``(forward lowering, dx form, dw form)`` for a batched input shape and a weight shape.
 
     An explicit method gives that lowering with the matrix-multiply backward
@@ -151,12 +155,19 @@ def resolve(method: str, config: Config, x_shape: Shape, w_shape: Shape,
     else:
         fwd = method
         dx, dw = _BACKWARD_OF.get(method, ("matmul", "matmul"))
-    chosen = (usable(FORWARD, fwd, config, x_shape, w_shape),
-              usable(INPUT_GRADS, dx, config, x_shape, w_shape),
-              usable(WEIGHT_GRADS, dw, config, x_shape, w_shape))
+    chosen = (
+        usable(FORWARD, fwd, config, x_shape, w_shape),
+        usable(INPUT_GRADS, dx, config, x_shape, w_shape),
+        usable(WEIGHT_GRADS, dw, config, x_shape, w_shape),
+    )
     if method == "auto" and dtype is not None and _tune.enabled():
-        chosen = _tuned(config, tuple(int(d) for d in x_shape), tuple(int(d) for d in w_shape),
-                        np.dtype(dtype), chosen)
+        chosen = _tuned(
+            config,
+            tuple(int(d) for d in x_shape),
+            tuple(int(d) for d in w_shape),
+            np.dtype(dtype),
+            chosen,
+        )
     return chosen
 
 
@@ -166,24 +177,33 @@ def resolve(method: str, config: Config, x_shape: Shape, w_shape: Shape,
 ACCELERATOR_FORMS = ("dilated", "conv", "conv")
 
 
-def _applicable(table: dict[str, Form], config: Config, x_shape: Shape,
-                w_shape: Shape) -> list[str]:
-    return [name for name, form in table.items()
-            if form.unsupported(config, x_shape, w_shape) is None]
+def _applicable(
+    table: dict[str, Form], config: Config, x_shape: Shape, w_shape: Shape
+) -> list[str]:
+    return [
+        name for name, form in table.items() if form.unsupported(config, x_shape, w_shape) is None
+    ]
 
 
-def _run_forward(fn: Callable[..., jax.Array], config: Config, x: jax.Array,
-                 w: jax.Array) -> jax.Array:
+def _run_forward(
+    fn: Callable[..., jax.Array], config: Config, x: jax.Array, w: jax.Array
+) -> jax.Array:
     return fn(x, w, config).astype(x.dtype)  # as the primitive's impl does
 
 
-def _run_grad(fn: Callable[..., jax.Array], config: Config, g: jax.Array,
-              a: jax.Array) -> jax.Array:
+def _run_grad(
+    fn: Callable[..., jax.Array], config: Config, g: jax.Array, a: jax.Array
+) -> jax.Array:
     return fn(g, a, config)
 
 
-def _tuned(config: Config, x_shape: tuple[int, ...], w_shape: tuple[int, ...],
-           dtype: np.dtype, rule: tuple[str, str, str]) -> tuple[str, str, str]:
+def _tuned(
+    config: Config,
+    x_shape: tuple[int, ...],
+    w_shape: tuple[int, ...],
+    dtype: np.dtype,
+    rule: tuple[str, str, str],
+) -> tuple[str, str, str]:
     """``rule`` with each part replaced by the form measured fastest here (:func:`_tune.choose`).
 
     Each part is timed on its own: the forward lowerings as functions of
@@ -195,15 +215,21 @@ def _tuned(config: Config, x_shape: tuple[int, ...], w_shape: tuple[int, ...],
     """
     key = (config, x_shape, w_shape, str(dtype))
     xs, ws = jax.ShapeDtypeStruct(x_shape, dtype), jax.ShapeDtypeStruct(w_shape, dtype)
-    fwd_fns = {n: functools.partial(_run_forward, FORWARD[n].fn, config)
-               for n in _applicable(FORWARD, config, x_shape, w_shape)}
+    fwd_fns = {
+        n: functools.partial(_run_forward, FORWARD[n].fn, config)
+        for n in _applicable(FORWARD, config, x_shape, w_shape)
+    }
     fwd = _tune.choose("forward", key, fwd_fns, (xs, ws), rule[0])
     gs = jax.eval_shape(fwd_fns[rule[0]], xs, ws)  # the cotangent: the output's shape, dtype
-    dx_fns = {n: functools.partial(_run_grad, INPUT_GRADS[n].fn, config)
-              for n in _applicable(INPUT_GRADS, config, x_shape, w_shape)}
+    dx_fns = {
+        n: functools.partial(_run_grad, INPUT_GRADS[n].fn, config)
+        for n in _applicable(INPUT_GRADS, config, x_shape, w_shape)
+    }
     dx = _tune.choose("dx", key, dx_fns, (gs, ws), rule[1])
-    dw_fns = {n: functools.partial(_run_grad, WEIGHT_GRADS[n].fn, config)
-              for n in _applicable(WEIGHT_GRADS, config, x_shape, w_shape)}
+    dw_fns = {
+        n: functools.partial(_run_grad, WEIGHT_GRADS[n].fn, config)
+        for n in _applicable(WEIGHT_GRADS, config, x_shape, w_shape)
+    }
     dw = _tune.choose("dw", key, dw_fns, (gs, xs), rule[2])
     return fwd, dx, dw
 
@@ -268,8 +294,7 @@ def auto(config: Config, x_shape: Shape, w_shape: Shape) -> tuple[str, str, str]
     # channels-last 1.90 against 1.09; python -m benchmarks.run --shapes
     # k3s2op1w,k3s2op1w_cl --methods auto,subpixel --rounds 3, 2 shared AMD EPYC cores).
     aligned = all(k % s == 0 for k, s in zip(kernel, config.stride))
-    forward = ("matmul" if nd == 2 and aligned and (c_in >= 512 or c_out <= 8)
-               else "subpixel")
+    forward = "matmul" if nd == 2 and aligned and (c_in >= 512 or c_out <= 8) else "subpixel"
     strided = any(s > 1 for s in config.stride)
     spatial = geo.spatial_shape(config, x_shape)
     m = geo.phase_counts(kernel, config.stride)
@@ -336,8 +361,9 @@ def _forward_adjoint(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     dx_name = _safe_grad_name(config, (w.shape[0],), "conv")
     y_shape = geo.output_shape(config, x.shape, w.shape)
     fn = INPUT_GRADS[dx_name].fn
-    transpose = jax.linear_transpose(lambda g: fn(g, w, config),
-                                     jax.ShapeDtypeStruct(y_shape, x.dtype))
+    transpose = jax.linear_transpose(
+        lambda g: fn(g, w, config), jax.ShapeDtypeStruct(y_shape, x.dtype)
+    )
     return transpose(x)[0]
 
 
@@ -359,8 +385,9 @@ def _safe_grad_name(config: Config, w_shape: Shape, name: str) -> str:
     return "matmul" if config.groups in (1, w_shape[0]) else "grouped"
 
 
-def partitioned(method: tuple[str, str, str], config: Config, x_shape: Shape,
-                w_shape: Shape) -> tuple[str, str, str]:
+def partitioned(
+    method: tuple[str, str, str], config: Config, x_shape: Shape, w_shape: Shape
+) -> tuple[str, str, str]:
     """``method`` (resolved) with every form that contains a convolution replaced by a
     convolution-free one, for a program that XLA's SPMD partitioner splits."""
     fwd, dx, dw = method[:3]
@@ -377,6 +404,7 @@ def partitioned(method: tuple[str, str, str], config: Config, x_shape: Shape,
 
 
 # --- running a resolved method (the primitive's impl, lowering and transposes) ------------------
+
 
 def forward(name: str, x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     """Run lowering ``name`` (or its fallback, for a configuration made by ``vmap``)."""

@@ -19,10 +19,12 @@ from . import _args, _geometry, _halo, _methods, _padding_modes, _primitive, _tu
 from ._geometry import Config
 
 
-@functools.partial(jax.jit,
-                   static_argnames=("config", "batched", "dtype", "method", "fold", "tune"))
-def _forward(x, w, b, *, config: Config, batched: bool, dtype, method: str, fold=None,
-             tune: bool = False):
+@functools.partial(
+    jax.jit, static_argnames=("config", "batched", "dtype", "method", "fold", "tune")
+)
+def _forward(
+    x, w, b, *, config: Config, batched: bool, dtype, method: str, fold=None, tune: bool = False
+):
     """Batch, bind the primitive, fold a non-zero padding mode's border, add the bias, cast.
 
     ``fold`` is ``None`` or ``(pads, padding_mode)``: then ``config`` crops no
@@ -41,7 +43,7 @@ def _forward(x, w, b, *, config: Config, batched: bool, dtype, method: str, fold
         # lowered: the im2col gradient forms cannot reshape an empty batch.
         y = jnp.zeros(_geometry.output_shape(config, x.shape, w.shape), dtype)
     else:
-        forms = functools.partial(_forms, method, dtype, tune)   # (config, x, w shapes) ->
+        forms = functools.partial(_forms, method, dtype, tune)  # (config, x, w shapes) ->
         if (halo := _halo.plan(config, x, w)) is not None:
             # A spatial split visible in the types (Explicit mesh axes): halo exchange.
             y = _halo.run(x, w, config, forms, halo)
@@ -49,13 +51,18 @@ def _forward(x, w, b, *, config: Config, batched: bool, dtype, method: str, fold
             # Output channels (or whole groups) split in the types: each device its own.
             y = _halo.run_channels(x, w, config, forms, channels)
         else:
-            y = _primitive.conv_transpose_batched(x, w, config,
-                                                  forms(config, x.shape, w.shape))
+            y = _primitive.conv_transpose_batched(x, w, config, forms(config, x.shape, w.shape))
     if fold is not None:
         # Slices of split axes: with Explicit mesh axes, run where the partitioner decides.
-        y = _primitive.with_auto_axes(functools.partial(
-            _padding_modes.fold, pads=fold[0], padding_mode=fold[1],
-            channels_last=config.channels_last), y)
+        y = _primitive.with_auto_axes(
+            functools.partial(
+                _padding_modes.fold,
+                pads=fold[0],
+                padding_mode=fold[1],
+                channels_last=config.channels_last,
+            ),
+            y,
+        )
     if b is not None:
         shape = [1] * y.ndim
         shape[_geometry.channel_axis(config)] = -1
@@ -71,7 +78,7 @@ def _forms(method: str, dtype, tune: bool, config: Config, x_shape, w_shape) -> 
     CPU and XLA's convolutions on the accelerators; with autotuning on, the forms
     measured on the default backend replace that platform's (the tuner times there).
     """
-    rule = _methods.resolve(method, config, x_shape, w_shape)     # no dtype: never tuned
+    rule = _methods.resolve(method, config, x_shape, w_shape)  # no dtype: never tuned
     if method != "auto":
         return rule + rule
     accelerator = _methods.ACCELERATOR_FORMS
@@ -84,36 +91,79 @@ def _forms(method: str, dtype, tune: bool, config: Config, x_shape, w_shape) -> 
     return tuple(rule) + tuple(accelerator)
 
 
-def _conv_transpose(num_spatial: int | None, fn_name: str, input, weight, bias, stride, padding,
-                    output_padding, groups, dilation, output_size, channels_last, conv_mode,
-                    precision, preferred_element_type, padding_mode, method) -> jax.Array:
+def _conv_transpose(
+    num_spatial: int | None,
+    fn_name: str,
+    input,
+    weight,
+    bias,
+    stride,
+    padding,
+    output_padding,
+    groups,
+    dilation,
+    output_size,
+    channels_last,
+    conv_mode,
+    precision,
+    preferred_element_type,
+    padding_mode,
+    method,
+) -> jax.Array:
     """The one implementation behind the four public functions."""
     x = _args.as_array("input", input)
     w = _args.as_array("weight", weight)
     b = None if bias is None else _args.as_array("bias", bias)
     n = _args.spatial_rank(w.shape, num_spatial, fn_name)
     _args.check_input_rank(x.shape, w.shape, n)
-    settings = _args.parse_settings(n, stride, padding, output_padding, groups, dilation,
-                                    channels_last, conv_mode, precision, preferred_element_type,
-                                    output_size_given=output_size is not None)
+    settings = _args.parse_settings(
+        n,
+        stride,
+        padding,
+        output_padding,
+        groups,
+        dilation,
+        channels_last,
+        conv_mode,
+        precision,
+        preferred_element_type,
+        output_size_given=output_size is not None,
+    )
     bound = _args.bind(settings, x.shape, w.shape, None if b is None else b.shape, output_size)
     config = bound.config
     batched_shape = x.shape if bound.batched else (1,) + tuple(x.shape)
-    _args.check_method(method, _methods.METHODS,
-                       _methods.reasons(config, batched_shape, w.shape))
+    _args.check_method(method, _methods.METHODS, _methods.reasons(config, batched_shape, w.shape))
     dtype = np.dtype(jnp.result_type(x, w))
     if b is not None:
         _args.check_bias_dtype(b.dtype, dtype)
     if padding_mode == "zeros":
-        return _forward(x, w, b, config=config, batched=bound.batched, dtype=dtype,
-                        method=method, tune=_tune.enabled())
+        return _forward(
+            x,
+            w,
+            b,
+            config=config,
+            batched=bound.batched,
+            dtype=dtype,
+            method=method,
+            tune=_tune.enabled(),
+        )
     # Non-zero padding modes: the unpadded transposed convolution (keeping the
     # output padding), then the border folded back (see _padding_modes).
     pads = _args.padding_mode_pads(padding_mode, bound)
-    full = config._replace(crops=tuple((0, hi - p_hi) for (_, hi), (_, p_hi) in zip(
-        config.crops, pads)))
-    return _forward(x, w, b, config=full, batched=bound.batched, dtype=dtype,
-                    method=method, fold=(pads, padding_mode), tune=_tune.enabled())
+    full = config._replace(
+        crops=tuple((0, hi - p_hi) for (_, hi), (_, p_hi) in zip(config.crops, pads))
+    )
+    return _forward(
+        x,
+        w,
+        b,
+        config=full,
+        batched=bound.batched,
+        dtype=dtype,
+        method=method,
+        fold=(pads, padding_mode),
+        tune=_tune.enabled(),
+    )
 
 
 def conv_transpose1d(
@@ -167,9 +217,25 @@ def conv_transpose1d(
       >>> ct.conv_transpose1d(x, w, stride=2)
       Array([[[1. , 0.5, 2. , 1. , 3. , 1.5]]], dtype=float32)
     """
-    return _conv_transpose(1, "conv_transpose1d", input, weight, bias, stride, padding,
-                           output_padding, groups, dilation, output_size, channels_last,
-                           conv_mode, precision, preferred_element_type, padding_mode, method)
+    return _conv_transpose(
+        1,
+        "conv_transpose1d",
+        input,
+        weight,
+        bias,
+        stride,
+        padding,
+        output_padding,
+        groups,
+        dilation,
+        output_size,
+        channels_last,
+        conv_mode,
+        precision,
+        preferred_element_type,
+        padding_mode,
+        method,
+    )
 
 
 def conv_transpose2d(
@@ -225,9 +291,25 @@ def conv_transpose2d(
                [ 3.25,  5.75,  1.5 ],
                [ 0.75,  0.25, -1.  ]]]], dtype=float32)
     """
-    return _conv_transpose(2, "conv_transpose2d", input, weight, bias, stride, padding,
-                           output_padding, groups, dilation, output_size, channels_last,
-                           conv_mode, precision, preferred_element_type, padding_mode, method)
+    return _conv_transpose(
+        2,
+        "conv_transpose2d",
+        input,
+        weight,
+        bias,
+        stride,
+        padding,
+        output_padding,
+        groups,
+        dilation,
+        output_size,
+        channels_last,
+        conv_mode,
+        precision,
+        preferred_element_type,
+        padding_mode,
+        method,
+    )
 
 
 def conv_transpose3d(
@@ -282,9 +364,25 @@ def conv_transpose3d(
       >>> ct.conv_transpose3d(x, w, stride=2).shape
       (1, 1, 2, 2, 2)
     """
-    return _conv_transpose(3, "conv_transpose3d", input, weight, bias, stride, padding,
-                           output_padding, groups, dilation, output_size, channels_last,
-                           conv_mode, precision, preferred_element_type, padding_mode, method)
+    return _conv_transpose(
+        3,
+        "conv_transpose3d",
+        input,
+        weight,
+        bias,
+        stride,
+        padding,
+        output_padding,
+        groups,
+        dilation,
+        output_size,
+        channels_last,
+        conv_mode,
+        precision,
+        preferred_element_type,
+        padding_mode,
+        method,
+    )
 
 
 def conv_transpose(
@@ -368,9 +466,25 @@ def conv_transpose(
       >>> ct.conv_transpose(x, w, stride=2).shape
       (2, 2, 6, 6, 6, 6)
     """
-    return _conv_transpose(None, "conv_transpose", input, weight, bias, stride, padding,
-                           output_padding, groups, dilation, output_size, channels_last,
-                           conv_mode, precision, preferred_element_type, padding_mode, method)
+    return _conv_transpose(
+        None,
+        "conv_transpose",
+        input,
+        weight,
+        bias,
+        stride,
+        padding,
+        output_padding,
+        groups,
+        dilation,
+        output_size,
+        channels_last,
+        conv_mode,
+        precision,
+        preferred_element_type,
+        padding_mode,
+        method,
+    )
 
 
 def conv_transpose_output_shape(
@@ -405,6 +519,14 @@ def conv_transpose_output_shape(
       (64, 256, 8, 8)
     """
     return _args.parse(
-        input_shape, weight_shape, None, stride, padding, output_padding, groups, dilation,
-        output_size, channels_last,
+        input_shape,
+        weight_shape,
+        None,
+        stride,
+        padding,
+        output_padding,
+        groups,
+        dilation,
+        output_size,
+        channels_last,
     ).out_shape

@@ -74,8 +74,9 @@ def _fold_axis(y: jax.Array, axis: int, lo: int, hi: int, mode: str) -> jax.Arra
     return mid
 
 
-def fold(y: jax.Array, pads: tuple[tuple[int, int], ...], padding_mode: str, *,
-         channels_last: bool) -> jax.Array:
+def fold(
+    y: jax.Array, pads: tuple[tuple[int, int], ...], padding_mode: str, *, channels_last: bool
+) -> jax.Array:
     """Fold the padded border of the unpadded transposed convolution ``y`` back.
 
     Args:

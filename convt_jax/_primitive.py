@@ -47,8 +47,7 @@ from jax.interpreters import ad, batching, mlir
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from . import _compat
-from . import _geometry, _methods
+from . import _compat, _geometry, _methods
 from ._compat import Primitive
 from ._geometry import Config
 
@@ -73,9 +72,9 @@ def _abstract_eval(x, w, *, config: Config, method: tuple[str, str, str]):
         raise ValueError(
             f"conv_transpose operands vary over different manual mesh axes "
             f"(input {sorted(vx, key=str)}, weight {sorted(vw, key=str)}); "
-            "bind through convt_jax._primitive.conv_transpose_batched, which casts them")
-    return x.update(shape=shape, weak_type=False,
-                    sharding=_out_sharding(x, w, config, shape))
+            "bind through convt_jax._primitive.conv_transpose_batched, which casts them"
+        )
+    return x.update(shape=shape, weak_type=False, sharding=_out_sharding(x, w, config, shape))
 
 
 # --- Sharding ------------------------------------------------------------------------------
@@ -106,7 +105,7 @@ def _out_sharding(x, w, config: Config, shape):
     """The output's sharding in the type: batch (and divisible spatial) axes follow the
     input, channels follow the weight's output channels (``groups == 1``) or its input
     channels (``groups`` a multiple of the shard count); everything else replicated."""
-    if _compat.aval_sharding(x) is None:      # a JAX whose types carry no sharding
+    if _compat.aval_sharding(x) is None:  # a JAX whose types carry no sharding
         return None
     _compat.require_explicit_axes(_explicit_axes(x, w))
     mesh = x.sharding.mesh
@@ -124,11 +123,16 @@ def _out_sharding(x, w, config: Config, shape):
     if config.groups == 1:
         c = w_spec[1]
     else:
-        c = w_spec[0] if w_spec[0] is not None and config.groups % _axis_size(
-            mesh, w_spec[0]) == 0 else None
+        c = (
+            w_spec[0]
+            if w_spec[0] is not None and config.groups % _axis_size(mesh, w_spec[0]) == 0
+            else None
+        )
     if c is not None and shape[c_ax] % _axis_size(mesh, c) == 0:
+
         def names(e):
             return set() if e is None else set(e if isinstance(e, tuple) else (e,))
+
         used = set().union(*(names(e) for e in spec))
         if not names(c) & used:
             spec[c_ax] = c
@@ -162,8 +166,10 @@ def with_auto_axes(fn, y: jax.Array) -> jax.Array:
     out = jax.eval_shape(fn, jax.ShapeDtypeStruct(y.shape, y.dtype))
     mesh = aval.sharding.mesh
     spec = tuple(aval.sharding.spec) + (None,) * (y.ndim - len(aval.sharding.spec))
-    spec = [e if e is not None and n % _axis_size(mesh, e) == 0 else None
-            for e, n in zip(spec, out.shape)]
+    spec = [
+        e if e is not None and n % _axis_size(mesh, e) == 0 else None
+        for e, n in zip(spec, out.shape)
+    ]
     return _compat.auto_axes(fn, axes, _compat.with_spec(aval.sharding, P(*spec)))(y)
 
 
@@ -171,7 +177,10 @@ def _transpose_x(g, x, w, *, config: Config, method: tuple[str, str, str]):
     x_aval = x.aval
     fn = _without_explicit_axes(
         lambda g, w: input_grad_batched(g, w, config, method, tuple(x_aval.shape)),
-        x_aval, _compat.typeof(g), _compat.typeof(w))
+        x_aval,
+        _compat.typeof(g),
+        _compat.typeof(w),
+    )
     return fn(g, w)
 
 
@@ -179,7 +188,10 @@ def _transpose_w(g, x, w, *, config: Config, method: tuple[str, str, str]):
     w_aval = w.aval
     fn = _without_explicit_axes(
         lambda g, x: weight_grad_batched(g, x, config, method, tuple(w_aval.shape)),
-        w_aval, _compat.typeof(g), _compat.typeof(x))
+        w_aval,
+        _compat.typeof(g),
+        _compat.typeof(x),
+    )
     return fn(g, x)
 
 
@@ -204,13 +216,13 @@ def _fold_channels(a, bd, config: Config):
     c_ax = _channel_axis(config)
     a = jnp.moveaxis(a, bd, c_ax)
     s = list(a.shape)
-    return a.reshape(s[:c_ax] + [s[c_ax] * s[c_ax + 1]] + s[c_ax + 2:])
+    return a.reshape(s[:c_ax] + [s[c_ax] * s[c_ax + 1]] + s[c_ax + 2 :])
 
 
 def _unfold_channels(a, b: int, config: Config):
     c_ax = _channel_axis(config)
     s = list(a.shape)
-    a = a.reshape(s[:c_ax] + [b, s[c_ax] // b] + s[c_ax + 1:])
+    a = a.reshape(s[:c_ax] + [b, s[c_ax] // b] + s[c_ax + 1 :])
     return jnp.moveaxis(a, c_ax, 0)
 
 
@@ -227,13 +239,16 @@ def _batch_rule(args, dims, *, config: Config, method: tuple[str, str, str]):
     if bw is None:
         # Fold the vmapped axis into the batch axis.
         x, sizes = _fold_batch(x, bx)
-        return _unfold_batch(conv_transpose_p.bind(x, w, config=config, method=method),
-                             sizes), 0
+        return _unfold_batch(conv_transpose_p.bind(x, w, config=config, method=method), sizes), 0
     if bx is not None:
         # Both mapped: b independent problems side by side as b*g groups.
         b = w.shape[bw]
-        y = conv_transpose_p.bind(_fold_channels(x, bx, config), _fold_weight(w, bw),
-                                  config=config._replace(groups=b * g), method=method)
+        y = conv_transpose_p.bind(
+            _fold_channels(x, bx, config),
+            _fold_weight(w, bw),
+            config=config._replace(groups=b * g),
+            method=method,
+        )
         return _unfold_channels(y, b, config), 0
     # Only the weight mapped: fold into the output channels, per group j [w_0 | w_1 | ...].
     w = jnp.moveaxis(w, bw, 0)
@@ -242,9 +257,9 @@ def _batch_rule(args, dims, *, config: Config, method: tuple[str, str, str]):
     wb = jnp.moveaxis(wb, 0, 2).reshape(c_in, b * c_out_g, *kernel)
     y = conv_transpose_p.bind(x, wb, config=config, method=method)
     shape = list(y.shape)
-    y = y.reshape(shape[:c_ax] + [g, b, c_out_g] + shape[c_ax + 1:])
+    y = y.reshape(shape[:c_ax] + [g, b, c_out_g] + shape[c_ax + 1 :])
     y = jnp.moveaxis(y, c_ax + 1, 0)
-    return y.reshape(b, *shape[:c_ax], g * c_out_g, *shape[c_ax + 1:]), 0
+    return y.reshape(b, *shape[:c_ax], g * c_out_g, *shape[c_ax + 1 :]), 0
 
 
 @functools.partial(jax.jit, static_argnames=("config", "method"))
@@ -259,8 +274,9 @@ batching.primitive_batchers[conv_transpose_p] = _batch_rule
 _lower_run = mlir.lower_fun(_run, multiple_results=False)
 
 
-def _platform_forms(ctx, method: tuple[str, ...], platform: str | None, config: Config,
-                    x_shape, w_shape) -> tuple[str, str, str]:
+def _platform_forms(
+    ctx, method: tuple[str, ...], platform: str | None, config: Config, x_shape, w_shape
+) -> tuple[str, str, str]:
     """The three forms for the platform being lowered for (``"cpu"``, or ``None`` for any
     other), made convolution-free when the program is partitioned."""
     forms = tuple(method[3:6]) if platform != "cpu" and len(method) == 6 else tuple(method[:3])
@@ -270,8 +286,9 @@ def _platform_forms(ctx, method: tuple[str, ...], platform: str | None, config: 
 
 
 def _lowering(ctx, x, w, *, config: Config, method: tuple[str, ...], platform: str | None):
-    method = _platform_forms(ctx, method, platform, config, ctx.avals_in[0].shape,
-                             ctx.avals_in[1].shape)
+    method = _platform_forms(
+        ctx, method, platform, config, ctx.avals_in[0].shape, ctx.avals_in[1].shape
+    )
     axes = _explicit_axes(*ctx.avals_in)
     if not axes:
         return _lower_run(ctx, x, w, config=config, method=method)
@@ -281,15 +298,17 @@ def _lowering(ctx, x, w, *, config: Config, method: tuple[str, ...], platform: s
     avals_in = [a.update(sharding=NamedSharding(mesh, P())) for a in ctx.avals_in]
     avals_out = [a.update(sharding=NamedSharding(mesh, P())) for a in ctx.avals_out]
     with _compat.use_abstract_mesh(mesh):
-        out, = _lower_run(ctx.replace(avals_in=avals_in, avals_out=avals_out), x, w,
-                          config=config, method=method)
+        (out,) = _lower_run(
+            ctx.replace(avals_in=avals_in, avals_out=avals_out), x, w, config=config, method=method
+        )
     return [_compat.lower_with_sharding_in_types(ctx, out, ctx.avals_out[0])]
 
 
 # The CPU forms on "cpu"; the accelerator forms everywhere else (a platform-specific rule
 # and a default one: a multi-platform export gets a branch for each).
-mlir.register_lowering(conv_transpose_p, functools.partial(_lowering, platform="cpu"),
-                       platform="cpu")
+mlir.register_lowering(
+    conv_transpose_p, functools.partial(_lowering, platform="cpu"), platform="cpu"
+)
 mlir.register_lowering(conv_transpose_p, functools.partial(_lowering, platform=None))
 
 
@@ -305,8 +324,12 @@ def _same_varying(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
     return a, b
 
 
-def conv_transpose_batched(x: jax.Array, w: jax.Array, config: Config,
-                           method: tuple[str, str, str] = ("dilated", "conv", "conv")) -> jax.Array:
+def conv_transpose_batched(
+    x: jax.Array,
+    w: jax.Array,
+    config: Config,
+    method: tuple[str, str, str] = ("dilated", "conv", "conv"),
+) -> jax.Array:
     """Bind the primitive: batched ``x`` in the config's layout, ``w`` of the same dtype.
 
     ``method`` is ``(forward lowering, dx form, dw form)``, already resolved
@@ -335,15 +358,17 @@ input_grad_p = Primitive("convt_jax_conv_transpose_input_grad")
 weight_grad_p = Primitive("convt_jax_conv_transpose_weight_grad")
 
 
-def input_grad_batched(g: jax.Array, w: jax.Array, config: Config,
-                       method: tuple[str, str, str], shape: tuple[int, ...]) -> jax.Array:
+def input_grad_batched(
+    g: jax.Array, w: jax.Array, config: Config, method: tuple[str, str, str], shape: tuple[int, ...]
+) -> jax.Array:
     """``dx`` of the batched primitive for the cotangent ``g`` (``shape``: the input's)."""
     g, w = _same_varying(g, w)
     return input_grad_p.bind(g, w, config=config, method=method, shape=tuple(shape))
 
 
-def weight_grad_batched(g: jax.Array, x: jax.Array, config: Config,
-                        method: tuple[str, str, str], shape: tuple[int, ...]) -> jax.Array:
+def weight_grad_batched(
+    g: jax.Array, x: jax.Array, config: Config, method: tuple[str, str, str], shape: tuple[int, ...]
+) -> jax.Array:
     """``dw`` of the batched primitive for the cotangent ``g`` (``shape``: the weight's)."""
     g, x = _same_varying(g, x)
     return weight_grad_p.bind(g, x, config=config, method=method, shape=tuple(shape))
@@ -362,7 +387,8 @@ def _grad_abstract_eval(g, a, *, config: Config, method: tuple[str, str, str], s
     if vg != va:
         raise ValueError(
             f"conv_transpose gradient operands vary over different manual mesh axes "
-            f"({sorted(vg, key=str)}, {sorted(va, key=str)})")
+            f"({sorted(vg, key=str)}, {sorted(va, key=str)})"
+        )
     # Bound with Auto mesh axes only (the transposes run under ``_without_explicit_axes``).
     sharding = _compat.aval_sharding(g)
     if sharding is not None:
@@ -376,6 +402,7 @@ def _grad_lowering(run, shapes, platform: str | None):
     def rule(ctx, g, a, *, config: Config, method: tuple[str, ...], shape):
         method = _platform_forms(ctx, method, platform, config, *shapes(ctx.avals_in, shape))
         return lower(ctx, g, a, config=config, method=method, shape=shape)
+
     return rule
 
 
@@ -397,9 +424,14 @@ def _weight_grad_transpose_x(ct, g, x, *, config, method, shape):
 
 def _broadcast_unmapped(args, dims):
     size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
-    return ([a if d is not None else jnp.broadcast_to(a[None], (size, *a.shape))
-             for a, d in zip(args, dims)],
-            [d if d is not None else 0 for d in dims], size)
+    return (
+        [
+            a if d is not None else jnp.broadcast_to(a[None], (size, *a.shape))
+            for a, d in zip(args, dims)
+        ],
+        [d if d is not None else 0 for d in dims],
+        size,
+    )
 
 
 def _input_grad_batch_rule(args, dims, *, config: Config, method, shape):
@@ -414,25 +446,47 @@ def _input_grad_batch_rule(args, dims, *, config: Config, method, shape):
     c_ax = _channel_axis(config)
     folded = list(shape)
     folded[c_ax] *= b
-    dx = input_grad_batched(_fold_channels(g, bg, config), _fold_weight(w, bw),
-                            config._replace(groups=b * config.groups), method, tuple(folded))
+    dx = input_grad_batched(
+        _fold_channels(g, bg, config),
+        _fold_weight(w, bw),
+        config._replace(groups=b * config.groups),
+        method,
+        tuple(folded),
+    )
     return _unfold_channels(dx, b, config), 0
 
 
 def _weight_grad_batch_rule(args, dims, *, config: Config, method, shape):
     # dw sums over the batch axis, so a vmapped axis goes into the groups, never the batch.
     (g, x), (bg, bx), b = _broadcast_unmapped(args, dims)
-    dw = weight_grad_batched(_fold_channels(g, bg, config), _fold_channels(x, bx, config),
-                             config._replace(groups=b * config.groups), method,
-                             (b * shape[0], *shape[1:]))
+    dw = weight_grad_batched(
+        _fold_channels(g, bg, config),
+        _fold_channels(x, bx, config),
+        config._replace(groups=b * config.groups),
+        method,
+        (b * shape[0], *shape[1:]),
+    )
     return dw.reshape(b, *shape), 0
 
 
 for _p, _run_fn, _shapes, _tg, _ta, _batch in (
-        (input_grad_p, _run_input_grad, lambda avals, shape: (shape, avals[1].shape),
-         _input_grad_transpose_g, _input_grad_transpose_w, _input_grad_batch_rule),
-        (weight_grad_p, _run_weight_grad, lambda avals, shape: (avals[1].shape, shape),
-         _weight_grad_transpose_g, _weight_grad_transpose_x, _weight_grad_batch_rule)):
+    (
+        input_grad_p,
+        _run_input_grad,
+        lambda avals, shape: (shape, avals[1].shape),
+        _input_grad_transpose_g,
+        _input_grad_transpose_w,
+        _input_grad_batch_rule,
+    ),
+    (
+        weight_grad_p,
+        _run_weight_grad,
+        lambda avals, shape: (avals[1].shape, shape),
+        _weight_grad_transpose_g,
+        _weight_grad_transpose_x,
+        _weight_grad_batch_rule,
+    ),
+):
     _p.def_impl(jax.jit(_run_fn, static_argnames=("config", "method", "shape")))
     _p.def_abstract_eval(_grad_abstract_eval)
     ad.defbilinear(_p, _tg, _ta)

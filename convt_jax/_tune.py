@@ -113,8 +113,12 @@ def _initial_switch() -> bool:
         return True
     if value.strip().lower() in _FALSE:
         return False
-    warnings.warn(f"{ENV_SWITCH}={value!r} is not one of 1/0 (true/false, yes/no, on/off); "
-                  "autotuning stays off", RuntimeWarning, stacklevel=2)
+    warnings.warn(
+        f"{ENV_SWITCH}={value!r} is not one of 1/0 (true/false, yes/no, on/off); "
+        "autotuning stays off",
+        RuntimeWarning,
+        stacklevel=2,
+    )
     return False
 
 
@@ -196,6 +200,7 @@ def _cpu_model() -> str:
             pass
         if not model:
             import platform
+
             model = platform.processor() or platform.machine() or "unknown"
         try:
             cores = len(os.sched_getaffinity(0))
@@ -210,8 +215,12 @@ def _machine() -> dict[str, str]:
     kind = str(device.device_kind)
     if device.platform == "cpu":
         kind = f"{kind} {_cpu_model()}"
-    return {"platform": device.platform, "device_kind": kind,
-            "jax": jax.__version__, "convt_jax": _library_version()}
+    return {
+        "platform": device.platform,
+        "device_kind": kind,
+        "jax": jax.__version__,
+        "convt_jax": _library_version(),
+    }
 
 
 def cache_dir() -> str:
@@ -231,8 +240,10 @@ def _slug(text: str) -> str:
 def cache_file(machine: Mapping[str, str] | None = None) -> str:
     """The path of this machine's tuning cache file."""
     m = _machine() if machine is None else machine
-    name = (f"autotune-{_slug(m['platform'])}-{_slug(m['device_kind'])[:80]}"
-            f"-jax{_slug(m['jax'])}-convt_jax{_slug(m['convt_jax'])}.json")
+    name = (
+        f"autotune-{_slug(m['platform'])}-{_slug(m['device_kind'])[:80]}"
+        f"-jax{_slug(m['jax'])}-convt_jax{_slug(m['convt_jax'])}.json"
+    )
     return os.path.join(cache_dir(), name)
 
 
@@ -243,13 +254,18 @@ def _warn_once(tag: str, message: str) -> None:
 
 
 def _valid_entry(entry) -> bool:
-    return (isinstance(entry, dict) and isinstance(entry.get("kind"), str)
-            and isinstance(entry.get("key"), str) and isinstance(entry.get("choice"), str)
-            and isinstance(entry.get("times"), dict))
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("kind"), str)
+        and isinstance(entry.get("key"), str)
+        and isinstance(entry.get("choice"), str)
+        and isinstance(entry.get("times"), dict)
+    )
 
 
-def _read_file(path: str, machine: Mapping[str, str], quiet: bool = False
-               ) -> dict[str, dict[str, Any]]:
+def _read_file(
+    path: str, machine: Mapping[str, str], quiet: bool = False
+) -> dict[str, dict[str, Any]]:
     """The entries of a cache file; ``{}`` (with one warning) if it is unreadable or corrupt."""
     warn = (lambda tag, message: None) if quiet else _warn_once
     try:
@@ -258,16 +274,24 @@ def _read_file(path: str, machine: Mapping[str, str], quiet: bool = False
     except (FileNotFoundError, NotADirectoryError):
         return {}
     except (OSError, ValueError) as e:
-        warn("read:" + path, f"convt_jax: ignoring the autotuning cache {path!r}, which "
-                   f"cannot be read ({type(e).__name__}: {e}); it will be rewritten")
+        warn(
+            "read:" + path,
+            f"convt_jax: ignoring the autotuning cache {path!r}, which "
+            f"cannot be read ({type(e).__name__}: {e}); it will be rewritten",
+        )
         return {}
-    if (not isinstance(data, dict) or data.get("format") != FORMAT
-            or any(data.get(k) != v for k, v in machine.items())
-            or not isinstance(data.get("entries"), dict)
-            or not all(isinstance(k, str) and _valid_entry(v)
-                       for k, v in data["entries"].items())):
-        warn("read:" + path, f"convt_jax: ignoring the autotuning cache {path!r}: not a "
-                   f"format-{FORMAT} cache for this machine and version; it will be rewritten")
+    if (
+        not isinstance(data, dict)
+        or data.get("format") != FORMAT
+        or any(data.get(k) != v for k, v in machine.items())
+        or not isinstance(data.get("entries"), dict)
+        or not all(isinstance(k, str) and _valid_entry(v) for k, v in data["entries"].items())
+    ):
+        warn(
+            "read:" + path,
+            f"convt_jax: ignoring the autotuning cache {path!r}: not a "
+            f"format-{FORMAT} cache for this machine and version; it will be rewritten",
+        )
         return {}
     return data["entries"]
 
@@ -290,8 +314,11 @@ def _write_file(path: str, machine: Mapping[str, str], entries: Mapping[str, dic
                 os.unlink(tmp)
             raise
     except OSError as e:
-        _warn_once("write:" + path, f"convt_jax: cannot write the autotuning cache {path!r} "
-                   f"({type(e).__name__}: {e}); choices are kept in memory only")
+        _warn_once(
+            "write:" + path,
+            f"convt_jax: cannot write the autotuning cache {path!r} "
+            f"({type(e).__name__}: {e}); choices are kept in memory only",
+        )
 
 
 def _load(machine: Mapping[str, str]) -> str:
@@ -327,8 +354,9 @@ def _block(out) -> None:
             leaf.block_until_ready()
 
 
-def _measure(candidates: Mapping[str, Callable], args: Sequence[Any]
-             ) -> tuple[dict[str, float | None], dict[str, float | None], dict[str, str]]:
+def _measure(
+    candidates: Mapping[str, Callable], args: Sequence[Any]
+) -> tuple[dict[str, float | None], dict[str, float | None], dict[str, str]]:
     """Fastest and median seconds per candidate (``None`` for one that failed), and the
     failures' errors."""
     specs = [jax.ShapeDtypeStruct(tuple(a.shape), a.dtype) for a in args]
@@ -365,8 +393,9 @@ def _measure(candidates: Mapping[str, Callable], args: Sequence[Any]
                 total += elapsed
         del inputs
     fastest = {name: (min(runs[name]) if name in runs else None) for name in candidates}
-    medians = {name: (statistics.median(runs[name]) if name in runs else None)
-               for name in candidates}
+    medians = {
+        name: (statistics.median(runs[name]) if name in runs else None) for name in candidates
+    }
     return fastest, medians, errors
 
 
@@ -384,8 +413,9 @@ def _pick(times: Mapping[str, float | None], default: str) -> str:
 # --- the public hook --------------------------------------------------------------------------
 
 
-def choose(kind: str, key: tuple, candidates: Mapping[str, Callable],
-           args: Sequence[Any], default: str) -> str:
+def choose(
+    kind: str, key: tuple, candidates: Mapping[str, Callable], args: Sequence[Any], default: str
+) -> str:
     """The name of the fastest of ``candidates`` on this machine, or ``default``.
 
     Args:
@@ -409,8 +439,7 @@ def choose(kind: str, key: tuple, candidates: Mapping[str, Callable],
     if not candidates:
         return default
     if default not in candidates:
-        raise ValueError(f"default={default!r} must be one of the candidates "
-                         f"{sorted(candidates)}")
+        raise ValueError(f"default={default!r} must be one of the candidates {sorted(candidates)}")
     machine = _machine()
     signature = tuple((tuple(int(d) for d in a.shape), str(np.dtype(a.dtype))) for a in args)
     key_text = repr((kind, key, signature, tuple(sorted(candidates)), default))
@@ -422,8 +451,14 @@ def choose(kind: str, key: tuple, candidates: Mapping[str, Callable],
             return hit["choice"]
         times, medians, errors = _measure(candidates, args)
         choice = _pick(times, default)
-        entry = {"kind": kind, "key": key_text, "choice": choice, "times": times,
-                 "medians": medians, "machine": dict(machine)}
+        entry = {
+            "kind": kind,
+            "key": key_text,
+            "choice": choice,
+            "times": times,
+            "medians": medians,
+            "machine": dict(machine),
+        }
         if errors:
             entry["errors"] = errors
         _memory[full] = entry
@@ -482,6 +517,9 @@ def clear_tuning_cache(disk: bool = True) -> None:
                     try:
                         os.unlink(os.path.join(directory, name))
                     except OSError as e:
-                        warnings.warn(f"convt_jax: cannot delete the autotuning cache file "
-                                      f"{os.path.join(directory, name)!r} ({e})",
-                                      RuntimeWarning, stacklevel=2)
+                        warnings.warn(
+                            f"convt_jax: cannot delete the autotuning cache file "
+                            f"{os.path.join(directory, name)!r} ({e})",
+                            RuntimeWarning,
+                            stacklevel=2,
+                        )

@@ -69,7 +69,6 @@ def to_megengine(w: ArrayLike, groups: int) -> jax.Array:
     return w.reshape(g, w.shape[0] // g, *w.shape[1:])
 
 
-
 # ---------------------------------------------------------------------------------------
 # Every framework below computes the same operation as PyTorch's, described per
 # axis by the *crop* ``(lo, hi)`` of the full transposed convolution (``hi``
@@ -93,23 +92,30 @@ Pairs = tuple[tuple[int, int], ...]
 
 class _Framework(NamedTuple):
     name: str
-    layout: str            # "KIO", "KOI" or "grouped"
-    flipped: bool          # kernel stored spatially reversed
-    padding: str           # "lax", "keras" or "torch"
-    kernel_name: str       # the argument name of the framework's kernel in from_X
-    kernel_rule: str       # its layout, for the rank error
-    channels_name: str     # what groups must divide, in from_X's error
+    layout: str  # "KIO", "KOI" or "grouped"
+    flipped: bool  # kernel stored spatially reversed
+    padding: str  # "lax", "keras" or "torch"
+    kernel_name: str  # the argument name of the framework's kernel in from_X
+    kernel_rule: str  # its layout, for the rank error
+    channels_name: str  # what groups must divide, in from_X's error
 
 
 _FRAMEWORKS = {
     "flax": _Framework("Flax", "KIO", True, "lax", "kernel", "(*kernel, C_in, C_out)", "C_in"),
-    "flax_transposed": _Framework("Flax", "KOI", False, "lax", "kernel",
-                                 "(*kernel, C_in, C_out)", "C_in"),
+    "flax_transposed": _Framework(
+        "Flax", "KOI", False, "lax", "kernel", "(*kernel, C_in, C_out)", "C_in"
+    ),
     "haiku": _Framework("Haiku", "KOI", True, "lax", "w", "(*kernel, C_out, C_in)", "C_in"),
-    "keras": _Framework("Keras", "KOI", False, "keras", "kernel", "(*kernel, C_out, C_in)",
-                       "C_in"),
-    "equinox": _Framework("Equinox", "grouped", True, "torch", "weight",
-                         "(C_out, C_in // groups, *kernel)", "weight.shape[0]"),
+    "keras": _Framework("Keras", "KOI", False, "keras", "kernel", "(*kernel, C_out, C_in)", "C_in"),
+    "equinox": _Framework(
+        "Equinox",
+        "grouped",
+        True,
+        "torch",
+        "weight",
+        "(C_out, C_in // groups, *kernel)",
+        "weight.shape[0]",
+    ),
 }
 _TORCH_RULE = "(C_in, C_out // groups, *kernel)"
 
@@ -168,8 +174,9 @@ def _kernel_from(fw: _Framework, kernel: Any, groups: Any) -> jax.Array:
     return _grouped(dense, _args.divides("groups", groups, dense.shape[0], fw.channels_name))
 
 
-def _to_torch_padding(crops, stride, dilation, framework: str, *,
-                      symmetric: bool = True) -> tuple[Pairs, tuple[int, ...]]:
+def _to_torch_padding(
+    crops, stride, dilation, framework: str, *, symmetric: bool = True
+) -> tuple[Pairs, tuple[int, ...]]:
     """Crops -> ``(padding pairs, output_padding)`` the functions accept, or a ValueError.
 
     Prefers PyTorch's own form, symmetric padding plus output padding
@@ -194,16 +201,18 @@ def _lax_crops(value: Any, kernel, stride, dilation, framework: str) -> Pairs:
     n = len(kernel)
     if isinstance(value, str):
         mode = _args.padding_string(value, ("SAME", "VALID"), framework)
-        pads = tuple(geo.lax_string_padding(mode, k, s, d)
-                     for k, s, d in zip(kernel, stride, dilation))
+        pads = tuple(
+            geo.lax_string_padding(mode, k, s, d) for k, s, d in zip(kernel, stride, dilation)
+        )
     else:
         pads = _args.padding_pairs(value, n)
     # lax_padding is its own inverse: crop = k - 1 - pad.
     return tuple(geo.lax_padding(k, d, p) for k, d, p in zip(kernel, dilation, pads))
 
 
-def _keras_lax_pads(kernel: int, stride: int, dilation: int, padding: str,
-                    output_padding: int | None) -> tuple[int, int]:
+def _keras_lax_pads(
+    kernel: int, stride: int, dilation: int, padding: str, output_padding: int | None
+) -> tuple[int, int]:
     """Keras' own translation to lax padding (``keras.src.backend.common.backend_utils``)."""
     k = (kernel - 1) * dilation + 1
     if padding == "valid":
@@ -220,7 +229,8 @@ def _keras_lax_pads(kernel: int, stride: int, dilation: int, padding: str,
 def _keras_crops(kernel, stride, dilation, padding: str, output_padding) -> tuple:
     return tuple(
         geo.lax_padding(k, d, _keras_lax_pads(k, s, d, padding, a))
-        for k, s, d, a in zip(kernel, stride, dilation, output_padding))
+        for k, s, d, a in zip(kernel, stride, dilation, output_padding)
+    )
 
 
 def _keras_reachable(kernel: int, stride: int, dilation: int) -> list[str]:
@@ -242,9 +252,14 @@ def _keras_padding(crops, kernel_size, stride, dil, padding, output_padding):
             return mode, None
         options = []
         for ax in range(n):
-            found = [a for a in range(stride[ax])
-                     if _keras_crops(kernel_size[ax:ax + 1], stride[ax:ax + 1], dil[ax:ax + 1],
-                                     mode, (a,)) == crops[ax:ax + 1]]
+            found = [
+                a
+                for a in range(stride[ax])
+                if _keras_crops(
+                    kernel_size[ax : ax + 1], stride[ax : ax + 1], dil[ax : ax + 1], mode, (a,)
+                )
+                == crops[ax : ax + 1]
+            ]
             if not found:
                 break
             options.append(found[0])
@@ -252,7 +267,8 @@ def _keras_padding(crops, kernel_size, stride, dil, padding, output_padding):
             return mode, tuple(options)
     reachable = "; ".join(
         f"axis {ax}: " + ", ".join(_keras_reachable(kernel_size[ax], stride[ax], dil[ax]))
-        for ax in range(n))
+        for ax in range(n)
+    )
     _args.no_keras_equivalent(padding, output_padding, crops, reachable)
 
 
@@ -275,8 +291,15 @@ def _equinox_crops(padding: Any, output_padding: Any, kernel, stride, dil) -> Pa
     return tuple(crops)
 
 
-def _to(fw: _Framework, w: Any, padding: Any, output_padding: Any, stride: Any, dilation: Any,
-        groups: Any) -> tuple:
+def _to(
+    fw: _Framework,
+    w: Any,
+    padding: Any,
+    output_padding: Any,
+    stride: Any,
+    dilation: Any,
+    groups: Any,
+) -> tuple:
     """PyTorch weight and settings -> the framework's kernel and padding (its own form)."""
     w = _array("w", w, 3, _TORCH_RULE)
     g = _args.divides("groups", groups, w.shape[0], "w.shape[0]")
@@ -289,8 +312,9 @@ def _to(fw: _Framework, w: Any, padding: Any, output_padding: Any, stride: Any, 
     if fw.padding == "lax":
         return kernel, tuple(geo.lax_padding(k, d, c) for k, d, c in zip(kernel_size, dil, crops))
     if fw.padding == "keras":
-        return (kernel,) + _keras_padding(crops, kernel_size, stride_t, dil, padding,
-                                          output_padding)
+        return (kernel,) + _keras_padding(
+            crops, kernel_size, stride_t, dil, padding, output_padding
+        )
     # "torch" (Equinox): PyTorch's numbers, but output_padding < stride.
     if all(a < s for a, s in zip(settings.output_padding, stride_t)):
         pads, opad = settings.pads(kernel_size), settings.output_padding
@@ -300,9 +324,17 @@ def _to(fw: _Framework, w: Any, padding: Any, output_padding: Any, stride: Any, 
     return kernel, pads, opad
 
 
-def _from(fw: _Framework, kernel: Any, padding: Any, output_padding: Any, stride: Any,
-          dilation: Any, groups: Any, stride_name: str,
-          dilation_name: str) -> tuple[jax.Array, Pairs, tuple[int, ...]]:
+def _from(
+    fw: _Framework,
+    kernel: Any,
+    padding: Any,
+    output_padding: Any,
+    stride: Any,
+    dilation: Any,
+    groups: Any,
+    stride_name: str,
+    dilation_name: str,
+) -> tuple[jax.Array, Pairs, tuple[int, ...]]:
     """The framework's kernel and padding -> PyTorch weight, padding pairs, output_padding."""
     w = _kernel_from(fw, kernel, groups)
     n = w.ndim - 2
@@ -313,8 +345,11 @@ def _from(fw: _Framework, kernel: Any, padding: Any, output_padding: Any, stride
         crops = _lax_crops(padding, kernel_size, stride_t, dil, fw.name)
     elif fw.padding == "keras":
         _args.keras_padding(padding)
-        opad = (None,) * n if output_padding is None else _args.int_tuple(
-            "output_padding", output_padding, n)
+        opad = (
+            (None,) * n
+            if output_padding is None
+            else _args.int_tuple("output_padding", output_padding, n)
+        )
         crops = _keras_crops(kernel_size, stride_t, dil, padding.lower(), opad)
     else:
         crops = _equinox_crops(padding, output_padding, kernel_size, stride_t, dil)
@@ -325,9 +360,17 @@ def _from(fw: _Framework, kernel: Any, padding: Any, output_padding: Any, stride
 # The public converters: each one row of _FRAMEWORKS through the generic pair.
 # ---------------------------------------------------------------------------------------
 
-def to_flax(w: ArrayLike, padding: Any = 0, output_padding: Any = 0, *, stride: Any = 1,
-            dilation: Any = 1, groups: int = 1,
-            transpose_kernel: bool = False) -> tuple[jax.Array, Pairs]:
+
+def to_flax(
+    w: ArrayLike,
+    padding: Any = 0,
+    output_padding: Any = 0,
+    *,
+    stride: Any = 1,
+    dilation: Any = 1,
+    groups: int = 1,
+    transpose_kernel: bool = False,
+) -> tuple[jax.Array, Pairs]:
     """PyTorch weight and padding -> Flax ``nn.ConvTranspose`` kernel and lax padding.
 
     Flax's kernel is ``(*K, C_in, C_out)`` spatially flipped (the forward
@@ -359,9 +402,15 @@ def to_flax(w: ArrayLike, padding: Any = 0, output_padding: Any = 0, *, stride: 
     return _to(fw, w, padding, output_padding, stride, dilation, groups)
 
 
-def from_flax(kernel: ArrayLike, padding: Any = "SAME", *, strides: Any = 1,
-              kernel_dilation: Any = 1, transpose_kernel: bool = False,
-              groups: int = 1) -> tuple[jax.Array, Pairs, tuple[int, ...]]:
+def from_flax(
+    kernel: ArrayLike,
+    padding: Any = "SAME",
+    *,
+    strides: Any = 1,
+    kernel_dilation: Any = 1,
+    transpose_kernel: bool = False,
+    groups: int = 1,
+) -> tuple[jax.Array, Pairs, tuple[int, ...]]:
     """Flax ``nn.ConvTranspose`` kernel and padding -> PyTorch weight, padding, output_padding.
 
     The inverse of :func:`to_flax`. ``padding`` is Flax's: ``"SAME"``,
@@ -393,12 +442,14 @@ def from_flax(kernel: ArrayLike, padding: Any = "SAME", *, strides: Any = 1,
       ((8, 3, 4, 4), ((1, 1), (1, 1)), (0, 0))
     """
     fw = _FRAMEWORKS["flax_transposed" if transpose_kernel else "flax"]
-    return _from(fw, kernel, padding, None, strides, kernel_dilation, groups, "strides",
-                 "kernel_dilation")
+    return _from(
+        fw, kernel, padding, None, strides, kernel_dilation, groups, "strides", "kernel_dilation"
+    )
 
 
-def to_haiku(w: ArrayLike, padding: Any = 0, output_padding: Any = 0, *, stride: Any = 1,
-             groups: int = 1) -> tuple[jax.Array, Pairs]:
+def to_haiku(
+    w: ArrayLike, padding: Any = 0, output_padding: Any = 0, *, stride: Any = 1, groups: int = 1
+) -> tuple[jax.Array, Pairs]:
     """PyTorch weight and padding -> Haiku ``ConvNDTranspose`` ``w`` and lax padding.
 
     Haiku's ``w`` is ``(*K, C_out, C_in)``, spatially flipped (the forward
@@ -425,8 +476,9 @@ def to_haiku(w: ArrayLike, padding: Any = 0, output_padding: Any = 0, *, stride:
     return _to(_FRAMEWORKS["haiku"], w, padding, output_padding, stride, 1, groups)
 
 
-def from_haiku(w: ArrayLike, padding: Any = "SAME", *, stride: Any = 1,
-               groups: int = 1) -> tuple[jax.Array, Pairs, tuple[int, ...]]:
+def from_haiku(
+    w: ArrayLike, padding: Any = "SAME", *, stride: Any = 1, groups: int = 1
+) -> tuple[jax.Array, Pairs, tuple[int, ...]]:
     """Haiku ``ConvNDTranspose`` ``w`` and padding -> PyTorch weight, padding, output_padding.
 
     The inverse of :func:`to_haiku`. For a module built with
@@ -454,9 +506,15 @@ def from_haiku(w: ArrayLike, padding: Any = "SAME", *, stride: Any = 1,
     return _from(_FRAMEWORKS["haiku"], w, padding, None, stride, 1, groups, "stride", "dilation")
 
 
-def to_keras(w: ArrayLike, padding: Any = 0, output_padding: Any = 0, *, stride: Any = 1,
-             dilation: Any = 1, groups: int = 1
-             ) -> tuple[jax.Array, str, tuple[int, ...] | None]:
+def to_keras(
+    w: ArrayLike,
+    padding: Any = 0,
+    output_padding: Any = 0,
+    *,
+    stride: Any = 1,
+    dilation: Any = 1,
+    groups: int = 1,
+) -> tuple[jax.Array, str, tuple[int, ...] | None]:
     """PyTorch weight and padding -> Keras ``Conv{1,2,3}DTranspose`` kernel and padding.
 
     Keras' kernel is ``(*K, C_out, C_in)`` (not flipped; Keras and
@@ -498,9 +556,15 @@ def to_keras(w: ArrayLike, padding: Any = 0, output_padding: Any = 0, *, stride:
     return _to(_FRAMEWORKS["keras"], w, padding, output_padding, stride, dilation, groups)
 
 
-def from_keras(kernel: ArrayLike, padding: str = "valid", output_padding: Any = None, *,
-               strides: Any = 1, dilation_rate: Any = 1,
-               groups: int = 1) -> tuple[jax.Array, Pairs, tuple[int, ...]]:
+def from_keras(
+    kernel: ArrayLike,
+    padding: str = "valid",
+    output_padding: Any = None,
+    *,
+    strides: Any = 1,
+    dilation_rate: Any = 1,
+    groups: int = 1,
+) -> tuple[jax.Array, Pairs, tuple[int, ...]]:
     """Keras ``Conv{1,2,3}DTranspose`` kernel and padding -> PyTorch weight and padding.
 
     The inverse of :func:`to_keras` (see it for Keras' padding rules).
@@ -523,13 +587,28 @@ def from_keras(kernel: ArrayLike, padding: str = "valid", output_padding: Any = 
       >>> w.shape, pad, opad
       ((8, 3, 4, 4), ((1, 1), (1, 1)), (0, 0))
     """
-    return _from(_FRAMEWORKS["keras"], kernel, padding, output_padding, strides, dilation_rate,
-                 groups, "strides", "dilation_rate")
+    return _from(
+        _FRAMEWORKS["keras"],
+        kernel,
+        padding,
+        output_padding,
+        strides,
+        dilation_rate,
+        groups,
+        "strides",
+        "dilation_rate",
+    )
 
 
-def to_equinox(w: ArrayLike, padding: Any = 0, output_padding: Any = 0, *, stride: Any = 1,
-               dilation: Any = 1, groups: int = 1
-               ) -> tuple[jax.Array, Pairs, tuple[int, ...]]:
+def to_equinox(
+    w: ArrayLike,
+    padding: Any = 0,
+    output_padding: Any = 0,
+    *,
+    stride: Any = 1,
+    dilation: Any = 1,
+    groups: int = 1,
+) -> tuple[jax.Array, Pairs, tuple[int, ...]]:
     """PyTorch weight and padding -> Equinox ``ConvTranspose`` weight, padding, output_padding.
 
     Equinox stores the forward kernel of the lhs-dilated convolution:
@@ -560,9 +639,15 @@ def to_equinox(w: ArrayLike, padding: Any = 0, output_padding: Any = 0, *, strid
     return _to(_FRAMEWORKS["equinox"], w, padding, output_padding, stride, dilation, groups)
 
 
-def from_equinox(weight: ArrayLike, padding: Any = 0, output_padding: Any = 0, *,
-                 stride: Any = 1, dilation: Any = 1,
-                 groups: int = 1) -> tuple[jax.Array, Pairs, tuple[int, ...]]:
+def from_equinox(
+    weight: ArrayLike,
+    padding: Any = 0,
+    output_padding: Any = 0,
+    *,
+    stride: Any = 1,
+    dilation: Any = 1,
+    groups: int = 1,
+) -> tuple[jax.Array, Pairs, tuple[int, ...]]:
     """Equinox ``ConvTranspose`` weight and padding -> PyTorch weight, padding, output_padding.
 
     The inverse of :func:`to_equinox`. Equinox's ``"SAME"`` / ``"SAME_LOWER"``
@@ -588,5 +673,14 @@ def from_equinox(weight: ArrayLike, padding: Any = 0, output_padding: Any = 0, *
       >>> w.shape, pad, opad
       ((8, 2, 3, 3), ((0, 1), (0, 1)), (0, 0))
     """
-    return _from(_FRAMEWORKS["equinox"], weight, padding, output_padding, stride, dilation,
-                 groups, "stride", "dilation")
+    return _from(
+        _FRAMEWORKS["equinox"],
+        weight,
+        padding,
+        output_padding,
+        stride,
+        dilation,
+        groups,
+        "stride",
+        "dilation",
+    )

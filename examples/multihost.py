@@ -43,7 +43,7 @@ TOL = 1e-9
 
 def launch(num_processes: int = 2, timeout: float = 600.0) -> int:
     """Start ``num_processes`` workers on localhost; their combined exit status."""
-    with socket.socket() as s:             # a free port for the coordinator
+    with socket.socket() as s:  # a free port for the coordinator
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
     env = dict(os.environ)
@@ -52,11 +52,26 @@ def launch(num_processes: int = 2, timeout: float = 600.0) -> int:
     env["JAX_PLATFORMS"] = "cpu"
     # Each worker's output is collected on its own and printed whole, so the two
     # processes' lines never interleave.
-    procs = [subprocess.Popen(
-        [sys.executable, os.path.abspath(__file__), "--worker", "--process-id", str(i),
-         "--num-processes", str(num_processes), "--coordinator", f"localhost:{port}"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for i in range(num_processes)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                os.path.abspath(__file__),
+                "--worker",
+                "--process-id",
+                str(i),
+                "--num-processes",
+                str(num_processes),
+                "--coordinator",
+                f"localhost:{port}",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(num_processes)
+    ]
     status = 0
     try:
         for p in procs:
@@ -80,8 +95,9 @@ def worker(process_id: int, num_processes: int, coordinator: str) -> int:
 
     jax.config.update("jax_enable_x64", True)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=coordinator,
-                               num_processes=num_processes, process_id=process_id)
+    jax.distributed.initialize(
+        coordinator_address=coordinator, num_processes=num_processes, process_id=process_id
+    )
     import jax.numpy as jnp
     import numpy as np
     from jax.sharding import NamedSharding
@@ -111,6 +127,7 @@ def worker(process_id: int, num_processes: int, coordinator: str) -> int:
             loss, grads = jax.value_and_grad(loss_fn)(layers, x, target)
             new = jax.tree.map(lambda p, g: p - 0.1 * g, layers, grads)
             return loss, grads, new
+
         return step
 
     def check(name, loss_fn, layers, x, target, x_spec, layer_specs, m):
@@ -119,33 +136,49 @@ def worker(process_id: int, num_processes: int, coordinator: str) -> int:
         dev = jax.local_devices()[0]
         want = step(*jax.device_put((layers, x, target), dev))
         placed_layers = jax.tree.map(
-            lambda a, s: global_array(np.asarray(a), NamedSharding(m, s)), layers, layer_specs)
+            lambda a, s: global_array(np.asarray(a), NamedSharding(m, s)), layers, layer_specs
+        )
         xs = global_array(x, NamedSharding(m, x_spec))
         ts = global_array(target, NamedSharding(m, x_spec if target.ndim == x.ndim else P()))
         replicated = NamedSharding(m, P())
         sharded_step = jax.jit(step_fn(loss_fn), out_shardings=replicated)
         hlo = sharded_step.lower(placed_layers, xs, ts).compile().as_text()
-        collectives = sum(hlo.count(f" {op}(") for op in (
-            "all-reduce", "all-gather", "collective-permute", "all-to-all", "reduce-scatter"))
+        collectives = sum(
+            hlo.count(f" {op}(")
+            for op in (
+                "all-reduce",
+                "all-gather",
+                "collective-permute",
+                "all-to-all",
+                "reduce-scatter",
+            )
+        )
         got = sharded_step(placed_layers, xs, ts)
-        diffs = jax.tree.leaves(jax.tree.map(
-            lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b)), initial=0.0)),
-            local(want), local(got)))
+        diffs = jax.tree.leaves(
+            jax.tree.map(
+                lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b)), initial=0.0)),
+                local(want),
+                local(got),
+            )
+        )
         worst = max(diffs)
         ok = worst <= TOL * max(1.0, float(np.abs(np.asarray(want[0]))))
-        print(f"process {process_id}: {name} {'OK' if ok else 'MISMATCH'} "
-              f"max|diff| {worst:.3g} over {n_dev} devices, {collectives} collectives",
-              flush=True)
-        return ok and collectives > 0        # it really ran split
+        print(
+            f"process {process_id}: {name} {'OK' if ok else 'MISMATCH'} "
+            f"max|diff| {worst:.3g} over {n_dev} devices, {collectives} collectives",
+            flush=True,
+        )
+        return ok and collectives > 0  # it really ran split
 
     rng = np.random.default_rng(0)
     keys = jax.random.split(jax.random.key(0), 4)
     results = []
 
     # 1. Data parallel: the batch over all devices, the layers replicated.
-    decoder = {"up1": ct.nn.ConvTranspose2d(8, 4, 4, stride=2, padding=1, key=keys[0]),
-               "up2": ct.nn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, output_padding=1,
-                                            key=keys[1])}
+    decoder = {
+        "up1": ct.nn.ConvTranspose2d(8, 4, 4, stride=2, padding=1, key=keys[0]),
+        "up2": ct.nn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, output_padding=1, key=keys[1]),
+    }
 
     def decoder_loss(layers, x, target):
         return jnp.mean((layers["up2"](jax.nn.relu(layers["up1"](x))) - target) ** 2)
@@ -153,8 +186,18 @@ def worker(process_id: int, num_processes: int, coordinator: str) -> int:
     x = rng.standard_normal((n_dev, 8, 4, 4))
     target = rng.standard_normal((n_dev, 2, 16, 16))
     specs = jax.tree.map(lambda _: P(), decoder)
-    results.append(check("data parallel", decoder_loss, decoder, x, target, P("data"),
-                         specs, mesh((n_dev,), ("data",))))
+    results.append(
+        check(
+            "data parallel",
+            decoder_loss,
+            decoder,
+            x,
+            target,
+            P("data"),
+            specs,
+            mesh((n_dev,), ("data",)),
+        )
+    )
 
     # 2. Grouped: batch over "data", the weight's input channels (whole groups) over "model".
     grouped = ct.nn.ConvTranspose2d(8, 8, 4, stride=2, padding=1, groups=4, key=keys[2])
@@ -165,16 +208,36 @@ def worker(process_id: int, num_processes: int, coordinator: str) -> int:
     x = rng.standard_normal((4, 8, 6, 6))
     target = rng.standard_normal((4, 8, 12, 12))
     specs = jax.tree.map(lambda a: P("model") if a.ndim == 4 else P(), grouped)
-    results.append(check("grouped", grouped_loss, grouped, x, target, P("data", "model"),
-                         specs, mesh((n_dev // 2, 2), ("data", "model"))))
+    results.append(
+        check(
+            "grouped",
+            grouped_loss,
+            grouped,
+            x,
+            target,
+            P("data", "model"),
+            specs,
+            mesh((n_dev // 2, 2), ("data", "model")),
+        )
+    )
 
     # 3. Spatially split: a 1-D layer, the input's length over all devices.
     audio = ct.nn.ConvTranspose1d(4, 4, 8, stride=4, padding=2, key=keys[3])
     x = rng.standard_normal((2, 4, 8 * n_dev))
     target = rng.standard_normal((2, 4, 32 * n_dev))
     specs = jax.tree.map(lambda _: P(), audio)
-    results.append(check("spatially split", grouped_loss, audio, x, target,
-                         P(None, None, "space"), specs, mesh((n_dev,), ("space",))))
+    results.append(
+        check(
+            "spatially split",
+            grouped_loss,
+            audio,
+            x,
+            target,
+            P(None, None, "space"),
+            specs,
+            mesh((n_dev,), ("space",)),
+        )
+    )
 
     jax.distributed.shutdown()
     return 0 if all(results) else 1

@@ -55,6 +55,7 @@ def get_padding(kernel_size: int, dilation: int = 1) -> int:
 
 # --- the PyTorch original -------------------------------------------------------------
 
+
 def build_torch_generator(h: dict[str, Any], weight_norm_api: str = "parametrizations"):
     """HiFi-GAN's ``Generator`` with ``ResBlock1``, every convolution weight-normed."""
     import torch
@@ -64,19 +65,43 @@ def build_torch_generator(h: dict[str, Any], weight_norm_api: str = "parametriza
     def wn(module):
         if weight_norm_api == "parametrizations":
             return nn.utils.parametrizations.weight_norm(module)
-        with warnings.catch_warnings():           # deprecated, but what old checkpoints use
+        with warnings.catch_warnings():  # deprecated, but what old checkpoints use
             warnings.simplefilter("ignore")
             return nn.utils.weight_norm(module)
 
     class ResBlock1(nn.Module):
         def __init__(self, channels, kernel_size, dilation):
             super().__init__()
-            self.convs1 = nn.ModuleList([
-                wn(nn.Conv1d(channels, channels, kernel_size, 1, dilation=d,
-                             padding=get_padding(kernel_size, d))) for d in dilation])
-            self.convs2 = nn.ModuleList([
-                wn(nn.Conv1d(channels, channels, kernel_size, 1, dilation=1,
-                             padding=get_padding(kernel_size, 1))) for _ in dilation])
+            self.convs1 = nn.ModuleList(
+                [
+                    wn(
+                        nn.Conv1d(
+                            channels,
+                            channels,
+                            kernel_size,
+                            1,
+                            dilation=d,
+                            padding=get_padding(kernel_size, d),
+                        )
+                    )
+                    for d in dilation
+                ]
+            )
+            self.convs2 = nn.ModuleList(
+                [
+                    wn(
+                        nn.Conv1d(
+                            channels,
+                            channels,
+                            kernel_size,
+                            1,
+                            dilation=1,
+                            padding=get_padding(kernel_size, 1),
+                        )
+                    )
+                    for _ in dilation
+                ]
+            )
 
         def forward(self, x):
             for c1, c2 in zip(self.convs1, self.convs2):
@@ -94,8 +119,13 @@ def build_torch_generator(h: dict[str, Any], weight_norm_api: str = "parametriza
             self.conv_pre = wn(nn.Conv1d(h["num_mels"], ch0, 7, 1, padding=3))
             self.ups = nn.ModuleList()
             for i, (u, k) in enumerate(zip(h["upsample_rates"], h["upsample_kernel_sizes"])):
-                self.ups.append(wn(nn.ConvTranspose1d(ch0 // 2 ** i, ch0 // 2 ** (i + 1),
-                                                      k, u, padding=(k - u) // 2)))
+                self.ups.append(
+                    wn(
+                        nn.ConvTranspose1d(
+                            ch0 // 2**i, ch0 // 2 ** (i + 1), k, u, padding=(k - u) // 2
+                        )
+                    )
+                )
             self.resblocks = nn.ModuleList()
             for i in range(len(self.ups)):
                 ch = ch0 // 2 ** (i + 1)
@@ -112,13 +142,14 @@ def build_torch_generator(h: dict[str, Any], weight_norm_api: str = "parametriza
                     r = self.resblocks[i * self.num_kernels + j](x)
                     xs = r if xs is None else xs + r
                 x = xs / self.num_kernels
-            x = self.conv_post(F.leaky_relu(x))          # PyTorch's default slope, 0.01
+            x = self.conv_post(F.leaky_relu(x))  # PyTorch's default slope, 0.01
             return torch.tanh(x)
 
     return Generator(h).eval()
 
 
 # --- the JAX port ---------------------------------------------------------------------
+
 
 def layer_state(state_dict: dict[str, Any], prefix: str) -> dict[str, Any]:
     """One layer's entries of a model's state dict, with the prefix removed."""
@@ -129,21 +160,27 @@ def layer_state(state_dict: dict[str, Any], prefix: str) -> dict[str, Any]:
 class Conv1d:
     """``torch.nn.Conv1d`` (stride 1, symmetric zero padding) as a pytree: weights are leaves."""
 
-    weight: jax.Array                                   # (C_out, C_in, K)
-    bias: jax.Array                                     # (C_out,)
+    weight: jax.Array  # (C_out, C_in, K)
+    bias: jax.Array  # (C_out,)
     dilation: int = dataclasses.field(default=1, metadata=dict(static=True))
     padding: int = dataclasses.field(default=0, metadata=dict(static=True))
 
     def __call__(self, x: jax.Array) -> jax.Array:
         y = jax.lax.conv_general_dilated(
-            x, self.weight, (1,), [(self.padding, self.padding)],
-            rhs_dilation=(self.dilation,), dimension_numbers=("NCH", "OIH", "NCH"),
-            precision=jax.lax.Precision.HIGHEST)
+            x,
+            self.weight,
+            (1,),
+            [(self.padding, self.padding)],
+            rhs_dilation=(self.dilation,),
+            dimension_numbers=("NCH", "OIH", "NCH"),
+            precision=jax.lax.Precision.HIGHEST,
+        )
         return y + self.bias[None, :, None]
 
 
-jax.tree_util.register_dataclass(Conv1d, data_fields=["weight", "bias"],
-                                 meta_fields=["dilation", "padding"])
+jax.tree_util.register_dataclass(
+    Conv1d, data_fields=["weight", "bias"], meta_fields=["dilation", "padding"]
+)
 
 
 def _conv(state_dict, prefix, dilation=1, padding=0):
@@ -158,24 +195,36 @@ def port_from_state_dict(state_dict: dict[str, Any], h: dict[str, Any]) -> dict[
     ``load_state_dict`` (weight norm folded as PyTorch computes it); the plain
     convolutions keep their folded weights for ``jax.lax``.
     """
-    state_dict = {k: v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
-                  for k, v in state_dict.items()}
+    state_dict = {
+        k: v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
+        for k, v in state_dict.items()
+    }
     ch0 = h["upsample_initial_channel"]
-    port: dict[str, Any] = {"conv_pre": _conv(state_dict, "conv_pre.", padding=3),
-                            "ups": [], "resblocks": []}
+    port: dict[str, Any] = {
+        "conv_pre": _conv(state_dict, "conv_pre.", padding=3),
+        "ups": [],
+        "resblocks": [],
+    }
     for i, (u, k) in enumerate(zip(h["upsample_rates"], h["upsample_kernel_sizes"])):
-        up = ct.nn.ConvTranspose1d(ch0 // 2 ** i, ch0 // 2 ** (i + 1), k, u,
-                                   padding=(k - u) // 2, key=jax.random.key(i))
-        port["ups"].append(up.load_state_dict(fold_weight_norm(
-            layer_state(state_dict, f"ups.{i}."))))
+        up = ct.nn.ConvTranspose1d(
+            ch0 // 2**i, ch0 // 2 ** (i + 1), k, u, padding=(k - u) // 2, key=jax.random.key(i)
+        )
+        port["ups"].append(
+            up.load_state_dict(fold_weight_norm(layer_state(state_dict, f"ups.{i}.")))
+        )
     n = 0
     for _ in range(len(h["upsample_rates"])):
         for k, dils in zip(h["resblock_kernel_sizes"], h["resblock_dilation_sizes"]):
             p = f"resblocks.{n}."
-            port["resblocks"].append([
-                (_conv(state_dict, f"{p}convs1.{j}.", d, get_padding(k, d)),
-                 _conv(state_dict, f"{p}convs2.{j}.", 1, get_padding(k, 1)))
-                for j, d in enumerate(dils)])
+            port["resblocks"].append(
+                [
+                    (
+                        _conv(state_dict, f"{p}convs1.{j}.", d, get_padding(k, d)),
+                        _conv(state_dict, f"{p}convs2.{j}.", 1, get_padding(k, 1)),
+                    )
+                    for j, d in enumerate(dils)
+                ]
+            )
             n += 1
     port["conv_post"] = _conv(state_dict, "conv_post.", padding=3)
     return port
@@ -187,7 +236,7 @@ def generator(port: dict[str, Any], mel: jax.Array, num_kernels: int) -> jax.Arr
     for i, up in enumerate(port["ups"]):
         x = up(jax.nn.leaky_relu(x, LRELU_SLOPE))
         xs = 0.0
-        for block in port["resblocks"][i * num_kernels:(i + 1) * num_kernels]:
+        for block in port["resblocks"][i * num_kernels : (i + 1) * num_kernels]:
             r = x
             for c1, c2 in block:
                 rt = c1(jax.nn.leaky_relu(r, LRELU_SLOPE))
@@ -203,6 +252,7 @@ _generator_jit = jax.jit(generator, static_argnums=2)
 
 
 # --- the demo -------------------------------------------------------------------------
+
 
 def synthetic_mel(frames: int, num_mels: int = 80, seed: int = 0) -> np.ndarray:
     """A log-mel-like spectrogram: a few gliding formant-like bands over a noise floor."""
@@ -230,17 +280,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=32, help="mel frames (256 samples each)")
     parser.add_argument("--out", default="hifigan.wav", help="the WAV file to write")
-    parser.add_argument("--channels", type=int, default=V1["upsample_initial_channel"],
-                        help="initial channels (512 in V1; e.g. 32 for a quick run)")
-    parser.add_argument("--weight-norm", choices=("parametrizations", "hooks"),
-                        default="parametrizations",
-                        help="torch.nn.utils.parametrizations.weight_norm (original0/1 keys) "
-                             "or the older torch.nn.utils.weight_norm (weight_g/weight_v)")
-    parser.add_argument("--checkpoint", default=None,
-                        help="a trained HiFi-GAN V1 generator state dict (torch.save)")
+    parser.add_argument(
+        "--channels",
+        type=int,
+        default=V1["upsample_initial_channel"],
+        help="initial channels (512 in V1; e.g. 32 for a quick run)",
+    )
+    parser.add_argument(
+        "--weight-norm",
+        choices=("parametrizations", "hooks"),
+        default="parametrizations",
+        help="torch.nn.utils.parametrizations.weight_norm (original0/1 keys) "
+        "or the older torch.nn.utils.weight_norm (weight_g/weight_v)",
+    )
+    parser.add_argument(
+        "--checkpoint", default=None, help="a trained HiFi-GAN V1 generator state dict (torch.save)"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--atol", type=float, default=1e-4,
-                        help="largest allowed |PyTorch - JAX| of the waveform")
+    parser.add_argument(
+        "--atol", type=float, default=1e-4, help="largest allowed |PyTorch - JAX| of the waveform"
+    )
     args = parser.parse_args(argv)
     if args.frames < 1:
         parser.error(f"--frames={args.frames} must be >= 1")
@@ -257,8 +316,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         model.load_state_dict(ckpt.get("generator", ckpt))
     state_dict = model.state_dict()
     n_wn = sum(k.endswith(("weight_g", "original0")) for k in state_dict)
-    print(f"PyTorch HiFi-GAN V1 generator: {sum(p.numel() for p in model.parameters()):,} "
-          f"parameters, {n_wn} weight-normed convolutions ({args.weight_norm})")
+    print(
+        f"PyTorch HiFi-GAN V1 generator: {sum(p.numel() for p in model.parameters()):,} "
+        f"parameters, {n_wn} weight-normed convolutions ({args.weight_norm})"
+    )
 
     port = port_from_state_dict(state_dict, h)
     num_kernels = len(h["resblock_kernel_sizes"])
@@ -270,13 +331,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     got = np.asarray(_generator_jit(port, jnp.asarray(mel), num_kernels))
     elapsed = time.perf_counter() - start
     diff = float(np.abs(got - want).max())
-    print(f"mel {mel.shape[1:]} -> waveform {got.shape[-1]} samples "
-          f"({got.shape[-1] / h['sampling_rate']:.3f} s at {h['sampling_rate']} Hz); "
-          f"JAX (compile + run) {elapsed:.1f} s")
+    print(
+        f"mel {mel.shape[1:]} -> waveform {got.shape[-1]} samples "
+        f"({got.shape[-1] / h['sampling_rate']:.3f} s at {h['sampling_rate']} Hz); "
+        f"JAX (compile + run) {elapsed:.1f} s"
+    )
     print(f"max |PyTorch - JAX| = {diff:.3g}")
     if not diff <= args.atol:
-        raise SystemExit(f"the port does not match PyTorch: max abs diff {diff:.3g} > "
-                         f"{args.atol:g}")
+        raise SystemExit(
+            f"the port does not match PyTorch: max abs diff {diff:.3g} > {args.atol:g}"
+        )
     audio = got[0, 0]
     write_wav(args.out, audio, h["sampling_rate"])
     print(f"wrote {args.out} ({audio.size} samples, peak {np.abs(audio).max():.3f})")

@@ -45,7 +45,7 @@ from jax.sharding import PartitionSpec as P  # noqa: E402
 
 import convt_jax as ct  # noqa: E402
 
-STRIDE, PADDING = 2, 1           # with a 4x4 kernel: output = 2 x input (DCGAN, U-Net)
+STRIDE, PADDING = 2, 1  # with a 4x4 kernel: output = 2 x input (DCGAN, U-Net)
 
 
 # --- 1. data parallel ---------------------------------------------------------------------
@@ -54,17 +54,18 @@ STRIDE, PADDING = 2, 1           # with a 4x4 kernel: output = 2 x input (DCGAN,
 def data_parallel_loss_and_grads(mesh, w, b, x, target):
     """Global mean-squared-error loss and its gradients, batch split over ``mesh``'s axis."""
     axis = mesh.axis_names[0]
-    count = target.size                       # global number of output elements
+    count = target.size  # global number of output elements
 
-    def per_device(w, b, x, target):          # x, target: this device's batch slice
+    def per_device(w, b, x, target):  # x, target: this device's batch slice
         def loss(w, b):
             y = ct.conv_transpose2d(x, w, b, stride=STRIDE, padding=PADDING)
             return jax.lax.psum(jnp.sum((y - target) ** 2), axis) / count
+
         return jax.value_and_grad(loss, argnums=(0, 1))(w, b)
 
-    f = jax.shard_map(per_device, mesh=mesh,
-                      in_specs=(P(), P(), P(axis), P(axis)),
-                      out_specs=(P(), (P(), P())))
+    f = jax.shard_map(
+        per_device, mesh=mesh, in_specs=(P(), P(), P(axis), P(axis)), out_specs=(P(), (P(), P()))
+    )
     return jax.jit(f)(w, b, x, target)
 
 
@@ -99,27 +100,34 @@ def spatial_parallel_conv_transpose2d(mesh, x, w, b, *, stride=STRIDE, padding=P
     halo_lo, halo_hi = halo_sizes(kernel, stride, padding)
     rows = x.shape[2] // devices
     if x.shape[2] % devices or rows < max(halo_lo, halo_hi):
-        raise ValueError(f"height {x.shape[2]} must split into >= {max(halo_lo, halo_hi)} "
-                         f"rows on each of {devices} devices")
+        raise ValueError(
+            f"height {x.shape[2]} must split into >= {max(halo_lo, halo_hi)} "
+            f"rows on each of {devices} devices"
+        )
     # The local problem sees halo_lo + rows + halo_hi input rows; crop its output to
     # the s*rows rows this device owns.
     crop_lo = stride * halo_lo + padding
     crop_hi = (halo_hi - 1) * stride + kernel - padding
-    down = [(i, i + 1) for i in range(devices - 1)]   # my last rows -> next device
-    up = [(i + 1, i) for i in range(devices - 1)]     # my first rows -> previous device
+    down = [(i, i + 1) for i in range(devices - 1)]  # my last rows -> next device
+    up = [(i + 1, i) for i in range(devices - 1)]  # my first rows -> previous device
 
     def per_device(x, w, b):
         parts = [x]
         if halo_lo:
-            parts.insert(0, jax.lax.ppermute(x[:, :, rows - halo_lo:], axis, down))
+            parts.insert(0, jax.lax.ppermute(x[:, :, rows - halo_lo :], axis, down))
         if halo_hi:
             parts.append(jax.lax.ppermute(x[:, :, :halo_hi], axis, up))
         x_ext = jnp.concatenate(parts, axis=2)
-        return ct.conv_transpose2d(x_ext, w, b, stride=stride,
-                                   padding=((crop_lo, crop_hi), (padding, padding)))
+        return ct.conv_transpose2d(
+            x_ext, w, b, stride=stride, padding=((crop_lo, crop_hi), (padding, padding))
+        )
 
-    f = jax.shard_map(per_device, mesh=mesh, in_specs=(P(None, None, axis), P(), P()),
-                      out_specs=P(None, None, axis))
+    f = jax.shard_map(
+        per_device,
+        mesh=mesh,
+        in_specs=(P(None, None, axis), P(), P()),
+        out_specs=P(None, None, axis),
+    )
     return f(x, w, b)
 
 
@@ -147,7 +155,8 @@ def main(verbose: bool = True) -> dict[str, float]:
 
     # 1. data parallel
     loss, (dw, db) = data_parallel_loss_and_grads(
-        mesh, put(w), put(b), put(x, "d"), put(target, "d"))
+        mesh, put(w), put(b), put(x, "d"), put(target, "d")
+    )
 
     def global_loss(w, b):
         return jnp.mean((ct.conv_transpose2d(x, w, b, STRIDE, PADDING) - target) ** 2)
@@ -160,12 +169,12 @@ def main(verbose: bool = True) -> dict[str, float]:
     # 2. spatial parallel, forward and gradients
     sharded = jax.jit(lambda x, w, b: spatial_parallel_conv_transpose2d(mesh, x, w, b))
     y, vjp = jax.vjp(sharded, put(x, None, None, "d"), put(w), put(b))
-    want_y, want_vjp = jax.vjp(lambda x, w, b: ct.conv_transpose2d(x, w, b, STRIDE, PADDING),
-                               x, w, b)
+    want_y, want_vjp = jax.vjp(
+        lambda x, w, b: ct.conv_transpose2d(x, w, b, STRIDE, PADDING), x, w, b
+    )
     gy = jnp.asarray(rng.standard_normal(want_y.shape), dtype)
     errors["spatial parallel: y"] = rel(y, want_y)
-    for name, got, want in zip(("dx", "dw", "db"), vjp(put(gy, None, None, "d")),
-                               want_vjp(gy)):
+    for name, got, want in zip(("dx", "dw", "db"), vjp(put(gy, None, None, "d")), want_vjp(gy)):
         errors[f"spatial parallel: {name}"] = rel(got, want)
     if verbose:
         print(f"{devices} devices, {np.dtype(dtype).name}; y is split as {y.sharding.spec}")

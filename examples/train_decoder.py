@@ -35,7 +35,7 @@ import numpy as np
 import convt_jax as ct
 from convt_jax._demo import fit
 
-LOSS_THRESHOLD = 0.01   # held-out MSE (pixels in [0, 1]) the default 1500 steps reach
+LOSS_THRESHOLD = 0.01  # held-out MSE (pixels in [0, 1]) the default 1500 steps reach
 LATENT = 16
 
 
@@ -61,23 +61,26 @@ def init_model(key: jax.Array) -> dict[str, Any]:
 
     def dense(key, n_in, n_out):
         bound = 1 / np.sqrt(n_in)
-        return {"w": jax.random.uniform(key, (n_in, n_out), jnp.float32, -bound, bound),
-                "b": jnp.zeros(n_out, jnp.float32)}
+        return {
+            "w": jax.random.uniform(key, (n_in, n_out), jnp.float32, -bound, bound),
+            "b": jnp.zeros(n_out, jnp.float32),
+        }
 
     def conv(key, c_in, c_out):
         bound = 1 / np.sqrt(c_in * 9)
-        return {"w": jax.random.uniform(key, (c_out, c_in, 3, 3), jnp.float32, -bound, bound),
-                "b": jnp.zeros(c_out, jnp.float32)}
+        return {
+            "w": jax.random.uniform(key, (c_out, c_in, 3, 3), jnp.float32, -bound, bound),
+            "b": jnp.zeros(c_out, jnp.float32),
+        }
 
     up1 = ct.nn.ConvTranspose2d(32, 16, kernel_size=4, stride=2, padding=1, key=k[5])
-    up1 = up1.replace(weight=ct.nn.init.icnr(k[6], up1.weight.shape, stride=2,
-                                             dtype=jnp.float32))
+    up1 = up1.replace(weight=ct.nn.init.icnr(k[6], up1.weight.shape, stride=2, dtype=jnp.float32))
     return {
-        "enc1": conv(k[0], 1, 16),          # 8x8 -> 4x4
-        "enc2": conv(k[1], 16, 32),         # 4x4 -> 2x2
+        "enc1": conv(k[0], 1, 16),  # 8x8 -> 4x4
+        "enc2": conv(k[1], 16, 32),  # 4x4 -> 2x2
         "to_latent": dense(k[2], 32 * 2 * 2, LATENT),
         "from_latent": dense(k[3], LATENT, 32 * 2 * 2),
-        "up1": up1,                         # 2x2 -> 4x4
+        "up1": up1,  # 2x2 -> 4x4
         "up2": ct.nn.ConvTranspose2d(16, 1, kernel_size=4, stride=2, padding=1, key=k[7]),
     }
 
@@ -107,13 +110,20 @@ def loss_fn(params: dict, x: jax.Array) -> jax.Array:
 
 class TrainResult(NamedTuple):
     params: dict
-    losses: list[float]       # training-batch loss, one per step
+    losses: list[float]  # training-batch loss, one per step
     test_loss: float
-    seconds: float            # wall time of the training loop, compilation included
+    seconds: float  # wall time of the training loop, compilation included
 
 
-def train(steps: int = 1500, *, batch_size: int = 128, learning_rate: float = 3e-3,
-          seed: int = 0, progress: bool = True, png: str | None = None) -> TrainResult:
+def train(
+    steps: int = 1500,
+    *,
+    batch_size: int = 128,
+    learning_rate: float = 3e-3,
+    seed: int = 0,
+    progress: bool = True,
+    png: str | None = None,
+) -> TrainResult:
     """Train the autoencoder for ``steps`` Adam steps; optionally save a PNG of reconstructions.
 
     Args:
@@ -133,8 +143,16 @@ def train(steps: int = 1500, *, batch_size: int = 128, learning_rate: float = 3e
     # One compiled initialisation instead of many small eager ops (layers are
     # pytrees, so they can be built under jit).
     params = jax.jit(init_model)(jax.random.key(seed))
-    fitted = fit(loss_fn, params, train_x, steps=steps, batch_size=batch_size,
-                 learning_rate=learning_rate, seed=seed, progress=progress)
+    fitted = fit(
+        loss_fn,
+        params,
+        train_x,
+        steps=steps,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        progress=progress,
+    )
     params = fitted.params
     test_loss = float(jax.jit(loss_fn)(params, test_x))
     if png is not None:
@@ -171,12 +189,15 @@ def main(argv: list[str] | None = None) -> TrainResult:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--png", default="reconstructions.png")
     args = parser.parse_args(argv)
-    result = train(args.steps, batch_size=args.batch_size, learning_rate=args.lr,
-                   seed=args.seed, png=args.png)
+    result = train(
+        args.steps, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed, png=args.png
+    )
     verdict = "below" if result.test_loss < LOSS_THRESHOLD else "NOT below"
-    print(f"first batch loss {result.losses[0]:.4f}, last batch loss {result.losses[-1]:.4f}, "
-          f"test loss {result.test_loss:.4f} ({verdict} the threshold {LOSS_THRESHOLD}) "
-          f"in {result.seconds:.1f} s; reconstructions saved to {args.png}")
+    print(
+        f"first batch loss {result.losses[0]:.4f}, last batch loss {result.losses[-1]:.4f}, "
+        f"test loss {result.test_loss:.4f} ({verdict} the threshold {LOSS_THRESHOLD}) "
+        f"in {result.seconds:.1f} s; reconstructions saved to {args.png}"
+    )
     return result
 
 

@@ -16,15 +16,23 @@ import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 settings.register_profile(
-    "ci", max_examples=60, deadline=None, derandomize=True,
+    "ci",
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.register_profile(
-    "dev", max_examples=600, deadline=None,
+    "dev",
+    max_examples=600,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.register_profile(
-    "slow", max_examples=600, deadline=None, derandomize=True,
+    "slow",
+    max_examples=600,
+    deadline=None,
+    derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
@@ -32,10 +40,12 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 def pytest_addoption(parser):
     parser.addoption(
-        "--slow", action="store_true", default=False,
+        "--slow",
+        action="store_true",
+        default=False,
         help="also run the tests marked slow, and load the 'slow' hypothesis profile: ten "
-             "times the examples of the 'ci' profile (the argument fuzz of tests/test_fuzz.py "
-             "and the crash fuzz scale with it), still derandomized",
+        "times the examples of the 'ci' profile (the argument fuzz of tests/test_fuzz.py "
+        "and the crash fuzz scale with it), still derandomized",
     )
 
 

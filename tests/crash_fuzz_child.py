@@ -60,12 +60,28 @@ def torch_vjp(case, x, w, b, g):
     pads, opad = case["pads"], case["output_padding"]
     stride, dilation = case["stride"], case["dilation"]
     if all(lo == hi for lo, hi in pads) and all(
-            a < max(s, d) for a, s, d in zip(opad, stride, dilation)):
-        y = fn(tx, tw, tb, stride=tuple(stride), padding=tuple(lo for lo, _ in pads),
-               output_padding=tuple(opad), groups=case["groups"], dilation=tuple(dilation))
+        a < max(s, d) for a, s, d in zip(opad, stride, dilation)
+    ):
+        y = fn(
+            tx,
+            tw,
+            tb,
+            stride=tuple(stride),
+            padding=tuple(lo for lo, _ in pads),
+            output_padding=tuple(opad),
+            groups=case["groups"],
+            dilation=tuple(dilation),
+        )
     else:
-        y = fn(tx, tw, None, stride=tuple(stride), padding=0, groups=case["groups"],
-               dilation=tuple(dilation))
+        y = fn(
+            tx,
+            tw,
+            None,
+            stride=tuple(stride),
+            padding=0,
+            groups=case["groups"],
+            dilation=tuple(dilation),
+        )
         widths = []
         index = [slice(None), slice(None)]
         for (lo, hi), a, size in zip(pads, opad, y.shape[2:]):
@@ -79,8 +95,12 @@ def torch_vjp(case, x, w, b, g):
         if tb is not None:
             y = y + tb.reshape((1, -1) + (1,) * case["nd"])
     y.backward(torch.from_numpy(g))
-    return (y.detach().numpy(), tx.grad.numpy(), tw.grad.numpy(),
-            None if tb is None else tb.grad.numpy())
+    return (
+        y.detach().numpy(),
+        tx.grad.numpy(),
+        tw.grad.numpy(),
+        None if tb is None else tb.grad.numpy(),
+    )
 
 
 def _to_layout(a, channels_last):
@@ -109,9 +129,15 @@ def prepare(case):
     ws = rng.standard_normal((2, *shape_w))
     b = rng.standard_normal(case["c_out"]) if case["bias"] else None
     gs = rng.standard_normal((2, *output_shape(case)))
-    kw = dict(stride=tuple(case["stride"]), padding=_padding_arg(case["pads"]),
-              output_padding=tuple(case["output_padding"]), groups=case["groups"],
-              dilation=tuple(case["dilation"]), channels_last=cl, method=case["method"])
+    kw = dict(
+        stride=tuple(case["stride"]),
+        padding=_padding_arg(case["pads"]),
+        output_padding=tuple(case["output_padding"]),
+        groups=case["groups"],
+        dilation=tuple(case["dilation"]),
+        channels_last=cl,
+        method=case["method"],
+    )
     # Stacked pairs for vmap: (2, N, C, *S), or (2, N, *S, C) channels-last.
     xin = np.moveaxis(xs, 2, -1) if cl else xs
     gin = np.moveaxis(gs, 2, -1) if cl else gs
@@ -138,8 +164,11 @@ def prepare(case):
         y, dx, dw, db, *batched = outputs
         want = [torch_vjp(case, xs[i], ws[i], b, gs[i]) for i in range(2 if batched else 1)]
         ty, tdx, tdw, tdb = want[0]
-        problems = [_close("y", y, _to_layout(ty, cl)), _close("dx", dx, _to_layout(tdx, cl)),
-                    _close("dw", dw, tdw)]
+        problems = [
+            _close("y", y, _to_layout(ty, cl)),
+            _close("dx", dx, _to_layout(tdx, cl)),
+            _close("dw", dw, tdw),
+        ]
         if b is not None:
             problems.append(_close("db", db, tdb))
         if not batched:
@@ -173,8 +202,9 @@ def run_group(cases):
 
     args = [a for _, _, a, _ in prepared]
     try:
-        outs = jax.device_get(jax.jit(lambda *a: [p(*x) for (_, p, _, _), x in zip(
-            prepared, a)])(*args))
+        outs = jax.device_get(
+            jax.jit(lambda *a: [p(*x) for (_, p, _, _), x in zip(prepared, a)])(*args)
+        )
     except Exception:
         if len(cases) == 1:
             raise
@@ -182,16 +212,25 @@ def run_group(cases):
         return [run_group([c])[0] for c in cases]
     for (i, _, _, check), out in zip(prepared, outs):
         problems = check(out)
-        results[i] = ({"status": "mismatch", "detail": "; ".join(problems)} if problems
-                      else {"status": "ok"})
+        results[i] = (
+            {"status": "mismatch", "detail": "; ".join(problems)} if problems else {"status": "ok"}
+        )
     return results
 
 
 def output_shape(case):
     """Channels-first output shape from SPEC §1's length formula."""
-    out = [(n - 1) * s - lo - hi + d * (k - 1) + a + 1 for n, k, s, d, (lo, hi), a in zip(
-        case["spatial"], case["kernel"], case["stride"], case["dilation"], case["pads"],
-        case["output_padding"])]
+    out = [
+        (n - 1) * s - lo - hi + d * (k - 1) + a + 1
+        for n, k, s, d, (lo, hi), a in zip(
+            case["spatial"],
+            case["kernel"],
+            case["stride"],
+            case["dilation"],
+            case["pads"],
+            case["output_padding"],
+        )
+    ]
     return (case["batch"], case["c_out"], *out)
 
 
@@ -200,13 +239,14 @@ def main(argv):
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cases", nargs="?", help="JSON file with a list of cases (default: stdin)")
-    parser.add_argument("--group", type=int, default=1,
-                        help="cases compiled together as one program (default 1)")
+    parser.add_argument(
+        "--group", type=int, default=1, help="cases compiled together as one program (default 1)"
+    )
     opts = parser.parse_args(argv[1:])
     text = open(opts.cases).read() if opts.cases else sys.stdin.read()
     cases = json.loads(text)
     for start in range(0, len(cases), opts.group):
-        group = cases[start:start + opts.group]
+        group = cases[start : start + opts.group]
         t0 = time.perf_counter()
         for case in group:
             print("START " + json.dumps(case, sort_keys=True), flush=True)
@@ -215,13 +255,20 @@ def main(argv):
         except ValueError as e:
             results = [{"status": "rejected", "detail": f"ValueError: {e}"[:500]}]
         except Exception as e:  # noqa: BLE001 - reported to the parent, which fails the test
-            results = [{"status": "error",
-                        "detail": f"{type(e).__name__}: {e}"[:500] + " | " +
-                        traceback.format_exc(limit=3)[-600:]}]
+            results = [
+                {
+                    "status": "error",
+                    "detail": f"{type(e).__name__}: {e}"[:500]
+                    + " | "
+                    + traceback.format_exc(limit=3)[-600:],
+                }
+            ]
         seconds = round((time.perf_counter() - t0) / len(group), 3)
         for case, result in zip(group, results):
-            print("DONE " + json.dumps({"case": case, "seconds": seconds, **result},
-                                       sort_keys=True), flush=True)
+            print(
+                "DONE " + json.dumps({"case": case, "seconds": seconds, **result}, sort_keys=True),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

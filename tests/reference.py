@@ -20,19 +20,38 @@ torch.set_num_threads(2)
 
 # The public functions and PyTorch's, by number of spatial axes.
 FUNCTIONS = {1: ct.conv_transpose1d, 2: ct.conv_transpose2d, 3: ct.conv_transpose3d}
-TORCH_FUNCTIONS = {1: torch.nn.functional.conv_transpose1d,
-                   2: torch.nn.functional.conv_transpose2d,
-                   3: torch.nn.functional.conv_transpose3d}
+TORCH_FUNCTIONS = {
+    1: torch.nn.functional.conv_transpose1d,
+    2: torch.nn.functional.conv_transpose2d,
+    3: torch.nn.functional.conv_transpose3d,
+}
 
 
-def config_of(x_shape, w_shape, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
-                channels_last=False, conv_mode="cross_correlation"):
+def config_of(
+    x_shape,
+    w_shape,
+    stride=1,
+    padding=0,
+    output_padding=0,
+    groups=1,
+    dilation=1,
+    channels_last=False,
+    conv_mode="cross_correlation",
+):
     """The configuration a public call with these shapes and settings binds (for the tests
     that drive the lowerings, the gradient rules or the method registry directly)."""
     from convt_jax import _args
 
-    settings = _args.parse_settings(len(w_shape) - 2, stride, padding, output_padding, groups,
-                                    dilation, channels_last, conv_mode)
+    settings = _args.parse_settings(
+        len(w_shape) - 2,
+        stride,
+        padding,
+        output_padding,
+        groups,
+        dilation,
+        channels_last,
+        conv_mode,
+    )
     return _args.bind(settings, x_shape, w_shape).config
 
 
@@ -45,8 +64,9 @@ def numpy_oracle(x, w, b, stride, pads, output_padding, groups, dilation):
     c_in_g = c_in // groups
     out = [
         (length - 1) * s - lo - hi + d * (k - 1) + a + 1
-        for length, k, s, d, (lo, hi), a in zip(spatial, kernel, stride, dilation, pads,
-                                                 output_padding)
+        for length, k, s, d, (lo, hi), a in zip(
+            spatial, kernel, stride, dilation, pads, output_padding
+        )
     ]
     y = np.zeros((n, c_out_g * groups, *out), dtype=np.result_type(x, w))
     for ci in range(c_in):
@@ -55,8 +75,10 @@ def numpy_oracle(x, w, b, stride, pads, output_padding, groups, dilation):
             co = g * c_out_g + col
             for i in itertools.product(*(range(length) for length in spatial)):
                 for k in itertools.product(*(range(kk) for kk in kernel)):
-                    o = tuple(s * ii + d * kk - lo for ii, kk, s, d, (lo, _) in
-                              zip(i, k, stride, dilation, pads))
+                    o = tuple(
+                        s * ii + d * kk - lo
+                        for ii, kk, s, d, (lo, _) in zip(i, k, stride, dilation, pads)
+                    )
                     if all(0 <= oo < size for oo, size in zip(o, out)):
                         y[(slice(None), co) + o] += x[(slice(None), ci) + i] * w[(ci, col) + k]
     if b is not None:
@@ -75,14 +97,23 @@ def torch_forward(tx, tw, tb, stride, pads, output_padding, groups, dilation):
     fn = TORCH_FUNCTIONS[nd]
     stride, dilation = tuple(stride), tuple(dilation)
     if all(lo == hi for lo, hi in pads) and all(
-            a < max(s, d) for a, s, d in zip(output_padding, stride, dilation)):
-        return fn(tx, tw, tb, stride=stride, padding=tuple(lo for lo, _ in pads),
-                  output_padding=tuple(output_padding), groups=groups, dilation=dilation)
+        a < max(s, d) for a, s, d in zip(output_padding, stride, dilation)
+    ):
+        return fn(
+            tx,
+            tw,
+            tb,
+            stride=stride,
+            padding=tuple(lo for lo, _ in pads),
+            output_padding=tuple(output_padding),
+            groups=groups,
+            dilation=dilation,
+        )
     full = fn(tx, tw, None, stride=stride, padding=0, groups=groups, dilation=dilation)
     widths, index = [], [slice(None), slice(None)]
     for (lo, hi), a, size in zip(pads, output_padding, full.shape[2:]):
         end = hi - a
-        widths = [0, max(0, -end)] + widths       # torch's pad lists the last axis first
+        widths = [0, max(0, -end)] + widths  # torch's pad lists the last axis first
         index.append(slice(lo, size + max(0, -end) - max(0, end)))
     y = torch.nn.functional.pad(full, widths)[tuple(index)]
     if tb is not None:
@@ -93,8 +124,9 @@ def torch_forward(tx, tw, tb, stride, pads, output_padding, groups, dilation):
 def torch_reference(x, w, b, stride, pads, output_padding, groups, dilation):
     """:func:`torch_forward` on NumPy arrays (channels-first, batched), as a NumPy array."""
     tensor = lambda a: None if a is None else torch.from_numpy(np.asarray(a))  # noqa: E731
-    return torch_forward(tensor(x), tensor(w), tensor(b), stride, pads, output_padding, groups,
-                         dilation).numpy()
+    return torch_forward(
+        tensor(x), tensor(w), tensor(b), stride, pads, output_padding, groups, dilation
+    ).numpy()
 
 
 def to_layout(y, channels_last, batched):
@@ -122,14 +154,29 @@ def configs(draw, max_ndim=3, allow_asymmetric=True):
         hi = draw(st.integers(0, 3)) if allow_asymmetric and draw(st.booleans()) else lo
         pads.append((lo, hi))
     output_padding = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation))
-    out = [(length - 1) * s - lo - hi + d * (k - 1) + a + 1 for length, k, s, d, (lo, hi), a in
-           zip(spatial, kernel, stride, dilation, pads, output_padding)]
+    out = [
+        (length - 1) * s - lo - hi + d * (k - 1) + a + 1
+        for length, k, s, d, (lo, hi), a in zip(
+            spatial, kernel, stride, dilation, pads, output_padding
+        )
+    ]
     assume(all(o >= 1 for o in out))
     return dict(
-        nd=nd, groups=groups, c_in=c_in, c_out=c_out_g * groups, kernel=kernel, stride=stride,
-        dilation=dilation, spatial=spatial, pads=tuple(pads), output_padding=output_padding,
-        batch=draw(st.integers(1, 2)), bias=draw(st.booleans()), batched=draw(st.booleans()),
-        channels_last=draw(st.booleans()), seed=draw(st.integers(0, 2**16)),
+        nd=nd,
+        groups=groups,
+        c_in=c_in,
+        c_out=c_out_g * groups,
+        kernel=kernel,
+        stride=stride,
+        dilation=dilation,
+        spatial=spatial,
+        pads=tuple(pads),
+        output_padding=output_padding,
+        batch=draw(st.integers(1, 2)),
+        bias=draw(st.booleans()),
+        batched=draw(st.booleans()),
+        channels_last=draw(st.booleans()),
+        seed=draw(st.integers(0, 2**16)),
     )
 
 
@@ -137,7 +184,8 @@ def make_arrays(cfg, dtype=np.float64):
     rng = np.random.default_rng(cfg["seed"])
     x = rng.standard_normal((cfg["batch"], cfg["c_in"], *cfg["spatial"])).astype(dtype)
     w = rng.standard_normal((cfg["c_in"], cfg["c_out"] // cfg["groups"], *cfg["kernel"])).astype(
-        dtype)
+        dtype
+    )
     b = rng.standard_normal(cfg["c_out"]).astype(dtype) if cfg["bias"] else None
     return x, w, b
 
@@ -154,9 +202,14 @@ def call_args(cfg, x):
     xin = np.moveaxis(x, 1, -1) if cfg["channels_last"] else x
     if not cfg["batched"]:
         xin = xin[:1][0]
-    kwargs = dict(stride=cfg["stride"], padding=padding_arg(cfg["pads"]),
-                  output_padding=cfg["output_padding"], groups=cfg["groups"],
-                  dilation=cfg["dilation"], channels_last=cfg["channels_last"])
+    kwargs = dict(
+        stride=cfg["stride"],
+        padding=padding_arg(cfg["pads"]),
+        output_padding=cfg["output_padding"],
+        groups=cfg["groups"],
+        dilation=cfg["dilation"],
+        channels_last=cfg["channels_last"],
+    )
     return xin, kwargs
 
 
@@ -164,6 +217,7 @@ def reference(cfg, x, w, b):
     """PyTorch reference in the layout under test (x is the channels-first batched input)."""
     if not cfg["batched"]:
         x = x[:1]
-    y = torch_reference(x, w, b, cfg["stride"], cfg["pads"], cfg["output_padding"],
-                        cfg["groups"], cfg["dilation"])
+    y = torch_reference(
+        x, w, b, cfg["stride"], cfg["pads"], cfg["output_padding"], cfg["groups"], cfg["dilation"]
+    )
     return to_layout(y, cfg["channels_last"], cfg["batched"])

@@ -55,7 +55,8 @@ from convt_jax._compat import HAS_EXPLICIT_AXES, AxisType
 pytestmark = pytest.mark.skipif(
     jax.device_count() < 8,
     reason="needs 8 devices: XLA_FLAGS=--xla_force_host_platform_device_count=8 "
-           "(tests/test_sharding.py sets it)")
+    "(tests/test_sharding.py sets it)",
+)
 
 TOL = 1e-10
 METHODS = ("auto", "dilated", "subpixel", "matmul", "depthwise")
@@ -65,18 +66,19 @@ DIMS = (1, 2, 3)
 # output, and neighbours need a halo of input rows.  3-D uses the smaller kernel to keep
 # compile times low.
 GEOMETRY = {1: (4, 2, 1, 0), 2: (4, 2, 1, 0), 3: (3, 2, 1, 1)}
-LENGTH = {1: 6, 2: 4, 3: 2}          # per spatial axis (spatial tests: 16, 16, 8)
+LENGTH = {1: 6, 2: 4, 3: 2}  # per spatial axis (spatial tests: 16, 16, 8)
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 # Which JAX this is: Explicit mesh axes exist from jax 0.5 (AxisType), convt_jax runs on
 # them from 0.7 (jax.sharding.auto_axes) and raises a clear error in between.
 needs_axis_types = pytest.mark.skipif(
-    AxisType is None, reason="this JAX has no Explicit mesh axes (jax.sharding.AxisType)")
+    AxisType is None, reason="this JAX has no Explicit mesh axes (jax.sharding.AxisType)"
+)
 
 
 def mesh(shape, names, explicit=False):
-    if AxisType is None:                   # every axis is Auto
+    if AxisType is None:  # every axis is Auto
         return jax.make_mesh(shape, names)
     kind = AxisType.Explicit if explicit else AxisType.Auto
     return jax.make_mesh(shape, names, axis_types=(kind,) * len(shape))
@@ -91,8 +93,10 @@ def explicit_axes_unsupported():
 def collectives(hlo: str) -> dict[str, list[str]]:
     """Result types of every collective in a compiled HLO text, by kind."""
     found: dict[str, list[str]] = {}
-    pat = re.compile(r"= (\S+) (all-reduce|all-gather|collective-permute|all-to-all|"
-                     r"reduce-scatter)(?:-start)?\(")
+    pat = re.compile(
+        r"= (\S+) (all-reduce|all-gather|collective-permute|all-to-all|"
+        r"reduce-scatter)(?:-start)?\("
+    )
     for line in hlo.splitlines():
         m = pat.search(line)
         if m:
@@ -122,6 +126,7 @@ def fwd_bwd(nd, method, groups):
     def run(x, w, gy):
         y, vjp = jax.vjp(f, x, w)
         return (y, *vjp(gy))
+
     return run
 
 
@@ -155,7 +160,8 @@ def reference(nd, groups, args):
     if key not in _REFERENCE:
         dev = jax.devices()[0]
         _REFERENCE[key] = jax.jit(fwd_bwd(nd, "dilated", groups))(
-            *[jax.device_put(a, dev) for a in args])
+            *[jax.device_put(a, dev) for a in args]
+        )
     return _REFERENCE[key]
 
 
@@ -179,8 +185,7 @@ def test_data_parallel(nd, method):
     groups = groups_for(method, 4)
     args = problem(nd, n=8, c_in=4, c_out=8, groups=groups)
     batch, rep = NamedSharding(m, P("data")), NamedSharding(m, P())
-    (y, dx, dw), hlo, compiled = run_sharded(fwd_bwd(nd, method, groups), args,
-                                             (batch, rep, batch))
+    (y, dx, dw), hlo, compiled = run_sharded(fwd_bwd(nd, method, groups), args, (batch, rep, batch))
     assert_close((y, dx, dw), reference(nd, groups, args))
     # dw sums over the batch: every device's partial weight gradient is all-reduced
     # (in whatever shape the backward form computes it: the phase form's is padded).
@@ -207,8 +212,9 @@ def test_channel_parallel(nd, method):
     args = problem(nd, n=2, c_in=4, c_out=8, groups=groups)
     s = lambda *spec: NamedSharding(m, P(*spec))  # noqa: E731
     w_s = s(None, "model") if groups == 1 else s("model")
-    (y, dx, dw), hlo, compiled = run_sharded(fwd_bwd(nd, method, groups), args,
-                                             (s("data"), w_s, s("data", "model")))
+    (y, dx, dw), hlo, compiled = run_sharded(
+        fwd_bwd(nd, method, groups), args, (s("data"), w_s, s("data", "model"))
+    )
     assert_close((y, dx, dw), reference(nd, groups, args))
 
 
@@ -220,8 +226,8 @@ def test_channel_parallel_grouped(nd, per_group):
     args = problem(nd, n=2, c_in=8, c_out=8, groups=groups)
     s = lambda *spec: NamedSharding(m, P(*spec))  # noqa: E731
     (y, dx, dw), hlo, compiled = run_sharded(
-        fwd_bwd(nd, "dilated", groups), args, (s("data", "model"), s("model"),
-                                              s("data", "model")))
+        fwd_bwd(nd, "dilated", groups), args, (s("data", "model"), s("model"), s("data", "model"))
+    )
     assert_close((y, dx, dw), reference(nd, groups, args))
 
 
@@ -236,8 +242,9 @@ def test_spatial_parallel(nd, method):
     groups = groups_for(method, 4)
     args = problem(nd, n=2, c_in=4, c_out=4, groups=groups, length=(16, 16, 8)[nd - 1])
     sp = NamedSharding(m, P(None, None, "space"))
-    (y, dx, dw), hlo, compiled = run_sharded(fwd_bwd(nd, method, groups), args,
-                                             (sp, NamedSharding(m, P()), sp))
+    (y, dx, dw), hlo, compiled = run_sharded(
+        fwd_bwd(nd, method, groups), args, (sp, NamedSharding(m, P()), sp)
+    )
     assert_close((y, dx, dw), reference(nd, groups, args))
     # No convolution reaches the partitioner (README "Scaling out"); the convolution-free
     # forms' reshapes make it gather the split activations (no halo-only lowering yet).
@@ -291,36 +298,49 @@ def _upstream_dw(conv, x_shape, k_shape, spec):
     return jax.jit(dk)(jax.device_put(x, s), k, jax.device_put(gy, s)), dk(x, k, gy)
 
 
-@pytest.mark.xfail(strict=True, reason="XLA bug: a spatial split with an unused mesh axis "
-                   "all-reduces a convolution's weight gradient over the whole mesh")
+@pytest.mark.xfail(
+    strict=True,
+    reason="XLA bug: a spatial split with an unused mesh axis "
+    "all-reduces a convolution's weight gradient over the whole mesh",
+)
 def test_upstream_1_unused_axis_multiplies_dw():
     conv = lambda x, k: jax.lax.conv_general_dilated(  # noqa: E731
-        x, k, (1,), ((1, 1),), dimension_numbers=("NWC", "WIO", "NWC"))
+        x, k, (1,), ((1, 1),), dimension_numbers=("NWC", "WIO", "NWC")
+    )
     got, want = _upstream_dw(conv, (8, 8, 4), (3, 4, 4), P(None, "a"))
     np.testing.assert_allclose(np.asarray(got / want), 1.0, rtol=1e-9)
 
 
-@pytest.mark.xfail(strict=True, reason="XLA bug: the batch-grouped convolution of a grouped "
-                   "convolution's weight gradient is mis-partitioned under a batch split")
+@pytest.mark.xfail(
+    strict=True,
+    reason="XLA bug: the batch-grouped convolution of a grouped "
+    "convolution's weight gradient is mis-partitioned under a batch split",
+)
 def test_upstream_2_grouped_dw_under_batch_split():
     conv = lambda x, k: jax.lax.conv_general_dilated(  # noqa: E731
-        x, k, (1, 1), ((1, 1), (1, 1)), feature_group_count=4)
+        x, k, (1, 1), ((1, 1), (1, 1)), feature_group_count=4
+    )
     got, want = _upstream_dw(conv, (8, 8, 6, 6), (8, 2, 3, 3), P("a"))
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.xfail(strict=True, reason="XLA bug: the partitioner aborts the process on an "
-                   "lhs- and rhs-dilated convolution split along its spatial axis")
+@pytest.mark.xfail(
+    strict=True,
+    reason="XLA bug: the partitioner aborts the process on an "
+    "lhs- and rhs-dilated convolution split along its spatial axis",
+)
 def test_upstream_3_dilated_spatial_split_aborts():
-    code = _UPSTREAM + """
+    code = (
+        _UPSTREAM
+        + """
 conv = lambda x, k: jax.lax.conv_general_dilated(
     x, k, (1,), ((2, 2),), lhs_dilation=(2,), rhs_dilation=(2,))
 x, k = rng.standard_normal((8, 8, 4)), rng.standard_normal((8, 8, 4))
 got = jax.jit(conv)(jax.device_put(x, NamedSharding(mesh, P(None, None, "a"))), k)
 np.testing.assert_allclose(np.asarray(got), np.asarray(conv(x, k)), rtol=1e-9, atol=1e-9)
 """
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300)
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
@@ -330,7 +350,8 @@ def test_spatial_parallel_channels_last_dilated():
     x = rng.standard_normal((2, 16, 16, 4))
     w = rng.standard_normal((4, 3, 3, 3))
     f = lambda x, w: ct.conv_transpose2d(  # noqa: E731
-        x, w, None, 2, 1, 1, channels_last=True, method="dilated")
+        x, w, None, 2, 1, 1, channels_last=True, method="dilated"
+    )
     gy = rng.standard_normal(f(x, w).shape)
 
     def run(x, w, gy):
@@ -358,8 +379,9 @@ def test_explicit_axes_data_parallel(method):
         with explicit_axes_unsupported():
             run_sharded(fwd_bwd(2, method, groups), args, (batch, NamedSharding(m, P()), batch))
         return
-    (y, dx, dw), hlo, _ = run_sharded(fwd_bwd(2, method, groups), args,
-                                      (batch, NamedSharding(m, P()), batch))
+    (y, dx, dw), hlo, _ = run_sharded(
+        fwd_bwd(2, method, groups), args, (batch, NamedSharding(m, P()), batch)
+    )
     assert_close((y, dx, dw), reference(2, groups, args))
     assert jax.typeof(y).sharding.spec[0] == "data"
     assert jax.typeof(dx).sharding.spec[0] == "data"
@@ -382,8 +404,9 @@ def test_explicit_axes_channel_and_spatial():
     assert jax.typeof(y).sharding.spec[:2] == ("data", "model")
     assert jax.typeof(dw).sharding.spec[1] == "model"
     # Batch and rows: the split axes stay split in the output's type.
-    (y, dx, dw), _, _ = run_sharded(f, args, (s("data", None, "model"), s(),
-                                              s("data", None, "model")))
+    (y, dx, dw), _, _ = run_sharded(
+        f, args, (s("data", None, "model"), s(), s("data", None, "model"))
+    )
     assert_close((y, dx, dw), reference(2, 1, args))
     assert jax.typeof(y).sharding.spec[:3] == ("data", None, "model")
 
@@ -408,6 +431,7 @@ def _train_step(optimizer, optax):
         loss, grads = jax.value_and_grad(loss_fn)(params, x, target)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
+
     return step
 
 
@@ -424,8 +448,9 @@ def _train(step, state, steps=2):
 _SINGLE_DEVICE: dict = {}
 
 
-@pytest.mark.parametrize("layout", ["data", "data+model",
-                                    pytest.param("explicit", marks=needs_axis_types)])
+@pytest.mark.parametrize(
+    "layout", ["data", "data+model", pytest.param("explicit", marks=needs_axis_types)]
+)
 def test_training_step(layout):
     """Two SGD-with-momentum steps of a two-layer ``ct.nn`` decoder under ``jax.jit``:
     batch split over "data" (weights replicated; on the 2 x 4 mesh the first layer's
@@ -441,8 +466,9 @@ def test_training_step(layout):
     target = rng.standard_normal((8, 2, 8, 8))
     step = _train_step(optimizer, optax)
     if "want" not in _SINGLE_DEVICE:
-        _SINGLE_DEVICE["want"] = _train(step, jax.device_put(
-            (params, opt_state, x, target), jax.devices()[0]))
+        _SINGLE_DEVICE["want"] = _train(
+            step, jax.device_put((params, opt_state, x, target), jax.devices()[0])
+        )
     want_params, want_losses = _SINGLE_DEVICE["want"]
 
     if layout == "data+model":
@@ -455,10 +481,12 @@ def test_training_step(layout):
             return jax.device_put(leaf, NamedSharding(m, P(None, "model")))
         return jax.device_put(leaf, NamedSharding(m, P()))
 
-    state = (jax.tree_util.tree_map_with_path(place, params),
-             jax.tree_util.tree_map_with_path(place, opt_state),
-             jax.device_put(x, NamedSharding(m, P("data"))),
-             jax.device_put(target, NamedSharding(m, P("data"))))
+    state = (
+        jax.tree_util.tree_map_with_path(place, params),
+        jax.tree_util.tree_map_with_path(place, opt_state),
+        jax.device_put(x, NamedSharding(m, P("data"))),
+        jax.device_put(target, NamedSharding(m, P("data"))),
+    )
     if layout == "explicit" and not HAS_EXPLICIT_AXES:
         with explicit_axes_unsupported():
             _train(step, state)
@@ -476,8 +504,9 @@ def test_training_step(layout):
 # --- the shard_map example --------------------------------------------------------------
 
 
-@pytest.mark.skipif(not hasattr(jax, "shard_map"),
-                    reason="this JAX has no jax.shard_map (public from jax 0.6)")
+@pytest.mark.skipif(
+    not hasattr(jax, "shard_map"), reason="this JAX has no jax.shard_map (public from jax 0.6)"
+)
 def test_shard_map_example():
     path = ROOT / "examples" / "shard_map_example.py"
     spec = importlib.util.spec_from_file_location("shard_map_example", path)

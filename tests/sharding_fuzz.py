@@ -79,53 +79,80 @@ def _sample(r: random.Random) -> dict:
     r.shuffle(axes)
     placement = {s: axes[i] for i, s in enumerate(splits)}
     if r.random() < 0.2 and len(splits) == 1:
-        placement[splits[0]] = tuple(MESH_AXES)           # one split over the whole mesh
+        placement[splits[0]] = tuple(MESH_AXES)  # one split over the whole mesh
     # The weight's split for "out": its output channels (axis 1) or, grouped, whole
     # groups of its input channels (axis 0).
     out_axis = r.choice((0, 1)) if groups > 1 else 1
     mesh_kind = r.choice(("auto", "auto", "explicit", "shard_map"))
     if mesh_kind == "explicit" and not _compat.HAS_EXPLICIT_AXES:
-        mesh_kind = "auto"            # convt_jax runs on Explicit axes from jax 0.7
+        mesh_kind = "auto"  # convt_jax runs on Explicit axes from jax 0.7
     if mesh_kind == "shard_map" and not hasattr(jax, "shard_map"):
-        mesh_kind = "auto"            # public from jax 0.6
+        mesh_kind = "auto"  # public from jax 0.6
     if mesh_kind == "shard_map":
         placement = {"batch": placement.get("batch", "a")}
         if r.random() < 0.5:
             placement["batch"] = tuple(MESH_AXES)
     return dict(
-        nd=nd, channels_last=r.random() < 0.5, c_in=c_in, c_out=c_out, groups=groups,
-        kernel=kernel, stride=stride, dilation=dilation, padding=padding,
-        output_padding=output_padding, padding_mode=mode, length=length, batch=8,
-        method=r.choice(METHODS), placement=placement, out_axis=out_axis,
-        mesh_kind=mesh_kind, bias=r.random() < 0.5,
+        nd=nd,
+        channels_last=r.random() < 0.5,
+        c_in=c_in,
+        c_out=c_out,
+        groups=groups,
+        kernel=kernel,
+        stride=stride,
+        dilation=dilation,
+        padding=padding,
+        output_padding=output_padding,
+        padding_mode=mode,
+        length=length,
+        batch=8,
+        method=r.choice(METHODS),
+        placement=placement,
+        out_axis=out_axis,
+        mesh_kind=mesh_kind,
+        bias=r.random() < 0.5,
     )
 
 
 def _shapes(case: dict):
     nd, cl = case["nd"], case["channels_last"]
-    x = ((case["batch"], *case["length"], case["c_in"]) if cl
-         else (case["batch"], case["c_in"], *case["length"]))
+    x = (
+        (case["batch"], *case["length"], case["c_in"])
+        if cl
+        else (case["batch"], case["c_in"], *case["length"])
+    )
     w = (case["c_in"], case["c_out"] // case["groups"], *case["kernel"])
     return x, w, nd
 
 
 def _call(case: dict, x, w, b):
     return ct.conv_transpose(
-        x, w, b, stride=tuple(case["stride"]), padding=tuple(case["padding"]),
-        output_padding=tuple(case["output_padding"]), groups=case["groups"],
-        dilation=tuple(case["dilation"]), channels_last=case["channels_last"],
-        padding_mode=case["padding_mode"], method=case["method"])
+        x,
+        w,
+        b,
+        stride=tuple(case["stride"]),
+        padding=tuple(case["padding"]),
+        output_padding=tuple(case["output_padding"]),
+        groups=case["groups"],
+        dilation=tuple(case["dilation"]),
+        channels_last=case["channels_last"],
+        padding_mode=case["padding_mode"],
+        method=case["method"],
+    )
 
 
 def _check_accepted(case: dict) -> None:
     xs, ws, _ = _shapes(case)
     b = jax.ShapeDtypeStruct((case["c_out"],), jnp.float64) if case["bias"] else None
-    out = jax.eval_shape(lambda x, w, b: _call(case, x, w, b),
-                         jax.ShapeDtypeStruct(xs, jnp.float64),
-                         jax.ShapeDtypeStruct(ws, jnp.float64), b)
+    out = jax.eval_shape(
+        lambda x, w, b: _call(case, x, w, b),
+        jax.ShapeDtypeStruct(xs, jnp.float64),
+        jax.ShapeDtypeStruct(ws, jnp.float64),
+        b,
+    )
     if any(d < 1 for d in out.shape):
         raise ValueError("empty output")
-    _specs(case, xs, ws)                      # raises ValueError when a split does not divide
+    _specs(case, xs, ws)  # raises ValueError when a split does not divide
 
 
 def _size(entry) -> int:
@@ -156,9 +183,25 @@ def _specs(case: dict, xs, ws):
 
 
 def describe(case: dict) -> str:
-    keys = ("nd", "channels_last", "c_in", "c_out", "groups", "kernel", "stride", "dilation",
-            "padding", "output_padding", "padding_mode", "length", "method", "mesh_kind",
-            "placement", "out_axis", "bias")
+    keys = (
+        "nd",
+        "channels_last",
+        "c_in",
+        "c_out",
+        "groups",
+        "kernel",
+        "stride",
+        "dilation",
+        "padding",
+        "output_padding",
+        "padding_mode",
+        "length",
+        "method",
+        "mesh_kind",
+        "placement",
+        "out_axis",
+        "bias",
+    )
     return json.dumps({k: case[k] for k in keys})
 
 
@@ -173,6 +216,7 @@ def _vjp_fn(case: dict, cot):
     def fn(x, w, b):
         y, pull = jax.vjp(lambda x, w, b: _call(case, x, w, b), x, w, b)
         return (y, *pull(cot))
+
     return fn
 
 
@@ -229,9 +273,12 @@ def _run_shard_map(case, mesh, x_spec, x, w, b, cot):
         # vary over the batch axes already sums their cotangents over the devices.
         return (y, *pull(cot))
 
-    f = jax.shard_map(per_device, mesh=mesh,
-                          in_specs=(x_spec, P(), P(), cot_spec),
-                          out_specs=(cot_spec, x_spec, P(), P()))
+    f = jax.shard_map(
+        per_device,
+        mesh=mesh,
+        in_specs=(x_spec, P(), P(), cot_spec),
+        out_specs=(cot_spec, x_spec, P(), P()),
+    )
     return jax.jit(f)(x, w, b, cot)
 
 
@@ -239,14 +286,23 @@ def _run_shard_map(case, mesh, x_spec, x, w, b, cot):
 
 # (ndim, channels_last, kernel, stride, padding, output_padding, dilation): layers whose
 # output blocks line up with the input blocks (L_out = s * L).
-HALO_CASES = [(1, False, 8, 4, 2, 0, 1), (1, True, 3, 1, 2, 0, 2), (2, False, 4, 2, 1, 0, 1),
-              (2, True, 3, 2, 1, 1, 1), (2, False, 3, 1, 1, 0, 1), (3, False, 4, 2, 1, 0, 1)]
+HALO_CASES = [
+    (1, False, 8, 4, 2, 0, 1),
+    (1, True, 3, 1, 2, 0, 2),
+    (2, False, 4, 2, 1, 0, 1),
+    (2, True, 3, 2, 1, 1, 1),
+    (2, False, 3, 1, 1, 0, 1),
+    (3, False, 4, 2, 1, 0, 1),
+]
 
 
 def _collectives(hlo: str) -> dict[str, int]:
     import re
-    return {op: len(re.findall(rf" {op}(?:-start)?\(", hlo))
-            for op in ("all-gather", "all-to-all", "collective-permute", "all-reduce")}
+
+    return {
+        op: len(re.findall(rf" {op}(?:-start)?\(", hlo))
+        for op in ("all-gather", "all-to-all", "collective-permute", "all-reduce")
+    }
 
 
 def _explicit_step(f, x, w, b, axis_names, x_spec, w_spec, y_spec):
@@ -262,12 +318,20 @@ def _explicit_step(f, x, w, b, axis_names, x_spec, w_spec, y_spec):
 
     ref = jax.jit(step)(*jax.device_put((x, w, b, gy), jax.devices()[0]))
     mesh = jax.make_mesh((2, 4), axis_names, axis_types=(_compat.AxisType.Explicit,) * 2)
-    b_spec = P(w_spec[1]) if len(w_spec) > 1 and w_spec[1] is not None else \
-        P(w_spec[0]) if len(w_spec) and w_spec[0] is not None else P()
+    b_spec = (
+        P(w_spec[1])
+        if len(w_spec) > 1 and w_spec[1] is not None
+        else P(w_spec[0])
+        if len(w_spec) and w_spec[0] is not None
+        else P()
+    )
     y_split = NamedSharding(mesh, y_spec)
-    args = (jax.device_put(x, NamedSharding(mesh, x_spec)),
-            jax.device_put(w, NamedSharding(mesh, w_spec)),
-            jax.device_put(b, NamedSharding(mesh, b_spec)), jax.device_put(gy, y_split))
+    args = (
+        jax.device_put(x, NamedSharding(mesh, x_spec)),
+        jax.device_put(w, NamedSharding(mesh, w_spec)),
+        jax.device_put(b, NamedSharding(mesh, b_spec)),
+        jax.device_put(gy, y_split),
+    )
     compiled = jax.jit(step).lower(*args).compile()
     return ref, compiled(*args), _collectives(compiled.as_text()), y_split
 
@@ -281,16 +345,18 @@ def check_halo(case) -> str | None:
     rng = np.random.default_rng(0)
     length = 16 if nd < 3 else 8
     xs = (4, *(length,) * nd, 6) if cl else (4, 6, *(length,) * nd)
-    x, w, b = rng.standard_normal(xs), rng.standard_normal((6, 4, *(k,) * nd)), \
-        rng.standard_normal(4)
+    x, w, b = (
+        rng.standard_normal(xs),
+        rng.standard_normal((6, 4, *(k,) * nd)),
+        rng.standard_normal(4),
+    )
     spec = [None] * (nd + 2)
     spec[0], spec[1 if cl else 2] = "data", "space"
 
     def f(x, w, b):
         return ct.conv_transpose(x, w, b, s, p, op, dilation=d, channels_last=cl)
 
-    ref, got, found, split = _explicit_step(f, x, w, b, ("data", "space"), P(*spec), P(),
-                                            P(*spec))
+    ref, got, found, split = _explicit_step(f, x, w, b, ("data", "space"), P(*spec), P(), P(*spec))
     bad = []
     if found["all-gather"] or found["all-to-all"]:
         bad.append(f"gathers: {found}")
@@ -318,8 +384,13 @@ def main(seeds: list[int]) -> int:
 
 
 # (ndim, channels_last, groups, C_out): output channels (groups == 1) or whole groups split.
-CHANNEL_CASES = [(1, False, 1, 16), (2, True, 1, 8), (2, False, 4, 16), (2, True, 8, 16),
-                 (3, False, 1, 8)]
+CHANNEL_CASES = [
+    (1, False, 1, 16),
+    (2, True, 1, 8),
+    (2, False, 4, 16),
+    (2, True, 8, 16),
+    (3, False, 1, 8),
+]
 
 
 def check_channels(case) -> str | None:
@@ -330,8 +401,11 @@ def check_channels(case) -> str | None:
     rng = np.random.default_rng(1)
     c_in, length = 8, (6 if nd < 3 else 4)
     xs = (4, *(length,) * nd, c_in) if cl else (4, c_in, *(length,) * nd)
-    x, w, b = rng.standard_normal(xs), rng.standard_normal((c_in, c_out // groups, *(4,) * nd)), \
-        rng.standard_normal(c_out)
+    x, w, b = (
+        rng.standard_normal(xs),
+        rng.standard_normal((c_in, c_out // groups, *(4,) * nd)),
+        rng.standard_normal(c_out),
+    )
     c_ax = nd + 1 if cl else 1
     x_spec = [None] * (nd + 2)
     x_spec[0] = "data"
@@ -344,8 +418,9 @@ def check_channels(case) -> str | None:
 
     y_spec = [None] * (nd + 2)
     y_spec[0], y_spec[c_ax] = "data", "model"
-    ref, got, found, y_split = _explicit_step(f, x, w, b, ("data", "model"), P(*x_spec),
-                                              w_spec, P(*y_spec))
+    ref, got, found, y_split = _explicit_step(
+        f, x, w, b, ("data", "model"), P(*x_spec), w_spec, P(*y_spec)
+    )
     bad = []
     if found["all-gather"] or found["all-to-all"]:
         bad.append(f"gathers: {found}")

@@ -10,7 +10,6 @@ import sys
 import types
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
 
@@ -23,15 +22,30 @@ except ModuleNotFoundError:  # Python 3.10
     tomllib = None
 
 OPS = ["conv_transpose", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"]
-POSITIONAL = [("input", inspect.Parameter.empty), ("weight", inspect.Parameter.empty),
-              ("bias", None), ("stride", 1), ("padding", 0), ("output_padding", 0)]
-KEYWORD_ONLY = [("groups", 1), ("dilation", 1), ("output_size", None), ("channels_last", False),
-                ("conv_mode", "cross_correlation"), ("precision", None),
-                ("preferred_element_type", None), ("padding_mode", "zeros"), ("method", "auto")]
+POSITIONAL = [
+    ("input", inspect.Parameter.empty),
+    ("weight", inspect.Parameter.empty),
+    ("bias", None),
+    ("stride", 1),
+    ("padding", 0),
+    ("output_padding", 0),
+]
+KEYWORD_ONLY = [
+    ("groups", 1),
+    ("dilation", 1),
+    ("output_size", None),
+    ("channels_last", False),
+    ("conv_mode", "cross_correlation"),
+    ("precision", None),
+    ("preferred_element_type", None),
+    ("padding_mode", "zeros"),
+    ("method", "auto"),
+]
 P = inspect.Parameter
 
 
 # --- names ------------------------------------------------------------------------------
+
 
 def _public_modules(module: types.ModuleType = ct):
     """``convt_jax`` and every public submodule reachable through ``__all__``."""
@@ -84,8 +98,11 @@ def test_top_level_names():
 def test_layout_converters_come_in_pairs():
     names = set(ct.layouts.__all__)
     for name in names:  # from_X and to_X
-        other = name.replace("from_", "to_", 1) if name.startswith("from_") else \
-            name.replace("to_", "from_", 1)
+        other = (
+            name.replace("from_", "to_", 1)
+            if name.startswith("from_")
+            else name.replace("to_", "from_", 1)
+        )
         assert other in names, f"{name} has no inverse {other}"
 
 
@@ -108,13 +125,14 @@ def test_public_names_are_documented(obj):
 
 # --- signatures ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", OPS)
 def test_op_signature(name):
     params = list(inspect.signature(getattr(ct, name)).parameters.values())
     assert [(p.name, p.default) for p in params] == POSITIONAL + KEYWORD_ONLY
-    for p in params[:len(POSITIONAL)]:
+    for p in params[: len(POSITIONAL)]:
         assert p.kind is P.POSITIONAL_OR_KEYWORD, p.name
-    for p in params[len(POSITIONAL):]:
+    for p in params[len(POSITIONAL) :]:
         assert p.kind is P.KEYWORD_ONLY, f"{p.name} must be keyword-only"
 
 
@@ -146,8 +164,9 @@ def test_positional_order_is_pytorchs():
     rng = np.random.default_rng(0)
     x, w, b = rng.standard_normal((1, 2, 4, 3)), rng.standard_normal((2, 3, 3, 2)), np.ones(3)
     pos = ct.conv_transpose2d(x, w, b, (2, 1), (1, 0), (1, 0))
-    kw = ct.conv_transpose2d(input=x, weight=w, bias=b, stride=(2, 1), padding=(1, 0),
-                             output_padding=(1, 0))
+    kw = ct.conv_transpose2d(
+        input=x, weight=w, bias=b, stride=(2, 1), padding=(1, 0), output_padding=(1, 0)
+    )
     np.testing.assert_array_equal(np.asarray(pos), np.asarray(kw))
     assert pos.shape == (1, 3, 8, 4)
 
@@ -167,30 +186,77 @@ PADDINGS = {
 def _shape_cases():
     """(id, n, batched, channels_last, settings, expected spatial output or None)."""
     for i, (n, batched, channels_last, pad) in enumerate(
-            itertools.product((1, 2, 3), (True, False), (False, True), PADDINGS)):
+        itertools.product((1, 2, 3), (True, False), (False, True), PADDINGS)
+    ):
         stride = (2, 1, 3)[:n] if i % 2 else 2
         dilation = 1 if i % 3 else (1, 2, 1)[:n]
         output_padding = 1 if (stride == 2 and i % 4 == 0 and pad != "same") else 0
-        want = tuple(s * length for s, length in zip(
-            stride if isinstance(stride, tuple) else (stride,) * n, SPATIAL)) \
-            if pad == "same" else None
-        yield (f"{n}d-{'b' if batched else 'u'}-{'cl' if channels_last else 'cf'}-{pad}",
-               n, batched, channels_last, dict(stride=stride, padding=PADDINGS[pad](n),
-                                               output_padding=output_padding,
-                                               dilation=dilation), want)
+        want = (
+            tuple(
+                s * length
+                for s, length in zip(
+                    stride if isinstance(stride, tuple) else (stride,) * n, SPATIAL
+                )
+            )
+            if pad == "same"
+            else None
+        )
+        yield (
+            f"{n}d-{'b' if batched else 'u'}-{'cl' if channels_last else 'cf'}-{pad}",
+            n,
+            batched,
+            channels_last,
+            dict(
+                stride=stride,
+                padding=PADDINGS[pad](n),
+                output_padding=output_padding,
+                dilation=dilation,
+            ),
+            want,
+        )
     # groups; output_size as spatial sizes, as an int and as a full output shape
     yield "2d-groups", 2, True, False, dict(groups=2, stride=2, padding=1), None
     yield "1d-output_size-int", 1, True, False, dict(stride=3, output_size=9), (9,)
-    yield ("2d-output_size-spatial-cl", 2, True, True,
-           dict(stride=2, padding=(1, 0), output_size=(5, 9)), (5, 9))
-    yield ("2d-output_size-full", 2, True, False, dict(stride=2, output_size=(2, 3, 7, 10)),
-           (7, 10))
-    yield ("2d-output_size-full-unbatched", 2, False, False,
-           dict(stride=2, output_size=(3, 7, 10)), (7, 10))
-    yield ("3d-output_size-full-cl-unbatched", 3, False, True,
-           dict(stride=2, output_size=(6, 9, 5, 3)), (6, 9, 5))
-    yield ("3d-output_size-full-cl", 3, True, True,
-           dict(stride=2, dilation=2, padding=1, output_size=(2, 6, 10, 4, 3)), (6, 10, 4))
+    yield (
+        "2d-output_size-spatial-cl",
+        2,
+        True,
+        True,
+        dict(stride=2, padding=(1, 0), output_size=(5, 9)),
+        (5, 9),
+    )
+    yield (
+        "2d-output_size-full",
+        2,
+        True,
+        False,
+        dict(stride=2, output_size=(2, 3, 7, 10)),
+        (7, 10),
+    )
+    yield (
+        "2d-output_size-full-unbatched",
+        2,
+        False,
+        False,
+        dict(stride=2, output_size=(3, 7, 10)),
+        (7, 10),
+    )
+    yield (
+        "3d-output_size-full-cl-unbatched",
+        3,
+        False,
+        True,
+        dict(stride=2, output_size=(6, 9, 5, 3)),
+        (6, 9, 5),
+    )
+    yield (
+        "3d-output_size-full-cl",
+        3,
+        True,
+        True,
+        dict(stride=2, dilation=2, padding=1, output_size=(2, 6, 10, 4, 3)),
+        (6, 10, 4),
+    )
 
 
 @pytest.mark.parametrize("case", [pytest.param(c[1:], id=c[0]) for c in _shape_cases()])
@@ -206,30 +272,42 @@ def test_output_shape_matches_the_operation(case):
     expected = ct.conv_transpose_output_shape(x_shape, w_shape, channels_last=channels_last, **kw)
     assert isinstance(expected, tuple) and all(type(d) is int for d in expected)
     x, w = np.ones(x_shape, np.float32), np.ones(w_shape, np.float32)
-    assert getattr(ct, f"conv_transpose{n}d")(x, w, channels_last=channels_last,
-                                               **kw).shape == expected
+    assert (
+        getattr(ct, f"conv_transpose{n}d")(x, w, channels_last=channels_last, **kw).shape
+        == expected
+    )
     assert ct.conv_transpose(x, w, channels_last=channels_last, **kw).shape == expected
     # list shapes work the same as tuples
-    assert ct.conv_transpose_output_shape(list(x_shape), list(w_shape),
-                                          channels_last=channels_last, **kw) == expected
+    assert (
+        ct.conv_transpose_output_shape(
+            list(x_shape), list(w_shape), channels_last=channels_last, **kw
+        )
+        == expected
+    )
     # the non-spatial axes are (N,) C_out in the input's layout
     lead = x_shape[:1] if batched else ()
-    spatial_out = expected[len(lead):-1] if channels_last else expected[len(lead) + 1:]
+    spatial_out = expected[len(lead) : -1] if channels_last else expected[len(lead) + 1 :]
     assert len(spatial_out) == n
-    assert expected == ((lead + spatial_out + (c_out,)) if channels_last
-                        else (lead + (c_out,) + spatial_out))
+    assert expected == (
+        (lead + spatial_out + (c_out,)) if channels_last else (lead + (c_out,) + spatial_out)
+    )
     if want_spatial is not None:  # output_size honoured; "same" gives input * stride
         assert spatial_out == want_spatial
 
 
 # --- docstring examples run ------------------------------------------------------------
 
+
 def _doctests():
     """Every ``>>>`` example in every loaded module of the package, private ones included."""
     finder = doctest.DocTestFinder(exclude_empty=True)
-    modules = [mod for name, mod in sorted(sys.modules.items())
-               if (name == "convt_jax" or name.startswith("convt_jax."))
-               and name != "convt_jax.__main__" and mod is not None]
+    modules = [
+        mod
+        for name, mod in sorted(sys.modules.items())
+        if (name == "convt_jax" or name.startswith("convt_jax."))
+        and name != "convt_jax.__main__"
+        and mod is not None
+    ]
     tests = {}
     for module in modules:
         for t in finder.find(module):
@@ -258,6 +336,7 @@ def test_docstring_examples(test):
 
 
 # --- packaging ------------------------------------------------------------------------
+
 
 def test_py_typed_ships():
     assert importlib.resources.files("convt_jax").joinpath("py.typed").is_file()

@@ -27,8 +27,8 @@ def test_interior_is_bilinear_interpolation(rng, factor, n):
     y = ct.conv_transpose(x, w, stride=s, padding=p)
     out = tuple(d * s for d in spatial)
     assert y.shape == (2, c) + out
-    want = jax.image.resize(x, (2, c) + out, "linear")          # half-pixel centres
-    inner = (Ellipsis,) + (slice(factor, -factor),) * n         # away from the border
+    want = jax.image.resize(x, (2, c) + out, "linear")  # half-pixel centres
+    inner = (Ellipsis,) + (slice(factor, -factor),) * n  # away from the border
     np.testing.assert_allclose(y[inner], want[inner], rtol=1e-12, atol=1e-12)
     # the depthwise form (groups=C) gives the same layer
     wd = ct.nn.init.bilinear(None, (c, 1) + (k,) * n, jnp.float64)
@@ -52,8 +52,7 @@ def test_explicit_formula_and_structure():
 
 
 def test_dtype_and_as_a_layer_weight():
-    layer = ct.nn.ConvTranspose2d(3, 3, 4, stride=2, padding=1, bias=False,
-                                  key=jax.random.key(0))
+    layer = ct.nn.ConvTranspose2d(3, 3, 4, stride=2, padding=1, bias=False, key=jax.random.key(0))
     layer = layer.replace(weight=ct.nn.init.bilinear(None, layer.weight.shape))
     assert layer.weight.dtype == jnp.float32
     assert ct.nn.init.bilinear(None, (1, 1, 4), jnp.bfloat16).dtype == jnp.bfloat16
@@ -63,12 +62,15 @@ def test_dtype_and_as_a_layer_weight():
     np.testing.assert_allclose(y[..., 2:-2, 2:-2], want[..., 2:-2, 2:-2], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("shape, exc, match", [
-    ((3, 2, 4), ValueError, r"C_out // groups must equal C_in=3 .* or 1"),
-    ((3, 3), ValueError, "rank >= 3"),
-    ((3, 3, 0), ValueError, "every size >= 1"),
-    ("3x3", TypeError, "must be a tuple of ints"),
-])
+@pytest.mark.parametrize(
+    "shape, exc, match",
+    [
+        ((3, 2, 4), ValueError, r"C_out // groups must equal C_in=3 .* or 1"),
+        ((3, 3), ValueError, "rank >= 3"),
+        ((3, 3, 0), ValueError, "every size >= 1"),
+        ("3x3", TypeError, "must be a tuple of ints"),
+    ],
+)
 def test_bad_shapes(shape, exc, match):
     with pytest.raises(exc, match=match):
         ct.nn.init.bilinear(None, shape)

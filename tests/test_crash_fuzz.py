@@ -40,15 +40,15 @@ from convt_jax import _methods
 from convt_jax._geometry import Config, crop_from_padding
 
 CHILD = Path(__file__).with_name("crash_fuzz_child.py")
-METHODS = _methods.METHODS          # every method of the registry, "auto" first
+METHODS = _methods.METHODS  # every method of the registry, "auto" first
 _SCALE = max(1, settings().max_examples // 60)
 # About 0.6 s a case on a quiet 2-core machine (one small jit program each, compiled and
 # run, PyTorch's reference included), plus the children's start-up: the default fits in
 # about two minutes; --slow runs ten times as many.
 N_CASES = int(os.environ.get("CONVT_JAX_CRASH_FUZZ_CASES", 160 * _SCALE))
 PER_CHILD = 60
-VMAP_EVERY = 4                      # every 4th case also runs under jax.vmap
-REFUSED_SHARE = 0.1                 # cases drawn whatever the method can compute
+VMAP_EVERY = 4  # every 4th case also runs under jax.vmap
+REFUSED_SHARE = 0.1  # cases drawn whatever the method can compute
 SEED = 20261129
 CHILD_TIMEOUT_S = 900
 
@@ -60,16 +60,44 @@ CHILD_TIMEOUT_S = 900
 REGRESSIONS = [
     # conv_transpose3d(ones((1, 2, 3, 4, 1)), ones((2, 2, 2, 3, 4)), None, 2, 1,
     # dilation=(1, 2, 2)), as first reported.
-    dict(nd=3, batch=1, c_in=2, c_out=2, groups=1, spatial=[3, 4, 1], kernel=[2, 3, 4],
-         stride=[2, 2, 2], dilation=[1, 2, 2], pads=[[1, 1]] * 3, output_padding=[0, 0, 0],
-         channels_last=False, bias=False, method=m, seed=0)
+    dict(
+        nd=3,
+        batch=1,
+        c_in=2,
+        c_out=2,
+        groups=1,
+        spatial=[3, 4, 1],
+        kernel=[2, 3, 4],
+        stride=[2, 2, 2],
+        dilation=[1, 2, 2],
+        pads=[[1, 1]] * 3,
+        output_padding=[0, 0, 0],
+        channels_last=False,
+        bias=False,
+        method=m,
+        seed=0,
+    )
     for m in METHODS
 ] + [
     # The smallest public form: conv_transpose2d(x (1, 1, 3, 2), w (1, 1, 2, 3),
     # stride=(2, 1), padding=(1, 0)).
-    dict(nd=2, batch=1, c_in=1, c_out=1, groups=1, spatial=[3, 2], kernel=[2, 3],
-         stride=[2, 1], dilation=[1, 1], pads=[[1, 1], [0, 0]], output_padding=[0, 0],
-         channels_last=False, bias=False, method=m, seed=0)
+    dict(
+        nd=2,
+        batch=1,
+        c_in=1,
+        c_out=1,
+        groups=1,
+        spatial=[3, 2],
+        kernel=[2, 3],
+        stride=[2, 1],
+        dilation=[1, 1],
+        pads=[[1, 1], [0, 0]],
+        output_padding=[0, 0],
+        channels_last=False,
+        bias=False,
+        method=m,
+        seed=0,
+    )
     for m in METHODS
 ]
 
@@ -82,11 +110,18 @@ def _applies(case: dict) -> bool:
     """Whether the registry says the case's method can compute its configuration."""
     if case["method"] == "auto":
         return True
-    config = Config(stride=tuple(case["stride"]), dilation=tuple(case["dilation"]),
-                    crops=tuple(crop_from_padding(tuple(p), a) for p, a in zip(
-                        case["pads"], case["output_padding"])),
-                    groups=case["groups"], channels_last=case["channels_last"], flip=False,
-                    precision=None, preferred_element_type=None)
+    config = Config(
+        stride=tuple(case["stride"]),
+        dilation=tuple(case["dilation"]),
+        crops=tuple(
+            crop_from_padding(tuple(p), a) for p, a in zip(case["pads"], case["output_padding"])
+        ),
+        groups=case["groups"],
+        channels_last=case["channels_last"],
+        flip=False,
+        precision=None,
+        preferred_element_type=None,
+    )
     x_shape = (case["batch"], case["c_in"], *case["spatial"])
     w_shape = (case["c_in"], case["c_out"] // case["groups"], *case["kernel"])
     return _methods.reasons(config, x_shape, w_shape)[case["method"]] is None
@@ -141,19 +176,35 @@ def _draw_any(r: random.Random, method: str) -> dict:
             a0 = r.randrange(nd)
             kernel[a0] = stride[a0] = r.choice((2, 2, 3))
             dilation[a0], pads[a0], opad[a0] = 1, [kernel[a0] - 1] * 2, 0
-        lengths = [_out_length(*v, lo, hi, a) for v, (lo, hi), a in
-                   zip(zip(spatial, kernel, stride, dilation), pads, opad)]
+        lengths = [
+            _out_length(*v, lo, hi, a)
+            for v, (lo, hi), a in zip(zip(spatial, kernel, stride, dilation), pads, opad)
+        ]
         if all(o >= 1 for o in lengths) and all(o <= 64 for o in lengths):
-            return dict(nd=nd, batch=r.randint(1, 2), c_in=c_in, c_out=c_out, groups=groups,
-                        spatial=spatial, kernel=kernel, stride=stride, dilation=dilation,
-                        pads=pads, output_padding=opad, channels_last=r.random() < 0.5,
-                        bias=r.random() < 0.5, method=method, seed=r.randint(0, 2**31))
+            return dict(
+                nd=nd,
+                batch=r.randint(1, 2),
+                c_in=c_in,
+                c_out=c_out,
+                groups=groups,
+                spatial=spatial,
+                kernel=kernel,
+                stride=stride,
+                dilation=dilation,
+                pads=pads,
+                output_padding=opad,
+                channels_last=r.random() < 0.5,
+                bias=r.random() < 0.5,
+                method=method,
+                seed=r.randint(0, 2**31),
+            )
 
 
 def draw_cases(n: int, seed: int = SEED) -> list[dict]:
     r = random.Random(seed)
-    return [dict(draw_case(r, METHODS[i % len(METHODS)]), vmap=i % VMAP_EVERY == 0)
-            for i in range(n)]
+    return [
+        dict(draw_case(r, METHODS[i % len(METHODS)]), vmap=i % VMAP_EVERY == 0) for i in range(n)
+    ]
 
 
 def run_in_children(cases: list[dict], timeout: float = CHILD_TIMEOUT_S):
@@ -168,8 +219,14 @@ def run_in_children(cases: list[dict], timeout: float = CHILD_TIMEOUT_S):
     env.setdefault("JAX_PLATFORMS", "cpu")
     while todo:
         proc = subprocess.run(
-            [sys.executable, str(CHILD)], input=json.dumps(todo), capture_output=True,
-            text=True, timeout=timeout, env=env, cwd=str(CHILD.parent.parent))
+            [sys.executable, str(CHILD)],
+            input=json.dumps(todo),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            cwd=str(CHILD.parent.parent),
+        )
         started, done = None, 0
         for line in proc.stdout.splitlines():
             if line.startswith("START "):
@@ -180,11 +237,11 @@ def run_in_children(cases: list[dict], timeout: float = CHILD_TIMEOUT_S):
         if proc.returncode == 0 and done == len(todo):
             break
         tail = "\n".join(proc.stderr.strip().splitlines()[:6])
-        if started is None:   # died outside a case (import error, ...): nothing to resume
+        if started is None:  # died outside a case (import error, ...): nothing to resume
             aborts.append((None, proc.returncode, proc.stderr[-2000:]))
             break
         aborts.append((started, proc.returncode, tail))
-        todo = todo[done + 1:]
+        todo = todo[done + 1 :]
     return results, aborts
 
 
@@ -202,8 +259,11 @@ def _check(cases):
         # An explicit method may refuse a configuration it cannot compute (the registry's
         # ValueError, convt_jax/_methods.py); "auto" and "dilated" compute every valid one.
         refusal = f"ValueError: method={method!r} cannot compute this configuration: "
-        if status == "ok" or (status == "rejected" and method not in ("auto", "dilated")
-                              and res["detail"].startswith(refusal)):
+        if status == "ok" or (
+            status == "rejected"
+            and method not in ("auto", "dilated")
+            and res["detail"].startswith(refusal)
+        ):
             continue
         failures.append(f"{status.upper()} in case {_describe(res['case'])}: {res['detail']}")
     ran = len(results) + len(aborts)
@@ -245,18 +305,27 @@ def test_second_order_derivatives_compile():
     abort, and d/dg <dx(g), v> is the transposed convolution of v (PyTorch)."""
     env = dict(os.environ)
     env.setdefault("JAX_PLATFORMS", "cpu")
-    proc = subprocess.run([sys.executable, "-c", SECOND_ORDER], capture_output=True, text=True,
-                          timeout=CHILD_TIMEOUT_S, env=env, cwd=str(CHILD.parent.parent))
+    proc = subprocess.run(
+        [sys.executable, "-c", SECOND_ORDER],
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT_S,
+        env=env,
+        cwd=str(CHILD.parent.parent),
+    )
     assert proc.returncode == 0 and proc.stdout.strip().endswith("OK"), (
-        f"child exited {proc.returncode}:\n{proc.stderr[-2000:]}")
+        f"child exited {proc.returncode}:\n{proc.stderr[-2000:]}"
+    )
 
 
 @pytest.mark.parametrize("chunk", range(-(-N_CASES // PER_CHILD)))
 def test_crash_fuzz(chunk):
     """Cases ``chunk*PER_CHILD ...`` of the seeded draw: no abort, no error, PyTorch's numbers."""
-    cases = draw_cases(N_CASES)[chunk * PER_CHILD:(chunk + 1) * PER_CHILD]
-    print(f"crash fuzz: cases {chunk * PER_CHILD}..{chunk * PER_CHILD + len(cases) - 1} "
-          f"of {N_CASES} (seed {SEED})")
+    cases = draw_cases(N_CASES)[chunk * PER_CHILD : (chunk + 1) * PER_CHILD]
+    print(
+        f"crash fuzz: cases {chunk * PER_CHILD}..{chunk * PER_CHILD + len(cases) - 1} "
+        f"of {N_CASES} (seed {SEED})"
+    )
     _check(cases)
 
 
@@ -264,11 +333,17 @@ def test_draw_is_valid_and_covers_the_corners():
     """The draw is deterministic and reaches the configurations it is meant to stress."""
     cases = draw_cases(N_CASES)
     assert cases == draw_cases(N_CASES)
-    axes = [(n, k, s, d, tuple(p), a) for c in cases for n, k, s, d, p, a in zip(
-        c["spatial"], c["kernel"], c["stride"], c["dilation"], c["pads"],
-        c["output_padding"])]
-    assert all(_out_length(n, k, s, d, lo, hi, a) >= 1 and a < max(s, d)
-               for n, k, s, d, (lo, hi), a in axes)
+    axes = [
+        (n, k, s, d, tuple(p), a)
+        for c in cases
+        for n, k, s, d, p, a in zip(
+            c["spatial"], c["kernel"], c["stride"], c["dilation"], c["pads"], c["output_padding"]
+        )
+    ]
+    assert all(
+        _out_length(n, k, s, d, lo, hi, a) >= 1 and a < max(s, d)
+        for n, k, s, d, (lo, hi), a in axes
+    )
     assert any(n == 1 and s > 1 and d > 1 for n, k, s, d, _, _ in axes)
     assert any(k > n for n, k, *_ in axes)
     assert any(k == s > 1 for n, k, s, *_ in axes)

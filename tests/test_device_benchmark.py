@@ -17,8 +17,14 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 def _run(*args):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    return subprocess.run([sys.executable, "-m", "benchmarks.device", *args], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks.device", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_dry_run_checks_and_writes_the_table(tmp_path):
@@ -29,8 +35,11 @@ def test_dry_run_checks_and_writes_the_table(tmp_path):
     text = out.read_text()
     assert text.startswith("# Dry run")
     assert "All results match PyTorch." in text
-    rows = [line for line in text.splitlines() if line.startswith("| ") and "ms" not in line
-            and not line.startswith("|---")]
+    rows = [
+        line
+        for line in text.splitlines()
+        if line.startswith("| ") and "ms" not in line and not line.startswith("|---")
+    ]
     assert [r.split(" | ")[0][2:] for r in rows] == shapes.split(",")
     assert "Geometric mean of time / PyTorch time: convt_jax forward" in text
 

@@ -23,7 +23,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SCRIPT = textwrap.dedent('''
+SCRIPT = textwrap.dedent("""
     import json, warnings
     import jax, numpy as np, torch
     import convt_jax as ct
@@ -72,7 +72,7 @@ SCRIPT = textwrap.dedent('''
         np.asarray(ct.conv_transpose1d(np.arange(10.0, dtype=np.float32).reshape(1, 2, 5),
                                        wt.numpy())))))}
     print("RESULT " + json.dumps(out))
-''')
+""")
 
 
 def _env(**extra):
@@ -85,15 +85,23 @@ def _env(**extra):
 @pytest.fixture(scope="module")
 def x64_off():
     """Outcomes of the dtype rules in a child process with x64 off."""
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
-                          env=_env(), cwd=str(ROOT), timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=str(ROOT),
+        timeout=600,
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
-@pytest.mark.parametrize("case", ["load_numpy_float64", "load_torch_float64",
-                                  "replace_numpy_float64", "replace_torch_float64"])
+@pytest.mark.parametrize(
+    "case",
+    ["load_numpy_float64", "load_torch_float64", "replace_numpy_float64", "replace_torch_float64"],
+)
 def test_float64_into_float32_layer_is_a_type_error(x64_off, case):
     """SPEC: no silent casting; the float64 the user passed is refused, x64 on or off."""
     r = x64_off[case]
@@ -106,8 +114,10 @@ def test_float32_state_dict_loads(x64_off):
     assert x64_off["load_numpy_float32"] == {"raised": None, "dtype": "float32"}
 
 
-@pytest.mark.parametrize("case", ["load_numpy_int64", "function_int64_input",
-                                  "function_int64_list_input", "layer_int64_input"])
+@pytest.mark.parametrize(
+    "case",
+    ["load_numpy_int64", "function_int64_input", "function_int64_list_input", "layer_int64_input"],
+)
 def test_int64_messages_name_int64(x64_off, case):
     """The message names the dtype as passed (int64), not JAX's canonical int32."""
     r = x64_off[case]
@@ -127,8 +137,9 @@ def test_float64_hint_names_the_x64_switch(x64_off):
     assert "jax_enable_x64" in message, message
 
 
-@pytest.mark.parametrize("case,dtype", [("build_float64_layer", "float64"),
-                                        ("build_complex128_layer", "complex128")])
+@pytest.mark.parametrize(
+    "case,dtype", [("build_float64_layer", "float64"), ("build_complex128_layer", "complex128")]
+)
 def test_64_bit_layer_without_x64_is_a_type_error(x64_off, case, dtype):
     """dtype=float64 with x64 off would build float32 weights silently: a TypeError instead."""
     r = x64_off[case]
@@ -136,8 +147,9 @@ def test_64_bit_layer_without_x64_is_a_type_error(x64_off, case, dtype):
     assert f"dtype={dtype}" in r["message"] and "jax_enable_x64" in r["message"], r["message"]
 
 
-@pytest.mark.parametrize("case,dtype", [("function_torch_float32", "float32"),
-                                        ("function_torch_bfloat16", "bfloat16")])
+@pytest.mark.parametrize(
+    "case,dtype", [("function_torch_float32", "float32"), ("function_torch_bfloat16", "bfloat16")]
+)
 def test_torch_tensors_into_the_functions(x64_off, case, dtype):
     """A torch.Tensor is read through NumPy (bfloat16 through float32), in its own dtype."""
     assert x64_off[case] == {"raised": None, "dtype": dtype}
@@ -157,10 +169,23 @@ def test_dtype_layer_and_error_tests_pass_with_x64_off():
     ``roundtrip_to_torch``).
     """
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         "tests/test_errors.py", "tests/test_nn.py", "-k",
-         "(dtype or state_dict or replace or error_eager) and not float64 "
-         "and not roundtrip_to_torch"],
-        capture_output=True, text=True, env=_env(CONVT_JAX_TEST_X64="0"), cwd=str(ROOT),
-        timeout=900)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_errors.py",
+            "tests/test_nn.py",
+            "-k",
+            "(dtype or state_dict or replace or error_eager) and not float64 "
+            "and not roundtrip_to_torch",
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(CONVT_JAX_TEST_X64="0"),
+        cwd=str(ROOT),
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]

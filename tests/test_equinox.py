@@ -21,10 +21,9 @@ class Decoder(eqx.Module):
         k1, k2, k3 = jax.random.split(key, 3)
         self.fc = eqx.nn.Linear(4, 8 * 3 * 3, key=k1)
         self.up1 = ct.nn.ConvTranspose2d(8, 4, 4, stride=2, padding=1, key=k2)
-        self.up2 = ct.nn.ConvTranspose2d(4, 1, 3, stride=2, padding=1, output_padding=1,
-                                         key=k3)
+        self.up2 = ct.nn.ConvTranspose2d(4, 1, 3, stride=2, padding=1, output_padding=1, key=k3)
 
-    def __call__(self, z):                       # one sample, channels first
+    def __call__(self, z):  # one sample, channels first
         h = self.fc(z).reshape(8, 3, 3)
         return self.up2(jax.nn.relu(self.up1(h)))
 
@@ -55,15 +54,17 @@ def test_filter_jit_grad_and_optax_train():
     assert losses[-1] < 0.5 * losses[0]
     assert isinstance(model.up1, ct.nn.ConvTranspose2d)
     assert not np.allclose(model.up1.weight, w0)
-    assert model.up1.stride == (2, 2)                     # settings survive the updates
+    assert model.up1.stride == (2, 2)  # settings survive the updates
 
 
 def test_filter_grad_matches_torch(rng):
     torch.manual_seed(0)
-    t = torch.nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1, groups=1,
-                                 dtype=torch.float64)
-    layer = ct.nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1,
-                                  dtype=jnp.float64, key=jax.random.key(0))
+    t = torch.nn.ConvTranspose2d(
+        3, 4, 3, stride=2, padding=1, output_padding=1, groups=1, dtype=torch.float64
+    )
+    layer = ct.nn.ConvTranspose2d(
+        3, 4, 3, stride=2, padding=1, output_padding=1, dtype=jnp.float64, key=jax.random.key(0)
+    )
     layer = layer.load_state_dict(t.state_dict())
 
     class Wrap(eqx.Module):
@@ -81,8 +82,9 @@ def test_filter_grad_matches_torch(rng):
     (y * torch.as_tensor(cot)).sum().backward()
     np.testing.assert_allclose(grads.up.weight, t.weight.grad.numpy(), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(grads.up.bias, t.bias.grad.numpy(), rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(eqx.filter_jit(lambda m, x: m(x))(model, x), y.detach().numpy(),
-                               rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(
+        eqx.filter_jit(lambda m, x: m(x))(model, x), y.detach().numpy(), rtol=1e-10, atol=1e-10
+    )
 
 
 def test_partition_combine_and_tree_structure():

@@ -70,8 +70,15 @@ def test_fit_minimises_a_least_squares_problem():
     def loss(params, batch):
         return ((batch[:, :3] @ params["w"] - batch[:, 3]) ** 2).mean()
 
-    result = _demo.fit(loss, {"w": np.zeros(3, np.float32)}, data, steps=300, batch_size=32,
-                       learning_rate=0.05, progress=False)
+    result = _demo.fit(
+        loss,
+        {"w": np.zeros(3, np.float32)},
+        data,
+        steps=300,
+        batch_size=32,
+        learning_rate=0.05,
+        progress=False,
+    )
     assert len(result.losses) == 300 and result.seconds > 0
     assert result.losses[-1] < 1e-3 * result.losses[0]
     np.testing.assert_allclose(np.asarray(result.params["w"]), w_true, atol=0.02)
@@ -91,8 +98,8 @@ def test_demo_training_lowers_the_loss_and_writes_a_png(tmp_path):
         assert im.format == "PNG" and im.mode == "L"
         assert im.size == (4 + 12 * (64 + 4), 4 + 2 * (64 + 4))
         pixels = np.asarray(im, dtype=np.float64) / 255
-    top = [pixels[4:68, 4 + 68 * i:68 + 68 * i] for i in range(12)]
-    bottom = [pixels[72:136, 4 + 68 * i:68 + 68 * i] for i in range(12)]
+    top = [pixels[4:68, 4 + 68 * i : 68 + 68 * i] for i in range(12)]
+    bottom = [pixels[72:136, 4 + 68 * i : 68 + 68 * i] for i in range(12)]
     # Each reconstruction is closer to its own target than to the other targets.
     for i, rec in enumerate(bottom):
         errors = [np.mean((rec - target) ** 2) for target in top]
@@ -103,10 +110,13 @@ def test_demo_without_its_extra_says_how_to_install_it(tmp_path):
     # optax missing: the examples still run, the training is skipped with the install
     # command, and no PNG is written.
     png = tmp_path / "demo.png"
-    code = ("import sys; sys.modules['optax'] = None\n"
-            f"from convt_jax.__main__ import main; main(['--png', {str(png)!r}])")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=ROOT, timeout=300)
+    code = (
+        "import sys; sys.modules['optax'] = None\n"
+        f"from convt_jax.__main__ import main; main(['--png', {str(png)!r}])"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     assert "3.25" in proc.stdout and "done in" in proc.stdout
     assert 'pip install "convt_jax[demo]"' in proc.stderr and "'optax'" in proc.stderr
@@ -116,11 +126,14 @@ def test_demo_without_its_extra_says_how_to_install_it(tmp_path):
 
 @pytest.mark.parametrize("module", ["optax", "tqdm", "PIL"])
 def test_demo_module_names_the_missing_dependency(module):
-    code = (f"import sys; sys.modules[{module!r}] = None\n"
-            "try:\n    import convt_jax._demo\n"
-            "except ImportError as err:\n    print(err)\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
+    code = (
+        f"import sys; sys.modules[{module!r}] = None\n"
+        "try:\n    import convt_jax._demo\n"
+        "except ImportError as err:\n    print(err)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert f"({module!r} is not installed)" in proc.stdout
     assert 'pip install "convt_jax[demo]"' in proc.stdout

@@ -22,8 +22,11 @@ from convt_jax.flax import linen as ctl
 
 ROOT = Path(__file__).resolve().parents[1]
 TOL = dict(rtol=1e-10, atol=1e-10)
-TORCH_LAYERS = {1: torch.nn.ConvTranspose1d, 2: torch.nn.ConvTranspose2d,
-                3: torch.nn.ConvTranspose3d}
+TORCH_LAYERS = {
+    1: torch.nn.ConvTranspose1d,
+    2: torch.nn.ConvTranspose2d,
+    3: torch.nn.ConvTranspose3d,
+}
 NNX = {1: ctf.ConvTranspose1d, 2: ctf.ConvTranspose2d, 3: ctf.ConvTranspose3d}
 LINEN = {1: ctl.ConvTranspose1d, 2: ctl.ConvTranspose2d, 3: ctl.ConvTranspose3d}
 
@@ -31,11 +34,27 @@ LINEN = {1: ctl.ConvTranspose1d, 2: ctl.ConvTranspose2d, 3: ctl.ConvTranspose3d}
 CONFIGS = [
     ((7,), 2, 4, 3, dict(stride=2, padding=1, output_padding=1)),
     ((6,), 4, 6, 2, dict(stride=3, groups=2, dilation=2, bias=False)),
-    ((4, 5), 6, 9, (3, 2), dict(stride=2, padding=(2, 1), output_padding=1, groups=3,
-                                dilation=(1, 2))),
+    (
+        (4, 5),
+        6,
+        9,
+        (3, 2),
+        dict(stride=2, padding=(2, 1), output_padding=1, groups=3, dilation=(1, 2)),
+    ),
     ((3, 4), 2, 2, 4, dict(stride=2, padding=1)),
-    ((2, 3, 3), 4, 2, (2, 3, 2), dict(stride=(1, 2, 2), padding=(0, 1, 0),
-                                      output_padding=(1, 1, 0), dilation=(2, 1, 1), groups=2)),
+    (
+        (2, 3, 3),
+        4,
+        2,
+        (2, 3, 2),
+        dict(
+            stride=(1, 2, 2),
+            padding=(0, 1, 0),
+            output_padding=(1, 1, 0),
+            dilation=(2, 1, 1),
+            groups=2,
+        ),
+    ),
 ]
 IDS = [f"{len(c[0])}d-{i}" for i, c in enumerate(CONFIGS)]
 
@@ -48,8 +67,9 @@ def _torch(cfg, seed=0):
 
 def _nnx(cfg, **extra):
     spatial, c_in, c_out, kernel, kw = cfg
-    return NNX[len(spatial)](c_in, c_out, kernel, param_dtype=jnp.float64,
-                             rngs=nnx.Rngs(0), **kw, **extra)
+    return NNX[len(spatial)](
+        c_in, c_out, kernel, param_dtype=jnp.float64, rngs=nnx.Rngs(0), **kw, **extra
+    )
 
 
 def _torch_grads(t, x, cot):
@@ -67,8 +87,9 @@ def test_nnx_matches_torch_values_and_gradients(rng, cfg, channels_last):
     m = _nnx(cfg, channels_last=channels_last)
     m.load_state_dict(t.state_dict())
     x = rng.standard_normal((2, c_in, *spatial))
-    want, want_gx, want_gw = _torch_grads(t, x, cot := rng.standard_normal(
-        t(torch.as_tensor(x)).shape))
+    want, want_gx, want_gw = _torch_grads(
+        t, x, cot := rng.standard_normal(t(torch.as_tensor(x)).shape)
+    )
     move = (lambda a: np.moveaxis(a, 1, -1)) if channels_last else (lambda a: a)
     xin, cin = move(x), move(cot)
     np.testing.assert_allclose(m(xin), move(want), **TOL)
@@ -105,8 +126,7 @@ def test_linen_matches_torch_values_and_gradients(rng, cfg):
     np.testing.assert_allclose(gx, np.moveaxis(want_gx, 1, -1), **TOL)
     np.testing.assert_allclose(gv["params"]["weight"], want_gw, **TOL)
     # jitted apply: same numbers
-    np.testing.assert_allclose(jax.jit(m.apply)(variables, xin), np.moveaxis(want, 1, -1),
-                               **TOL)
+    np.testing.assert_allclose(jax.jit(m.apply)(variables, xin), np.moveaxis(want, 1, -1), **TOL)
 
 
 def test_initialisation_is_pytorchs_distribution():
@@ -116,7 +136,7 @@ def test_initialisation_is_pytorchs_distribution():
     assert w.shape == (16, 8, 3, 3) and b.shape == (32,) and w.dtype == np.float32
     assert np.abs(w).max() <= bound and np.abs(w).max() > 0.9 * bound
     assert np.abs(b).max() <= bound
-    assert abs(w.std() - bound / np.sqrt(3)) < 0.1 * bound          # uniform's std
+    assert abs(w.std() - bound / np.sqrt(3)) < 0.1 * bound  # uniform's std
     other = ctf.ConvTranspose2d(16, 32, 3, groups=4, rngs=nnx.Rngs(1))
     assert not np.array_equal(w, other.weight[...])
     lin = ctl.ConvTranspose2d(16, 32, 3, groups=4)
@@ -130,8 +150,9 @@ class Decoder(nnx.Module):
     def __init__(self, rngs):
         self.fc = nnx.Linear(4, 8 * 3 * 3, rngs=rngs)
         self.up1 = ctf.ConvTranspose2d(8, 4, 4, stride=2, padding=1, rngs=rngs)
-        self.up2 = ctf.ConvTranspose2d(4, 1, 3, stride=2, padding=1, output_padding=1,
-                                       groups=1, rngs=rngs)
+        self.up2 = ctf.ConvTranspose2d(
+            4, 1, 3, stride=2, padding=1, output_padding=1, groups=1, rngs=rngs
+        )
 
     def __call__(self, z):
         h = self.fc(z).reshape(z.shape[0], 3, 3, 8)
@@ -142,7 +163,7 @@ class Decoder(nnx.Module):
 def test_nnx_model_trains_with_optimizer():
     model = Decoder(nnx.Rngs(0))
     z = jax.random.normal(jax.random.key(1), (16, 4), jnp.float32)
-    target = Decoder(nnx.Rngs(5))(z)                   # reachable: another decoder's output
+    target = Decoder(nnx.Rngs(5))(z)  # reachable: another decoder's output
     assert model(z).shape == target.shape
     opt = nnx.Optimizer(model, optax.adam(1e-2), wrt=nnx.Param)
     before = {k: np.array(v) for k, v in model.up1.state_dict().items()}
@@ -151,6 +172,7 @@ def test_nnx_model_trains_with_optimizer():
     def step(model, opt, z, target):
         def loss_fn(model):
             return jnp.mean((model(z) - target) ** 2)
+
         loss, grads = nnx.value_and_grad(loss_fn)(model)
         opt.update(model, grads)
         return loss
@@ -166,8 +188,7 @@ def test_nnx_model_trains_with_optimizer():
 
 
 def test_nnx_jit_split_merge_state(rng):
-    m = ctf.ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1,
-                            rngs=nnx.Rngs(0))
+    m = ctf.ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1, rngs=nnx.Rngs(0))
     x = jnp.asarray(rng.standard_normal((2, 5, 5, 3)), jnp.float32)
     want = m(x)
     np.testing.assert_allclose(nnx.jit(lambda m, x: m(x))(m, x), want, rtol=1e-6, atol=1e-6)
@@ -196,8 +217,9 @@ def test_output_size_dtype_and_param_dtype(rng):
     assert m(x).dtype == jnp.float32
     assert m(x.astype(jnp.float64)).dtype == jnp.float64
     # dtype: the computation dtype (parameters stay float32)
-    half = ctf.ConvTranspose2d(2, 3, 4, stride=2, padding=1, dtype=jnp.bfloat16,
-                               compute_mode="float32", rngs=nnx.Rngs(0))
+    half = ctf.ConvTranspose2d(
+        2, 3, 4, stride=2, padding=1, dtype=jnp.bfloat16, compute_mode="float32", rngs=nnx.Rngs(0)
+    )
     assert half.weight[...].dtype == jnp.float32
     y = half(x)
     assert y.dtype == jnp.bfloat16
@@ -213,8 +235,17 @@ def test_output_size_dtype_and_param_dtype(rng):
 
 
 def test_settings_read_back():
-    m = ctf.ConvTranspose3d(4, 6, (2, 3, 1), stride=2, padding=(1, 0, 0), groups=2,
-                            dilation=(1, 2, 1), bias=False, rngs=nnx.Rngs(0))
+    m = ctf.ConvTranspose3d(
+        4,
+        6,
+        (2, 3, 1),
+        stride=2,
+        padding=(1, 0, 0),
+        groups=2,
+        dilation=(1, 2, 1),
+        bias=False,
+        rngs=nnx.Rngs(0),
+    )
     assert m.kernel_size == (2, 3, 1) and m.stride == (2, 2, 2)
     assert m.dilation == (1, 2, 1) and m.groups == 2 and m.channels_last is True
     assert m.bias is None and set(m.state_dict()) == {"weight"}
@@ -230,20 +261,35 @@ def test_load_state_dict_weight_norm(rng, api):
     t = torch.nn.ConvTranspose1d(8, 4, 16, stride=8, padding=4, dtype=torch.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        wn = (torch.nn.utils.weight_norm if api == "old"
-              else torch.nn.utils.parametrizations.weight_norm)
+        wn = (
+            torch.nn.utils.weight_norm
+            if api == "old"
+            else torch.nn.utils.parametrizations.weight_norm
+        )
         t = wn(t)
     sd = t.state_dict()
     assert "weight" not in sd
-    m = ctf.ConvTranspose1d(8, 4, 16, stride=8, padding=4, channels_last=False,
-                            param_dtype=jnp.float64, rngs=nnx.Rngs(0))
-    m.load_state_dict(sd)                                    # in place
+    m = ctf.ConvTranspose1d(
+        8,
+        4,
+        16,
+        stride=8,
+        padding=4,
+        channels_last=False,
+        param_dtype=jnp.float64,
+        rngs=nnx.Rngs(0),
+    )
+    m.load_state_dict(sd)  # in place
     x = rng.standard_normal((2, 8, 5))
     np.testing.assert_allclose(m(x), t(torch.as_tensor(x)).detach().numpy(), **TOL)
-    lin = ctl.ConvTranspose1d(8, 4, 16, stride=8, padding=4, channels_last=False,
-                              param_dtype=jnp.float64)
-    np.testing.assert_allclose(lin.apply(lin.variables_from_state_dict(sd), x),
-                               t(torch.as_tensor(x)).detach().numpy(), **TOL)
+    lin = ctl.ConvTranspose1d(
+        8, 4, 16, stride=8, padding=4, channels_last=False, param_dtype=jnp.float64
+    )
+    np.testing.assert_allclose(
+        lin.apply(lin.variables_from_state_dict(sd), x),
+        t(torch.as_tensor(x)).detach().numpy(),
+        **TOL,
+    )
 
 
 @pytest.mark.parametrize("n", [1, 2, 3])
@@ -255,8 +301,9 @@ def test_from_torch(rng, n):
     m = NNX[n].from_torch(t)
     assert isinstance(m, NNX[n]) and m.channels_last is True
     assert m.weight[...].dtype == jnp.float32 and m.groups == 2
-    np.testing.assert_allclose(m(np.moveaxis(x, 1, -1)), np.moveaxis(want, 1, -1),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        m(np.moveaxis(x, 1, -1)), np.moveaxis(want, 1, -1), rtol=1e-5, atol=1e-6
+    )
     m_cf = NNX[n].from_torch(t, channels_last=False)
     np.testing.assert_allclose(m_cf(x), want, rtol=1e-5, atol=1e-6)
     lin, variables = LINEN[n].from_torch(t, channels_last=False)
@@ -270,8 +317,10 @@ def test_from_torch(rng, n):
 def test_errors_match_ct_nn():
     cases = [
         (dict(in_channels=4, out_channels=6, kernel_size=3, groups=4), ValueError),
-        (dict(in_channels=2, out_channels=2, kernel_size=3, stride=2, output_padding=2),
-         ValueError),
+        (
+            dict(in_channels=2, out_channels=2, kernel_size=3, stride=2, output_padding=2),
+            ValueError,
+        ),
         (dict(in_channels=2, out_channels=2, kernel_size=(3, 3, 3)), ValueError),
         (dict(in_channels=2, out_channels=2, kernel_size=3, padding_mode="mirror"), ValueError),
         (dict(in_channels=2, out_channels=2, kernel_size=3, bias="yes"), TypeError),
@@ -288,18 +337,25 @@ def test_errors_match_ct_nn():
 
 
 def test_other_errors(rng):
-    with pytest.raises(TypeError, match=r"rngs=None must be an nnx.Rngs.*rngs=nnx.Rngs\(0\).*"
-                                        r"ConvTranspose2d.from_torch\(module\)"):
+    with pytest.raises(
+        TypeError,
+        match=r"rngs=None must be an nnx.Rngs.*rngs=nnx.Rngs\(0\).*"
+        r"ConvTranspose2d.from_torch\(module\)",
+    ):
         ctf.ConvTranspose2d(2, 2, 3, rngs=None)
     with pytest.raises(TypeError, match="rngs"):
-        ctf.ConvTranspose2d(2, 2, 3)                         # rngs is required
+        ctf.ConvTranspose2d(2, 2, 3)  # rngs is required
     with pytest.raises(TypeError, match="dtype='int32' must be None"):
         ctf.ConvTranspose2d(2, 2, 3, dtype="int32", rngs=nnx.Rngs(0))
     m = ctf.ConvTranspose2d(2, 3, 3, rngs=nnx.Rngs(0))
-    with pytest.raises(ValueError, match=r"weight of shape \(3, 2, 3, 3\) must have shape "
-                                         r"\(2, 3, 3, 3\)"):
-        m.load_state_dict({"weight": np.ones((3, 2, 3, 3), np.float32),
-                           "bias": np.ones(3, np.float32)})
+    with pytest.raises(
+        ValueError,
+        match=r"weight of shape \(3, 2, 3, 3\) must have shape "
+        r"\(2, 3, 3, 3\)",
+    ):
+        m.load_state_dict(
+            {"weight": np.ones((3, 2, 3, 3), np.float32), "bias": np.ones(3, np.float32)}
+        )
     with pytest.raises(ValueError, match="missing: \\['bias'\\]"):
         m.load_state_dict({"weight": np.ones((2, 3, 3, 3), np.float32)})
     with pytest.raises(TypeError, match="dtype float64"):
@@ -309,7 +365,7 @@ def test_other_errors(rng):
     before = np.array(m.weight[...])
     with pytest.raises(ValueError):
         m.load_state_dict({"weight": np.zeros((2, 3, 3, 3), np.float32)})
-    np.testing.assert_array_equal(m.weight[...], before)    # a failed load changes nothing
+    np.testing.assert_array_equal(m.weight[...], before)  # a failed load changes nothing
     # channel mismatch at call time: the functions' message, also under jit
     with pytest.raises(ValueError, match="channel"):
         m(jnp.ones((1, 4, 4, 5)))
@@ -336,8 +392,9 @@ def test_importing_without_flax_says_how_to_install():
     """)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=ROOT, env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert 'pip install "convt_jax[flax]"' in proc.stdout, proc.stdout
 

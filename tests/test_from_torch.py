@@ -17,8 +17,11 @@ import torch
 
 import convt_jax as ct
 
-TORCH_LAYERS = {1: torch.nn.ConvTranspose1d, 2: torch.nn.ConvTranspose2d,
-                3: torch.nn.ConvTranspose3d}
+TORCH_LAYERS = {
+    1: torch.nn.ConvTranspose1d,
+    2: torch.nn.ConvTranspose2d,
+    3: torch.nn.ConvTranspose3d,
+}
 OURS = {1: ct.nn.ConvTranspose1d, 2: ct.nn.ConvTranspose2d, 3: ct.nn.ConvTranspose3d}
 TOL = dict(rtol=1e-10, atol=1e-10)
 
@@ -27,14 +30,30 @@ CONFIGS = [
     ((7,), 2, 4, 3, dict()),
     ((7,), 2, 4, 3, dict(stride=2, padding=1, output_padding=1)),
     ((6,), 4, 6, 2, dict(stride=3, groups=2, dilation=2, bias=False)),
-    ((9,), 8, 4, 16, dict(stride=8, padding=4)),                          # HiFi-GAN upsampler
+    ((9,), 8, 4, 16, dict(stride=8, padding=4)),  # HiFi-GAN upsampler
     ((5, 4), 3, 2, (3, 2), dict(stride=(2, 1), padding=(1, 0), output_padding=(1, 0))),
-    ((4, 5), 6, 9, (3, 2), dict(stride=2, padding=(2, 1), output_padding=1, groups=3,
-                                dilation=(1, 2))),
-    ((3, 4), 4, 4, 4, dict(stride=2, padding=1, groups=4, bias=False)),   # depthwise
+    (
+        (4, 5),
+        6,
+        9,
+        (3, 2),
+        dict(stride=2, padding=(2, 1), output_padding=1, groups=3, dilation=(1, 2)),
+    ),
+    ((3, 4), 4, 4, 4, dict(stride=2, padding=1, groups=4, bias=False)),  # depthwise
     ((3, 3, 2), 2, 3, 3, dict(stride=2, padding=1, output_padding=1)),
-    ((2, 3, 3), 4, 2, (2, 3, 2), dict(stride=(1, 2, 2), padding=(0, 1, 0),
-                                      output_padding=(1, 1, 0), dilation=(2, 1, 1), groups=2)),
+    (
+        (2, 3, 3),
+        4,
+        2,
+        (2, 3, 2),
+        dict(
+            stride=(1, 2, 2),
+            padding=(0, 1, 0),
+            output_padding=(1, 1, 0),
+            dilation=(2, 1, 1),
+            groups=2,
+        ),
+    ),
 ]
 IDS = [f"{len(c[0])}d-{i}" for i, c in enumerate(CONFIGS)]
 
@@ -74,13 +93,16 @@ def _check_settings(layer, t):
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
-@pytest.mark.parametrize("norm", [None, ("old", 0), ("new", 0), ("new", 1), ("old", None)],
-                         ids=["plain", "old-dim0", "new-dim0", "new-dim1", "old-dimNone"])
+@pytest.mark.parametrize(
+    "norm",
+    [None, ("old", 0), ("new", 0), ("new", 1), ("old", None)],
+    ids=["plain", "old-dim0", "new-dim0", "new-dim1", "old-dimNone"],
+)
 def test_ct_nn_from_torch(rng, cfg, norm):
     spatial, c_in = cfg[0], cfg[1]
     n = len(spatial)
     t = _torch(cfg, norm)
-    layer = OURS[n].from_torch(t)                               # no key
+    layer = OURS[n].from_torch(t)  # no key
     assert type(layer) is OURS[n]
     _check_settings(layer, t)
     assert layer.weight.dtype == jnp.float64 and layer.channels_last is False
@@ -103,21 +125,22 @@ def test_output_size_after_from_torch(rng, cfg):
     layer = OURS[len(spatial)].from_torch(t)
     x = rng.standard_normal((1, c_in, *spatial))
     base = t(torch.as_tensor(x)).shape[2:]
-    size = [b + (1 if s > 1 + op else 0) for b, s, op in zip(base, t.stride,
-                                                             t.output_padding)]
+    size = [b + (1 if s > 1 + op else 0) for b, s, op in zip(base, t.stride, t.output_padding)]
     want = t(torch.as_tensor(x), output_size=size).detach().numpy()
     np.testing.assert_allclose(layer(x, output_size=size), want, **TOL)
 
 
-@pytest.mark.parametrize("dtype, jdtype", [(torch.float32, jnp.float32),
-                                           (torch.float64, jnp.float64),
-                                           (torch.bfloat16, jnp.bfloat16)])
+@pytest.mark.parametrize(
+    "dtype, jdtype",
+    [(torch.float32, jnp.float32), (torch.float64, jnp.float64), (torch.bfloat16, jnp.bfloat16)],
+)
 def test_dtypes_follow_the_module(rng, dtype, jdtype):
     t = _torch(CONFIGS[1], dtype=dtype)
     layer = ct.nn.ConvTranspose1d.from_torch(t)
     assert layer.weight.dtype == jdtype and layer.bias.dtype == jdtype
-    np.testing.assert_array_equal(np.asarray(layer.weight, np.float64),
-                                  t.weight.detach().double().numpy())
+    np.testing.assert_array_equal(
+        np.asarray(layer.weight, np.float64), t.weight.detach().double().numpy()
+    )
 
 
 def test_padding_mode_is_read():
@@ -128,9 +151,15 @@ def test_padding_mode_is_read():
     layer = ct.nn.ConvTranspose2d.from_torch(t)
     assert layer.padding_mode == "circular"
     x = np.random.default_rng(0).standard_normal((1, 3, 5, 4))
-    want = ct.conv_transpose2d(x, jnp.asarray(t.weight.detach().numpy()),
-                               jnp.asarray(t.bias.detach().numpy()), t.stride, t.padding,
-                               t.output_padding, padding_mode="circular")
+    want = ct.conv_transpose2d(
+        x,
+        jnp.asarray(t.weight.detach().numpy()),
+        jnp.asarray(t.bias.detach().numpy()),
+        t.stride,
+        t.padding,
+        t.output_padding,
+        padding_mode="circular",
+    )
     np.testing.assert_allclose(layer(x), want, **TOL)
 
 
@@ -145,12 +174,15 @@ def test_channels_last_option(rng):
 
 def test_from_torch_errors():
     t1 = torch.nn.ConvTranspose1d(2, 2, 3)
-    with pytest.raises(TypeError, match="ConvTranspose2d.from_torch needs a "
-                                        "torch.nn.ConvTranspose2d"):
+    with pytest.raises(
+        TypeError, match="ConvTranspose2d.from_torch needs a torch.nn.ConvTranspose2d"
+    ):
         ct.nn.ConvTranspose2d.from_torch(t1)
     for bad in (torch.nn.Conv2d(2, 2, 3), torch.nn.Linear(2, 2), np.ones(3)):
-        with pytest.raises(TypeError, match="must be a torch.nn.ConvTranspose1d, "
-                                            "ConvTranspose2d or ConvTranspose3d"):
+        with pytest.raises(
+            TypeError,
+            match="must be a torch.nn.ConvTranspose1d, ConvTranspose2d or ConvTranspose3d",
+        ):
             ct.nn.ConvTranspose2d.from_torch(bad)
     with pytest.raises(ValueError, match="lazy module"):
         ct.nn.ConvTranspose2d.from_torch(torch.nn.LazyConvTranspose2d(3, 2))
@@ -176,8 +208,9 @@ def test_load_state_dict_prefixed_weight_norm_keys():
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
-@pytest.mark.parametrize("norm", [None, ("new", 0), ("old", 1)],
-                         ids=["plain", "new-dim0", "old-dim1"])
+@pytest.mark.parametrize(
+    "norm", [None, ("new", 0), ("old", 1)], ids=["plain", "new-dim0", "old-dim1"]
+)
 def test_flax_from_torch(rng, cfg, norm):
     import convt_jax.flax as ctf
     from convt_jax.flax import linen as ctl

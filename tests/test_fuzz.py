@@ -74,45 +74,77 @@ BAD_DTYPES = (np.int32, np.int64, np.bool_, np.uint8, np.int8)
 
 # PyTorch accepts, convt_jax rejects by design: mutation label -> (our exception, why).
 DIVERGENCES: dict[str, tuple[type, str]] = {
-    "int-dtype": (T, "PyTorch computes int64 transposed convolutions on CPU (integer result); "
-                     "by design: integer inputs raise a clear TypeError rather than silently "
-                     "computing in integers or promoting"),
-    "int-bias": (T, "PyTorch adds an integer or bool bias to a float result; convt_jax rejects "
-                    "integer arrays in every array argument"),
-    "one-element-tuple": (V, "PyTorch broadcasts a one-element stride/padding/... list to every "
-                             "spatial axis; the rule: tuple lengths equal the number of spatial "
-                             "axes (a 1-tuple on 2-D is more likely a bug than a broadcast)"),
-    "bool-in-tuple": (T, "PyTorch's int-list parser takes True/False as 1/0 after the first "
-                         "element; convt_jax rejects bools as settings everywhere"),
-    "empty-batch": (V, "with N == 0 PyTorch skips some checks and returns an empty result: "
-                       "it accepts dilation 0, output_padding >= max(stride, dilation), an "
-                       "input spatial size 0 and padding that makes an output size exactly 0; "
-                       "convt_jax applies its rules whatever N is, so a bad setting fails on "
-                       "the first batch, not only on non-empty ones"),
-    "onednn-path": (V, "PyTorch's oneDNN CPU path (taken for N >= 2 or groups > 1) skips checks "
-                       "its other path makes: it returns an empty result when an output "
-                       "spatial size is exactly 0 ('Output size is too small' with N == 1) "
-                       "and computes with dilation 0 when the kernel has one tap; the "
-                       "rules do not depend on N or groups"),
-    "array-setting": (T, "PyTorch takes a 0-d array (NumPy, or JAX via __index__) as groups or "
-                         "a stride; convt_jax settings are static ints, so an array "
-                         "is refused eagerly too: under jit it would be a traced value"),
-    "output_size+output_padding": (V, "torch.nn.ConvTranspose*d.forward(x, output_size) "
-                                      "silently ignores the layer's output_padding; the "
-                                      "function refuses the ambiguous combination"),
+    "int-dtype": (
+        T,
+        "PyTorch computes int64 transposed convolutions on CPU (integer result); "
+        "by design: integer inputs raise a clear TypeError rather than silently "
+        "computing in integers or promoting",
+    ),
+    "int-bias": (
+        T,
+        "PyTorch adds an integer or bool bias to a float result; convt_jax rejects "
+        "integer arrays in every array argument",
+    ),
+    "one-element-tuple": (
+        V,
+        "PyTorch broadcasts a one-element stride/padding/... list to every "
+        "spatial axis; the rule: tuple lengths equal the number of spatial "
+        "axes (a 1-tuple on 2-D is more likely a bug than a broadcast)",
+    ),
+    "bool-in-tuple": (
+        T,
+        "PyTorch's int-list parser takes True/False as 1/0 after the first "
+        "element; convt_jax rejects bools as settings everywhere",
+    ),
+    "empty-batch": (
+        V,
+        "with N == 0 PyTorch skips some checks and returns an empty result: "
+        "it accepts dilation 0, output_padding >= max(stride, dilation), an "
+        "input spatial size 0 and padding that makes an output size exactly 0; "
+        "convt_jax applies its rules whatever N is, so a bad setting fails on "
+        "the first batch, not only on non-empty ones",
+    ),
+    "onednn-path": (
+        V,
+        "PyTorch's oneDNN CPU path (taken for N >= 2 or groups > 1) skips checks "
+        "its other path makes: it returns an empty result when an output "
+        "spatial size is exactly 0 ('Output size is too small' with N == 1) "
+        "and computes with dilation 0 when the kernel has one tap; the "
+        "rules do not depend on N or groups",
+    ),
+    "array-setting": (
+        T,
+        "PyTorch takes a 0-d array (NumPy, or JAX via __index__) as groups or "
+        "a stride; convt_jax settings are static ints, so an array "
+        "is refused eagerly too: under jit it would be a traced value",
+    ),
+    "output_size+output_padding": (
+        V,
+        "torch.nn.ConvTranspose*d.forward(x, output_size) "
+        "silently ignores the layer's output_padding; the "
+        "function refuses the ambiguous combination",
+    ),
 }
 # Settings we own (PyTorch's functions have no such argument or form): a
 # mutation of these has no PyTorch verdict; the rule is ours.
-OWN_RULES = {"pair-not-pair", "negative-pair", "bad-in-pair", "output_size-unreachable",
-             "output_size-length", "output_size-bad-type", "channels_last-bad-type"}
+OWN_RULES = {
+    "pair-not-pair",
+    "negative-pair",
+    "bad-in-pair",
+    "output_size-unreachable",
+    "output_size-length",
+    "output_size-bad-type",
+    "channels_last-bad-type",
+}
 
 
 # ------------------------------------------------------------------------------ case model
 
+
 @dataclasses.dataclass
 class Case:
     nd: int
-    generic: bool                          # ct.conv_transpose instead of conv_transpose{nd}d
+    generic: bool  # ct.conv_transpose instead of conv_transpose{nd}d
     n: int
     batched: bool
     groups: int
@@ -122,26 +154,26 @@ class Case:
     spatial: tuple
     stride: tuple
     dilation: tuple
-    pads: tuple                            # ((lo, hi), ...)
+    pads: tuple  # ((lo, hi), ...)
     opad: tuple
     bias: bool
     x_dtype: Any
     w_dtype: Any
     b_dtype: Any
-    padding_form: str = "int"              # int | tuple | pairs | same | valid
+    padding_form: str = "int"  # int | tuple | pairs | same | valid
     channels_last: bool = False
-    output_size: Any = None                # what is passed
+    output_size: Any = None  # what is passed
     output_size_spatial: tuple | None = None
-    kwargs: dict = dataclasses.field(default_factory=dict)   # spelled settings for ct
-    x_shape: tuple | None = None           # channels-first overrides (shape mutations)
+    kwargs: dict = dataclasses.field(default_factory=dict)  # spelled settings for ct
+    x_shape: tuple | None = None  # channels-first overrides (shape mutations)
     w_shape: tuple | None = None
     b_shape: tuple | None = None
     x_none: bool = False
     w_none: bool = False
     labels: list = dataclasses.field(default_factory=list)
-    mutation: tuple | None = None          # (label, argument, exception) of a lone mutation
+    mutation: tuple | None = None  # (label, argument, exception) of a lone mutation
     seed: int = 0
-    special: bool = False                  # inject inf / nan into the data
+    special: bool = False  # inject inf / nan into the data
     method: str = "auto"
 
     # -- shapes, channels first
@@ -152,8 +184,9 @@ class Case:
         return lead + (self.c_in,) + self.spatial
 
     def cf_w_shape(self):
-        return self.w_shape if self.w_shape is not None else (
-            (self.c_in, self.c_out_g) + self.kernel)
+        return (
+            self.w_shape if self.w_shape is not None else ((self.c_in, self.c_out_g) + self.kernel)
+        )
 
     def b_shape_(self):
         return self.b_shape if self.b_shape is not None else (self.c_out_g * self.groups,)
@@ -218,24 +251,36 @@ def base_cases(draw, values: bool = False) -> Case:
     kernel = tuple(draw(st.integers(1, 4 if nd < 3 else 3)) for _ in range(nd))
     stride = [draw(st.integers(1, 3)) for _ in range(nd)]
     dilation = [draw(st.integers(1, 3)) for _ in range(nd)]
-    if draw(st.integers(0, 9)) == 0:       # a very large stride or dilation on one axis
+    if draw(st.integers(0, 9)) == 0:  # a very large stride or dilation on one axis
         ax = draw(st.integers(0, nd - 1))
         big_value = draw(st.sampled_from((7, 64, 1000)))
         if draw(st.booleans()):
             stride[ax] = big_value
         else:
             dilation[ax] = big_value
-    if draw(st.integers(0, 9)) == 0:       # kernel larger than the input
+    if draw(st.integers(0, 9)) == 0:  # kernel larger than the input
         kernel = tuple(length + draw(st.integers(1, 2)) for length in spatial)
     pads = tuple((p, p) for p in (draw(st.integers(0, 2)) for _ in range(nd)))
     opad = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation))
     dtype = draw(st.sampled_from((np.float32,) * 4 + (np.float64,) * 2 + FLOATS[2:]))
     case = Case(
-        nd=nd, generic=draw(st.integers(0, 3)) == 0,
-        n=draw(st.sampled_from((0, 1, 1, 2, 2))), batched=draw(st.integers(0, 4)) > 0,
-        groups=groups, c_in=c_in, c_out_g=draw(st.integers(1, 2)), kernel=kernel,
-        spatial=spatial, stride=tuple(stride), dilation=tuple(dilation), pads=pads, opad=opad,
-        bias=draw(st.booleans()), x_dtype=dtype, w_dtype=dtype, b_dtype=dtype,
+        nd=nd,
+        generic=draw(st.integers(0, 3)) == 0,
+        n=draw(st.sampled_from((0, 1, 1, 2, 2))),
+        batched=draw(st.integers(0, 4)) > 0,
+        groups=groups,
+        c_in=c_in,
+        c_out_g=draw(st.integers(1, 2)),
+        kernel=kernel,
+        spatial=spatial,
+        stride=tuple(stride),
+        dilation=tuple(dilation),
+        pads=pads,
+        opad=opad,
+        bias=draw(st.booleans()),
+        x_dtype=dtype,
+        w_dtype=dtype,
+        b_dtype=dtype,
         padding_form=draw(st.sampled_from(("int", "int", "int", "pairs", "same", "valid"))),
         seed=draw(st.integers(0, 2**16)),
     )
@@ -244,16 +289,20 @@ def base_cases(draw, values: bool = False) -> Case:
     elif case.padding_form == "valid":
         case.pads = ((0, 0),) * nd
     elif case.padding_form == "same":
-        case.pads = tuple(_same_crop(k, s, d) for k, s, d in
-                          zip(case.kernel, case.stride, case.dilation))
-    if case.bias and draw(st.integers(0, 3)) == 0:     # bias in another float dtype
+        case.pads = tuple(
+            _same_crop(k, s, d) for k, s, d in zip(case.kernel, case.stride, case.dilation)
+        )
+    if case.bias and draw(st.integers(0, 3)) == 0:  # bias in another float dtype
         case.b_dtype = draw(st.sampled_from(FLOATS[:4]))
     if draw(st.integers(0, 3)) == 0:
         case.channels_last = True
-    if draw(st.integers(0, 5)) == 0:       # output_size on the function
-        sizes = tuple(_out_len(L, k, s, d, lo, hi, 0) + draw(st.integers(0, s - 1))
-                      for L, k, s, d, (lo, hi) in zip(case.spatial, case.kernel, case.stride,
-                                                      case.dilation, case.pads))
+    if draw(st.integers(0, 5)) == 0:  # output_size on the function
+        sizes = tuple(
+            _out_len(L, k, s, d, lo, hi, 0) + draw(st.integers(0, s - 1))
+            for L, k, s, d, (lo, hi) in zip(
+                case.spatial, case.kernel, case.stride, case.dilation, case.pads
+            )
+        )
         case.opad = (0,) * nd
         case.output_size_spatial = sizes
         form = draw(st.sampled_from(("tuple", "list", "full", "int")))
@@ -262,11 +311,12 @@ def base_cases(draw, values: bool = False) -> Case:
         elif form == "full":
             lead = (case.n,) if case.batched else ()
             c_out = case.c_out_g * groups
-            case.output_size = (lead + sizes + (c_out,) if case.channels_last
-                                else lead + (c_out,) + sizes)
+            case.output_size = (
+                lead + sizes + (c_out,) if case.channels_last else lead + (c_out,) + sizes
+            )
         else:
             case.output_size = list(sizes) if form == "list" else sizes
-    if draw(st.integers(0, 5)) == 0:       # mixed float dtypes (designed extension)
+    if draw(st.integers(0, 5)) == 0:  # mixed float dtypes (designed extension)
         case.w_dtype = draw(st.sampled_from(FLOATS))
     case.kwargs = dict(
         stride=_spell_tuple(draw, case.stride),
@@ -280,12 +330,15 @@ def base_cases(draw, values: bool = False) -> Case:
     if case.output_size is not None:
         case.kwargs["output_size"] = case.output_size
     if values:
-        case.method = draw(st.sampled_from(("auto", "auto", "dilated", "subpixel", "matmul",
-                                            "depthwise")))
+        case.method = draw(
+            st.sampled_from(("auto", "auto", "dilated", "subpixel", "matmul", "depthwise"))
+        )
         # inf / nan in real float32 / float64 data (complex infinities follow each
         # implementation's complex multiply, which differ: not compared)
-        case.special = all(d in (np.float32, np.float64) for d in (
-            case.x_dtype, case.w_dtype)) and draw(st.integers(0, 9)) == 0
+        case.special = (
+            all(d in (np.float32, np.float64) for d in (case.x_dtype, case.w_dtype))
+            and draw(st.integers(0, 9)) == 0
+        )
     return case
 
 
@@ -297,15 +350,22 @@ SETTINGS = ("stride", "dilation", "output_padding", "padding", "groups")
 def _canonical(case: Case, name: str):
     if name == "padding":
         return tuple(max(lo, 0) for lo, _ in case.pads)
-    return {"stride": case.stride, "dilation": case.dilation, "output_padding": case.opad,
-            "groups": case.groups}[name]
+    return {
+        "stride": case.stride,
+        "dilation": case.dilation,
+        "output_padding": case.opad,
+        "groups": case.groups,
+    }[name]
 
 
 def _bad_kind(draw, case: Case):
     name = draw(st.sampled_from(SETTINGS))
-    scalar = draw(st.sampled_from((2.0, 1.5, np.float64(1.0), None, "2", b"1", True,
-                                   np.bool_(False), 1 + 0j, object())))
-    if name != "groups" and draw(st.booleans()):     # inside a tuple
+    scalar = draw(
+        st.sampled_from(
+            (2.0, 1.5, np.float64(1.0), None, "2", b"1", True, np.bool_(False), 1 + 0j, object())
+        )
+    )
+    if name != "groups" and draw(st.booleans()):  # inside a tuple
         value = [1] * case.nd
         value[draw(st.integers(0, case.nd - 1))] = scalar
         label = "bool-in-tuple" if isinstance(scalar, (bool, np.bool_)) else "bad-kind"
@@ -318,7 +378,7 @@ def _bad_kind(draw, case: Case):
         label = "bad-kind"
         case.kwargs[name] = scalar
         if name == "padding":
-            case.padding_form = "int"       # PyTorch gets it as it is
+            case.padding_form = "int"  # PyTorch gets it as it is
             if isinstance(scalar, str):
                 return ("padding-string", "padding", V)
     return (label, name, T)
@@ -329,16 +389,29 @@ def _array_setting(draw, case: Case):
     value = draw(st.sampled_from(("np0", "np1", "jnp0")))
     v = _canonical(case, name)
     first = v if name == "groups" else v[0]
-    case.kwargs[name] = {"np0": np.array(first), "np1": np.array(v),
-                         "jnp0": jnp.array(first)}[value]
+    case.kwargs[name] = {"np0": np.array(first), "np1": np.array(v), "jnp0": jnp.array(first)}[
+        value
+    ]
     if name == "padding":
         case.padding_form = "int"
     return ("array-setting", name, T)
 
 
 def _bad_value(draw, case: Case):
-    kind = draw(st.sampled_from(("stride", "dilation", "padding", "output_padding", "opad-big",
-                                 "groups", "groups-divide", "pad-big")))
+    kind = draw(
+        st.sampled_from(
+            (
+                "stride",
+                "dilation",
+                "padding",
+                "output_padding",
+                "opad-big",
+                "groups",
+                "groups-divide",
+                "pad-big",
+            )
+        )
+    )
     ax = draw(st.integers(0, case.nd - 1))
 
     def set_axis(name, values, v):
@@ -352,8 +425,12 @@ def _bad_value(draw, case: Case):
         return (f"{kind}<1", kind, V)
     if kind == "padding":
         case.padding_form = "int"
-        case.pads = tuple((p, p) for p in set_axis(
-            "padding", [lo for lo, _ in case.pads], draw(st.sampled_from((-1, -2)))))
+        case.pads = tuple(
+            (p, p)
+            for p in set_axis(
+                "padding", [lo for lo, _ in case.pads], draw(st.sampled_from((-1, -2)))
+            )
+        )
         return ("padding<0", "padding", V)
     if kind == "output_padding":
         case.output_size = case.output_size_spatial = None
@@ -363,8 +440,11 @@ def _bad_value(draw, case: Case):
     if kind == "opad-big":
         case.output_size = case.output_size_spatial = None
         case.kwargs.pop("output_size", None)
-        set_axis("output_padding", case.opad, max(case.stride[ax], case.dilation[ax])
-                 + draw(st.integers(0, 1)))
+        set_axis(
+            "output_padding",
+            case.opad,
+            max(case.stride[ax], case.dilation[ax]) + draw(st.integers(0, 1)),
+        )
         return ("output_padding>=max(stride,dilation)", "output_padding", V)
     if kind in ("groups", "groups-divide"):
         case.kwargs["groups"] = draw(st.sampled_from((0, -1)))
@@ -402,10 +482,22 @@ def _bad_length(draw, case: Case):
 
 
 def _bad_shape(draw, case: Case):
-    kind = draw(st.sampled_from(("channels", "zero-spatial", "zero-c_in", "zero-c_out",
-                                 "zero-kernel", "x-rank", "w-rank", "bias")))
+    kind = draw(
+        st.sampled_from(
+            (
+                "channels",
+                "zero-spatial",
+                "zero-c_in",
+                "zero-c_out",
+                "zero-kernel",
+                "x-rank",
+                "w-rank",
+                "bias",
+            )
+        )
+    )
     x = list(case.cf_x_shape())
-    c_axis = max(0, len(x) - case.nd - 1)    # (an earlier mutation may have changed the rank)
+    c_axis = max(0, len(x) - case.nd - 1)  # (an earlier mutation may have changed the rank)
     if kind == "channels":
         x[c_axis] += draw(st.sampled_from((1, -1)) if x[c_axis] > 1 else st.just(1))
         case.x_shape = tuple(x)
@@ -431,12 +523,12 @@ def _bad_shape(draw, case: Case):
     if kind == "x-rank":
         # rank nd (one short of unbatched) or nd + 3 (one more than batched)
         if draw(st.booleans()):
-            case.x_shape = tuple(x[-case.nd:])
+            case.x_shape = tuple(x[-case.nd :])
         else:
             case.x_shape = (1,) * (case.nd + 3 - len(x)) + tuple(x)
         return ("input-rank", "input of shape", V)
     if kind == "w-rank":
-        if case.generic:     # the generic function infers the axes from the weight: no rule
+        if case.generic:  # the generic function infers the axes from the weight: no rule
             case.x_shape = (1,) * (case.nd + 3 - len(x)) + tuple(x)
             return ("input-rank", "input of shape", V)
         w = case.cf_w_shape()
@@ -480,8 +572,20 @@ def _none_array(draw, case: Case):
 
 def _own_rules(draw, case: Case):
     """Rules of the extensions PyTorch's functions do not have."""
-    kind = draw(st.sampled_from(("pair", "negative-pair", "bad-in-pair", "os-unreachable",
-                                 "os-length", "os-kind", "os+opad", "cl-kind")))
+    kind = draw(
+        st.sampled_from(
+            (
+                "pair",
+                "negative-pair",
+                "bad-in-pair",
+                "os-unreachable",
+                "os-length",
+                "os-kind",
+                "os+opad",
+                "cl-kind",
+            )
+        )
+    )
     if kind in ("pair", "negative-pair", "bad-in-pair"):
         case.padding_form = "pairs"
         pads = [list(p) for p in case.pads]
@@ -502,8 +606,12 @@ def _own_rules(draw, case: Case):
         case.kwargs["channels_last"] = draw(st.sampled_from((1, 0, "yes", None)))
         return ("channels_last-bad-type", "channels_last=", T)
     # output_size rules
-    sizes = tuple(_out_len(L, k, s, d, lo, hi, 0) for L, k, s, d, (lo, hi) in zip(
-        case.spatial, case.kernel, case.stride, case.dilation, case.pads))
+    sizes = tuple(
+        _out_len(L, k, s, d, lo, hi, 0)
+        for L, k, s, d, (lo, hi) in zip(
+            case.spatial, case.kernel, case.stride, case.dilation, case.pads
+        )
+    )
     case.opad = (0,) * case.nd
     case.kwargs["output_padding"] = 0
     if kind == "os-unreachable":
@@ -514,7 +622,7 @@ def _own_rules(draw, case: Case):
         case.kwargs["output_size"] = case.output_size
         return ("output_size-unreachable", "is not reachable", V)
     if kind == "os-length":
-        in_ndim = len(case.cf_x_shape())    # neither nd nor the input's rank
+        in_ndim = len(case.cf_x_shape())  # neither nd nor the input's rank
         case.output_size = sizes + (1,) * (in_ndim - case.nd + 1) if draw(st.booleans()) else ()
         case.kwargs["output_size"] = case.output_size
         return ("output_size-length", "output_size=", V)
@@ -532,11 +640,23 @@ def _own_rules(draw, case: Case):
     return ("output_size+output_padding", "cannot be combined with output_size", V)
 
 
-MUTATIONS = (_bad_kind, _array_setting, _bad_value, _bad_value, _bad_length, _bad_shape,
-             _bad_shape, _bad_dtype, _complex_bias, _none_array, _own_rules)
+MUTATIONS = (
+    _bad_kind,
+    _array_setting,
+    _bad_value,
+    _bad_value,
+    _bad_length,
+    _bad_shape,
+    _bad_shape,
+    _bad_dtype,
+    _complex_bias,
+    _none_array,
+    _own_rules,
+)
 
 
 # ------------------------------------------------------------------------ running both sides
+
 
 def _data(case: Case, shape, dtype, salt: int):
     """Quarter-grid values in [-2, 2]: exact in every float dtype."""
@@ -551,8 +671,7 @@ def _data(case: Case, shape, dtype, salt: int):
     if np.dtype(dtype) == np.bool_:
         return v > 0
     if np.issubdtype(np.dtype(dtype), np.integer):
-        return (v * 4).astype(dtype) if np.dtype(dtype).kind == "i" else np.abs(v * 4).astype(
-            dtype)
+        return (v * 4).astype(dtype) if np.dtype(dtype).kind == "i" else np.abs(v * 4).astype(dtype)
     return v.astype(dtype)
 
 
@@ -580,8 +699,7 @@ def _call_ours(case: Case, x, w, b, *, trace_only: bool):
         except ValueError as e:
             # An explicit method that cannot compute a (valid) call says so, never switching
             # silently to another; the numbers are then checked with "auto".
-            if not str(e).startswith(f"method={case.method!r} cannot compute this "
-                                     "configuration: "):
+            if not str(e).startswith(f"method={case.method!r} cannot compute this configuration: "):
                 raise
             event(f"method={case.method} cannot compute it")
         return fn(xin, w, b, **kw, method="auto")
@@ -598,7 +716,7 @@ def _torch_tensor(a, dtype=None):
     dt = np.dtype(dtype or a.dtype)
     if dt == jnp.bfloat16:
         return torch.from_numpy(np.asarray(a, np.float32)).to(torch.bfloat16)
-    return torch.from_numpy(np.array(a, dtype=dt, copy=True))   # (keeps 0-d arrays 0-d)
+    return torch.from_numpy(np.array(a, dtype=dt, copy=True))  # (keeps 0-d arrays 0-d)
 
 
 def _is_float(dtype) -> bool:
@@ -613,17 +731,23 @@ def _reference(case: Case, x, w, b, *, compute=None):
     """
     tfn = TORCH_FN[case.nd]
     dt = compute
-    if dt is None and x is not None and w is not None and x.dtype != w.dtype and all(
-            _is_float(a.dtype) for a in (x, w)):
-        dt = jnp.result_type(x.dtype, w.dtype)      # mixed float dtypes: designed extension
+    if (
+        dt is None
+        and x is not None
+        and w is not None
+        and x.dtype != w.dtype
+        and all(_is_float(a.dtype) for a in (x, w))
+    ):
+        dt = jnp.result_type(x.dtype, w.dtype)  # mixed float dtypes: designed extension
     tx, tw = _torch_tensor(x, dt), _torch_tensor(w, dt)
     bdt = None
     if b is not None and tx is not None and tw is not None and _is_float(b.dtype):
         # The bias is cast to the result dtype (designed: PyTorch's CPU kernels disagree,
         # the slow path casts, the oneDNN path rejects a bias of another dtype).
         rt = np.dtype(compute or (dt or x.dtype))
-        if not (np.issubdtype(b.dtype, np.complexfloating) and not np.issubdtype(
-                rt, np.complexfloating)):
+        if not (
+            np.issubdtype(b.dtype, np.complexfloating) and not np.issubdtype(rt, np.complexfloating)
+        ):
             bdt = rt
     tb = _torch_tensor(b, bdt)
     kw = {k: case.kwargs[k] for k in ("stride", "dilation", "groups", "output_padding")}
@@ -632,11 +756,16 @@ def _reference(case: Case, x, w, b, *, compute=None):
         # layer would ignore it; the function refuses a nonzero one, see DIVERGENCES).
         tfn(tx, tw, tb, padding=0, **kw)
         opad = []
-        for L, k, s, d, (lo, hi), want in zip(case.spatial, case.kernel, case.stride,
-                                              case.dilation, case.pads,
-                                              case.output_size_spatial):
+        for L, k, s, d, (lo, hi), want in zip(
+            case.spatial,
+            case.kernel,
+            case.stride,
+            case.dilation,
+            case.pads,
+            case.output_size_spatial,
+        ):
             smallest = _out_len(L, k, s, d, lo, hi, 0)
-            if not smallest <= want < smallest + s:   # torch's _output_padding range
+            if not smallest <= want < smallest + s:  # torch's _output_padding range
                 raise ValueError("output_size unreachable")
             opad.append(want - smallest)
         kw["output_padding"] = tuple(opad)
@@ -646,16 +775,18 @@ def _reference(case: Case, x, w, b, *, compute=None):
         # Extension: PyTorch's unpadded result (its verdict on every other setting),
         # then the crop (lo, hi) of the definition; a negative hi zero-extends.
         pads = case.pads
-        tfn(tx, tw, tb, padding=0, **kw)            # PyTorch's verdict on everything else
+        tfn(tx, tw, tb, padding=0, **kw)  # PyTorch's verdict on everything else
         y = tfn(tx, tw, None, padding=0, **kw)
-        lead = y.shape[:y.ndim - case.nd]
+        lead = y.shape[: y.ndim - case.nd]
         for ax, (lo, hi) in enumerate(pads):
             axis = len(lead) + ax
             if y.shape[axis] - lo - hi < 1:
                 raise ValueError("output spatial size < 1")
             if hi < 0:
-                y = torch.cat([y, torch.zeros(*y.shape[:axis], -hi, *y.shape[axis + 1:],
-                                              dtype=y.dtype)], axis)
+                y = torch.cat(
+                    [y, torch.zeros(*y.shape[:axis], -hi, *y.shape[axis + 1 :], dtype=y.dtype)],
+                    axis,
+                )
                 hi = 0
             y = y.narrow(axis, lo, y.shape[axis] - lo - hi)
         if tb is not None:
@@ -674,17 +805,21 @@ def _outcome(thunk):
 
 
 def _describe(case: Case) -> str:
-    return (f"labels={case.labels} nd={case.nd} generic={case.generic} "
-            f"x={case.cf_x_shape()} {np.dtype(case.x_dtype).name} w={case.cf_w_shape()} "
-            f"{np.dtype(case.w_dtype).name} bias={case.b_shape_() if case.bias else None} "
-            f"{np.dtype(case.b_dtype).name if case.bias else ''} kwargs={case.kwargs} "
-            f"channels_last={case.channels_last} method={case.method}")
+    return (
+        f"labels={case.labels} nd={case.nd} generic={case.generic} "
+        f"x={case.cf_x_shape()} {np.dtype(case.x_dtype).name} w={case.cf_w_shape()} "
+        f"{np.dtype(case.w_dtype).name} bias={case.b_shape_() if case.bias else None} "
+        f"{np.dtype(case.b_dtype).name if case.bias else ''} kwargs={case.kwargs} "
+        f"channels_last={case.channels_last} method={case.method}"
+    )
 
 
 def _accepted_by_both(case: Case) -> bool:
     x, w, b = arrays(case)
-    return (_outcome(lambda: _reference(case, x, w, b))[1] is None
-            and _outcome(lambda: _call_ours(case, x, w, b, trace_only=True))[1] is None)
+    return (
+        _outcome(lambda: _reference(case, x, w, b))[1] is None
+        and _outcome(lambda: _call_ours(case, x, w, b, trace_only=True))[1] is None
+    )
 
 
 def check_case(case: Case, *, values: bool) -> None:
@@ -695,7 +830,7 @@ def check_case(case: Case, *, values: bool) -> None:
     x, w, b = arrays(case)
     ours, err = _outcome(lambda: _call_ours(case, x, w, b, trace_only=not values))
     ref, terr = _outcome(lambda: _reference(case, x, w, b))
-    if labels & OWN_RULES:        # a rule of an extension: no PyTorch verdict, ours is "reject"
+    if labels & OWN_RULES:  # a rule of an extension: no PyTorch verdict, ours is "reject"
         ref, terr = None, ValueError("own rule")
     if err is not None:
         # Only ValueError / TypeError, exactly (not an XLA error, an assert or a subclass).
@@ -709,17 +844,20 @@ def check_case(case: Case, *, values: bool) -> None:
         assert type(err) is exc, f"{label}: expected {exc.__name__}, got {err!r}"
         assert arg in str(err), f"{label}: message does not name {arg!r}: {err}"
         event("lone mutation of a valid case: exact exception and message checked")
-    if terr is None:          # PyTorch (or its translation for an extension) accepts
+    if terr is None:  # PyTorch (or its translation for an extension) accepts
         if err is not None:
             documented = labels & set(DIVERGENCES)
             if x is not None and x.ndim == case.nd + 2 and x.shape[0] == 0:
                 documented.add("empty-batch")
-            spatial_axes = range(ref.ndim - case.nd - (1 if case.channels_last else 0),
-                                 ref.ndim - (1 if case.channels_last else 0))
+            spatial_axes = range(
+                ref.ndim - case.nd - (1 if case.channels_last else 0),
+                ref.ndim - (1 if case.channels_last else 0),
+            )
             if any(ref.shape[a] == 0 for a in spatial_axes) or "dilation<1" in labels:
                 documented.add("onednn-path")
-            assert documented, (f"PyTorch accepts, convt_jax rejects (undocumented): "
-                                f"{err!r}; {_describe(case)}")
+            assert documented, (
+                f"PyTorch accepts, convt_jax rejects (undocumented): {err!r}; {_describe(case)}"
+            )
             assert type(err) in {DIVERGENCES[d][0] for d in documented}, err
             event("divergence: " + ",".join(sorted(documented)))
             return
@@ -729,22 +867,25 @@ def check_case(case: Case, *, values: bool) -> None:
         if values:
             _compare_values(case, x, w, b, np.asarray(ours))
         event("accepted")
-        for feature, on in [("N=0", 0 in (x.shape[:1] if x.ndim == case.nd + 2 else ())),
-                            ("unbatched", x.ndim == case.nd + 1),
-                            (f"padding {case.padding_form}", True),
-                            ("channels_last", case.channels_last),
-                            ("output_size", case.output_size is not None),
-                            ("mixed dtypes", x.dtype != w.dtype),
-                            (f"dtype {np.dtype(ours.dtype).name}", True),
-                            (f"method {case.method}", values),
-                            ("huge stride/dilation", max(case.stride + case.dilation) > 3),
-                            ("kernel > input", any(k > n for k, n in zip(case.kernel,
-                                                                          case.spatial)))]:
+        for feature, on in [
+            ("N=0", 0 in (x.shape[:1] if x.ndim == case.nd + 2 else ())),
+            ("unbatched", x.ndim == case.nd + 1),
+            (f"padding {case.padding_form}", True),
+            ("channels_last", case.channels_last),
+            ("output_size", case.output_size is not None),
+            ("mixed dtypes", x.dtype != w.dtype),
+            (f"dtype {np.dtype(ours.dtype).name}", True),
+            (f"method {case.method}", values),
+            ("huge stride/dilation", max(case.stride + case.dilation) > 3),
+            ("kernel > input", any(k > n for k, n in zip(case.kernel, case.spatial))),
+        ]:
             if on:
                 event("accepted: " + feature)
     else:
-        assert err is not None, (f"PyTorch rejects ({type(terr).__name__}: "
-                                 f"{str(terr)[:200]}), convt_jax accepts; {_describe(case)}")
+        assert err is not None, (
+            f"PyTorch rejects ({type(terr).__name__}: "
+            f"{str(terr)[:200]}), convt_jax accepts; {_describe(case)}"
+        )
         event("rejected")
 
 
@@ -756,11 +897,16 @@ def _compare_values(case: Case, x, w, b, got: np.ndarray) -> None:
     want = _reference(case, x, w, b, compute=wide)
     absx = None if x is None else np.abs(x.astype(wide))
     with np.errstate(invalid="ignore"):
-        bound = _reference(case, np.nan_to_num(absx, nan=0, posinf=0), np.abs(
-            w.astype(wide)), None if b is None else np.abs(b.astype(wide)), compute=np.float64)
+        bound = _reference(
+            case,
+            np.nan_to_num(absx, nan=0, posinf=0),
+            np.abs(w.astype(wide)),
+            None if b is None else np.abs(b.astype(wide)),
+            compute=np.float64,
+        )
     eps = float(jnp.finfo(rt).eps)
     if jax.default_backend() != "cpu" and rt in (np.float32, np.complex64):
-        eps = max(eps, 2.0 ** -10)     # float32 convolutions may run in TF32 on GPU
+        eps = max(eps, 2.0**-10)  # float32 convolutions may run in TF32 on GPU
     got = got.astype(wide)
     finite = np.isfinite(want)
     inf = np.isinf(want)
@@ -788,10 +934,12 @@ def _compare_values(case: Case, x, w, b, got: np.ndarray) -> None:
         err = np.abs(got - want)[finite]
     tol = 4 * eps * bound[finite]
     assert np.all(err <= tol), (
-        f"max error {err.max()} > bound (worst excess {(err - tol).max()}); dtype {rt}")
+        f"max error {err.max()} > bound (worst excess {(err - tol).max()}); dtype {rt}"
+    )
 
 
 # --------------------------------------------------------------------------------- the tests
+
 
 @pytest.fixture(autouse=True, scope="module")
 def _fast_and_quiet():
@@ -838,35 +986,53 @@ _X, _W = np.ones((1, 2, 3, 3), np.float32), np.ones((2, 3, 2, 2), np.float32)
 _LAYER = torch.nn.ConvTranspose1d(2, 3, 3, stride=2, output_padding=1)
 # One instance of each divergence: (PyTorch's call, convt_jax's call with the same arguments).
 DIVERGENCE_EXAMPLES = {
-    "int-dtype": (lambda: F.conv_transpose2d(torch.ones(1, 2, 3, 3, dtype=torch.int64),
-                                             torch.ones(2, 3, 2, 2, dtype=torch.int64)),
-                  lambda: ct.conv_transpose2d(_X.astype(np.int64), _W.astype(np.int64))),
-    "int-bias": (lambda: F.conv_transpose2d(torch.ones(1, 2, 3, 3), torch.ones(2, 3, 2, 2),
-                                            torch.ones(3, dtype=torch.int32)),
-                 lambda: ct.conv_transpose2d(_X, _W, np.ones(3, np.int32))),
-    "one-element-tuple": (lambda: F.conv_transpose2d(torch.ones(1, 2, 3, 3),
-                                                     torch.ones(2, 3, 2, 2), stride=(2,)),
-                          lambda: ct.conv_transpose2d(_X, _W, stride=(2,))),
-    "bool-in-tuple": (lambda: F.conv_transpose2d(torch.ones(1, 2, 3, 3),
-                                                 torch.ones(2, 3, 2, 2), dilation=(1, True)),
-                      lambda: ct.conv_transpose2d(_X, _W, dilation=(1, True))),
-    "empty-batch": (lambda: F.conv_transpose1d(torch.ones(0, 2, 3), torch.ones(2, 3, 2),
-                                               dilation=0),
-                    lambda: ct.conv_transpose1d(np.ones((0, 2, 3)), np.ones((2, 3, 2)),
-                                                dilation=0)),
-    "onednn-path": (lambda: (F.conv_transpose1d(torch.ones(2, 1, 1), torch.ones(1, 1, 2),
-                                                padding=1),        # output size 0
-                             F.conv_transpose1d(torch.ones(2, 1, 3), torch.ones(1, 1, 1),
-                                                dilation=0)),      # dilation 0, one tap
-                    lambda: ct.conv_transpose1d(np.ones((2, 1, 1)), np.ones((1, 1, 2)),
-                                                padding=1)),
-    "array-setting": (lambda: F.conv_transpose2d(torch.ones(1, 2, 3, 3), torch.ones(2, 3, 2, 2),
-                                                 groups=np.array(1)),
-                      lambda: ct.conv_transpose2d(_X, _W, groups=np.array(1))),
+    "int-dtype": (
+        lambda: F.conv_transpose2d(
+            torch.ones(1, 2, 3, 3, dtype=torch.int64), torch.ones(2, 3, 2, 2, dtype=torch.int64)
+        ),
+        lambda: ct.conv_transpose2d(_X.astype(np.int64), _W.astype(np.int64)),
+    ),
+    "int-bias": (
+        lambda: F.conv_transpose2d(
+            torch.ones(1, 2, 3, 3), torch.ones(2, 3, 2, 2), torch.ones(3, dtype=torch.int32)
+        ),
+        lambda: ct.conv_transpose2d(_X, _W, np.ones(3, np.int32)),
+    ),
+    "one-element-tuple": (
+        lambda: F.conv_transpose2d(torch.ones(1, 2, 3, 3), torch.ones(2, 3, 2, 2), stride=(2,)),
+        lambda: ct.conv_transpose2d(_X, _W, stride=(2,)),
+    ),
+    "bool-in-tuple": (
+        lambda: F.conv_transpose2d(
+            torch.ones(1, 2, 3, 3), torch.ones(2, 3, 2, 2), dilation=(1, True)
+        ),
+        lambda: ct.conv_transpose2d(_X, _W, dilation=(1, True)),
+    ),
+    "empty-batch": (
+        lambda: F.conv_transpose1d(torch.ones(0, 2, 3), torch.ones(2, 3, 2), dilation=0),
+        lambda: ct.conv_transpose1d(np.ones((0, 2, 3)), np.ones((2, 3, 2)), dilation=0),
+    ),
+    "onednn-path": (
+        lambda: (
+            F.conv_transpose1d(
+                torch.ones(2, 1, 1), torch.ones(1, 1, 2), padding=1
+            ),  # output size 0
+            F.conv_transpose1d(torch.ones(2, 1, 3), torch.ones(1, 1, 1), dilation=0),
+        ),  # dilation 0, one tap
+        lambda: ct.conv_transpose1d(np.ones((2, 1, 1)), np.ones((1, 1, 2)), padding=1),
+    ),
+    "array-setting": (
+        lambda: F.conv_transpose2d(
+            torch.ones(1, 2, 3, 3), torch.ones(2, 3, 2, 2), groups=np.array(1)
+        ),
+        lambda: ct.conv_transpose2d(_X, _W, groups=np.array(1)),
+    ),
     "output_size+output_padding": (
         lambda: _LAYER(torch.ones(1, 2, 4), output_size=[9]),
-        lambda: ct.conv_transpose1d(np.ones((1, 2, 4)), np.ones((2, 3, 3)), stride=2,
-                                    output_padding=1, output_size=9)),
+        lambda: ct.conv_transpose1d(
+            np.ones((1, 2, 4)), np.ones((2, 3, 3)), stride=2, output_padding=1, output_size=9
+        ),
+    ),
 }
 
 

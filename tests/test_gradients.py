@@ -25,8 +25,17 @@ def _config(cfg, conv_mode="cross_correlation"):
     if cfg["channels_last"]:
         x_shape = (x_shape[0], *x_shape[2:], x_shape[1])
     w_shape = (cfg["c_in"], cfg["c_out"] // cfg["groups"], *cfg["kernel"])
-    return config_of(x_shape, w_shape, cfg["stride"], cfg["pads"], cfg["output_padding"],
-                     cfg["groups"], cfg["dilation"], cfg["channels_last"], conv_mode)
+    return config_of(
+        x_shape,
+        w_shape,
+        cfg["stride"],
+        cfg["pads"],
+        cfg["output_padding"],
+        cfg["groups"],
+        cfg["dilation"],
+        cfg["channels_last"],
+        conv_mode,
+    )
 
 
 def _layout(cfg, x):
@@ -65,8 +74,16 @@ def _torch_grads(cfg, x, w, b, g):
     """PyTorch autograd through the channels-first batched reference."""
     tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
     tb = None if b is None else torch.tensor(b, requires_grad=True)
-    y = torch_forward(tx, tw, tb, cfg["stride"], cfg["pads"], cfg["output_padding"],
-                      cfg["groups"], cfg["dilation"])
+    y = torch_forward(
+        tx,
+        tw,
+        tb,
+        cfg["stride"],
+        cfg["pads"],
+        cfg["output_padding"],
+        cfg["groups"],
+        cfg["dilation"],
+    )
     y.backward(torch.from_numpy(g))
     return tx.grad.numpy(), tw.grad.numpy(), None if tb is None else tb.grad.numpy()
 
@@ -95,8 +112,7 @@ def test_public_gradients_match_pytorch(cfg):
 
 CASES = [
     dict(stride=2, padding=1, output_padding=1, groups=1, dilation=1),
-    dict(stride=(3, 1), padding=((2, 0), (1, 3)), output_padding=(2, 0), groups=2,
-         dilation=(1, 2)),
+    dict(stride=(3, 1), padding=((2, 0), (1, 3)), output_padding=(2, 0), groups=2, dilation=(1, 2)),
     dict(stride=1, padding="same", groups=2, dilation=2, conv_mode="convolution"),
     dict(stride=2, padding=0, channels_last=True, groups=2),
 ]
@@ -107,9 +123,11 @@ CASES = [
 def test_check_grads_each_argument(kw, argnum):
     rng = np.random.default_rng(argnum)
     shape = (2, 3, 3, 4) if kw.get("channels_last") else (2, 4, 3, 3)
-    args = [jnp.asarray(rng.standard_normal(shape)),
-            jnp.asarray(rng.standard_normal((4, 2, 3, 2))),
-            jnp.asarray(rng.standard_normal(2 * kw["groups"]))]
+    args = [
+        jnp.asarray(rng.standard_normal(shape)),
+        jnp.asarray(rng.standard_normal((4, 2, 3, 2))),
+        jnp.asarray(rng.standard_normal(2 * kw["groups"])),
+    ]
 
     def f(a):
         new = list(args)
@@ -126,28 +144,51 @@ def test_adjoint_identity(cfg):
     """<conv_transpose(x, w), y> == <x, conv(y, w)> with the matching forward convolution."""
     x, w, _ = make_arrays(cfg)
     nd = len(cfg["spatial"])
-    y_t = ct.conv_transpose(x, w, None, cfg["stride"], cfg["pads"], cfg["output_padding"],
-                            groups=cfg["groups"], dilation=cfg["dilation"])
+    y_t = ct.conv_transpose(
+        x,
+        w,
+        None,
+        cfg["stride"],
+        cfg["pads"],
+        cfg["output_padding"],
+        groups=cfg["groups"],
+        dilation=cfg["dilation"],
+    )
     y = np.random.default_rng(cfg["seed"] + 3).standard_normal(y_t.shape)
     # The forward convolution, written independently with XLA's own convolution: pad y by
     # (lo, hi - output_padding) and correlate with w read as (O=C_in, I=C_out/g, *K).
-    spatial = "DHW"[3 - nd:]
+    spatial = "DHW"[3 - nd :]
     conv = jax.lax.conv_general_dilated(
-        jnp.asarray(y), jnp.asarray(w), cfg["stride"],
+        jnp.asarray(y),
+        jnp.asarray(w),
+        cfg["stride"],
         [(lo, hi - a) for (lo, hi), a in zip(cfg["pads"], cfg["output_padding"])],
-        rhs_dilation=cfg["dilation"], feature_group_count=cfg["groups"],
-        dimension_numbers=("NC" + spatial, "OI" + spatial, "NC" + spatial))
+        rhs_dilation=cfg["dilation"],
+        feature_group_count=cfg["groups"],
+        dimension_numbers=("NC" + spatial, "OI" + spatial, "NC" + spatial),
+    )
     assert conv.shape == x.shape
     lhs = float(jnp.vdot(y_t, y))
     rhs = float(jnp.vdot(x, conv))
     assert abs(lhs - rhs) <= 1e-9 * max(1.0, abs(lhs))
     # Where PyTorch's conv takes the padding (symmetric, output_padding < stride), it agrees.
     if all(lo == hi for lo, hi in cfg["pads"]) and all(
-            a < s for a, s in zip(cfg["output_padding"], cfg["stride"])):
-        tconv = {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d,
-                 3: torch.nn.functional.conv3d}[nd]
-        want = tconv(torch.from_numpy(y), torch.from_numpy(w), None, cfg["stride"],
-                     tuple(lo for lo, _ in cfg["pads"]), cfg["dilation"], cfg["groups"])
+        a < s for a, s in zip(cfg["output_padding"], cfg["stride"])
+    ):
+        tconv = {
+            1: torch.nn.functional.conv1d,
+            2: torch.nn.functional.conv2d,
+            3: torch.nn.functional.conv3d,
+        }[nd]
+        want = tconv(
+            torch.from_numpy(y),
+            torch.from_numpy(w),
+            None,
+            cfg["stride"],
+            tuple(lo for lo, _ in cfg["pads"]),
+            cfg["dilation"],
+            cfg["groups"],
+        )
         np.testing.assert_allclose(np.asarray(conv), want.numpy(), rtol=TOL, atol=TOL)
 
 
@@ -175,15 +216,31 @@ def test_reverse_mode_has_no_lhs_dilated_convolution(nd, channels_last):
     w = jnp.ones((4, 3, *(4,) * nd))
 
     def loss(x, w):
-        return jnp.sum(ct.conv_transpose(x, w, None, 2, 1, 1, groups=1, dilation=2,
-                                         channels_last=channels_last) ** 2)
+        return jnp.sum(
+            ct.conv_transpose(
+                x, w, None, 2, 1, 1, groups=1, dilation=2, channels_last=channels_last
+            )
+            ** 2
+        )
 
     # The gradient rules are primitives lowered where the program is lowered: read the
     # pullback's lowered program (the forward is not in it) for its convolutions.
-    _, pull = jax.vjp(lambda x, w: ct.conv_transpose(
-        x, w, None, 2, 1, 1, groups=1, dilation=2, channels_last=channels_last), x, w)
-    g = jnp.ones(jax.eval_shape(lambda x, w: ct.conv_transpose(
-        x, w, None, 2, 1, 1, groups=1, dilation=2, channels_last=channels_last), x, w).shape)
+    _, pull = jax.vjp(
+        lambda x, w: ct.conv_transpose(
+            x, w, None, 2, 1, 1, groups=1, dilation=2, channels_last=channels_last
+        ),
+        x,
+        w,
+    )
+    g = jnp.ones(
+        jax.eval_shape(
+            lambda x, w: ct.conv_transpose(
+                x, w, None, 2, 1, 1, groups=1, dilation=2, channels_last=channels_last
+            ),
+            x,
+            w,
+        ).shape
+    )
     text = jax.jit(pull).lower(g).as_text()
     convs = [line for line in text.splitlines() if "stablehlo.convolution" in line]
     assert len(convs) >= 2, text  # the dx and dw rules
@@ -192,8 +249,9 @@ def test_reverse_mode_has_no_lhs_dilated_convolution(nd, channels_last):
     jax.grad(loss, argnums=(0, 1))(x, w)
     # Whereas JAX's autodiff of the lhs-dilated lowering does use one (the slow path).
     config = config_of(x.shape, w.shape, 2, 1, 1, 1, 2, channels_last)
-    auto = jax.make_jaxpr(jax.grad(
-        lambda x, w: jnp.sum(_lowering.dilated(x, w, config) ** 2), argnums=(0, 1)))(x, w)
+    auto = jax.make_jaxpr(
+        jax.grad(lambda x, w: jnp.sum(_lowering.dilated(x, w, config) ** 2), argnums=(0, 1))
+    )(x, w)
     assert any(any(v > 1 for v in e.params["lhs_dilation"]) for e in _conv_eqns(auto.jaxpr))
 
 
@@ -206,8 +264,9 @@ def test_half_precision_gradients_with_preferred_element_type(dtype):
     def loss(x, w, **kw):
         return jnp.sum(ct.conv_transpose2d(x, w, None, 2, 1, **kw).astype(jnp.float32) ** 2)
 
-    gx, gw = jax.grad(loss, argnums=(0, 1))(jnp.asarray(x, dtype), jnp.asarray(w, dtype),
-                                            preferred_element_type=jnp.float32)
+    gx, gw = jax.grad(loss, argnums=(0, 1))(
+        jnp.asarray(x, dtype), jnp.asarray(w, dtype), preferred_element_type=jnp.float32
+    )
     assert gx.dtype == dtype and gw.dtype == dtype
     ex, ew = jax.grad(loss, argnums=(0, 1))(x, w)
     rel = {jnp.float16: 2e-2, jnp.bfloat16: 8e-2}[dtype]
@@ -229,5 +288,6 @@ def test_second_order_vmap_and_jit_compose():
     np.testing.assert_allclose(per_example, want, rtol=TOL, atol=TOL)
     hvp = jax.jvp(jax.grad(loss), (w, x[0]), (jnp.ones_like(w), jnp.zeros_like(x[0])))[1]
     h = jax.hessian(loss)(w, x[0])
-    np.testing.assert_allclose(hvp, jnp.tensordot(h, jnp.ones_like(w), w.ndim), rtol=1e-8,
-                               atol=1e-10)
+    np.testing.assert_allclose(
+        hvp, jnp.tensordot(h, jnp.ones_like(w), w.ndim), rtol=1e-8, atol=1e-10
+    )

@@ -25,15 +25,27 @@ def _depthwise(cfg):
 def _reasons(cfg, xin, w):
     """Each method mapped to None (it applies) or why not, from the one registry."""
     xb = xin if cfg["batched"] else xin[None]
-    config = config_of(xb.shape, w.shape, cfg["stride"], cfg["pads"], cfg["output_padding"],
-                       cfg["groups"], cfg["dilation"], cfg["channels_last"])
+    config = config_of(
+        xb.shape,
+        w.shape,
+        cfg["stride"],
+        cfg["pads"],
+        cfg["output_padding"],
+        cfg["groups"],
+        cfg["dilation"],
+        cfg["channels_last"],
+    )
     return _methods.reasons(config, xb.shape, w.shape)
 
 
 @pytest.mark.slow
 @settings(max_examples=100)
-@given(cfg=configs(), method=st.sampled_from(("auto",) + LOWERINGS), dw=st.booleans(),
-       flip=st.booleans())
+@given(
+    cfg=configs(),
+    method=st.sampled_from(("auto",) + LOWERINGS),
+    dw=st.booleans(),
+    flip=st.booleans(),
+)
 def test_forward_and_gradients_equal_dilated(cfg, method, dw, flip):
     if dw:
         cfg = _depthwise(cfg)
@@ -44,8 +56,11 @@ def test_forward_and_gradients_equal_dilated(cfg, method, dw, flip):
     if reason is not None:
         # An explicit method that cannot compute the configuration is an error, never a
         # silent switch to another method.
-        with pytest.raises(ValueError, match=f"method='{method}' cannot compute this "
-                                             f"configuration: .*the methods that can are"):
+        with pytest.raises(
+            ValueError,
+            match=f"method='{method}' cannot compute this "
+            f"configuration: .*the methods that can are",
+        ):
             ct.conv_transpose(xin, w, b, **kwargs, method=method)
         return
 
@@ -63,18 +78,36 @@ def test_forward_and_gradients_equal_dilated(cfg, method, dw, flip):
 
 @pytest.mark.slow
 @settings(max_examples=60)
-@given(cfg=configs(), dw=st.booleans(),
-       forms=st.sampled_from([("conv", "matmul"), ("matmul", "conv"), ("matmul", "matmul"),
-                             ("conv", "phase"), ("phase", "phase"), ("phase", "matmul")]))
+@given(
+    cfg=configs(),
+    dw=st.booleans(),
+    forms=st.sampled_from(
+        [
+            ("conv", "matmul"),
+            ("matmul", "conv"),
+            ("matmul", "matmul"),
+            ("conv", "phase"),
+            ("phase", "phase"),
+            ("phase", "matmul"),
+        ]
+    ),
+)
 def test_backward_forms_equal_conv_rules(cfg, dw, forms):
     if dw:
         cfg = _depthwise(cfg)
     x, w, _ = make_arrays(cfg)
     xin, kwargs = call_args(cfg, x)
     xb = xin if cfg["batched"] else xin[None]
-    config = config_of(xb.shape, w.shape, kwargs["stride"], kwargs["padding"],
-                       kwargs["output_padding"], kwargs["groups"], kwargs["dilation"],
-                       kwargs["channels_last"])
+    config = config_of(
+        xb.shape,
+        w.shape,
+        kwargs["stride"],
+        kwargs["padding"],
+        kwargs["output_padding"],
+        kwargs["groups"],
+        kwargs["dilation"],
+        kwargs["channels_last"],
+    )
 
     def grads(method):
         f = lambda x, w: _primitive.conv_transpose_batched(x, w, config, method)  # noqa: E731
@@ -89,12 +122,12 @@ def test_backward_forms_equal_conv_rules(cfg, dw, forms):
 # Fast, fixed cases of the forms above for grouped layers (the hypothesis test is slow):
 # (input shape, weight shape, stride, padding, output_padding, groups, dilation, channels_last).
 GROUPED_CASES = [
-    ((2, 8, 5, 6), (8, 3, 4, 4), 2, 1, 0, 4, 1, False),        # 1 < groups < C_in, k4 s2
-    ((2, 6, 7, 4), (4, 2, 3, 3), 2, 1, 1, 2, 1, True),         # k3 s2 op1, channels-last
-    ((1, 6, 9), (6, 2, 5), 3, 2, 2, 3, 1, False),              # 1-d, K not a multiple of s
-    ((1, 4, 3, 4, 5), (4, 1, 2, 3, 2), (2, 1, 2), 0, 0, 2, 1, False),   # 3-d
-    ((2, 6, 8), (6, 2, 3), 1, 1, 0, 2, 2, False),              # stride 1 with dilation
-    ((2, 4, 6, 6), (4, 3, 4, 4), 2, 1, 0, 4, 1, False),        # depthwise, multiplier 3
+    ((2, 8, 5, 6), (8, 3, 4, 4), 2, 1, 0, 4, 1, False),  # 1 < groups < C_in, k4 s2
+    ((2, 6, 7, 4), (4, 2, 3, 3), 2, 1, 1, 2, 1, True),  # k3 s2 op1, channels-last
+    ((1, 6, 9), (6, 2, 5), 3, 2, 2, 3, 1, False),  # 1-d, K not a multiple of s
+    ((1, 4, 3, 4, 5), (4, 1, 2, 3, 2), (2, 1, 2), 0, 0, 2, 1, False),  # 3-d
+    ((2, 6, 8), (6, 2, 3), 1, 1, 0, 2, 2, False),  # stride 1 with dilation
+    ((2, 4, 6, 6), (4, 3, 4, 4), 2, 1, 0, 4, 1, False),  # depthwise, multiplier 3
 ]
 
 
@@ -105,8 +138,17 @@ def test_grouped_backward_forms_equal_conv_rules(case, flip):
     rng = np.random.default_rng(len(x_shape) + groups)
     x = jnp.asarray(rng.standard_normal(x_shape))
     w = jnp.asarray(rng.standard_normal(w_shape))
-    config = config_of(x_shape, w_shape, stride, padding, op, groups, dilation, cl,
-                       "convolution" if flip else "cross_correlation")
+    config = config_of(
+        x_shape,
+        w_shape,
+        stride,
+        padding,
+        op,
+        groups,
+        dilation,
+        cl,
+        "convolution" if flip else "cross_correlation",
+    )
     y = _methods.forward("dilated", x, w, config)
     g = jnp.asarray(rng.standard_normal(y.shape))
     want = (_methods.input_grad("conv", g, w, config), _methods.weight_grad("conv", g, x, config))
@@ -139,21 +181,34 @@ def test_methods_under_vmap_and_second_order(method):
     x = jnp.asarray(rng.standard_normal((3, 2, 4, 5, 5)))
     w = jnp.asarray(rng.standard_normal((4, 1, 3, 4)))
     # "matmul" computes groups == 1 only (an explicit method never falls back).
-    kw = dict(stride=(2, 3), padding=((1, 0), (2, 1)), output_padding=(1, 0),
-              groups=1 if method == "matmul" else 4, method=method)
+    kw = dict(
+        stride=(2, 3),
+        padding=((1, 0), (2, 1)),
+        output_padding=(1, 0),
+        groups=1 if method == "matmul" else 4,
+        method=method,
+    )
     f = lambda x, w: jnp.sum(ct.conv_transpose2d(x, w, None, **kw) ** 2)  # noqa: E731
     want = jnp.stack([jax.grad(f, 1)(xi, w) for xi in x])
     np.testing.assert_allclose(jax.vmap(jax.grad(f, 1), (0, None))(x, w), want, rtol=TOL)
     h = jax.hessian(lambda w: f(x[0], w))(w)
-    h_ref = jax.hessian(lambda w: jnp.sum(ct.conv_transpose2d(
-        x[0], w, None, **dict(kw, method="dilated")) ** 2))(w)
+    h_ref = jax.hessian(
+        lambda w: jnp.sum(ct.conv_transpose2d(x[0], w, None, **dict(kw, method="dilated")) ** 2)
+    )(w)
     np.testing.assert_allclose(h, h_ref, rtol=1e-9, atol=1e-9)
 
 
 def test_auto_picks_from_the_shape():
     def pick(x_shape, w_shape, **kw):
-        config = config_of(x_shape, w_shape, kw.get("stride", 2), kw.get("padding", 1), 0,
-                           kw.get("groups", 1), kw.get("dilation", 1))
+        config = config_of(
+            x_shape,
+            w_shape,
+            kw.get("stride", 2),
+            kw.get("padding", 1),
+            0,
+            kw.get("groups", 1),
+            kw.get("dilation", 1),
+        )
         return _methods.resolve("auto", config, x_shape, w_shape, np.float32)
 
     assert pick((8, 128, 32, 32), (128, 1, 4, 4), groups=128)[0] == "depthwise"
@@ -172,7 +227,7 @@ def test_auto_picks_from_the_shape():
     assert pick((64, 256, 8, 8), (256, 128, 4, 4))[1:] == ("matmul", "matmul")
     assert pick((64, 256, 16, 15), (256, 128, 4, 4))[1:] == ("matmul", "matmul")
     assert pick((64, 512, 4, 4), (512, 256, 4, 4))[1:] == ("matmul", "matmul")
-    assert pick((64, 64, 32, 32), (64, 3, 4, 4))[1:] == ("matmul", "matmul")   # RGB output
+    assert pick((64, 64, 32, 32), (64, 3, 4, 4))[1:] == ("matmul", "matmul")  # RGB output
     assert pick((8, 256, 3, 3), (256, 128, 2, 2), padding=0)[1:] == ("phase", "phase")
     assert pick((16, 64, 32, 32), (64, 64, 3, 3), stride=1)[1:] == ("conv", "conv")
     assert pick((8, 128, 32, 32), (128, 64, 3, 3)) == ("subpixel", "matmul", "matmul")
@@ -180,7 +235,10 @@ def test_auto_picks_from_the_shape():
     # 1 < groups < C_in: the phase forms batched over the group; with dilation, im2col.
     assert pick((8, 256, 16, 16), (256, 32, 4, 4), groups=8) == ("subpixel", "phase", "phase")
     assert pick((8, 256, 16, 16), (256, 32, 3, 3), groups=8, stride=1, dilation=2) == (
-        "subpixel", "grouped", "grouped")
+        "subpixel",
+        "grouped",
+        "grouped",
+    )
 
 
 def test_unknown_method_is_rejected():
@@ -191,18 +249,41 @@ def test_unknown_method_is_rejected():
         ct.conv_transpose1d(x, w, method=3)
 
 
-@pytest.mark.parametrize("method, kw, reason, able", [
-    ("matmul", dict(groups=2), "it needs groups == 1 (got groups=2)",
-     "'auto', 'dilated', 'subpixel', 'grouped'"),
-    ("matmul", dict(dilation=2, stride=1), "it needs dilation == 1 on every axis",
-     "'auto', 'dilated', 'subpixel'"),
-    ("depthwise", dict(), "it needs groups == C_in > 1 (got groups=1, C_in=4)",
-     "'auto', 'dilated', 'subpixel', 'matmul'"),
-    ("subpixel", dict(dilation=2), "an axis has both stride > 1 and dilation > 1",
-     "'auto', 'dilated'"),
-    ("depthwise", dict(groups=4, dilation=2), "an axis has both stride > 1 and dilation > 1",
-     "'auto', 'dilated'"),
-])
+@pytest.mark.parametrize(
+    "method, kw, reason, able",
+    [
+        (
+            "matmul",
+            dict(groups=2),
+            "it needs groups == 1 (got groups=2)",
+            "'auto', 'dilated', 'subpixel', 'grouped'",
+        ),
+        (
+            "matmul",
+            dict(dilation=2, stride=1),
+            "it needs dilation == 1 on every axis",
+            "'auto', 'dilated', 'subpixel'",
+        ),
+        (
+            "depthwise",
+            dict(),
+            "it needs groups == C_in > 1 (got groups=1, C_in=4)",
+            "'auto', 'dilated', 'subpixel', 'matmul'",
+        ),
+        (
+            "subpixel",
+            dict(dilation=2),
+            "an axis has both stride > 1 and dilation > 1",
+            "'auto', 'dilated'",
+        ),
+        (
+            "depthwise",
+            dict(groups=4, dilation=2),
+            "an axis has both stride > 1 and dilation > 1",
+            "'auto', 'dilated'",
+        ),
+    ],
+)
 def test_explicit_method_that_cannot_apply_is_an_error(method, kw, reason, able):
     x, w = jnp.ones((1, 4, 5)), jnp.ones((4, 2 if kw.get("groups", 1) == 1 else 1, 3))
     kw = dict(dict(stride=2), **kw)
@@ -226,12 +307,12 @@ def test_depth_to_space_contract(block, channels_last):
     n, c = len(block), 3
     rows = (4, 3, 2)[:n]
     rng = np.random.default_rng(n)
-    depth = rng.standard_normal((2, *rows, int(np.prod(block)) * c))        # channels last
+    depth = rng.standard_normal((2, *rows, int(np.prod(block)) * c))  # channels last
     want = np.zeros((2, *(j * b for j, b in zip(rows, block)), c))
     for j in np.ndindex(*rows):
         for r_flat, r in enumerate(np.ndindex(*block)):
             pos = tuple(jj * b + rr for jj, b, rr in zip(j, block, r))
-            want[(slice(None), *pos)] = depth[(slice(None), *j)][:, r_flat * c:(r_flat + 1) * c]
+            want[(slice(None), *pos)] = depth[(slice(None), *j)][:, r_flat * c : (r_flat + 1) * c]
     x = depth if channels_last else np.moveaxis(depth, -1, 1)
     got = _geometry.depth_to_space(jnp.asarray(x), block, channels_last=channels_last)
     np.testing.assert_array_equal(got if channels_last else np.moveaxis(got, 1, -1), want)

@@ -20,12 +20,23 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 def test_two_processes_train_like_one_device():
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "multihost.py")],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "multihost.py")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-8000:]
-    lines = re.findall(r"^process (\d): (.+?) OK max\|diff\| \S+ over 8 devices, (\d+) "
-                       r"collectives$", proc.stdout, re.M)
+    lines = re.findall(
+        r"^process (\d): (.+?) OK max\|diff\| \S+ over 8 devices, (\d+) "
+        r"collectives$",
+        proc.stdout,
+        re.M,
+    )
     steps = {(p, step) for p, step, n in lines if int(n) > 0}
-    assert steps == {(p, s) for p in "01"
-                     for s in ("data parallel", "grouped", "spatially split")}, out[-8000:]
+    assert steps == {
+        (p, s) for p in "01" for s in ("data parallel", "grouped", "spatially split")
+    }, out[-8000:]

@@ -15,8 +15,11 @@ import torch
 import convt_jax as ct
 
 TOL = dict(rtol=1e-10, atol=1e-10)
-TORCH_LAYERS = {1: torch.nn.ConvTranspose1d, 2: torch.nn.ConvTranspose2d,
-                3: torch.nn.ConvTranspose3d}
+TORCH_LAYERS = {
+    1: torch.nn.ConvTranspose1d,
+    2: torch.nn.ConvTranspose2d,
+    3: torch.nn.ConvTranspose3d,
+}
 OURS = {1: ct.nn.ConvTranspose1d, 2: ct.nn.ConvTranspose2d, 3: ct.nn.ConvTranspose3d}
 
 # (input spatial, in, out, kernel, settings shared by both libraries)
@@ -24,12 +27,28 @@ CONFIGS = [
     ((7,), 2, 4, 3, dict(stride=2, padding=1, output_padding=1)),
     ((6,), 4, 6, 2, dict(stride=3, groups=2, dilation=2, bias=False)),
     ((5, 4), 3, 2, (3, 2), dict(stride=(2, 1), padding=(1, 0), output_padding=(1, 0))),
-    ((4, 5), 6, 9, (3, 2), dict(stride=2, padding=(2, 1), output_padding=1, groups=3,
-                                dilation=(1, 2))),
-    ((3, 4), 2, 2, 4, dict(stride=2, padding=1)),                                 # DCGAN block
+    (
+        (4, 5),
+        6,
+        9,
+        (3, 2),
+        dict(stride=2, padding=(2, 1), output_padding=1, groups=3, dilation=(1, 2)),
+    ),
+    ((3, 4), 2, 2, 4, dict(stride=2, padding=1)),  # DCGAN block
     ((3, 3, 2), 2, 3, 3, dict(stride=2, padding=1, output_padding=1)),
-    ((2, 3, 3), 4, 2, (2, 3, 2), dict(stride=(1, 2, 2), padding=(0, 1, 0),
-                                      output_padding=(1, 1, 0), dilation=(2, 1, 1), groups=2)),
+    (
+        (2, 3, 3),
+        4,
+        2,
+        (2, 3, 2),
+        dict(
+            stride=(1, 2, 2),
+            padding=(0, 1, 0),
+            output_padding=(1, 1, 0),
+            dilation=(2, 1, 1),
+            groups=2,
+        ),
+    ),
 ]
 IDS = [f"{len(c[0])}d-{i}" for i, c in enumerate(CONFIGS)]
 
@@ -41,10 +60,21 @@ def _pair(cfg, seed=0, **ours_kw):
     torch.manual_seed(seed)
     t = TORCH_LAYERS[n](c_in, c_out, kernel, dtype=torch.float64, **kw)
     kw = dict(kw)
-    stride, padding, opad = (kw.pop(k, d) for k, d in
-                             (("stride", 1), ("padding", 0), ("output_padding", 0)))
-    ours = OURS[n](c_in, c_out, kernel, stride, padding, opad, dtype=jnp.float64,
-                   key=jax.random.key(seed), **kw, **ours_kw)
+    stride, padding, opad = (
+        kw.pop(k, d) for k, d in (("stride", 1), ("padding", 0), ("output_padding", 0))
+    )
+    ours = OURS[n](
+        c_in,
+        c_out,
+        kernel,
+        stride,
+        padding,
+        opad,
+        dtype=jnp.float64,
+        key=jax.random.key(seed),
+        **kw,
+        **ours_kw,
+    )
     return t, ours.load_state_dict(t.state_dict())
 
 
@@ -69,27 +99,37 @@ def test_output_size_matches_torch_layer(rng, cfg):
     spatial, c_in, c_out, kernel, kw = cfg
     t, ours = _pair(cfg)
     x = rng.standard_normal((2, c_in, *spatial))
-    base = ct.conv_transpose_output_shape(x.shape, ours.weight.shape, ours.stride, ours.padding,
-                                          groups=ours.groups, dilation=ours.dilation)[2:]
+    base = ct.conv_transpose_output_shape(
+        x.shape,
+        ours.weight.shape,
+        ours.stride,
+        ours.padding,
+        groups=ours.groups,
+        dilation=ours.dilation,
+    )[2:]
     for extra in {0, max(ours.stride) - 1}:
         size = tuple(b + min(extra, s - 1) for b, s in zip(base, ours.stride))
         want = t(torch.as_tensor(x), output_size=list(size)).detach().numpy()
         assert want.shape[2:] == size
         np.testing.assert_allclose(ours(x, output_size=size), want, **TOL)
-        full = (2, c_out) + size                      # a full shape works too, as in torch
+        full = (2, c_out) + size  # a full shape works too, as in torch
         np.testing.assert_allclose(ours(x, output_size=full), want, **TOL)
 
 
 def test_output_size_error_names_reachable_sizes():
     layer = ct.nn.ConvTranspose1d(1, 1, 3, stride=2, padding=1, key=jax.random.key(0))
-    with pytest.raises(ValueError, match=r"output_size=\(12,\) is not reachable: spatial axis 0 "
-                                         r"can be 9..10"):
+    with pytest.raises(
+        ValueError,
+        match=r"output_size=\(12,\) is not reachable: spatial axis 0 "
+        r"can be 9..10",
+    ):
         layer(jnp.ones((1, 1, 5)), output_size=(12,))
 
 
 def test_state_dict_roundtrip_to_torch(rng):
-    ours = ct.nn.ConvTranspose2d(4, 6, 3, 2, 1, 1, groups=2, dtype=jnp.float64,
-                                 key=jax.random.key(3))
+    ours = ct.nn.ConvTranspose2d(
+        4, 6, 3, 2, 1, 1, groups=2, dtype=jnp.float64, key=jax.random.key(3)
+    )
     sd = ours.state_dict()
     assert set(sd) == {"weight", "bias"}
     assert all(isinstance(v, np.ndarray) for v in sd.values())
@@ -112,19 +152,28 @@ def test_conv_mode_convolution_is_flipped_torch(rng):
 
 
 def test_nd_layer_matches_function(rng):
-    layer = ct.nn.ConvTranspose(4, 2, 3, kernel_size=2, stride=(2, 1, 1, 2), padding=((1, 0),) * 4,
-                                dtype=jnp.float64, key=jax.random.key(0))
+    layer = ct.nn.ConvTranspose(
+        4,
+        2,
+        3,
+        kernel_size=2,
+        stride=(2, 1, 1, 2),
+        padding=((1, 0),) * 4,
+        dtype=jnp.float64,
+        key=jax.random.key(0),
+    )
     x = rng.standard_normal((1, 2, 2, 3, 2, 2))
     np.testing.assert_allclose(
-        layer(x), ct.conv_transpose(x, layer.weight, layer.bias, (2, 1, 1, 2), ((1, 0),) * 4),
-        **TOL)
+        layer(x), ct.conv_transpose(x, layer.weight, layer.bias, (2, 1, 1, 2), ((1, 0),) * 4), **TOL
+    )
     assert "num_spatial_dims=4" in repr(layer)
 
 
 @pytest.mark.parametrize("mode", ["circular", "reflect", "replicate"])
 def test_padding_mode_layer_is_the_function(rng, mode):
-    layer = ct.nn.ConvTranspose2d(2, 3, 3, 2, 1, 1, padding_mode=mode, dtype=jnp.float64,
-                                  key=jax.random.key(0))
+    layer = ct.nn.ConvTranspose2d(
+        2, 3, 3, 2, 1, 1, padding_mode=mode, dtype=jnp.float64, key=jax.random.key(0)
+    )
     x = rng.standard_normal((2, 2, 4, 3))
     want = ct.conv_transpose2d(x, layer.weight, layer.bias, 2, 1, 1, padding_mode=mode)
     np.testing.assert_allclose(layer(x), want, **TOL)
@@ -179,8 +228,7 @@ def test_grad_and_optax_train_a_layer(rng):
     # The gradient is PyTorch's.
     t = torch.nn.ConvTranspose2d(3, 2, 4, 2, 1, dtype=torch.float64)
     t.load_state_dict({k: torch.as_tensor(v) for k, v in layer.state_dict().items()})
-    torch.mean((t(torch.tensor(np.array(x))) - torch.tensor(np.array(target))) ** 2
-               ).backward()
+    torch.mean((t(torch.tensor(np.array(x))) - torch.tensor(np.array(target))) ** 2).backward()
     np.testing.assert_allclose(grads.weight, t.weight.grad.numpy(), **TOL)
     np.testing.assert_allclose(grads.bias, t.bias.grad.numpy(), **TOL)
 
@@ -212,16 +260,18 @@ def test_jit_does_not_retrace(rng):
     b = ct.nn.ConvTranspose1d(2, 3, 3, 2, key=jax.random.key(1))
     x = jnp.ones((1, 2, 4))
     apply(a, x)
-    apply(b, x)                                   # new weights, same settings: no retrace
+    apply(b, x)  # new weights, same settings: no retrace
     assert len(traces) == 1
-    apply(ct.nn.ConvTranspose1d(2, 3, 3, 1, key=jax.random.key(0)), x)   # new settings
+    apply(ct.nn.ConvTranspose1d(2, 3, 3, 1, key=jax.random.key(0)), x)  # new settings
     assert len(traces) == 2
 
 
 def test_vmap_over_layers(rng):
     """A stack of layers (an ensemble) is a pytree with a leading axis on the leaves."""
-    layers = [ct.nn.ConvTranspose1d(2, 2, 3, 2, dtype=jnp.float64, key=jax.random.key(i))
-              for i in range(3)]
+    layers = [
+        ct.nn.ConvTranspose1d(2, 2, 3, 2, dtype=jnp.float64, key=jax.random.key(i))
+        for i in range(3)
+    ]
     stacked = jax.tree.map(lambda *a: jnp.stack(a), *layers)
     x = rng.standard_normal((1, 2, 4))
     out = jax.vmap(lambda layer: layer(x))(stacked)
@@ -232,8 +282,9 @@ def test_vmap_over_layers(rng):
 # ----------------------------------------------------------------------------- dtypes
 
 
-@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64,
-                                   jnp.complex64])
+@pytest.mark.parametrize(
+    "dtype", [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64, jnp.complex64]
+)
 def test_dtype(dtype):
     layer = ct.nn.ConvTranspose2d(2, 4, 3, 2, key=jax.random.key(0), dtype=dtype)
     assert layer.weight.dtype == dtype and layer.bias.dtype == dtype and layer.dtype == dtype
@@ -248,25 +299,27 @@ def test_compute_mode_float32(rng, dtype):
     acc32 = ct.nn.ConvTranspose2d(16, 8, 4, 2, 1, compute_mode="float32", **kw)
     x = jnp.asarray(rng.standard_normal((2, 16, 5, 5)), dtype)
     y = acc32(x)
-    assert y.dtype == dtype                             # returns the input dtype
-    want = ct.conv_transpose2d(x, acc32.weight, acc32.bias, 2, 1,
-                               preferred_element_type=jnp.float32)
+    assert y.dtype == dtype  # returns the input dtype
+    want = ct.conv_transpose2d(
+        x, acc32.weight, acc32.bias, 2, 1, preferred_element_type=jnp.float32
+    )
     np.testing.assert_array_equal(np.asarray(y, np.float32), np.asarray(want, np.float32))
     assert half(x).dtype == dtype
     # float32 layers and inputs are unaffected by compute_mode
     f32 = ct.nn.ConvTranspose1d(2, 2, 2, compute_mode="float32", key=jax.random.key(0))
-    np.testing.assert_array_equal(f32(jnp.ones((1, 2, 3))),
-                                  ct.conv_transpose1d(jnp.ones((1, 2, 3)), f32.weight, f32.bias))
+    np.testing.assert_array_equal(
+        f32(jnp.ones((1, 2, 3))), ct.conv_transpose1d(jnp.ones((1, 2, 3)), f32.weight, f32.bias)
+    )
 
 
 # ----------------------------------------------------------------------------- init
 
 
-@pytest.mark.parametrize("n,c_in,c_out,kernel,groups", [
-    (1, 64, 48, 5, 1), (2, 32, 64, (4, 3), 4), (3, 16, 8, 3, 2)])
+@pytest.mark.parametrize(
+    "n,c_in,c_out,kernel,groups", [(1, 64, 48, 5, 1), (2, 32, 64, (4, 3), 4), (3, 16, 8, 3, 2)]
+)
 def test_default_init_matches_torch_bounds(n, c_in, c_out, kernel, groups):
-    layer = OURS[n](c_in, c_out, kernel, groups=groups, key=jax.random.key(0),
-                    dtype=jnp.float64)
+    layer = OURS[n](c_in, c_out, kernel, groups=groups, key=jax.random.key(0), dtype=jnp.float64)
     t = TORCH_LAYERS[n](c_in, c_out, kernel, groups=groups, dtype=torch.float64)
     fan_in, _ = torch.nn.init._calculate_fan_in_and_fan_out(t.weight)
     assert ct.nn.init.fan_in(layer.weight.shape) == fan_in
@@ -274,14 +327,14 @@ def test_default_init_matches_torch_bounds(n, c_in, c_out, kernel, groups):
     for ours, theirs in ((layer.weight, t.weight), (layer.bias, t.bias)):
         ours, theirs = np.asarray(ours), theirs.detach().numpy()
         assert ours.shape == theirs.shape
-        for w in (ours, theirs):       # both inside the bound, and filling it
+        for w in (ours, theirs):  # both inside the bound, and filling it
             assert np.abs(w).max() <= bound
             assert np.abs(w).max() > bound * (1 - 20 / w.size)
-        if ours.size > 1000:           # uniform: mean 0, variance bound^2 / 3
+        if ours.size > 1000:  # uniform: mean 0, variance bound^2 / 3
             se = bound / math.sqrt(3 * ours.size)
             assert abs(ours.mean()) < 5 * se
-            np.testing.assert_allclose(ours.var(), bound ** 2 / 3, rtol=0.05)
-            np.testing.assert_allclose(theirs.var(), bound ** 2 / 3, rtol=0.05)
+            np.testing.assert_allclose(ours.var(), bound**2 / 3, rtol=0.05)
+            np.testing.assert_allclose(theirs.var(), bound**2 / 3, rtol=0.05)
 
 
 def test_init_is_deterministic_in_the_key():
@@ -317,30 +370,44 @@ def _interior_phases(y, kernel, stride, padding, length):
     The interior is where every kernel tap meets an input element: full
     positions ``K-1 .. s*(L-1)``, i.e. output positions ``K-1-p .. s*(L-1)-p``.
     """
-    inner = y[(Ellipsis, *[slice(k - 1 - p, s * (length - 1) - p + 1)
-                           for k, s, p in zip(kernel, stride, padding)])]
-    assert all(m >= s for m, s in zip(inner.shape[2:], stride))     # every phase is there
-    return [np.asarray(inner[(Ellipsis, *[slice(o, None, s) for o, s in zip(offs, stride)])])
-            for offs in np.ndindex(*stride)]
+    inner = y[
+        (
+            Ellipsis,
+            *[
+                slice(k - 1 - p, s * (length - 1) - p + 1)
+                for k, s, p in zip(kernel, stride, padding)
+            ],
+        )
+    ]
+    assert all(m >= s for m, s in zip(inner.shape[2:], stride))  # every phase is there
+    return [
+        np.asarray(inner[(Ellipsis, *[slice(o, None, s) for o, s in zip(offs, stride)])])
+        for offs in np.ndindex(*stride)
+    ]
 
 
-@pytest.mark.parametrize("n,kernel,stride,padding,groups", [
-    (1, 4, 2, 1, 1), (2, (4, 3), (2, 3), (1, 0), 2), (2, 6, 3, 0, 1), (3, 4, 2, 1, 1)])
+@pytest.mark.parametrize(
+    "n,kernel,stride,padding,groups",
+    [(1, 4, 2, 1, 1), (2, (4, 3), (2, 3), (1, 0), 2), (2, 6, 3, 0, 1), (3, 4, 2, 1, 1)],
+)
 def test_icnr_has_no_checkerboard(n, kernel, stride, padding, groups):
     """At init, a constant input gives the same value in all s^d output phases."""
-    kernel, stride, padding = (v if isinstance(v, tuple) else (v,) * n
-                               for v in (kernel, stride, padding))
+    kernel, stride, padding = (
+        v if isinstance(v, tuple) else (v,) * n for v in (kernel, stride, padding)
+    )
     kw = dict(groups=groups, dtype=jnp.float64, key=jax.random.key(0))
     default = OURS[n](4, 6, kernel, stride, padding, **kw)
-    icnr = default.replace(weight=ct.nn.init.icnr(jax.random.key(1), default.weight.shape,
-                                                  stride, jnp.float64))
+    icnr = default.replace(
+        weight=ct.nn.init.icnr(jax.random.key(1), default.weight.shape, stride, jnp.float64)
+    )
     length = 4
     x = jnp.ones((1, 4) + (length,) * n, jnp.float64)
     phases = _interior_phases(icnr(x), kernel, stride, padding, length)
     per_channel = phases[0][(0, slice(None)) + (0,) * n]
     for ph in phases:
-        np.testing.assert_allclose(ph, np.broadcast_to(
-            per_channel.reshape((1, -1) + (1,) * n), ph.shape), **TOL)
+        np.testing.assert_allclose(
+            ph, np.broadcast_to(per_channel.reshape((1, -1) + (1,) * n), ph.shape), **TOL
+        )
     # PyTorch's default init, by contrast, has a checkerboard: phases differ.
     phases = _interior_phases(default(x), kernel, stride, padding, length)
     firsts = np.stack([ph[(0, slice(None)) + (0,) * n] for ph in phases])
@@ -351,16 +418,20 @@ def test_icnr_is_nearest_neighbour_upsampling_then_convolution(rng):
     """``w = box * v``: the layer equals nearest-neighbour upsampling, then ``v`` at stride 1."""
     key, stride, shape = jax.random.key(3), (2, 3), (3, 4, 4, 5)
     w = ct.nn.init.icnr(key, shape, stride, jnp.float64)
-    v = ct.nn.init.pytorch_uniform(key, (3, 4, 3, 3), jnp.float64)      # the draw icnr made
+    v = ct.nn.init.pytorch_uniform(key, (3, 4, 3, 3), jnp.float64)  # the draw icnr made
     x = rng.standard_normal((2, 3, 4, 3))
-    up = jnp.repeat(jnp.repeat(x, 2, axis=2), 3, axis=3)                 # nearest neighbour
-    np.testing.assert_allclose(ct.conv_transpose2d(x, w, None, stride, 1),
-                               ct.conv_transpose2d(up, v, None, 1, 1), **TOL)
+    up = jnp.repeat(jnp.repeat(x, 2, axis=2), 3, axis=3)  # nearest neighbour
+    np.testing.assert_allclose(
+        ct.conv_transpose2d(x, w, None, stride, 1), ct.conv_transpose2d(up, v, None, 1, 1), **TOL
+    )
 
 
 def test_icnr_errors():
-    with pytest.raises(ValueError, match=r"icnr needs every kernel size >= stride: kernel \(3,\) "
-                                         r"with stride=\(4,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"icnr needs every kernel size >= stride: kernel \(3,\) "
+        r"with stride=\(4,\)",
+    ):
         ct.nn.init.icnr(jax.random.key(0), (2, 2, 3), 4)
     with pytest.raises(ValueError, match=r"stride=\(2, 2\) must be an int or a tuple of 1 ints"):
         ct.nn.init.icnr(jax.random.key(0), (2, 2, 3), (2, 2))
@@ -369,27 +440,48 @@ def test_icnr_errors():
 # ----------------------------------------------------------------------------- errors
 
 
-@pytest.mark.parametrize("args,kwargs,exc,match", [
-    ((0, 2, 3), {}, ValueError, "in_channels=0 must be >= 1"),
-    ((2, 0, 3), {}, ValueError, "out_channels=0 must be >= 1"),
-    ((2.0, 2, 3), {}, TypeError, r"in_channels=2.0 must be an int, not float"),
-    ((2, 2, (3, 3)), {}, ValueError, r"kernel_size=\(3, 3\) must be an int or a tuple of 1 ints"),
-    ((2, 2, 0), {}, ValueError, "kernel_size=0 must be >= 1 on every axis"),
-    ((4, 6, 3), {"groups": 4}, ValueError, "groups=4 must divide in_channels=4 and "
-                                           "out_channels=6"),
-    ((2, 2, 3, 2, 0, 2), {}, ValueError, r"output_padding=\(2,\) must be smaller than "
-                                         r"stride=\(2,\) or dilation=\(1,\)"),
-    ((2, 2, 3, 0), {}, ValueError, "stride=0 must be >= 1"),
-    ((2, 2, 3, 1, -1), {}, ValueError, "padding=-1 must be >= 0"),
-    ((2, 2, 3), {"dilation": 0}, ValueError, "dilation=0 must be >= 1"),
-    ((2, 2, 3), {"padding_mode": "mirror"}, ValueError, "padding_mode='mirror' must be one of"),
-    ((2, 2, 3), {"conv_mode": "corr"}, ValueError, "conv_mode='corr' must be one of"),
-    ((2, 2, 3), {"compute_mode": "float16"}, ValueError,
-     r"compute_mode='float16' must be one of \('default', 'float32'\)"),
-    ((2, 2, 3), {"dtype": jnp.int32}, TypeError, "dtype has dtype int32"),
-    ((2, 2, 3), {"bias": 1}, TypeError, "bias=1 must be a bool"),
-    ((2, 2, 3), {"channels_last": "yes"}, TypeError, "channels_last='yes' must be a bool"),
-])
+@pytest.mark.parametrize(
+    "args,kwargs,exc,match",
+    [
+        ((0, 2, 3), {}, ValueError, "in_channels=0 must be >= 1"),
+        ((2, 0, 3), {}, ValueError, "out_channels=0 must be >= 1"),
+        ((2.0, 2, 3), {}, TypeError, r"in_channels=2.0 must be an int, not float"),
+        (
+            (2, 2, (3, 3)),
+            {},
+            ValueError,
+            r"kernel_size=\(3, 3\) must be an int or a tuple of 1 ints",
+        ),
+        ((2, 2, 0), {}, ValueError, "kernel_size=0 must be >= 1 on every axis"),
+        (
+            (4, 6, 3),
+            {"groups": 4},
+            ValueError,
+            "groups=4 must divide in_channels=4 and out_channels=6",
+        ),
+        (
+            (2, 2, 3, 2, 0, 2),
+            {},
+            ValueError,
+            r"output_padding=\(2,\) must be smaller than "
+            r"stride=\(2,\) or dilation=\(1,\)",
+        ),
+        ((2, 2, 3, 0), {}, ValueError, "stride=0 must be >= 1"),
+        ((2, 2, 3, 1, -1), {}, ValueError, "padding=-1 must be >= 0"),
+        ((2, 2, 3), {"dilation": 0}, ValueError, "dilation=0 must be >= 1"),
+        ((2, 2, 3), {"padding_mode": "mirror"}, ValueError, "padding_mode='mirror' must be one of"),
+        ((2, 2, 3), {"conv_mode": "corr"}, ValueError, "conv_mode='corr' must be one of"),
+        (
+            (2, 2, 3),
+            {"compute_mode": "float16"},
+            ValueError,
+            r"compute_mode='float16' must be one of \('default', 'float32'\)",
+        ),
+        ((2, 2, 3), {"dtype": jnp.int32}, TypeError, "dtype has dtype int32"),
+        ((2, 2, 3), {"bias": 1}, TypeError, "bias=1 must be a bool"),
+        ((2, 2, 3), {"channels_last": "yes"}, TypeError, "channels_last='yes' must be a bool"),
+    ],
+)
 def test_constructor_validation(args, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         ct.nn.ConvTranspose1d(*args, **kwargs, key=jax.random.key(0))
@@ -397,23 +489,28 @@ def test_constructor_validation(args, kwargs, exc, match):
 
 def test_key_is_required():
     with pytest.raises(TypeError):
-        ct.nn.ConvTranspose1d(2, 2, 3)                      # missing keyword-only key
+        ct.nn.ConvTranspose1d(2, 2, 3)  # missing keyword-only key
     with pytest.raises(TypeError, match="key=None must be a jax.random key"):
         ct.nn.ConvTranspose1d(2, 2, 3, key=None)
     with pytest.raises(TypeError):
-        ct.nn.ConvTranspose1d(2, 2, 3, 1, 0, 0, 1)          # groups is keyword-only
+        ct.nn.ConvTranspose1d(2, 2, 3, 1, 0, 0, 1)  # groups is keyword-only
 
 
 def test_load_state_dict_errors():
     layer = ct.nn.ConvTranspose2d(4, 6, 3, groups=2, key=jax.random.key(0))
     good = layer.state_dict()
-    with pytest.raises(ValueError, match=r"weight of shape \(4, 6, 3, 3\) must have shape "
-                                         r"\(4, 3, 3, 3\) for this ConvTranspose2d"):
+    with pytest.raises(
+        ValueError,
+        match=r"weight of shape \(4, 6, 3, 3\) must have shape "
+        r"\(4, 3, 3, 3\) for this ConvTranspose2d",
+    ):
         layer.load_state_dict({**good, "weight": np.zeros((4, 6, 3, 3), np.float32)})
     with pytest.raises(ValueError, match=r"bias of shape \(3,\) must have shape \(6,\)"):
         layer.load_state_dict({**good, "bias": np.zeros(3, np.float32)})
-    with pytest.raises(TypeError, match="weight has dtype float64 but this layer's weight is "
-                                        "float32: cast it first"):
+    with pytest.raises(
+        TypeError,
+        match="weight has dtype float64 but this layer's weight is float32: cast it first",
+    ):
         layer.load_state_dict({**good, "weight": good["weight"].astype(np.float64)})
     with pytest.raises(ValueError, match=r"missing: \['bias'\], unexpected: \[\]"):
         layer.load_state_dict({"weight": good["weight"]})
@@ -437,15 +534,19 @@ def test_load_torch_bfloat16_state_dict():
     t = torch.nn.ConvTranspose1d(2, 3, 2, dtype=torch.bfloat16)
     ours = ct.nn.ConvTranspose1d(2, 3, 2, dtype=jnp.bfloat16, key=jax.random.key(0))
     ours = ours.load_state_dict(t.state_dict())
-    np.testing.assert_array_equal(np.asarray(ours.weight, np.float32),
-                                  t.weight.detach().float().numpy())
+    np.testing.assert_array_equal(
+        np.asarray(ours.weight, np.float32), t.weight.detach().float().numpy()
+    )
 
 
 def test_repr():
-    layer = ct.nn.ConvTranspose2d(8, 4, 4, stride=2, padding=1, bias=False, dtype=jnp.float16,
-                                  key=jax.random.key(0))
-    assert repr(layer) == ("ConvTranspose2d(8, 4, kernel_size=(4, 4), stride=(2, 2), "
-                           "padding=(1, 1), bias=False, dtype=float16)")
+    layer = ct.nn.ConvTranspose2d(
+        8, 4, 4, stride=2, padding=1, bias=False, dtype=jnp.float16, key=jax.random.key(0)
+    )
+    assert repr(layer) == (
+        "ConvTranspose2d(8, 4, kernel_size=(4, 4), stride=(2, 2), "
+        "padding=(1, 1), bias=False, dtype=float16)"
+    )
     assert layer.padding == (1, 1) and layer.output_padding == (0, 0)
     asym = ct.nn.ConvTranspose1d(2, 2, 3, padding=((1, 0),), key=jax.random.key(0))
     assert asym.padding == ((1, 0),)

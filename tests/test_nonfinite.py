@@ -38,10 +38,10 @@ METHODS = ("dilated", "subpixel", "matmul", "depthwise", "grouped", "auto")
 
 # (id, spatial, kernel, stride, dilation, padding, output_padding, c_in, c_out, groups)
 GEOMETRIES = [
-    ("1d-k3s2", (6,), (3,), (2,), (1,), (1,), (1,), 2, 3, 1),          # K not a multiple of s
-    ("1d-k4s2", (5,), (4,), (2,), (1,), (1,), (0,), 2, 2, 1),          # K a multiple of s
+    ("1d-k3s2", (6,), (3,), (2,), (1,), (1,), (1,), 2, 3, 1),  # K not a multiple of s
+    ("1d-k4s2", (5,), (4,), (2,), (1,), (1,), (0,), 2, 2, 1),  # K a multiple of s
     ("1d-k5s3", (5,), (5,), (3,), (1,), (2,), (2,), 1, 2, 1),
-    ("1d-k2s1d2", (5,), (2,), (1,), (2,), (0,), (0,), 2, 2, 1),        # stride 1, dilated
+    ("1d-k2s1d2", (5,), (2,), (1,), (2,), (0,), (0,), 2, 2, 1),  # stride 1, dilated
     ("1d-k3s2-depthwise", (6,), (3,), (2,), (1,), (1,), (1,), 3, 6, 3),
     ("2d-k3s2-groups", (4, 3), (3, 3), (2, 2), (1, 1), (1, 1), (1, 0), 4, 4, 2),
     ("2d-k3x2s3x2", (3, 4), (3, 2), (3, 2), (1, 1), (0, 1), (2, 1), 2, 2, 1),
@@ -56,10 +56,10 @@ def _placements(spatial):
     last = tuple(n - 1 for n in spatial)
     mid = tuple(n // 2 for n in spatial)
     return [
-        [((0,) + first, np.nan)],                                    # leading border
-        [((0,) + last, np.inf)],                                     # trailing border
-        [((0,) + mid, np.nan), ((0,) + last, -np.inf)],              # interior + border
-        [((0,) + mid, np.inf), ((0,) + first, -np.inf)],             # +Inf and -Inf meet
+        [((0,) + first, np.nan)],  # leading border
+        [((0,) + last, np.inf)],  # trailing border
+        [((0,) + mid, np.nan), ((0,) + last, -np.inf)],  # interior + border
+        [((0,) + mid, np.inf), ((0,) + first, -np.inf)],  # +Inf and -Inf meet
     ]
 
 
@@ -70,7 +70,7 @@ def _data(geometry, seed=0):
     x = rng.standard_normal((len(places), c_in, *spatial))
     for item, entries in enumerate(places):
         for index, value in entries:
-            x[(item,) + index] = value                  # channel 0 of item `item`
+            x[(item,) + index] = value  # channel 0 of item `item`
     w = rng.standard_normal((c_in, c_out // groups, *kernel))
     w_bad = w.copy()
     w_bad[(0, 0) + (0,) * len(kernel)] = np.nan
@@ -80,8 +80,9 @@ def _data(geometry, seed=0):
 
 def _settings(geometry):
     _, _, _, stride, dilation, padding, opad, _, _, groups = geometry
-    return dict(stride=stride, padding=padding, output_padding=opad, groups=groups,
-                dilation=dilation)
+    return dict(
+        stride=stride, padding=padding, output_padding=opad, groups=groups, dilation=dilation
+    )
 
 
 def oracle(x, w, g, stride, padding, output_padding, groups, dilation):
@@ -89,8 +90,10 @@ def oracle(x, w, g, stride, padding, output_padding, groups, dilation):
     n, c_in, *spatial = x.shape
     _, c_out_g, *kernel = w.shape
     c_in_g = c_in // groups
-    out = [(ln - 1) * s - 2 * p + d * (k - 1) + a + 1 for ln, k, s, d, p, a in
-           zip(spatial, kernel, stride, dilation, padding, output_padding)]
+    out = [
+        (ln - 1) * s - 2 * p + d * (k - 1) + a + 1
+        for ln, k, s, d, p, a in zip(spatial, kernel, stride, dilation, padding, output_padding)
+    ]
     y = np.zeros((n, c_out_g * groups, *out))
     dx = np.zeros_like(x)
     dw = np.zeros_like(w)
@@ -100,13 +103,15 @@ def oracle(x, w, g, stride, padding, output_padding, groups, dilation):
             cos = slice(grp * c_out_g, (grp + 1) * c_out_g)
             for i in itertools.product(*(range(ln) for ln in spatial)):
                 for k in itertools.product(*(range(kk) for kk in kernel)):
-                    o = tuple(s * ii + d * kk - p for ii, kk, s, d, p in
-                              zip(i, k, stride, dilation, padding))
+                    o = tuple(
+                        s * ii + d * kk - p
+                        for ii, kk, s, d, p in zip(i, k, stride, dilation, padding)
+                    )
                     if not all(0 <= oo < size for oo, size in zip(o, out)):
                         continue
-                    xi = x[(slice(None), cis) + i]                  # (n, c_in_g)
-                    wk = w[(cis, slice(None)) + k]                  # (c_in_g, c_out_g)
-                    go = g[(slice(None), cos) + o]                  # (n, c_out_g)
+                    xi = x[(slice(None), cis) + i]  # (n, c_in_g)
+                    wk = w[(cis, slice(None)) + k]  # (c_in_g, c_out_g)
+                    go = g[(slice(None), cos) + o]  # (n, c_out_g)
                     y[(slice(None), cos) + o] += np.einsum("nc,cd->nd", xi, wk)
                     dx[(slice(None), cis) + i] += np.einsum("nd,cd->nc", go, wk)
                     dw[(cis, slice(None)) + k] += np.einsum("nc,nd->cd", xi, go)
@@ -117,8 +122,9 @@ def torch_vjp(x, w, g, **kw):
     nd = w.ndim - 2
     tx = torch.tensor(x, requires_grad=True)
     tw = torch.tensor(w, requires_grad=True)
-    y = TORCH_FN[nd](tx, tw, None, **{k: tuple(v) if isinstance(v, tuple) else v
-                                      for k, v in kw.items()})
+    y = TORCH_FN[nd](
+        tx, tw, None, **{k: tuple(v) if isinstance(v, tuple) else v for k, v in kw.items()}
+    )
     y.backward(torch.from_numpy(g))
     return y.detach().numpy(), tx.grad.numpy(), tw.grad.numpy()
 
@@ -132,12 +138,14 @@ def assert_same_pattern(name, got, want):
     assert not extra.any() and not missing.any(), (
         f"{name}: NaN where the definition has none at {np.argwhere(extra)[:5].tolist()}, "
         f"missing NaN at {np.argwhere(missing)[:5].tolist()} "
-        f"({int(extra.sum())} extra, {int(missing.sum())} missing of {got.size})")
+        f"({int(extra.sum())} extra, {int(missing.sum())} missing of {got.size})"
+    )
     for sign in (1, -1):
         inf_got, inf_want = got == sign * np.inf, want == sign * np.inf
         assert (inf_got == inf_want).all(), (
             f"{name}: {'+' if sign > 0 else '-'}Inf mask differs at "
-            f"{np.argwhere(inf_got != inf_want)[:5].tolist()}")
+            f"{np.argwhere(inf_got != inf_want)[:5].tolist()}"
+        )
     fin = np.isfinite(want)
     np.testing.assert_allclose(got[fin], want[fin], rtol=1e-10, atol=1e-10, err_msg=name)
 
@@ -156,13 +164,13 @@ def assert_between(name, got, definition, pytorch):
     fin = np.isfinite(definition) & np.isfinite(got)
     close = np.zeros(got.shape, bool)
     close[fin] = np.isclose(got[fin], definition[fin], rtol=1e-10, atol=1e-10)
-    same = (np.isnan(got) & np.isnan(definition)) | (
-        np.isinf(got) & (got == definition)) | close
+    same = (np.isnan(got) & np.isnan(definition)) | (np.isinf(got) & (got == definition)) | close
     ok = same | (np.isnan(got) & np.isnan(pytorch))
     assert ok.all(), (
         f"{name}: {int((~ok).sum())} of {got.size} entries neither the definition's nor "
         f"PyTorch's NaN, first at {np.argwhere(~ok)[:5].tolist()}: got "
-        f"{got[~ok][:5].tolist()}, definition {definition[~ok][:5].tolist()}")
+        f"{got[~ok][:5].tolist()}, definition {definition[~ok][:5].tolist()}"
+    )
 
 
 def _reference(x, w, g, kw):
@@ -175,23 +183,29 @@ def _reference(x, w, g, kw):
     for name, a, b in zip(("dx", "dw"), want[1:], mine[1:]):
         assert_between(f"PyTorch vs definition, {name}", a, b, a)
         assert (np.isnan(a) | (a == b) | np.isfinite(b)).all(), (
-            f"{name}: the definition is non-finite where PyTorch is finite")
+            f"{name}: the definition is non-finite where PyTorch is finite"
+        )
     return mine, want
 
 
 UPSTREAM_GROUPED = pytest.mark.xfail(
-    strict=True, reason="XLA:CPU expands a convolution with one input channel per group "
+    strict=True,
+    reason="XLA:CPU expands a convolution with one input channel per group "
     "(groups == C_in) into a dense one that multiplies the other groups' inputs by zeros, so "
     "a NaN/Inf reaches every channel (README, Extreme values: known, upstream); the "
-    "'depthwise' lowering, which 'auto' uses there, is exact")
+    "'depthwise' lowering, which 'auto' uses there, is exact",
+)
 
 
 def _cases():
     for geometry in GEOMETRIES:
         depthwise = geometry[7] == geometry[9] > 1
         for method in METHODS:
-            marks = [UPSTREAM_GROUPED] if depthwise and method in (
-                "dilated", "subpixel", "matmul") else []
+            marks = (
+                [UPSTREAM_GROUPED]
+                if depthwise and method in ("dilated", "subpixel", "matmul")
+                else []
+            )
             yield pytest.param(geometry, method, marks=marks, id=f"{geometry[0]}-{method}")
 
 
@@ -202,8 +216,9 @@ def test_nonfinite_pattern(geometry, method):
     x, w, w_bad = _data(geometry)
     kw = _settings(geometry)
     nd = w.ndim - 2
-    y_shape = TORCH_FN[nd](torch.from_numpy(np.nan_to_num(x)), torch.from_numpy(w), None,
-                           **kw).shape
+    y_shape = TORCH_FN[nd](
+        torch.from_numpy(np.nan_to_num(x)), torch.from_numpy(w), None, **kw
+    ).shape
     g = np.random.default_rng(1).standard_normal(tuple(y_shape))
 
     @jax.jit
@@ -229,7 +244,7 @@ def test_nonfinite_pattern(geometry, method):
         assert_between(f"{where}: dx", got[1], dx, tdx)
         assert_between(f"{where}: dw", got[2], dw, tdw)
     for item in range(x.shape[0]):
-        xi, gi = x[item:item + 1], g[item:item + 1]
+        xi, gi = x[item : item + 1], g[item : item + 1]
         (_, _, dw), (_, _, tdw) = _reference(xi, w, gi, kw)
         got = run(xi, w, gi)
         assert_between(f"{method} {nd}-d, input placement {item}: dw", got[2], dw, tdw)
@@ -241,8 +256,7 @@ def test_oracle_agrees_with_pytorch_on_finite_data():
         x, w, _ = _data(geometry)
         x = np.nan_to_num(x, nan=0.25, posinf=2.0, neginf=-2.0)
         kw = _settings(geometry)
-        yt = TORCH_FN[w.ndim - 2](torch.from_numpy(x), torch.from_numpy(w), None,
-                                  **kw).numpy()
+        yt = TORCH_FN[w.ndim - 2](torch.from_numpy(x), torch.from_numpy(w), None, **kw).numpy()
         g = np.random.default_rng(2).standard_normal(yt.shape)
         want = torch_vjp(x, w, g, **kw)
         mine = oracle(x, w, g, **kw)

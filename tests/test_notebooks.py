@@ -53,9 +53,9 @@ def test_the_four_notebooks_exist():
 def test_committed_notebook_matches_its_source_and_has_outputs(path):
     committed = nbformat.read(path, as_version=4)
     built = _build().build(NOTEBOOK_DIR / "src" / f"{path.stem}.py")
-    assert [(c.cell_type, c.source) for c in committed.cells] == \
-        [(c.cell_type, c.source) for c in built.cells], \
-        f"{path.name} is out of date: run `python notebooks/build.py {path.stem[:2]}`"
+    assert [(c.cell_type, c.source) for c in committed.cells] == [
+        (c.cell_type, c.source) for c in built.cells
+    ], f"{path.name} is out of date: run `python notebooks/build.py {path.stem[:2]}`"
     assert committed.metadata["kernelspec"]["name"] == "python3"
     code = [c for c in committed.cells if c.cell_type == "code"]
     # Executed top to bottom, in order, without errors, so it renders with its results.

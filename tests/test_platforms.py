@@ -9,24 +9,36 @@ An explicit ``method`` is what the user pinned on every platform.
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
 
-import jax
-import jax.numpy as jnp
 import convt_jax as ct
 
 export = pytest.importorskip("jax.export")
 
 # (name, function, x shape, w shape): the two layers of the issue and a grouped one.
 LAYERS = [
-    ("2d k4 s2", lambda x, w, **kw: ct.conv_transpose2d(x, w, None, 2, 1, **kw),
-     (2, 16, 8, 8), (16, 8, 4, 4)),
-    ("3d k2 s2", lambda x, w, **kw: ct.conv_transpose3d(x, w, None, 2, 0, **kw),
-     (2, 8, 4, 4, 4), (8, 4, 2, 2, 2)),
-    ("2d grouped", lambda x, w, **kw: ct.conv_transpose2d(x, w, None, 2, 1, groups=4, **kw),
-     (2, 16, 8, 8), (16, 2, 4, 4)),
+    (
+        "2d k4 s2",
+        lambda x, w, **kw: ct.conv_transpose2d(x, w, None, 2, 1, **kw),
+        (2, 16, 8, 8),
+        (16, 8, 4, 4),
+    ),
+    (
+        "3d k2 s2",
+        lambda x, w, **kw: ct.conv_transpose3d(x, w, None, 2, 0, **kw),
+        (2, 8, 4, 4, 4),
+        (8, 4, 2, 2, 2),
+    ),
+    (
+        "2d grouped",
+        lambda x, w, **kw: ct.conv_transpose2d(x, w, None, 2, 1, groups=4, **kw),
+        (2, 16, 8, 8),
+        (16, 2, 4, 4),
+    ),
 ]
 
 
@@ -46,16 +58,17 @@ def _export(fn, platforms, x_shape, w_shape):
 @pytest.mark.parametrize("name, f, x_shape, w_shape", LAYERS, ids=[c[0] for c in LAYERS])
 def test_export_for_each_platform_and_all_at_once(name, f, x_shape, w_shape):
     fn = _loss_and_grads(f)
-    local = _ops(jax.jit(fn).lower(jnp.ones(x_shape, jnp.float32),
-                                   jnp.ones(w_shape, jnp.float32)).as_text())
+    local = _ops(
+        jax.jit(fn).lower(jnp.ones(x_shape, jnp.float32), jnp.ones(w_shape, jnp.float32)).as_text()
+    )
     cpu = _ops(_export(fn, ["cpu"], x_shape, w_shape).mlir_module())
-    assert cpu == local                          # the CPU export is this host's program
+    assert cpu == local  # the CPU export is this host's program
     for platform in ("cuda", "tpu", "rocm"):
         accel = _ops(_export(fn, [platform], x_shape, w_shape).mlir_module())
         # forward, dx and dw: one convolution each, no matrix multiply
         assert accel["convolution"] == 3 and accel["dot_general"] == 0, (platform, accel)
     both = _ops(_export(fn, ["cpu", "cuda", "tpu"], x_shape, w_shape).mlir_module())
-    assert both["case"] > 0                      # a branch per platform
+    assert both["case"] > 0  # a branch per platform
     assert both["convolution"] == cpu["convolution"] + 2 * 3, both
     assert both["dot_general"] == cpu["dot_general"], both
     if name == "2d k4 s2":
@@ -111,7 +124,10 @@ def test_tuned_forms_replace_the_default_backends_forms_only():
     with ct.autotune():
         accel = _ops(_export(fn, ["cuda"], x_shape, w_shape).mlir_module())
         cpu = _export(fn, ["cpu"], x_shape, w_shape).mlir_module()
-        local = jax.jit(fn).lower(jnp.ones(x_shape, jnp.float32),
-                                  jnp.ones(w_shape, jnp.float32)).as_text()
+        local = (
+            jax.jit(fn)
+            .lower(jnp.ones(x_shape, jnp.float32), jnp.ones(w_shape, jnp.float32))
+            .as_text()
+        )
     assert accel["convolution"] == 3 and accel["dot_general"] == 0, accel
     assert _ops(cpu) == _ops(local)

@@ -26,8 +26,12 @@ sys.exit(1 if res.failed or not res.attempted else 0)
 
 def test_readme_examples_run():
     # A fresh interpreter: the examples are written for JAX's default (float32) mode.
-    proc = subprocess.run([sys.executable, "-c", _RUNNER, str(ROOT / "README.md")],
-                          capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-c", _RUNNER, str(ROOT / "README.md")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert int(re.search(r"attempted=(\d+)", proc.stdout).group(1)) >= 10
 
@@ -49,8 +53,14 @@ def test_ci_runs_quick_start_command_two_verbatim():
     section = text.split("## Quick start", 1)[1]
     second = re.findall(r"```bash\n(.*?)```", section, re.S)[1].strip()
     proc = subprocess.run(
-        ["awk", r'/^## Quick start/{q=1} q&&/^```bash/{n++; if(n==2){getline; print; exit}}',
-         str(ROOT / "README.md")], capture_output=True, text=True)
+        [
+            "awk",
+            r"/^## Quick start/{q=1} q&&/^```bash/{n++; if(n==2){getline; print; exit}}",
+            str(ROOT / "README.md"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.stdout.strip() == second
 
 
@@ -61,13 +71,22 @@ def test_main_demo_runs(tmp_path):
         pytest.importorskip(module)
     Image = pytest.importorskip("PIL.Image")
     png = tmp_path / "demo.png"
-    proc = subprocess.run([sys.executable, "-m", "convt_jax", "--png", str(png)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "convt_jax", "--png", str(png)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "3.25" in proc.stdout and "-3.5" in proc.stdout
     # The training part: the loss falls and the PNG is written where it says.
-    before, after = map(float, re.search(
-        r"mean squared error: ([\d.]+) before training, ([\d.]+) after", proc.stdout).groups())
+    before, after = map(
+        float,
+        re.search(
+            r"mean squared error: ([\d.]+) before training, ([\d.]+) after", proc.stdout
+        ).groups(),
+    )
     assert after < 0.1 * before
     assert f"wrote {png}" in proc.stdout
     # A valid 8-bit grayscale PNG, wider than tall (12 targets above 12 reconstructions).

@@ -38,8 +38,10 @@ def _inapplicable(method, x, w, **kw) -> bool:
     reason = _methods.reasons(config, x_shape, np.shape(w))[method]
     if reason is None:
         return False
-    with pytest.raises(ValueError, match=re.escape(f"method={method!r} cannot compute this "
-                                                   f"configuration: {reason}")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(f"method={method!r} cannot compute this configuration: {reason}"),
+    ):
         NAMED_FN[len(x_shape) - 2](x, w, method=method, **kw)
     return True
 
@@ -57,8 +59,12 @@ def _torch_vjp(x, w, b, ct_y, **kw):
     tb = None if b is None else torch.tensor(np.asarray(b), requires_grad=True)
     y = TORCH_FN[nd](tx, tw, tb, **kw)
     y.backward(torch.from_numpy(np.asarray(ct_y)))
-    return y.detach().numpy(), tx.grad.numpy(), tw.grad.numpy(), (
-        None if tb is None else tb.grad.numpy())
+    return (
+        y.detach().numpy(),
+        tx.grad.numpy(),
+        tw.grad.numpy(),
+        (None if tb is None else tb.grad.numpy()),
+    )
 
 
 def _ours_vjp(x, w, b, ct_y, method, **kw):
@@ -76,12 +82,16 @@ def _ours_vjp(x, w, b, ct_y, method, **kw):
 
 # ------------------------------------------------------------------------- zero-size inputs
 
+
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("nd,kw", [
-    (1, dict(stride=2, padding=1, output_padding=1)),
-    (2, dict(stride=(2, 1), padding=(1, 0), dilation=(1, 2))),
-    (3, dict(stride=2, padding=1)),
-])
+@pytest.mark.parametrize(
+    "nd,kw",
+    [
+        (1, dict(stride=2, padding=1, output_padding=1)),
+        (2, dict(stride=(2, 1), padding=(1, 0), dilation=(1, 2))),
+        (3, dict(stride=2, padding=1)),
+    ],
+)
 def test_empty_batch_forward_and_gradients(nd, kw, method):
     """N = 0: an empty result of PyTorch's shape, and empty / zero gradients, eager and jit."""
     groups = 2 if method == "depthwise" else 1
@@ -99,7 +109,7 @@ def test_empty_batch_forward_and_gradients(nd, kw, method):
     y, vjp = jax.vjp(f, x, w, b)
     dx, dw, db = vjp(jnp.zeros(y.shape))
     assert dx.shape == x.shape
-    np.testing.assert_array_equal(dw, np.zeros_like(w))   # a sum over no samples
+    np.testing.assert_array_equal(dw, np.zeros_like(w))  # a sum over no samples
     np.testing.assert_array_equal(db, np.zeros_like(b))
 
 
@@ -118,27 +128,35 @@ def test_gradient_of_vmap_over_an_empty_axis(method):
     must handle N == 0 (explicit reshape sizes)."""
     w = np.ones((2, 3, 3, 3))
     f = lambda w: jax.vmap(lambda x: ct.conv_transpose2d(x, w, stride=2, method=method))(  # noqa: E731
-        np.ones((0, 1, 2, 4, 4))).sum()
+        np.ones((0, 1, 2, 4, 4))
+    ).sum()
     np.testing.assert_array_equal(jax.grad(f)(w), np.zeros_like(w))
 
 
 def test_empty_batch_unbatched_and_channels_last():
     w = np.ones((2, 3, 2, 2))
-    assert ct.conv_transpose2d(np.ones((0, 4, 4, 2)), w, stride=2,
-                               channels_last=True).shape == (0, 8, 8, 3)
+    assert ct.conv_transpose2d(np.ones((0, 4, 4, 2)), w, stride=2, channels_last=True).shape == (
+        0,
+        8,
+        8,
+        3,
+    )
     assert ct.conv_transpose_output_shape((0, 2, 4, 4), w.shape, 2) == (0, 3, 8, 8)
 
 
-@pytest.mark.parametrize("shape,kw,match", [
-    # an empty output (PyTorch's N >= 2 oneDNN path returns it; its N = 1 path raises):
-    ((2, 1, 1, 1), dict(padding=(0, 1)), "output spatial size (1, 0) must be >= 1"),
-    ((1, 1, 1, 1), dict(padding=(0, 1)), "output spatial size (1, 0) must be >= 1"),
-    # an empty spatial axis (PyTorch accepts it only when N == 0):
-    ((0, 1, 0, 3), {}, "must have every spatial size >= 1"),
-    ((1, 1, 0, 3), {}, "must have every spatial size >= 1"),
-    # zero channels (PyTorch rejects the empty weight)
-    ((1, 0, 3, 3), dict(weight=(0, 1, 1, 2)), "weight.shape[0] = C_in >= 1"),
-])
+@pytest.mark.parametrize(
+    "shape,kw,match",
+    [
+        # an empty output (PyTorch's N >= 2 oneDNN path returns it; its N = 1 path raises):
+        ((2, 1, 1, 1), dict(padding=(0, 1)), "output spatial size (1, 0) must be >= 1"),
+        ((1, 1, 1, 1), dict(padding=(0, 1)), "output spatial size (1, 0) must be >= 1"),
+        # an empty spatial axis (PyTorch accepts it only when N == 0):
+        ((0, 1, 0, 3), {}, "must have every spatial size >= 1"),
+        ((1, 1, 0, 3), {}, "must have every spatial size >= 1"),
+        # zero channels (PyTorch rejects the empty weight)
+        ((1, 0, 3, 3), dict(weight=(0, 1, 1, 2)), "weight.shape[0] = C_in >= 1"),
+    ],
+)
 def test_zero_size_spatial_or_channels_is_a_value_error(shape, kw, match):
     kw = dict(kw)
     w = np.ones(kw.pop("weight", (1, 1, 1, 2)))
@@ -151,14 +169,26 @@ def test_zero_size_spatial_or_channels_is_a_value_error(shape, kw, match):
 EXTREME = [
     # (nd, input shape, weight shape for groups=1, settings)
     pytest.param(1, (1, 2, 3), (2, 2, 3), dict(stride=1000), id="stride 1000"),
-    pytest.param(2, (1, 2, 3, 2), (2, 1, 2, 3), dict(dilation=(500, 1), padding=(3, 1)),
-                 id="dilation 500"),
-    pytest.param(3, (1, 2, 2, 1, 2), (2, 3, 4, 3, 3), dict(stride=(1, 3, 2), padding=1),
-                 id="kernel larger than input"),
-    pytest.param(2, (2, 2, 3, 3), (2, 3, 1, 1), dict(stride=3, output_padding=2),
-                 id="1x1 kernel stride 3"),
-    pytest.param(1, (1, 2, 4), (2, 2, 2), dict(stride=(5,), padding=1, output_padding=4,
-                                               dilation=2), id="stride > dilated kernel"),
+    pytest.param(
+        2, (1, 2, 3, 2), (2, 1, 2, 3), dict(dilation=(500, 1), padding=(3, 1)), id="dilation 500"
+    ),
+    pytest.param(
+        3,
+        (1, 2, 2, 1, 2),
+        (2, 3, 4, 3, 3),
+        dict(stride=(1, 3, 2), padding=1),
+        id="kernel larger than input",
+    ),
+    pytest.param(
+        2, (2, 2, 3, 3), (2, 3, 1, 1), dict(stride=3, output_padding=2), id="1x1 kernel stride 3"
+    ),
+    pytest.param(
+        1,
+        (1, 2, 4),
+        (2, 2, 2),
+        dict(stride=(5,), padding=1, output_padding=4, dilation=2),
+        id="stride > dilated kernel",
+    ),
     pytest.param(3, (1, 2, 2, 2, 2), (2, 1, 1, 1, 1), dict(stride=64), id="1x1x1 stride 64"),
 ]
 
@@ -186,12 +216,13 @@ def test_extreme_settings_match_pytorch(nd, xs, ws, kw, method):
 
 # -------------------------------------------------------------------------- extreme values
 
+
 def _nonfinite_case():
     """K = 3, stride 2 (the common 'upsample by 2' layer), NaN and Inf in the input."""
     x = np.ones((1, 2, 5))
     x[0, 0, 1], x[0, 1, 3] = np.nan, np.inf
     w = np.arange(1.0, 13.0).reshape(2, 2, 3) / 4
-    w[1, 0, 0] = -np.inf                    # and a -inf weight
+    w[1, 0, 0] = -np.inf  # and a -inf weight
     return x, w, np.array([0.5, -1.0])
 
 
@@ -207,26 +238,30 @@ def _assert_same_nonfinite(got, want):
 def test_nonfinite_values_propagate_as_in_pytorch():
     """NaN and ±Inf land exactly where PyTorch puts them (the core lowering)."""
     x, w, b = _nonfinite_case()
-    for kw in (dict(stride=2, padding=1, output_padding=1), dict(stride=1, dilation=2),
-               dict(stride=2), dict(stride=4, padding=2)):
+    for kw in (
+        dict(stride=2, padding=1, output_padding=1),
+        dict(stride=1, dilation=2),
+        dict(stride=2),
+        dict(stride=4, padding=2),
+    ):
         want = _torch(x, w, b, **kw)
         assert np.isnan(want).any() and np.isinf(want).any()
         _assert_same_nonfinite(ct.conv_transpose1d(x, w, b, method="dilated", **kw), want)
         _assert_same_nonfinite(
-            jax.jit(lambda x, w, b: ct.conv_transpose1d(x, w, b, method="dilated", **kw))(
-                x, w, b), want)
+            jax.jit(lambda x, w, b: ct.conv_transpose1d(x, w, b, method="dilated", **kw))(x, w, b),
+            want,
+        )
 
 
 @pytest.mark.parametrize("method", ZERO_FREE + ("auto",))
 def test_nonfinite_values_zero_free_lowerings_where_kernel_divides_stride(method):
     """With K a multiple of the stride every phase has all its taps: exact as well."""
     x, w, b = _nonfinite_case()
-    w = np.concatenate([w, w[..., :1]], axis=-1)          # K = 4, stride 2
+    w = np.concatenate([w, w[..., :1]], axis=-1)  # K = 4, stride 2
     groups = 2 if method == "depthwise" else 1
     w = w[:, :1] if groups == 2 else w
     kw = dict(stride=2, padding=1, groups=groups)
-    _assert_same_nonfinite(ct.conv_transpose1d(x, w, b, method=method, **kw),
-                           _torch(x, w, b, **kw))
+    _assert_same_nonfinite(ct.conv_transpose1d(x, w, b, method=method, **kw), _torch(x, w, b, **kw))
 
 
 @pytest.mark.parametrize("method", ZERO_FREE + ("auto",))
@@ -237,8 +272,7 @@ def test_nonfinite_input_zero_free_lowerings(method):
     groups = 2 if method == "depthwise" else 1
     w = w[:, :1] if groups == 2 else w
     kw = dict(stride=2, padding=1, output_padding=1, groups=groups)
-    _assert_same_nonfinite(ct.conv_transpose1d(x, w, b, method=method, **kw),
-                           _torch(x, w, b, **kw))
+    _assert_same_nonfinite(ct.conv_transpose1d(x, w, b, method=method, **kw), _torch(x, w, b, **kw))
 
 
 def _depthwise_nonfinite_case():
@@ -253,26 +287,30 @@ def test_nonfinite_depthwise_auto_keeps_groups_apart():
     x, w, _ = _depthwise_nonfinite_case()
     for kw in (dict(stride=2, padding=1), dict(stride=1)):
         want = _torch(x, w, groups=3, **kw)
-        assert np.isfinite(want[0, 4:]).all()              # group 2 has finite input
+        assert np.isfinite(want[0, 4:]).all()  # group 2 has finite input
         _assert_same_nonfinite(ct.conv_transpose1d(x, w, groups=3, **kw), want)
-        _assert_same_nonfinite(ct.conv_transpose1d(x, w, groups=3, method="depthwise", **kw),
-                               want)
+        _assert_same_nonfinite(ct.conv_transpose1d(x, w, groups=3, method="depthwise", **kw), want)
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU's grouped convolution")
-@pytest.mark.parametrize("method", ["dilated", "subpixel"])   # matmul needs groups == 1
-@pytest.mark.xfail(strict=True, reason=(
-    "KNOWN (upstream XLA:CPU, reported): lax.conv_general_dilated with feature_group_count "
-    "== C_in (one input channel per group) multiplies the other groups' inputs by zeros, so "
-    "a NaN/Inf in one group's input makes every group's output NaN there; "
-    "lax.conv_general_dilated(x, ones((2, 1, 1)), (1,), 'VALID', feature_group_count=2) with "
-    "x[0, 0, 0] = inf gives NaN in output channel 1.  method='auto' (and 'depthwise') use the "
-    "elementwise lowering for groups == C_in on CPU and are exact"))
+@pytest.mark.parametrize("method", ["dilated", "subpixel"])  # matmul needs groups == 1
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "KNOWN (upstream XLA:CPU, reported): lax.conv_general_dilated with feature_group_count "
+        "== C_in (one input channel per group) multiplies the other groups' inputs by zeros, so "
+        "a NaN/Inf in one group's input makes every group's output NaN there; "
+        "lax.conv_general_dilated(x, ones((2, 1, 1)), (1,), 'VALID', feature_group_count=2) with "
+        "x[0, 0, 0] = inf gives NaN in output channel 1.  method='auto' (and 'depthwise') use the "
+        "elementwise lowering for groups == C_in on CPU and are exact"
+    ),
+)
 def test_nonfinite_depthwise_through_xla_grouped_convolution(method):
     x, w, _ = _depthwise_nonfinite_case()
-    _assert_same_nonfinite(ct.conv_transpose1d(x, w, groups=3, stride=2, padding=1,
-                                               method=method),
-                           _torch(x, w, groups=3, stride=2, padding=1))
+    _assert_same_nonfinite(
+        ct.conv_transpose1d(x, w, groups=3, stride=2, padding=1, method=method),
+        _torch(x, w, groups=3, stride=2, padding=1),
+    )
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -311,15 +349,14 @@ SPELLINGS = {
         ((2, 2), (1, 1), (0, 0), 2, (1, 1), {}),
         ([2, 2], [1, 1], [0, 0], 2, [1, 1], {}),
         (np.int64(2), np.int32(1), np.int64(0), np.int64(2), np.int16(1), {}),
-        ((np.int64(2), 2), (1, np.int8(1)), [np.int32(0), 0], np.int32(2), (1, np.int64(1)),
-         {}),
+        ((np.int64(2), 2), (1, np.int8(1)), [np.int32(0), 0], np.int32(2), (1, np.int64(1)), {}),
         (2, ((1, 1), (1, 1)), 0, 2, 1, {}),
         (2, [[1, 1], [np.int64(1), 1]], 0, 2, 1, dict(channels_last=np.False_)),
-        (2, "same", 0, 2, 1, {}),                   # k=4, s=2: 'same' crops 1 and 1
+        (2, "same", 0, 2, 1, {}),  # k=4, s=2: 'same' crops 1 and 1
         (2, "SAME", 0, 2, 1, {}),
         (2, 1, 0, 2, 1, dict(output_size=(8, 10))),  # output_size picks output_padding 0
         (2, 1, 0, 2, 1, dict(output_size=[np.int64(8), 10])),
-        (2, 1, 0, 2, 1, dict(output_size=(3, 6, 8, 10))),   # a full output shape
+        (2, 1, 0, 2, 1, dict(output_size=(3, 6, 8, 10))),  # a full output shape
     ],
     "stride (2, 3), padding (0, 1), output_padding (1, 2)": [
         ((2, 3), (0, 1), (1, 2), 1, 1, {}),
@@ -340,8 +377,9 @@ def test_equivalent_spellings_hit_one_jit_cache_entry(group):
     for stride, padding, opad, groups, dilation, extra in SPELLINGS[group]:
         c_out = 3 * groups
         b = jnp.arange(c_out, dtype=x.dtype)
-        y = ct.conv_transpose2d(x, w, b, stride, padding, opad, groups=groups,
-                                dilation=dilation, **extra)
+        y = ct.conv_transpose2d(
+            x, w, b, stride, padding, opad, groups=groups, dilation=dilation, **extra
+        )
         if first is None:
             first, size = np.asarray(y), _op._forward._cache_size()
             kw = dict(stride=stride, padding=padding, output_padding=opad, groups=groups)
@@ -349,14 +387,21 @@ def test_equivalent_spellings_hit_one_jit_cache_entry(group):
         assert _op._forward._cache_size() == size, (stride, padding, opad, groups, extra)
     want = _torch(np.asarray(x), np.asarray(w), np.arange(c_out, dtype=np.float64), **kw)
     np.testing.assert_allclose(first, want, rtol=TOL, atol=TOL)
-    ct.conv_transpose2d(x, w, b, 3, 0, 0, groups=groups)     # a different setting compiles
+    ct.conv_transpose2d(x, w, b, 3, 0, 0, groups=groups)  # a different setting compiles
     assert _op._forward._cache_size() == size + 1
 
 
-@pytest.mark.parametrize("name,value", [
-    ("stride", 2), ("padding", 1), ("output_padding", 0), ("dilation", 1), ("groups", 1),
-    ("output_size", 8),
-])
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("stride", 2),
+        ("padding", 1),
+        ("output_padding", 0),
+        ("dilation", 1),
+        ("groups", 1),
+        ("output_size", 8),
+    ],
+)
 @pytest.mark.parametrize("how", ["argument", "made inside jit"])
 def test_traced_setting_is_a_clear_type_error(name, value, how):
     """stride=jnp.array(2) inside jit: 'settings must be static Python ints'."""
@@ -369,37 +414,44 @@ def test_traced_setting_is_a_clear_type_error(name, value, how):
     else:
         f = jax.jit(lambda x, w: ct.conv_transpose2d(x, w, **{**kw, name: jnp.array(value)}))
         call = lambda: f(x, w)  # noqa: E731
-    with pytest.raises(TypeError, match=rf"^{name}=a traced array of shape \(\) must be a "
-                                        r"static Python int: settings are compile-time"):
+    with pytest.raises(
+        TypeError,
+        match=rf"^{name}=a traced array of shape \(\) must be a "
+        r"static Python int: settings are compile-time",
+    ):
         call()
     # the fix the message suggests works
-    g = jax.jit(lambda x, w, s: ct.conv_transpose2d(x, w, **{**kw, name: s}),
-                static_argnums=2)
+    g = jax.jit(lambda x, w, s: ct.conv_transpose2d(x, w, **{**kw, name: s}), static_argnums=2)
     assert g(x, w, value).shape == ct.conv_transpose2d(x, w, **{**kw, name: value}).shape
 
 
 # -------------------------------------------------------------------------------- determinism
 
+
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="the promise is for CPU")
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("nd,groups,kw", [
-    (2, 1, dict(stride=2, padding=1, output_padding=1)),
-    (2, 4, dict(stride=(2, 3), padding=((1, 0), (2, 1)), dilation=(1, 2))),
-    (3, 1, dict(stride=2, padding=1)),
-])
+@pytest.mark.parametrize(
+    "nd,groups,kw",
+    [
+        (2, 1, dict(stride=2, padding=1, output_padding=1)),
+        (2, 4, dict(stride=(2, 3), padding=((1, 0), (2, 1)), dilation=(1, 2))),
+        (3, 1, dict(stride=2, padding=1)),
+    ],
+)
 def test_bit_identical_across_calls_and_between_jit_and_eager(nd, groups, kw, method):
     """float32 forward (and backward, 1-2-D), on CPU: the same bits every call, jitted or not."""
     rng = np.random.default_rng(nd + groups)
     x = jnp.asarray(rng.standard_normal((2, 4) + (5, 4, 3)[:nd]), jnp.float32)
-    w = jnp.asarray(rng.standard_normal((4, 6 // groups if groups > 1 else 3)
-                                        + (4, 3, 2)[:nd]), jnp.float32)
+    w = jnp.asarray(
+        rng.standard_normal((4, 6 // groups if groups > 1 else 3) + (4, 3, 2)[:nd]), jnp.float32
+    )
     fn = NAMED_FN[nd]
     if _inapplicable(method, x, w, groups=groups, **kw):
         return
 
     def fwd_bwd(x, w):
         f = lambda x, w: fn(x, w, groups=groups, method=method, **kw)  # noqa: E731
-        if nd == 3:   # the eager backward runs op by op: forward only in 3-D (time)
+        if nd == 3:  # the eager backward runs op by op: forward only in 3-D (time)
             return (f(x, w),)
         y, vjp = jax.vjp(f, x, w)
         return (y, *vjp(jnp.cos(y)))
@@ -412,14 +464,19 @@ def test_bit_identical_across_calls_and_between_jit_and_eager(nd, groups, kw, me
 
 # -------------------------------------------------------------------------------------- memory
 
+
 def _hlo_arrays(text: str):
     """Every array shape in an HLO module's text, as tuples."""
-    return {tuple(int(d) for d in m.group(1).split(",") if d)
-            for m in re.finditer(r"\b(?:f16|bf16|f32|f64)\[([0-9,]*)\]", text)}
+    return {
+        tuple(int(d) for d in m.group(1).split(",") if d)
+        for m in re.finditer(r"\b(?:f16|bf16|f32|f64)\[([0-9,]*)\]", text)
+    }
 
 
-@pytest.mark.skipif(jax.default_backend() != "cpu",
-                    reason="off CPU, auto deliberately keeps the core (lhs-dilated) lowering")
+@pytest.mark.skipif(
+    jax.default_backend() != "cpu",
+    reason="off CPU, auto deliberately keeps the core (lhs-dilated) lowering",
+)
 def test_largest_benchmark_layer_allocates_no_zero_dilated_input():
     """Forward + backward of N=2, 32@32^3 -> 16, k4 s2 p1 (float32, method='auto').
 
@@ -440,22 +497,24 @@ def test_largest_benchmark_layer_allocates_no_zero_dilated_input():
 
     def program(method):
         def fwd_bwd(x, w):
-            y, vjp = jax.vjp(lambda x, w: ct.conv_transpose3d(x, w, stride=2, padding=1,
-                                                              method=method), x, w)
+            y, vjp = jax.vjp(
+                lambda x, w: ct.conv_transpose3d(x, w, stride=2, padding=1, method=method), x, w
+            )
             return (y, *vjp(y))
+
         return jax.jit(fwd_bwd).lower(x, w).compile()
 
     compiled = program("auto")
     text = compiled.as_text()
-    dilated_elems = 2 * 32 * 63 ** 3
+    dilated_elems = 2 * 32 * 63**3
     assert "lhs_dilate" not in text
     shapes = _hlo_arrays(text)
-    assert (2, 16, 64, 64, 64) in shapes            # sanity: the parser sees y
+    assert (2, 16, 64, 64, 64) in shapes  # sanity: the parser sees y
     assert not [s for s in shapes if math.prod(s) == dilated_elems], "a zero-dilated buffer"
     assert not [s for s in shapes if 63 in s], "an array with a zero-dilated axis"
     temp = compiled.memory_analysis().temp_size_in_bytes
-    im2col = 2 * 33 ** 3 * 256 * 4
-    phase = 2 * 16 * 66 ** 3 * 4
+    im2col = 2 * 33**3 * 256 * 4
+    phase = 2 * 16 * 66**3 * 4
     assert temp <= im2col + 4 * phase, f"temp {temp / 2**20:.1f} MiB"
 
     # the checks are not vacuous: the core lowering does use the lhs-dilated convolution
@@ -485,8 +544,9 @@ def test_layer_weights_do_not_follow_the_source_tensor():
     changed = 0
     for _ in range(400):
         _keep_jax_busy()
-        layer = ct.nn.ConvTranspose1d(4096, 1, 1, bias=False, dtype=jnp.float64,
-                                      key=jax.random.key(0))
+        layer = ct.nn.ConvTranspose1d(
+            4096, 1, 1, bias=False, dtype=jnp.float64, key=jax.random.key(0)
+        )
         t = torch.randn(4096, 1, 1, dtype=torch.float64)
         want = t.numpy().copy()
         loaded = layer.load_state_dict({"weight": t})

@@ -28,12 +28,25 @@ def test_sharded_cases_on_8_simulated_devices():
     env = dict(os.environ)
     env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {DEVICES}".strip()
     env["JAX_PLATFORMS"] = "cpu"
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", str(ROOT / "tests" / "sharded_cases.py"), "-q",
-         "-p", "no:cacheprovider", "-o", "addopts=-ra"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(ROOT / "tests" / "sharded_cases.py"),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "addopts=-ra",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-12000:]
     # It really ran (a missing device flag would skip every case instead); the only skips

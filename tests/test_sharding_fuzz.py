@@ -48,8 +48,14 @@ def run_seeds(seeds: list[int], mode: tuple[str, ...] = ()) -> tuple[list[str], 
     failures, done, todo = [], 0, list(seeds)
     while todo:
         args = list(mode) or [str(s) for s in todo]
-        proc = subprocess.run([sys.executable, str(CHILD), *args], cwd=ROOT,
-                              env=_env(), capture_output=True, text=True, timeout=1200)
+        proc = subprocess.run(
+            [sys.executable, str(CHILD), *args],
+            cwd=ROOT,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
         running, finished = {}, set()
         for line in proc.stdout.splitlines():
             word, _, rest = line.partition(" ")
@@ -63,14 +69,18 @@ def run_seeds(seeds: list[int], mode: tuple[str, ...] = ()) -> tuple[list[str], 
                     failures.append(f"seed {seed}: {detail}\n    case {running[int(seed)]}")
         crashed = [s for s in running if s not in finished]
         if proc.returncode != 0 or crashed:
-            if not crashed:         # died before its first case: nothing to blame a case for
-                raise AssertionError(f"the fuzz child failed (rc {proc.returncode}):\n"
-                                     f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+            if not crashed:  # died before its first case: nothing to blame a case for
+                raise AssertionError(
+                    f"the fuzz child failed (rc {proc.returncode}):\n"
+                    f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+                )
             seed = crashed[0]
             done += 1
-            failures.append(f"seed {seed}: the process died (rc {proc.returncode}): "
-                            f"{proc.stderr.strip().splitlines()[-1:]}\n"
-                            f"    case {running[seed]}")
+            failures.append(
+                f"seed {seed}: the process died (rc {proc.returncode}): "
+                f"{proc.stderr.strip().splitlines()[-1:]}\n"
+                f"    case {running[seed]}"
+            )
             finished.add(seed)
         todo = [s for s in todo if s not in finished]
         if mode and todo and crashed:
@@ -86,25 +96,30 @@ def _batches(total: int) -> list[list[int]]:
 def _check(seeds: list[int]) -> None:
     failures, done = run_seeds(seeds)
     assert done == len(seeds), f"{done} of {len(seeds)} cases ran"
-    assert not failures, f"{len(failures)} of {len(seeds)} sharded cases differ:\n" + \
-        "\n".join(failures)
+    assert not failures, f"{len(failures)} of {len(seeds)} sharded cases differ:\n" + "\n".join(
+        failures
+    )
 
 
-@pytest.mark.parametrize("seeds", _batches(DEFAULT_CASES),
-                         ids=lambda s: f"seeds{s[0]}-{s[-1]}")
+@pytest.mark.parametrize("seeds", _batches(DEFAULT_CASES), ids=lambda s: f"seeds{s[0]}-{s[-1]}")
 def test_sharded_equals_unsharded(seeds):
     _check(seeds)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seeds", _batches(SLOW_CASES)[DEFAULT_CASES // PER_CHILD:],
-                         ids=lambda s: f"seeds{s[0]}-{s[-1]}")
+@pytest.mark.parametrize(
+    "seeds",
+    _batches(SLOW_CASES)[DEFAULT_CASES // PER_CHILD :],
+    ids=lambda s: f"seeds{s[0]}-{s[-1]}",
+)
 def test_sharded_equals_unsharded_slow(seeds):
     _check(seeds)
 
 
-@pytest.mark.skipif(not (HAS_EXPLICIT_AXES and hasattr(jax, "shard_map")),
-                    reason="this JAX has no Explicit mesh axes for convt_jax (needs 0.7)")
+@pytest.mark.skipif(
+    not (HAS_EXPLICIT_AXES and hasattr(jax, "shard_map")),
+    reason="this JAX has no Explicit mesh axes for convt_jax (needs 0.7)",
+)
 def test_visible_splits_run_per_device_without_gathers():
     """With Explicit mesh axes a split is visible in the types: a spatial split exchanges
     halos (collective-permute) and a channel split computes each device's channels, the
@@ -124,7 +139,8 @@ def test_a_crashing_child_fails_one_case(monkeypatch, tmp_path):
         "    print(f'CASE {s} {{\"seed\": {s}}}', flush=True)\n"
         "    if s == '2':\n"
         "        os.abort()\n"
-        "    print(f'OK {s}' if s != '4' else f'DIFF {s} dw wrong', flush=True)\n")
+        "    print(f'OK {s}' if s != '4' else f'DIFF {s} dw wrong', flush=True)\n"
+    )
     monkeypatch.setattr(sys.modules[__name__], "CHILD", fake)
     failures, done = run_seeds([1, 2, 3, 4, 5])
     assert done == 5

@@ -13,8 +13,7 @@ import convt_jax as ct
 from convt_jax import _op
 
 TOL = 1e-10
-KW = dict(stride=(2, 1), padding=((1, 0), (0, 2)), output_padding=(1, 0), groups=2,
-          dilation=(1, 2))
+KW = dict(stride=(2, 1), padding=((1, 0), (0, 2)), output_padding=(1, 0), groups=2, dilation=(1, 2))
 
 
 @pytest.fixture
@@ -44,10 +43,18 @@ def test_no_retrace_for_repeated_configuration(arrays):
     assert n >= 1
     y2 = ct.conv_transpose2d(x + 1, w, b, **kw)
     # Equivalent spellings of the same settings hit the same cache entry.
-    ct.conv_transpose2d(x, w, b, stride=[3, 3], padding=[(2, 1), [0, 1]],
-                        output_padding=(np.int64(1), 2), groups=np.int32(2), dilation=(1, 1))
+    ct.conv_transpose2d(
+        x,
+        w,
+        b,
+        stride=[3, 3],
+        padding=[(2, 1), [0, 1]],
+        output_padding=(np.int64(1), 2),
+        groups=np.int32(2),
+        dilation=(1, 1),
+    )
     assert _op._forward._cache_size() == n
-    ct.conv_transpose2d(x, w, b, **dict(kw, stride=4))      # a new configuration does compile
+    ct.conv_transpose2d(x, w, b, **dict(kw, stride=4))  # a new configuration does compile
     assert _op._forward._cache_size() == n + 1
     assert not np.allclose(np.asarray(y1), np.asarray(y2))
     user_traces = []
@@ -73,8 +80,12 @@ def test_vmap_over_input_weight_and_both(arrays):
     np.testing.assert_allclose(jax.vmap(f, (None, 0, None))(x, ws, b), want_w, rtol=TOL, atol=TOL)
     np.testing.assert_allclose(jax.vmap(f, (0, 0, None))(xs, ws, b), want_xw, rtol=TOL, atol=TOL)
     # vmap over a non-leading axis, and nested vmap for unbatched inputs
-    np.testing.assert_allclose(jax.vmap(f, (1, None, None), 2)(jnp.moveaxis(xs, 0, 1), w, b),
-                               jnp.moveaxis(want_x, 0, 2), rtol=TOL, atol=TOL)
+    np.testing.assert_allclose(
+        jax.vmap(f, (1, None, None), 2)(jnp.moveaxis(xs, 0, 1), w, b),
+        jnp.moveaxis(want_x, 0, 2),
+        rtol=TOL,
+        atol=TOL,
+    )
     unbatched = jax.vmap(lambda xi: ct.conv_transpose2d(xi, w, b, **KW))(x)
     np.testing.assert_allclose(unbatched, f(x, w, b), rtol=TOL, atol=TOL)
 

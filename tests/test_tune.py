@@ -24,11 +24,13 @@ def _slow(x):
     # Many dependent matrix products: milliseconds, against microseconds for ``x * 2``.
     def body(_, y):
         return jnp.tanh(y @ y.T * 1e-2)
+
     return jax.lax.fori_loop(0, 400, body, x) * 0 + x * 2
 
 
 def counted(counts):
     """Candidates that count how often they are traced (= compiled for timing)."""
+
     def fast(x):
         counts["fast"] += 1
         return x * 2
@@ -36,6 +38,7 @@ def counted(counts):
     def slow(x):
         counts["slow"] += 1
         return _slow(x)
+
     return {"fast": fast, "slow": slow}
 
 
@@ -106,8 +109,9 @@ def test_cache_hit_does_not_time_again(tuning):
     # Another kind, key, shape or dtype is another configuration.
     _tune.choose("dx", ("k",), counted(counts), [SPEC], "slow")
     _tune.choose("forward", ("other",), counted(counts), [SPEC], "slow")
-    _tune.choose("forward", ("k",), counted(counts), [jax.ShapeDtypeStruct((32, 64), "float32")],
-                 "slow")
+    _tune.choose(
+        "forward", ("k",), counted(counts), [jax.ShapeDtypeStruct((32, 64), "float32")], "slow"
+    )
     assert counts == {"fast": 4, "slow": 4}
     assert len(_tune.tuning_cache()) == 4
 
@@ -134,6 +138,7 @@ def test_compile_failure_is_skipped(tuning):
 def test_all_candidates_failing_gives_default(tuning):
     def broken(x):
         raise ValueError("cannot lower")
+
     assert _tune.choose("forward", ("k",), {"a": broken, "b": broken}, [SPEC], "b") == "b"
 
 
@@ -143,8 +148,10 @@ def test_default_must_be_a_candidate(tuning):
 
 
 def test_stand_ins_are_deterministic_and_finite():
-    specs = [jax.ShapeDtypeStruct((3, 4), d) for d in
-             ("float32", "float16", jnp.bfloat16, "complex64", "int32", "uint8", "bool")]
+    specs = [
+        jax.ShapeDtypeStruct((3, 4), d)
+        for d in ("float32", "float16", jnp.bfloat16, "complex64", "int32", "uint8", "bool")
+    ]
     a = [_tune._stand_in(s, np.random.default_rng(0)) for s in specs]
     b = [_tune._stand_in(s, np.random.default_rng(0)) for s in specs]
     for s, x, y in zip(specs, a, b):
@@ -299,8 +306,14 @@ def _child(cache_dir, switch):
     env[_tune.ENV_CACHE_DIR] = str(cache_dir)
     if switch is not None:
         env[_tune.ENV_SWITCH] = switch
-    out = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True,
-                         text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -319,7 +332,7 @@ def test_writes_keep_what_other_processes_wrote(tuning):
     _tune.choose("forward", ("first",), candidates, [SPEC], "a")
     path = _tune.cache_file()
     data = json.loads(open(path).read())
-    (full, entry), = data["entries"].items()
+    ((full, entry),) = data["entries"].items()
     data["entries"][full.replace("first", "elsewhere")] = dict(entry, key="from another process")
     with open(path, "w") as f:  # as another process would, after this one read the file
         json.dump(data, f)
@@ -330,15 +343,17 @@ def test_writes_keep_what_other_processes_wrote(tuning):
 
 # --- method="auto" wired to the tuner (convt_jax._methods.resolve) ---------------------------
 
-_LAYER = dict(stride=2, padding=1, groups=2)   # grouped: every table has several candidates
+_LAYER = dict(stride=2, padding=1, groups=2)  # grouped: every table has several candidates
 
 
 def _layer_arrays(batch=2):
     # Each test its own batch size: a jit-traced configuration keeps the forms it chose,
     # whatever the tuning cache holds later.
     rng = np.random.default_rng(0)
-    return (jnp.asarray(rng.standard_normal((batch, 8, 6, 6)), jnp.float32),
-            jnp.asarray(rng.standard_normal((8, 3, 4, 4)), jnp.float32))
+    return (
+        jnp.asarray(rng.standard_normal((batch, 8, 6, 6)), jnp.float32),
+        jnp.asarray(rng.standard_normal((8, 3, 4, 4)), jnp.float32),
+    )
 
 
 def _layer_step(method="auto"):
@@ -346,6 +361,7 @@ def _layer_step(method="auto"):
 
     def loss(x, w):
         return jnp.sum(jnp.sin(ct.conv_transpose2d(x, w, **_LAYER, method=method)))
+
     return jax.jit(jax.value_and_grad(loss, (0, 1)))
 
 
@@ -383,9 +399,9 @@ def test_turning_autotune_on_after_a_call_traces_again(tuning):
 
     x, w = _layer_arrays(4)
     with _tune.autotune(False):
-        off = ct.conv_transpose2d(x, w, **_LAYER)   # traced (and cached by jit) with the rule
+        off = ct.conv_transpose2d(x, w, **_LAYER)  # traced (and cached by jit) with the rule
     assert _tune.tuning_cache() == []
-    on = ct.conv_transpose2d(x, w, **_LAYER)        # the switch is part of the jit cache key
+    on = ct.conv_transpose2d(x, w, **_LAYER)  # the switch is part of the jit cache key
     assert {e["kind"] for e in _tune.tuning_cache()} == {"forward", "dx", "dw"}
     np.testing.assert_allclose(on, off, rtol=1e-5, atol=1e-5)
 
@@ -414,8 +430,14 @@ _LAYER_CHILD = textwrap.dedent("""
 
 def _layer_child(cache_dir):
     env = dict(os.environ, **{_tune.ENV_CACHE_DIR: str(cache_dir), _tune.ENV_SWITCH: "1"})
-    out = subprocess.run([sys.executable, "-c", _LAYER_CHILD], env=env, capture_output=True,
-                         text=True, timeout=300, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _LAYER_CHILD],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -423,7 +445,7 @@ def test_a_second_process_reads_the_choice_from_disk(tmp_path):
     first = _layer_child(tmp_path)
     assert len(first["timed"]) == 3 and set(first["choices"]) == {"forward", "dx", "dw"}
     second = _layer_child(tmp_path)
-    assert second["timed"] == []                    # nothing timed: read from the file
+    assert second["timed"] == []  # nothing timed: read from the file
     assert second["choices"] == first["choices"]
     # The same forms: bit-identical results from process to process.
     assert second["value"] == first["value"] and second["dx"] == first["dx"]

@@ -18,10 +18,10 @@ except ImportError as _e:  # pragma: no cover - exercised in a subprocess by the
         'pip install "convt_jax[flax]" (or pip install flax)'
     ) from _e
 
+from . import linen as linen  # noqa: E402  (``cf.linen`` after ``import convt_jax.flax``)
 from ._nnx import ConvTranspose as ConvTranspose
 from ._nnx import ConvTranspose1d as ConvTranspose1d
 from ._nnx import ConvTranspose2d as ConvTranspose2d
 from ._nnx import ConvTranspose3d as ConvTranspose3d
-from . import linen as linen  # noqa: E402  (``cf.linen`` after ``import convt_jax.flax``)
 
 __all__ = ["ConvTranspose", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "linen"]

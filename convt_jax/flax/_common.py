@@ -13,9 +13,20 @@ from .. import nn as _nn
 _LAYERS = {1: _nn.ConvTranspose1d, 2: _nn.ConvTranspose2d, 3: _nn.ConvTranspose3d}
 
 # Settings a Flax module reads back from its ct.nn template (PyTorch's attribute names).
-SETTING_NAMES = ("in_channels", "out_channels", "kernel_size", "stride", "padding",
-                 "output_padding", "groups", "dilation", "padding_mode", "conv_mode",
-                 "compute_mode", "channels_last")
+SETTING_NAMES = (
+    "in_channels",
+    "out_channels",
+    "kernel_size",
+    "stride",
+    "padding",
+    "output_padding",
+    "groups",
+    "dilation",
+    "padding_mode",
+    "conv_mode",
+    "compute_mode",
+    "channels_last",
+)
 
 
 def layer_class(num_spatial_dims: int) -> type:
@@ -66,4 +77,3 @@ def forward(treedef: Any, weight: Any, bias: Any, dtype: Any, x: Any, output_siz
     arrays = [a.astype(dt) for a in arrays]
     layer = jax.tree_util.tree_unflatten(treedef, arrays)
     return layer(x, output_size)
-

@@ -33,20 +33,44 @@ class ConvTranspose(nnx.Module):
 
     _num_spatial_dims: int | None = None
 
-    def __init__(self, num_spatial_dims: int, in_channels: int, out_channels: int,
-                 kernel_size: int | tuple[int, ...], stride: int | tuple[int, ...] = 1,
-                 padding: Any = 0, output_padding: int | tuple[int, ...] = 0, *,
-                 groups: int = 1, dilation: int | tuple[int, ...] = 1, bias: bool = True,
-                 padding_mode: str = "zeros", conv_mode: str = "cross_correlation",
-                 compute_mode: str = "default", channels_last: bool = True,
-                 dtype: Any = None, param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
-        kwargs = dict(in_channels=in_channels, out_channels=out_channels,
-                      kernel_size=kernel_size, stride=stride, padding=padding,
-                      output_padding=output_padding, groups=groups, dilation=dilation,
-                      bias=bias, padding_mode=padding_mode, conv_mode=conv_mode,
-                      compute_mode=compute_mode, channels_last=channels_last,
-                      dtype=jnp.float32 if param_dtype is None else param_dtype)
-        _common.template(num_spatial_dims, kwargs)              # ct.nn's validation
+    def __init__(
+        self,
+        num_spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, ...],
+        stride: int | tuple[int, ...] = 1,
+        padding: Any = 0,
+        output_padding: int | tuple[int, ...] = 0,
+        *,
+        groups: int = 1,
+        dilation: int | tuple[int, ...] = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        conv_mode: str = "cross_correlation",
+        compute_mode: str = "default",
+        channels_last: bool = True,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        kwargs = dict(
+            in_channels=in_channels,
+            out_channels=out_channels,
+            kernel_size=kernel_size,
+            stride=stride,
+            padding=padding,
+            output_padding=output_padding,
+            groups=groups,
+            dilation=dilation,
+            bias=bias,
+            padding_mode=padding_mode,
+            conv_mode=conv_mode,
+            compute_mode=compute_mode,
+            channels_last=channels_last,
+            dtype=jnp.float32 if param_dtype is None else param_dtype,
+        )
+        _common.template(num_spatial_dims, kwargs)  # ct.nn's validation
         self.dtype = _args.compute_dtype(dtype)
         _args.check_rngs(rngs, isinstance(rngs, nnx.Rngs), type(self).__name__)
         layer = _common.build_layer(num_spatial_dims, kwargs, rngs.params())
@@ -73,8 +97,9 @@ class ConvTranspose(nnx.Module):
           parameters when ``dtype`` is None).
         """
         bias = None if self.bias is None else self.bias.get_value()
-        return _common.forward(self._treedef, self.weight.get_value(), bias, self.dtype, x,
-                               output_size)
+        return _common.forward(
+            self._treedef, self.weight.get_value(), bias, self.dtype, x, output_size
+        )
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """The parameters as NumPy arrays under PyTorch's keys ``"weight"`` and ``"bias"``.
@@ -136,8 +161,14 @@ class ConvTranspose(nnx.Module):
         return jax.tree_util.tree_unflatten(self._treedef, leaves)
 
     @classmethod
-    def from_torch(cls, module: Any, *, rngs: nnx.Rngs | None = None,
-                   channels_last: bool = True, dtype: Any = None):
+    def from_torch(
+        cls,
+        module: Any,
+        *,
+        rngs: nnx.Rngs | None = None,
+        channels_last: bool = True,
+        dtype: Any = None,
+    ):
         """Build from a ``torch.nn.ConvTranspose1d/2d/3d``: its settings and weights in one call.
 
         Args:
@@ -167,11 +198,13 @@ class ConvTranspose(nnx.Module):
         """
         n, kwargs, state = settings_from_torch(module)
         want = cls._num_spatial_dims
-        _args.check_torch_rank_for("convt_jax.flax", cls.__name__, want, n,
-                                   type(module).__name__)
+        _args.check_torch_rank_for("convt_jax.flax", cls.__name__, want, n, type(module).__name__)
         kwargs["param_dtype"] = kwargs.pop("dtype")
-        kwargs.update(channels_last=channels_last, dtype=dtype,
-                      rngs=rngs if isinstance(rngs, nnx.Rngs) else nnx.Rngs(0))
+        kwargs.update(
+            channels_last=channels_last,
+            dtype=dtype,
+            rngs=rngs if isinstance(rngs, nnx.Rngs) else nnx.Rngs(0),
+        )
         obj = cls(**kwargs) if want is not None else cls(n, **kwargs)
         obj.load_state_dict(state)
         return obj
@@ -212,58 +245,141 @@ _DOC = """{n}-d transposed convolution as an ``nnx.Module``, with PyTorch's sema
 class ConvTranspose1d(ConvTranspose):
     _num_spatial_dims = 1
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int],
-                 stride: int | tuple[int] = 1, padding: Any = 0,
-                 output_padding: int | tuple[int] = 0, *, groups: int = 1,
-                 dilation: int | tuple[int] = 1, bias: bool = True, padding_mode: str = "zeros",
-                 conv_mode: str = "cross_correlation", compute_mode: str = "default",
-                 channels_last: bool = True, dtype: Any = None, param_dtype: Any = jnp.float32,
-                 rngs: nnx.Rngs):
-        super().__init__(1, in_channels, out_channels, kernel_size, stride, padding,
-                         output_padding, groups=groups, dilation=dilation, bias=bias,
-                         padding_mode=padding_mode, conv_mode=conv_mode,
-                         compute_mode=compute_mode, channels_last=channels_last, dtype=dtype,
-                         param_dtype=param_dtype, rngs=rngs)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int],
+        stride: int | tuple[int] = 1,
+        padding: Any = 0,
+        output_padding: int | tuple[int] = 0,
+        *,
+        groups: int = 1,
+        dilation: int | tuple[int] = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        conv_mode: str = "cross_correlation",
+        compute_mode: str = "default",
+        channels_last: bool = True,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        super().__init__(
+            1,
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            output_padding,
+            groups=groups,
+            dilation=dilation,
+            bias=bias,
+            padding_mode=padding_mode,
+            conv_mode=conv_mode,
+            compute_mode=compute_mode,
+            channels_last=channels_last,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            rngs=rngs,
+        )
 
 
 class ConvTranspose2d(ConvTranspose):
     _num_spatial_dims = 2
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
-                 stride: int | tuple[int, int] = 1, padding: Any = 0,
-                 output_padding: int | tuple[int, int] = 0, *, groups: int = 1,
-                 dilation: int | tuple[int, int] = 1, bias: bool = True,
-                 padding_mode: str = "zeros", conv_mode: str = "cross_correlation",
-                 compute_mode: str = "default", channels_last: bool = True, dtype: Any = None,
-                 param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
-        super().__init__(2, in_channels, out_channels, kernel_size, stride, padding,
-                         output_padding, groups=groups, dilation=dilation, bias=bias,
-                         padding_mode=padding_mode, conv_mode=conv_mode,
-                         compute_mode=compute_mode, channels_last=channels_last, dtype=dtype,
-                         param_dtype=param_dtype, rngs=rngs)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: Any = 0,
+        output_padding: int | tuple[int, int] = 0,
+        *,
+        groups: int = 1,
+        dilation: int | tuple[int, int] = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        conv_mode: str = "cross_correlation",
+        compute_mode: str = "default",
+        channels_last: bool = True,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        super().__init__(
+            2,
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            output_padding,
+            groups=groups,
+            dilation=dilation,
+            bias=bias,
+            padding_mode=padding_mode,
+            conv_mode=conv_mode,
+            compute_mode=compute_mode,
+            channels_last=channels_last,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            rngs=rngs,
+        )
 
 
 class ConvTranspose3d(ConvTranspose):
     _num_spatial_dims = 3
 
-    def __init__(self, in_channels: int, out_channels: int,
-                 kernel_size: int | tuple[int, int, int], stride: int | tuple[int, int, int] = 1,
-                 padding: Any = 0, output_padding: int | tuple[int, int, int] = 0, *,
-                 groups: int = 1, dilation: int | tuple[int, int, int] = 1, bias: bool = True,
-                 padding_mode: str = "zeros", conv_mode: str = "cross_correlation",
-                 compute_mode: str = "default", channels_last: bool = True, dtype: Any = None,
-                 param_dtype: Any = jnp.float32, rngs: nnx.Rngs):
-        super().__init__(3, in_channels, out_channels, kernel_size, stride, padding,
-                         output_padding, groups=groups, dilation=dilation, bias=bias,
-                         padding_mode=padding_mode, conv_mode=conv_mode,
-                         compute_mode=compute_mode, channels_last=channels_last, dtype=dtype,
-                         param_dtype=param_dtype, rngs=rngs)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int, int],
+        stride: int | tuple[int, int, int] = 1,
+        padding: Any = 0,
+        output_padding: int | tuple[int, int, int] = 0,
+        *,
+        groups: int = 1,
+        dilation: int | tuple[int, int, int] = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        conv_mode: str = "cross_correlation",
+        compute_mode: str = "default",
+        channels_last: bool = True,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        super().__init__(
+            3,
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            output_padding,
+            groups=groups,
+            dilation=dilation,
+            bias=bias,
+            padding_mode=padding_mode,
+            conv_mode=conv_mode,
+            compute_mode=compute_mode,
+            channels_last=channels_last,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            rngs=rngs,
+        )
 
 
 for _cls in (ConvTranspose, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d):
     _cls.__module__ = "convt_jax.flax"
 
-ConvTranspose1d.__doc__ = _DOC.format(n=1, example="""\
+ConvTranspose1d.__doc__ = _DOC.format(
+    n=1,
+    example="""\
       >>> import jax.numpy as jnp
       >>> from flax import nnx
       >>> import convt_jax.flax as ctf
@@ -271,8 +387,11 @@ ConvTranspose1d.__doc__ = _DOC.format(n=1, example="""\
       >>> m.weight[...].shape                          # (C_in, C_out // groups, K)
       (4, 2, 3)
       >>> m(jnp.ones((8, 5, 4))).shape                  # (N, (5 - 1)*2 + 3, C_out)
-      (8, 11, 2)""")
-ConvTranspose2d.__doc__ = _DOC.format(n=2, example="""\
+      (8, 11, 2)""",
+)
+ConvTranspose2d.__doc__ = _DOC.format(
+    n=2,
+    example="""\
       >>> import jax.numpy as jnp, optax
       >>> from flax import nnx
       >>> import convt_jax.flax as ctf
@@ -285,11 +404,15 @@ ConvTranspose2d.__doc__ = _DOC.format(n=2, example="""\
       >>> before = loss(m)
       >>> _ = opt.update(m, nnx.grad(loss)(m))
       >>> bool(loss(m) < before)
-      True""")
-ConvTranspose3d.__doc__ = _DOC.format(n=3, example="""\
+      True""",
+)
+ConvTranspose3d.__doc__ = _DOC.format(
+    n=3,
+    example="""\
       >>> import jax.numpy as jnp
       >>> from flax import nnx
       >>> import convt_jax.flax as ctf
       >>> m = ctf.ConvTranspose3d(2, 2, 2, stride=2, bias=False, rngs=nnx.Rngs(0))
       >>> m.bias is None, m(jnp.ones((1, 3, 3, 3, 2))).shape
-      (True, (1, 6, 6, 6, 2))""")
+      (True, (1, 6, 6, 6, 2))""",
+)

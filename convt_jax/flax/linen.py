@@ -43,13 +43,22 @@ class _ConvTranspose(linen.Module):
     num_spatial_dims: ClassVar[int] = 0
 
     def _template(self):
-        kwargs = dict(in_channels=self.in_channels, out_channels=self.out_channels,
-                      kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
-                      output_padding=self.output_padding, groups=self.groups,
-                      dilation=self.dilation, bias=self.bias, padding_mode=self.padding_mode,
-                      conv_mode=self.conv_mode, compute_mode=self.compute_mode,
-                      channels_last=self.channels_last,
-                      dtype=jnp.float32 if self.param_dtype is None else self.param_dtype)
+        kwargs = dict(
+            in_channels=self.in_channels,
+            out_channels=self.out_channels,
+            kernel_size=self.kernel_size,
+            stride=self.stride,
+            padding=self.padding,
+            output_padding=self.output_padding,
+            groups=self.groups,
+            dilation=self.dilation,
+            bias=self.bias,
+            padding_mode=self.padding_mode,
+            conv_mode=self.conv_mode,
+            compute_mode=self.compute_mode,
+            channels_last=self.channels_last,
+            dtype=jnp.float32 if self.param_dtype is None else self.param_dtype,
+        )
         return _common.template(self.num_spatial_dims, kwargs)
 
     @linen.compact
@@ -67,7 +76,7 @@ class _ConvTranspose(linen.Module):
           The output, in ``dtype`` (or the result dtype of ``x`` and the
           parameters when ``dtype`` is None).
         """
-        tmpl = self._template()                            # ct.nn's validation
+        tmpl = self._template()  # ct.nn's validation
         dtype = _args.compute_dtype(self.dtype)
         shape = tuple(tmpl.weight.shape)
         param_dtype = tmpl.weight.dtype
@@ -76,12 +85,14 @@ class _ConvTranspose(linen.Module):
         if tmpl.bias is not None:
             bias_init = functools.partial(_init.pytorch_uniform, fan_in=_init.fan_in(shape))
             bias = self.param("bias", bias_init, tuple(tmpl.bias.shape), param_dtype)
-        return _common.forward(jax.tree_util.tree_structure(tmpl), weight, bias, dtype, x,
-                               output_size)
+        return _common.forward(
+            jax.tree_util.tree_structure(tmpl), weight, bias, dtype, x, output_size
+        )
 
     @classmethod
-    def from_torch(cls, module: Any, *, channels_last: bool = True,
-                   dtype: Any = None) -> tuple[Any, dict[str, Any]]:
+    def from_torch(
+        cls, module: Any, *, channels_last: bool = True, dtype: Any = None
+    ) -> tuple[Any, dict[str, Any]]:
         """A linen module and its variables from a ``torch.nn.ConvTranspose*d``.
 
         Args:
@@ -109,8 +120,9 @@ class _ConvTranspose(linen.Module):
           True
         """
         n, kwargs, state = settings_from_torch(module)
-        _args.check_torch_rank_for("convt_jax.flax.linen", cls.__name__, cls.num_spatial_dims,
-                                   n, type(module).__name__)
+        _args.check_torch_rank_for(
+            "convt_jax.flax.linen", cls.__name__, cls.num_spatial_dims, n, type(module).__name__
+        )
         kwargs["param_dtype"] = kwargs.pop("dtype")
         mod = cls(**kwargs, channels_last=channels_last, dtype=dtype)
         return mod, mod.variables_from_state_dict(state)
@@ -178,7 +190,9 @@ class ConvTranspose3d(_ConvTranspose):
     num_spatial_dims: ClassVar[int] = 3
 
 
-ConvTranspose1d.__doc__ = _DOC.format(n=1, example="""\
+ConvTranspose1d.__doc__ = _DOC.format(
+    n=1,
+    example="""\
       >>> import jax, jax.numpy as jnp
       >>> from convt_jax.flax import linen as ctl
       >>> m = ctl.ConvTranspose1d(4, 2, kernel_size=3, stride=2)
@@ -186,19 +200,26 @@ ConvTranspose1d.__doc__ = _DOC.format(n=1, example="""\
       >>> jax.tree.map(jnp.shape, variables["params"])
       {'bias': (2,), 'weight': (4, 2, 3)}
       >>> m.apply(variables, jnp.ones((8, 5, 4))).shape
-      (8, 11, 2)""")
-ConvTranspose2d.__doc__ = _DOC.format(n=2, example="""\
+      (8, 11, 2)""",
+)
+ConvTranspose2d.__doc__ = _DOC.format(
+    n=2,
+    example="""\
       >>> import jax, jax.numpy as jnp
       >>> from convt_jax.flax import linen as ctl
       >>> m = ctl.ConvTranspose2d(8, 4, 4, stride=2, padding=1, groups=2)
       >>> x = jnp.ones((2, 5, 5, 8))
       >>> variables = m.init(jax.random.key(0), x)
       >>> m.apply(variables, x).shape, m.apply(variables, x, output_size=(11, 11)).shape
-      ((2, 10, 10, 4), (2, 11, 11, 4))""")
-ConvTranspose3d.__doc__ = _DOC.format(n=3, example="""\
+      ((2, 10, 10, 4), (2, 11, 11, 4))""",
+)
+ConvTranspose3d.__doc__ = _DOC.format(
+    n=3,
+    example="""\
       >>> import jax, jax.numpy as jnp
       >>> from convt_jax.flax import linen as ctl
       >>> m = ctl.ConvTranspose3d(2, 2, 2, stride=2, bias=False)
       >>> variables = m.init(jax.random.key(0), jnp.ones((1, 3, 3, 3, 2)))
       >>> list(variables["params"]), m.apply(variables, jnp.ones((1, 3, 3, 3, 2))).shape
-      (['weight'], (1, 6, 6, 6, 2))""")
+      (['weight'], (1, 6, 6, 6, 2))""",
+)

@@ -17,14 +17,22 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from .. import _args, _op
-from . import init as _init
 from . import _torch
+from . import init as _init
 
 _HALF = (np.dtype(jnp.float16), np.dtype(jnp.bfloat16))
 _FUNCTIONS = {1: _op.conv_transpose1d, 2: _op.conv_transpose2d, 3: _op.conv_transpose3d}
-_DEFAULTS = {"stride": 1, "padding": 0, "output_padding": 0, "groups": 1, "dilation": 1,
-             "padding_mode": "zeros", "conv_mode": "cross_correlation",
-             "compute_mode": "default", "channels_last": False}
+_DEFAULTS = {
+    "stride": 1,
+    "padding": 0,
+    "output_padding": 0,
+    "groups": 1,
+    "dilation": 1,
+    "padding_mode": "zeros",
+    "conv_mode": "cross_correlation",
+    "compute_mode": "default",
+    "channels_last": False,
+}
 
 
 def _static():
@@ -81,27 +89,65 @@ class ConvTranspose(metaclass=_FromFields):
     compute_mode: str = _static()
     channels_last: bool = _static()
 
-    def __init__(self, num_spatial_dims: int, in_channels: int, out_channels: int,
-                 kernel_size: int | tuple[int, ...], stride: int | tuple[int, ...] = 1,
-                 padding: Any = 0, output_padding: int | tuple[int, ...] = 0, *,
-                 groups: int = 1, dilation: int | tuple[int, ...] = 1, bias: bool = True,
-                 padding_mode: str = "zeros", conv_mode: str = "cross_correlation",
-                 compute_mode: str = "default", channels_last: bool = False,
-                 dtype: Any = jnp.float32, key: jax.Array | None = None):
+    def __init__(
+        self,
+        num_spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, ...],
+        stride: int | tuple[int, ...] = 1,
+        padding: Any = 0,
+        output_padding: int | tuple[int, ...] = 0,
+        *,
+        groups: int = 1,
+        dilation: int | tuple[int, ...] = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        conv_mode: str = "cross_correlation",
+        compute_mode: str = "default",
+        channels_last: bool = False,
+        dtype: Any = jnp.float32,
+        key: jax.Array | None = None,
+    ):
         dtype = jnp.float32 if dtype is None else dtype
-        parsed = _args.parse_layer(num_spatial_dims, in_channels, out_channels, kernel_size,
-                                   stride, padding, output_padding, groups, dilation, bias,
-                                   padding_mode, conv_mode, compute_mode, channels_last, dtype)
+        parsed = _args.parse_layer(
+            num_spatial_dims,
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            output_padding,
+            groups,
+            dilation,
+            bias,
+            padding_mode,
+            conv_mode,
+            compute_mode,
+            channels_last,
+            dtype,
+        )
         _args.check_key(key, type(self).__name__)
         s = parsed.settings
         shape = (parsed.in_channels, parsed.out_channels // s.groups, *parsed.kernel_size)
         w, b = _init.pytorch_default(key, shape, dtype, groups=s.groups, bias=parsed.bias)
         fields = dict(
-            weight=w, bias=b, num_spatial_dims=s.ndim, in_channels=parsed.in_channels,
-            out_channels=parsed.out_channels, kernel_size=parsed.kernel_size, stride=s.stride,
-            padding=parsed.padding, output_padding=s.output_padding, groups=s.groups,
-            dilation=s.dilation, padding_mode=padding_mode, conv_mode=conv_mode,
-            compute_mode=compute_mode, channels_last=s.channels_last)
+            weight=w,
+            bias=b,
+            num_spatial_dims=s.ndim,
+            in_channels=parsed.in_channels,
+            out_channels=parsed.out_channels,
+            kernel_size=parsed.kernel_size,
+            stride=s.stride,
+            padding=parsed.padding,
+            output_padding=s.output_padding,
+            groups=s.groups,
+            dilation=s.dilation,
+            padding_mode=padding_mode,
+            conv_mode=conv_mode,
+            compute_mode=compute_mode,
+            channels_last=s.channels_last,
+        )
         for name, value in fields.items():
             object.__setattr__(self, name, value)
 
@@ -137,11 +183,19 @@ class ConvTranspose(metaclass=_FromFields):
                 preferred = jnp.float32
         fn = _FUNCTIONS.get(self.num_spatial_dims, _op.conv_transpose)
         return fn(
-            x, self.weight, self.bias, self.stride, self.padding,
+            x,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
             self.output_padding if output_size is None else 0,
-            groups=self.groups, dilation=self.dilation, output_size=output_size,
-            channels_last=self.channels_last, conv_mode=self.conv_mode,
-            preferred_element_type=preferred, padding_mode=self.padding_mode,
+            groups=self.groups,
+            dilation=self.dilation,
+            output_size=output_size,
+            channels_last=self.channels_last,
+            conv_mode=self.conv_mode,
+            preferred_element_type=preferred,
+            padding_mode=self.padding_mode,
         )
 
     # -- weights in and out --------------------------------------------------------------
@@ -176,7 +230,7 @@ class ConvTranspose(metaclass=_FromFields):
             value = _args.leaf_array(name, value)
             if new[name] is None and value is None:
                 continue
-            _args.check_leaf(name_, name, new[name], value)   # the dtype as passed
+            _args.check_leaf(name_, name, new[name], value)  # the dtype as passed
             new[name] = _args.owned_leaf(value)
         return dataclasses.replace(self, **new)
 
@@ -263,7 +317,8 @@ class ConvTranspose(metaclass=_FromFields):
         args = () if want is not None else (n,)
         # The constructor validates the settings; eval_shape skips drawing weights.
         shape_only = jax.eval_shape(
-            lambda: cls(*args, **kwargs, channels_last=channels_last, key=jax.random.key(0)))
+            lambda: cls(*args, **kwargs, channels_last=channels_last, key=jax.random.key(0))
+        )
         return shape_only.load_state_dict(state)
 
     def __repr__(self) -> str:
@@ -293,6 +348,7 @@ def _register(cls: type) -> None:
 
 _register(ConvTranspose)
 
+
 class ConvTranspose1d(ConvTranspose):
     """1-d transposed convolution layer: ``torch.nn.ConvTranspose1d`` as an immutable JAX pytree.
 
@@ -311,18 +367,43 @@ class ConvTranspose1d(ConvTranspose):
       (8, 2, 11)
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int],
-                 stride: int | tuple[int] = 1, padding: Any = 0,
-                 output_padding: int | tuple[int] = 0, *, groups: int = 1,
-                 dilation: int | tuple[int] = 1, bias: bool = True, padding_mode: str = "zeros",
-                 conv_mode: str = "cross_correlation", compute_mode: str = "default",
-                 channels_last: bool = False, dtype: Any = jnp.float32,
-                 key: jax.Array | None = None):
-        super().__init__(1, in_channels, out_channels, kernel_size, stride, padding,
-                         output_padding, groups=groups, dilation=dilation, bias=bias,
-                         padding_mode=padding_mode, conv_mode=conv_mode,
-                         compute_mode=compute_mode, channels_last=channels_last, dtype=dtype,
-                         key=key)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int],
+        stride: int | tuple[int] = 1,
+        padding: Any = 0,
+        output_padding: int | tuple[int] = 0,
+        *,
+        groups: int = 1,
+        dilation: int | tuple[int] = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        conv_mode: str = "cross_correlation",
+        compute_mode: str = "default",
+        channels_last: bool = False,
+        dtype: Any = jnp.float32,
+        key: jax.Array | None = None,
+    ):
+        super().__init__(
+            1,
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            output_padding,
+            groups=groups,
+            dilation=dilation,
+            bias=bias,
+            padding_mode=padding_mode,
+            conv_mode=conv_mode,
+            compute_mode=compute_mode,
+            channels_last=channels_last,
+            dtype=dtype,
+            key=key,
+        )
 
 
 class ConvTranspose2d(ConvTranspose):
@@ -374,18 +455,43 @@ class ConvTranspose2d(ConvTranspose):
       True
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
-                 stride: int | tuple[int, int] = 1, padding: Any = 0,
-                 output_padding: int | tuple[int, int] = 0, *, groups: int = 1,
-                 dilation: int | tuple[int, int] = 1, bias: bool = True,
-                 padding_mode: str = "zeros", conv_mode: str = "cross_correlation",
-                 compute_mode: str = "default", channels_last: bool = False,
-                 dtype: Any = jnp.float32, key: jax.Array | None = None):
-        super().__init__(2, in_channels, out_channels, kernel_size, stride, padding,
-                         output_padding, groups=groups, dilation=dilation, bias=bias,
-                         padding_mode=padding_mode, conv_mode=conv_mode,
-                         compute_mode=compute_mode, channels_last=channels_last, dtype=dtype,
-                         key=key)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: Any = 0,
+        output_padding: int | tuple[int, int] = 0,
+        *,
+        groups: int = 1,
+        dilation: int | tuple[int, int] = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        conv_mode: str = "cross_correlation",
+        compute_mode: str = "default",
+        channels_last: bool = False,
+        dtype: Any = jnp.float32,
+        key: jax.Array | None = None,
+    ):
+        super().__init__(
+            2,
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            output_padding,
+            groups=groups,
+            dilation=dilation,
+            bias=bias,
+            padding_mode=padding_mode,
+            conv_mode=conv_mode,
+            compute_mode=compute_mode,
+            channels_last=channels_last,
+            dtype=dtype,
+            key=key,
+        )
 
 
 class ConvTranspose3d(ConvTranspose):
@@ -402,18 +508,43 @@ class ConvTranspose3d(ConvTranspose):
       (1, 2, 6, 6, 6)
     """
 
-    def __init__(self, in_channels: int, out_channels: int,
-                 kernel_size: int | tuple[int, int, int], stride: int | tuple[int, int, int] = 1,
-                 padding: Any = 0, output_padding: int | tuple[int, int, int] = 0, *,
-                 groups: int = 1, dilation: int | tuple[int, int, int] = 1, bias: bool = True,
-                 padding_mode: str = "zeros", conv_mode: str = "cross_correlation",
-                 compute_mode: str = "default", channels_last: bool = False,
-                 dtype: Any = jnp.float32, key: jax.Array | None = None):
-        super().__init__(3, in_channels, out_channels, kernel_size, stride, padding,
-                         output_padding, groups=groups, dilation=dilation, bias=bias,
-                         padding_mode=padding_mode, conv_mode=conv_mode,
-                         compute_mode=compute_mode, channels_last=channels_last, dtype=dtype,
-                         key=key)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int, int],
+        stride: int | tuple[int, int, int] = 1,
+        padding: Any = 0,
+        output_padding: int | tuple[int, int, int] = 0,
+        *,
+        groups: int = 1,
+        dilation: int | tuple[int, int, int] = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        conv_mode: str = "cross_correlation",
+        compute_mode: str = "default",
+        channels_last: bool = False,
+        dtype: Any = jnp.float32,
+        key: jax.Array | None = None,
+    ):
+        super().__init__(
+            3,
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            output_padding,
+            groups=groups,
+            dilation=dilation,
+            bias=bias,
+            padding_mode=padding_mode,
+            conv_mode=conv_mode,
+            compute_mode=compute_mode,
+            channels_last=channels_last,
+            dtype=dtype,
+            key=key,
+        )
 
 
 _NUM_SPATIAL_DIMS = {ConvTranspose1d: 1, ConvTranspose2d: 2, ConvTranspose3d: 3}

@@ -43,8 +43,9 @@ def _to_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
-def _norm_axes(g_key: str, v_key: str, g_shape: tuple[int, ...],
-               v_shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def _norm_axes(
+    g_key: str, v_key: str, g_shape: tuple[int, ...], v_shape: tuple[int, ...]
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(axes to take the norm over, shape to broadcast g to) from g's and v's shapes.
 
     PyTorch stores ``g = norm_except_dim(v, 2, dim)``: v's shape with every axis
@@ -53,7 +54,7 @@ def _norm_axes(g_key: str, v_key: str, g_shape: tuple[int, ...],
     if v_shape:
         size = int(np.prod(g_shape, dtype=np.int64))
         if size == 1 and (len(g_shape) == 0 or len(g_shape) == len(v_shape)):
-            return tuple(range(len(v_shape))), (1,) * len(v_shape)     # dim=None
+            return tuple(range(len(v_shape))), (1,) * len(v_shape)  # dim=None
         if len(g_shape) == len(v_shape):
             kept = [i for i, (a, b) in enumerate(zip(g_shape, v_shape)) if a != 1]
             if len(kept) == 1 and g_shape[kept[0]] == v_shape[kept[0]]:
@@ -161,11 +162,16 @@ def settings_from_torch(module: Any) -> tuple[int, dict[str, Any], dict[str, np.
     if has_bias:
         state["bias"] = _to_numpy(sd["bias"])
     kwargs = dict(
-        in_channels=int(module.in_channels), out_channels=int(module.out_channels),
-        kernel_size=kernel, stride=tuple(int(s) for s in module.stride), padding=pad,
+        in_channels=int(module.in_channels),
+        out_channels=int(module.out_channels),
+        kernel_size=kernel,
+        stride=tuple(int(s) for s in module.stride),
+        padding=pad,
         output_padding=tuple(int(a) for a in module.output_padding),
-        groups=int(module.groups), dilation=tuple(int(d) for d in module.dilation),
-        bias=has_bias, padding_mode=str(module.padding_mode),
+        groups=int(module.groups),
+        dilation=tuple(int(d) for d in module.dilation),
+        bias=has_bias,
+        padding_mode=str(module.padding_mode),
         dtype=state["weight"].dtype,
     )
     return n, kwargs, state

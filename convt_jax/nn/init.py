@@ -14,8 +14,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._args import (at_least, check_bilinear_shape, check_dtype, check_icnr_kernel,
-                     floating_dtype, int_tuple, positive)
+from .._args import (
+    at_least,
+    check_bilinear_shape,
+    check_dtype,
+    check_icnr_kernel,
+    floating_dtype,
+    int_tuple,
+    positive,
+)
 from .._args import weight_shape as _shape
 
 __all__ = ["bilinear", "fan_in", "icnr", "pytorch_default", "pytorch_uniform"]
@@ -50,13 +57,16 @@ def _uniform(key: jax.Array, shape: tuple[int, ...], dtype: Any, bound: float) -
     if jnp.issubdtype(dt, jnp.complexfloating):
         kr, ki = jax.random.split(key)
         real = jnp.finfo(dt).dtype
-        return (jax.random.uniform(kr, shape, real, -bound, bound)
-                + 1j * jax.random.uniform(ki, shape, real, -bound, bound)).astype(dt)
+        return (
+            jax.random.uniform(kr, shape, real, -bound, bound)
+            + 1j * jax.random.uniform(ki, shape, real, -bound, bound)
+        ).astype(dt)
     return jax.random.uniform(key, shape, dt, -bound, bound)
 
 
-def pytorch_uniform(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32, *,
-                    fan_in: int | None = None) -> jax.Array:
+def pytorch_uniform(
+    key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32, *, fan_in: int | None = None
+) -> jax.Array:
     """Uniform in ``±1/sqrt(fan_in)``: PyTorch's default for convolution weights and biases.
 
     ``torch.nn.ConvTranspose*d.reset_parameters`` draws the weight with
@@ -90,8 +100,14 @@ def pytorch_uniform(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float
     return _uniform(key, shape, dtype, 1.0 / math.sqrt(fan))
 
 
-def pytorch_default(key: jax.Array, weight_shape: Sequence[int], dtype: Any = jnp.float32, *,
-                    groups: int = 1, bias: bool = True) -> tuple[jax.Array, jax.Array | None]:
+def pytorch_default(
+    key: jax.Array,
+    weight_shape: Sequence[int],
+    dtype: Any = jnp.float32,
+    *,
+    groups: int = 1,
+    bias: bool = True,
+) -> tuple[jax.Array, jax.Array | None]:
     """The weight and bias ``torch.nn.ConvTranspose*d`` starts with (in distribution).
 
     Args:
@@ -120,9 +136,14 @@ def pytorch_default(key: jax.Array, weight_shape: Sequence[int], dtype: Any = jn
     return w, b
 
 
-def icnr(key: jax.Array, shape: Sequence[int], stride: int | Sequence[int],
-         dtype: Any = jnp.float32, *,
-         initializer: Callable[..., jax.Array] = pytorch_uniform) -> jax.Array:
+def icnr(
+    key: jax.Array,
+    shape: Sequence[int],
+    stride: int | Sequence[int],
+    dtype: Any = jnp.float32,
+    *,
+    initializer: Callable[..., jax.Array] = pytorch_uniform,
+) -> jax.Array:
     """ICNR (Aitken et al. 2017): a checkerboard-free start for a stride-``s`` layer.
 
     Draws a smaller kernel ``v`` of shape ``(C_in, C_out // groups, *(K - s + 1))``
