@@ -133,7 +133,7 @@ def bench_layer(torch, device, shape, op: int, cl: bool, rounds: int):
             out = [np.asarray(o) for o in run((name, mode))]
             errors[(name, mode)] = max(
                 float(np.abs(o - r).max() / (np.abs(r).max() + 1e-30))
-                for o, r in zip(out, ref[mode])
+                for o, r in zip(out, ref[mode], strict=True)
             )
     times = {key: [] for key in impls}
     for _ in range(rounds):

@@ -264,7 +264,7 @@ def hifigan(
 ):
     """HiFi-GAN V1 generator (Kong et al.): mel (N, 80, T) -> audio (N, 1, 256 T)."""
     x = ops.conv(mel, p.w("pre", (ch, mel.shape[1], 7), mel.shape[1] * 7), p.b("preb", ch), 1, 3)
-    for i, (u, k) in enumerate(zip(rates, kernels)):
+    for i, (u, k) in enumerate(zip(rates, kernels, strict=True)):
         c_in, c_out = ch // 2**i, ch // 2 ** (i + 1)
         x = ops.leaky_relu(x, 0.1)
         x = ops.convt(
@@ -452,7 +452,7 @@ def torch_step(model: Model, kind: str, params: dict, target, inputs):
         y = model.fn(ops, Params(tp), *tx, **model.kwargs)
         loss = torch.mean(torch.square(y - tt))
         grads = torch.autograd.grad(loss, [tp[k] for k in names])
-        return loss, dict(zip(names, grads))
+        return loss, dict(zip(names, grads, strict=True))
 
     return step
 
@@ -577,7 +577,7 @@ def table(results: dict, all_models: dict, header: str, errors: dict) -> str:
         # paired by round: the median of (step - stand-in step) over rounds
         added = {
             k: (
-                statistics.median([a - b for a, b in zip(rounds[k], rounds[s])])
+                statistics.median([a - b for a, b in zip(rounds[k], rounds[s], strict=True)])
                 if k in rounds
                 else None
             )

@@ -321,7 +321,7 @@ def bench_shape(c: Case, modes, methods, rounds, with_lax=True, log=print):
             out = to_ref_layout(out)
         err = max(
             float(np.abs(np.asarray(o, np.float32) - r).max() / (np.abs(r).max() + 1e-30))
-            for o, r in zip(out, ref[key[1]])
+            for o, r in zip(out, ref[key[1]], strict=True)
         )
         if err > tol:
             log(f"  {c.name} {key[0]:>10} {key[1]:>3}: WRONG, relative error {err:.2e} > {tol}")
@@ -338,7 +338,7 @@ def bench_shape(c: Case, modes, methods, rounds, with_lax=True, log=print):
     # than the identical explicit method on some shapes); a shuffle spreads whatever one
     # call leaves behind (busy threads, evicted caches) over all of them.
     shuffle = random.Random(0).shuffle
-    for r in range(rounds):
+    for _ in range(rounds):
         order = list(impls)
         shuffle(order)
         for key in order:

@@ -129,7 +129,7 @@ def bench(rounds: int, log=print) -> dict[str, dict[int, float]]:
             ]
             f = jax.jit(_fwd_bwd(method, s, p)).lower(*args).compile()
             got = f(*args)
-            for g, ref in zip(got, want):
+            for g, ref in zip(got, want, strict=True):
                 err = float(jnp.abs(g - ref).max() / jnp.abs(ref).max())
                 assert err < 1e-5, (name, d, err)
             _block(f(*args))  # warm-up

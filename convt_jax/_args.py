@@ -264,13 +264,15 @@ class Settings(NamedTuple):
             return ((0, 0),) * self.ndim
         if self.padding == "same":
             return tuple(
-                geo.same_padding(k, s, d) for k, s, d in zip(kernel, self.stride, self.dilation)
+                geo.same_padding(k, s, d)
+                for k, s, d in zip(kernel, self.stride, self.dilation, strict=True)
             )
         return self.padding
 
     def crops(self, kernel: Sequence[int]) -> Pairs:
         return tuple(
-            geo.crop_from_padding(p, a) for p, a in zip(self.pads(kernel), self.output_padding)
+            geo.crop_from_padding(p, a)
+            for p, a in zip(self.pads(kernel), self.output_padding, strict=True)
         )
 
 
@@ -337,7 +339,7 @@ def parse_settings(
                 f"output_padding={output_padding!r} cannot be combined with output_size: "
                 "output_size determines the output padding"
             )
-    elif any(a >= max(s, d) for a, s, d in zip(opad, stride_t, dilation_t)):
+    elif any(a >= max(s, d) for a, s, d in zip(opad, stride_t, dilation_t, strict=True)):
         raise ValueError(
             f"output_padding={tuple(opad)} must be smaller than stride={stride_t} or "
             f"dilation={dilation_t} on each axis"
@@ -453,9 +455,9 @@ def bind(
         size = _output_size(output_size, n, len(in_shape), s.channels_last)
         ranges = [
             geo.output_padding_range(*args)
-            for args in zip(spatial, kernel, s.stride, s.dilation, pads)
+            for args in zip(spatial, kernel, s.stride, s.dilation, pads, strict=True)
         ]
-        for ax, ((lo_size, hi_size), want) in enumerate(zip(ranges, size)):
+        for ax, ((lo_size, hi_size), want) in enumerate(zip(ranges, size, strict=True)):
             if not lo_size <= want <= hi_size:
                 reachable = ", ".join(f"{a}..{b}" for a, b in ranges)
                 raise ValueError(
@@ -463,9 +465,9 @@ def bind(
                     f"{lo_size}..{hi_size} for input spatial size {spatial} (reachable sizes per "
                     f"axis: {reachable})"
                 )
-        opad = tuple(want - lo_size for (lo_size, _), want in zip(ranges, size))
+        opad = tuple(want - lo_size for (lo_size, _), want in zip(ranges, size, strict=True))
 
-    crops = tuple(geo.crop_from_padding(p, a) for p, a in zip(pads, opad))
+    crops = tuple(geo.crop_from_padding(p, a) for p, a in zip(pads, opad, strict=True))
     out_spatial = geo.output_spatial_shape(spatial, kernel, s.stride, s.dilation, crops)
     if any(o < 1 for o in out_spatial):
         raise ValueError(
@@ -552,10 +554,10 @@ def padding_mode_pads(padding_mode: Any, bound: Bound) -> Pairs:
         return pads
     out_spatial = geo.spatial_shape(bound.config, bound.out_shape)
     if mode == "reflect":
-        bad = any(max(lo, hi) >= size for (lo, hi), size in zip(pads, out_spatial))
+        bad = any(max(lo, hi) >= size for (lo, hi), size in zip(pads, out_spatial, strict=True))
         rule = "must be smaller than the output size"
     elif mode == "circular":
-        bad = any(max(lo, hi) > size for (lo, hi), size in zip(pads, out_spatial))
+        bad = any(max(lo, hi) > size for (lo, hi), size in zip(pads, out_spatial, strict=True))
         rule = "must be at most the output size"
     else:
         bad = False
@@ -811,7 +813,7 @@ def check_output_padding_below_stride(
     needed: tuple[int, ...],
     stride: tuple[int, ...],
 ) -> None:
-    if any(a >= s for a, s in zip(needed, stride)):
+    if any(a >= s for a, s in zip(needed, stride, strict=True)):
         raise ValueError(
             f"output_padding={output_padding!r} with padding={padding!r} needs an output "
             f"padding of {needed}, but {framework} requires output_padding < stride={stride}"
@@ -819,7 +821,7 @@ def check_output_padding_below_stride(
 
 
 def check_icnr_kernel(kernel: tuple[int, ...], strides: tuple[int, ...]) -> None:
-    if any(k < s for k, s in zip(kernel, strides)):
+    if any(k < s for k, s in zip(kernel, strides, strict=True)):
         raise ValueError(
             f"icnr needs every kernel size >= stride: kernel {kernel} with stride={strides} "
             "(the kernel must hold the nearest-neighbour box of `stride` taps)"

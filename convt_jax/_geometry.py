@@ -287,7 +287,7 @@ def forward_kernel(w: jax.Array, groups: int, flip: bool) -> jax.Array:
 
 def phase_counts(kernel: Sequence[int], stride: Sequence[int]) -> tuple[int, ...]:
     """``M = ceil(K / s)`` per axis: taps of each phase of the kernel."""
-    return tuple(-(-k // s) for k, s in zip(kernel, stride))
+    return tuple(-(-k // s) for k, s in zip(kernel, stride, strict=True))
 
 
 def pad_to_phases(w: jax.Array, stride: Sequence[int], first_spatial: int = 2) -> jax.Array:
@@ -295,14 +295,14 @@ def pad_to_phases(w: jax.Array, stride: Sequence[int], first_spatial: int = 2) -
     kernel = w.shape[first_spatial : first_spatial + len(stride)]
     m = phase_counts(kernel, stride)
     widths = [(0, 0)] * w.ndim
-    for a, (mm, s, k) in enumerate(zip(m, stride, kernel)):
+    for a, (mm, s, k) in enumerate(zip(m, stride, kernel, strict=True)):
         widths[first_spatial + a] = (0, mm * s - k)
     return jnp.pad(w, widths)
 
 
 def has_phases(config: Config) -> bool:
     """Whether (*) applies: no axis has both stride > 1 and dilation > 1."""
-    return all(s == 1 or d == 1 for s, d in zip(config.stride, config.dilation))
+    return all(s == 1 or d == 1 for s, d in zip(config.stride, config.dilation, strict=True))
 
 
 class Phases(NamedTuple):
@@ -325,25 +325,28 @@ class Phases(NamedTuple):
         lo = tuple(c[0] for c in config.crops)
         return cls(
             s=s,
-            d=tuple(d if st == 1 else 1 for st, d in zip(s, config.dilation)),
+            d=tuple(d if st == 1 else 1 for st, d in zip(s, config.dilation, strict=True)),
             m=phase_counts(kernel, s),
             length=tuple(spatial),
             out=out,
             lo=lo,
-            j0=tuple(lo_ // st for lo_, st in zip(lo, s)),
-            j1=tuple(-(-(lo_ + o) // st) for lo_, o, st in zip(lo, out, s)),
-            full=tuple(k - st * (m - 1) for k, st, m in zip(kernel, s, phase_counts(kernel, s))),
+            j0=tuple(lo_ // st for lo_, st in zip(lo, s, strict=True)),
+            j1=tuple(-(-(lo_ + o) // st) for lo_, o, st in zip(lo, out, s, strict=True)),
+            full=tuple(
+                k - st * (m - 1)
+                for k, st, m in zip(kernel, s, phase_counts(kernel, s), strict=True)
+            ),
         )
 
     @property
     def rows(self) -> tuple[int, ...]:
-        return tuple(j1 - j0 for j0, j1 in zip(self.j0, self.j1))
+        return tuple(j1 - j0 for j0, j1 in zip(self.j0, self.j1, strict=True))
 
     def conv_padding(self) -> list[tuple[int, int]]:
         """Rows ``j0..j1-1`` of ``y_r`` as a correlation over ``x`` padded left by ``d*(M-1)``."""
         return [
             (d * (m - 1) - j0, j1 - n)
-            for d, m, j0, j1, n in zip(self.d, self.m, self.j0, self.j1, self.length)
+            for d, m, j0, j1, n in zip(self.d, self.m, self.j0, self.j1, self.length, strict=True)
         ]
 
     def tap_groups(self) -> list[list[tuple[int, int, int]]]:
@@ -354,18 +357,21 @@ class Phases(NamedTuple):
         """
         return [
             [(0, f, m)] + ([(f, s, m - 1)] if f < s else [])
-            for f, s, m in zip(self.full, self.s, self.m)
+            for f, s, m in zip(self.full, self.s, self.m, strict=True)
         ]
 
     def real_phases(self, m: Sequence[int]) -> tuple[int, ...]:
         """Per axis, how many leading phases tap ``m`` really reaches (the rest are padding)."""
-        return tuple(f if mm == mt - 1 else s for mm, mt, s, f in zip(m, self.m, self.s, self.full))
+        return tuple(
+            f if mm == mt - 1 else s
+            for mm, mt, s, f in zip(m, self.m, self.s, self.full, strict=True)
+        )
 
     def crop(self) -> tuple[slice, ...]:
         """Per-axis slice of the interleaved phase rows ``j0*s ...`` that is the output."""
         return tuple(
             slice(lo - j0 * s, lo - j0 * s + o)
-            for lo, j0, s, o in zip(self.lo, self.j0, self.s, self.out)
+            for lo, j0, s, o in zip(self.lo, self.j0, self.s, self.out, strict=True)
         )
 
 
@@ -394,12 +400,16 @@ def depth_to_space(x: jax.Array, block: Sequence[int], *, channels_last: bool = 
         perm = (
             tuple(range(k)) + tuple(v for a in range(n) for v in (k + a, k + n + a)) + (k + 2 * n,)
         )
-        return x.transpose(perm).reshape(*lead, *(j * b for j, b in zip(rows, block)), c // p)
+        return x.transpose(perm).reshape(
+            *lead, *(j * b for j, b in zip(rows, block, strict=True)), c // p
+        )
     lead, c, rows = x.shape[: x.ndim - n - 1], x.shape[x.ndim - n - 1], x.shape[x.ndim - n :]
     k = len(lead)
     x = x.reshape(*lead, *block, c // p, *rows)
     perm = tuple(range(k)) + (k + n,) + tuple(v for a in range(n) for v in (k + n + 1 + a, k + a))
-    return x.transpose(perm).reshape(*lead, c // p, *(j * b for j, b in zip(rows, block)))
+    return x.transpose(perm).reshape(
+        *lead, c // p, *(j * b for j, b in zip(rows, block, strict=True))
+    )
 
 
 def space_to_depth(x: jax.Array, block: Sequence[int], *, channels_last: bool = True) -> jax.Array:
@@ -418,8 +428,8 @@ def space_to_depth(x: jax.Array, block: Sequence[int], *, channels_last: bool = 
     if channels_last:
         lead, sizes, c = x.shape[: x.ndim - n - 1], x.shape[x.ndim - n - 1 : -1], x.shape[-1]
         k = len(lead)
-        rows = tuple(size // b for size, b in zip(sizes, block))
-        x = x.reshape(*lead, *(v for j, b in zip(rows, block) for v in (j, b)), c)
+        rows = tuple(size // b for size, b in zip(sizes, block, strict=True))
+        x = x.reshape(*lead, *(v for j, b in zip(rows, block, strict=True) for v in (j, b)), c)
         perm = (
             tuple(range(k))
             + tuple(k + 2 * a for a in range(n))
@@ -429,8 +439,8 @@ def space_to_depth(x: jax.Array, block: Sequence[int], *, channels_last: bool = 
         return x.transpose(perm).reshape(*lead, *rows, math.prod(block) * c)
     lead, c, sizes = x.shape[: x.ndim - n - 1], x.shape[x.ndim - n - 1], x.shape[x.ndim - n :]
     k = len(lead)
-    rows = tuple(size // b for size, b in zip(sizes, block))
-    x = x.reshape(*lead, c, *(v for j, b in zip(rows, block) for v in (j, b)))
+    rows = tuple(size // b for size, b in zip(sizes, block, strict=True))
+    x = x.reshape(*lead, c, *(v for j, b in zip(rows, block, strict=True) for v in (j, b)))
     perm = (
         tuple(range(k))
         + tuple(k + 2 + 2 * a for a in range(n))

@@ -71,17 +71,22 @@ def input_grad(g: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     transposed = [
         geo.transposed_strided_padding(n, k, s, d, p)
         for n, k, s, d, p in zip(
-            geo.spatial_shape(config, g.shape), kernel, config.stride, config.dilation, pads
+            geo.spatial_shape(config, g.shape),
+            kernel,
+            config.stride,
+            config.dilation,
+            pads,
+            strict=True,
         )
     ]
     explicit = geo.xla_swap_abort_axes(kernel, config.stride, config.dilation, transposed)
     if any(explicit):
         widths = [(0, 0, 0)] * g.ndim
-        for a, e, (lo, hi) in zip(geo.spatial_axes(config, g.ndim), explicit, pads):
+        for a, e, (lo, hi) in zip(geo.spatial_axes(config, g.ndim), explicit, pads, strict=True):
             if e:
                 widths[a] = (lo, hi, 0)
         g = lax.pad(g, jnp.zeros((), g.dtype), widths)
-        pads = [(0, 0) if e else p for e, p in zip(explicit, pads)]
+        pads = [(0, 0) if e else p for e, p in zip(explicit, pads, strict=True)]
     out = lax.conv_general_dilated(
         g,
         w.astype(g.dtype),
@@ -162,13 +167,13 @@ def _tap_slices(
     first = 1 if channels_last else 2
     axes = range(first, first + nd)
     widths = [(0, 0, 0)] * g.ndim
-    for a, (lo, hi) in zip(axes, config.crops):
+    for a, (lo, hi) in zip(axes, config.crops, strict=True):
         widths[a] = (lo, hi, 0)
     gp = lax.pad(g, jnp.zeros((), g.dtype), widths)
     slices = []
     for k in np.ndindex(*kernel):
         start, limit, step = [0] * g.ndim, list(gp.shape), [1] * g.ndim
-        for a, d, kk, s, n in zip(axes, config.dilation, k, config.stride, spatial):
+        for a, d, kk, s, n in zip(axes, config.dilation, k, config.stride, spatial, strict=True):
             start[a], limit[a], step[a] = d * kk, d * kk + s * (n - 1) + 1, s
         slices.append(lax.slice(gp, start, limit, step))
     return slices
@@ -315,12 +320,15 @@ def _depthwise_weight_grad_phase(
     c_out = gf.shape[1]
     s = config.stride
     m = geo.phase_counts(kernel, s)
-    rows = tuple(ln + mm - 1 for ln, mm in zip(spatial, m))
+    rows = tuple(ln + mm - 1 for ln, mm in zip(spatial, m, strict=True))
     pads = [
-        (lo, r * st - (o + lo), 0) for (lo, _), r, st, o in zip(config.crops, rows, s, gf.shape[2:])
+        (lo, r * st - (o + lo), 0)
+        for (lo, _), r, st, o in zip(config.crops, rows, s, gf.shape[2:], strict=True)
     ]
     gp = lax.pad(gf, jnp.zeros((), gf.dtype), [(0, 0, 0)] * 2 + pads)
-    gp = gp.reshape(n, c_in, c_out // c_in, *[v for r, st in zip(rows, s) for v in (r, st)])
+    gp = gp.reshape(
+        n, c_in, c_out // c_in, *[v for r, st in zip(rows, s, strict=True) for v in (r, st)]
+    )
     gp = gp.transpose(
         (0, 1, 2) + tuple(4 + 2 * a for a in range(nd)) + tuple(3 + 2 * a for a in range(nd))
     )
@@ -336,7 +344,7 @@ def _depthwise_weight_grad_phase(
             lax.pad(
                 xp,
                 jnp.zeros((), xp.dtype),
-                [(0, 0, 0)] * 2 + [(mm, mt - 1 - mm, 0) for mm, mt in zip(mi, m)],
+                [(0, 0, 0)] * 2 + [(mm, mt - 1 - mm, 0) for mm, mt in zip(mi, m, strict=True)],
             )
             for mi in np.ndindex(*m)
         ],
@@ -353,7 +361,7 @@ def _depthwise_weight_grad_phase(
     # (C_in, *M, mult, *s) -> (C_in, mult, *(M*s)) -> crop to K
     dw = dw.reshape(c_in, *m, c_out // c_in, *s)
     dw = dw.transpose((0, 1 + nd) + tuple(v for a in range(nd) for v in (1 + a, 2 + nd + a)))
-    dw = dw.reshape(c_in, c_out // c_in, *[mm * st for mm, st in zip(m, s)])
+    dw = dw.reshape(c_in, c_out // c_in, *[mm * st for mm, st in zip(m, s, strict=True)])
     dw = dw[(slice(None), slice(None)) + tuple(slice(0, k) for k in kernel)].astype(g.dtype)
     return flip_spatial(dw) if config.flip else dw
 
@@ -363,7 +371,7 @@ def _input_spatial(out_spatial, kernel, config: Config) -> tuple[int, ...]:
     return tuple(
         (o + lo + hi - d * (k - 1) - 1) // s + 1
         for o, k, s, d, (lo, hi) in zip(
-            out_spatial, kernel, config.stride, config.dilation, config.crops
+            out_spatial, kernel, config.stride, config.dilation, config.crops, strict=True
         )
     )
 
@@ -373,7 +381,7 @@ def _kernel_size(spatial, out_spatial, config: Config) -> tuple[int, ...]:
     return tuple(
         (o + lo + hi - s * (n - 1) - 1) // d + 1
         for n, o, s, d, (lo, hi) in zip(
-            spatial, out_spatial, config.stride, config.dilation, config.crops
+            spatial, out_spatial, config.stride, config.dilation, config.crops, strict=True
         )
     )
 
@@ -398,10 +406,10 @@ def _cotangent_phases(gl: jax.Array, spatial, kernel, config: Config):
     n, c_out = gl.shape[0], gl.shape[-1]
     s = config.stride
     m = geo.phase_counts(kernel, s)
-    rows = tuple(ln + mm - 1 for ln, mm in zip(spatial, m))
+    rows = tuple(ln + mm - 1 for ln, mm in zip(spatial, m, strict=True))
     pads = [
         (lo, r * st - (o + lo), 0)
-        for (lo, _), r, st, o in zip(config.crops, rows, s, gl.shape[1:-1])
+        for (lo, _), r, st, o in zip(config.crops, rows, s, gl.shape[1:-1], strict=True)
     ]
     gp = lax.pad(gl, jnp.zeros((), gl.dtype), [(0, 0, 0)] + pads + [(0, 0, 0)])
     gp = geo.space_to_depth(gp, s).reshape(n, *rows, *s, c_out)
@@ -477,7 +485,9 @@ def input_grad_phase(g: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     s = config.stride
     ci = c_in // groups
     wq = geo.pad_to_phases(w.astype(g.dtype), s)
-    wq = wq.reshape(groups, ci, c_out_g, *[v for mm, st in zip(m, s) for v in (mm, st)])
+    wq = wq.reshape(
+        groups, ci, c_out_g, *[v for mm, st in zip(m, s, strict=True) for v in (mm, st)]
+    )
     taps = int(np.prod(m))  # explicit sizes: N may be 0
     phase_ch = int(np.prod(s)) * c_out_g
     acc = geo.accumulation_dtype(config, g.dtype)  # the tap sum rounds once
@@ -502,14 +512,17 @@ def input_grad_phase(g: jax.Array, w: jax.Array, config: Config) -> jax.Array:
         for mi in np.ndindex(*m):
             block = y[
                 (slice(None), slice(None))
-                + tuple(slice(mm, mm + ln) for mm, ln in zip(mi, spatial))
+                + tuple(slice(mm, mm + ln) for mm, ln in zip(mi, spatial, strict=True))
                 + mi
             ]
             dx = block if dx is None else dx + block  # (g, N, *L, C_in/g)
     else:
         q = jnp.stack(
             [
-                gph[(slice(None),) + tuple(slice(mm, mm + ln) for mm, ln in zip(mi, spatial))]
+                gph[
+                    (slice(None),)
+                    + tuple(slice(mm, mm + ln) for mm, ln in zip(mi, spatial, strict=True))
+                ]
                 for mi in np.ndindex(*m)
             ],
             axis=1 + nd,
@@ -552,7 +565,9 @@ def weight_grad_phase(g: jax.Array, x: jax.Array, config: Config) -> jax.Array:
             lax.pad(
                 xg,
                 jnp.zeros((), xg.dtype),
-                [(0, 0, 0)] + [(mm, mt - 1 - mm, 0) for mm, mt in zip(mi, m)] + [(0, 0, 0)],
+                [(0, 0, 0)]
+                + [(mm, mt - 1 - mm, 0) for mm, mt in zip(mi, m, strict=True)]
+                + [(0, 0, 0)],
             )
             for mi in np.ndindex(*m)
         ],

@@ -102,7 +102,7 @@ def forward(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     # Interleave the phases (row j, phase r -> position j*s + r) and put the group back
     # next to its channels, in one transpose.
     inter = tuple(v for a in range(nd) for v in (2 + a, 2 + nd + a))
-    size = tuple(j * s for j, s in zip(rows, ph.s))
+    size = tuple(j * s for j, s in zip(rows, ph.s, strict=True))
     if config.channels_last:
         y = y.transpose((1,) + inter + (0, 2 + 2 * nd)).reshape(n, *size, groups * c_out_g)
         return y[(slice(None),) + ph.crop()]

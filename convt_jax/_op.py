@@ -151,7 +151,7 @@ def _conv_transpose(
     # output padding), then the border folded back (see _padding_modes).
     pads = _args.padding_mode_pads(padding_mode, bound)
     full = config._replace(
-        crops=tuple((0, hi - p_hi) for (_, hi), (_, p_hi) in zip(config.crops, pads))
+        crops=tuple((0, hi - p_hi) for (_, hi), (_, p_hi) in zip(config.crops, pads, strict=True))
     )
     return _forward(
         x,

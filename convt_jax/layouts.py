@@ -185,7 +185,7 @@ def _to_torch_padding(
     ``(lo, max(hi, 0))`` pairs with the smallest output padding.
     """
     pads, opad = [], []
-    for ax, ((lo, hi), s, d) in enumerate(zip(crops, stride, dilation)):
+    for ax, ((lo, hi), s, d) in enumerate(zip(crops, stride, dilation, strict=True)):
         _args.check_torch_crop(framework, ax, (lo, hi), s, d)
         if symmetric and 0 <= lo - hi < max(s, d):
             pads.append((lo, lo))
@@ -202,12 +202,13 @@ def _lax_crops(value: Any, kernel, stride, dilation, framework: str) -> Pairs:
     if isinstance(value, str):
         mode = _args.padding_string(value, ("SAME", "VALID"), framework)
         pads = tuple(
-            geo.lax_string_padding(mode, k, s, d) for k, s, d in zip(kernel, stride, dilation)
+            geo.lax_string_padding(mode, k, s, d)
+            for k, s, d in zip(kernel, stride, dilation, strict=True)
         )
     else:
         pads = _args.padding_pairs(value, n)
     # lax_padding is its own inverse: crop = k - 1 - pad.
-    return tuple(geo.lax_padding(k, d, p) for k, d, p in zip(kernel, dilation, pads))
+    return tuple(geo.lax_padding(k, d, p) for k, d, p in zip(kernel, dilation, pads, strict=True))
 
 
 def _keras_lax_pads(
@@ -229,7 +230,7 @@ def _keras_lax_pads(
 def _keras_crops(kernel, stride, dilation, padding: str, output_padding) -> tuple:
     return tuple(
         geo.lax_padding(k, d, _keras_lax_pads(k, s, d, padding, a))
-        for k, s, d, a in zip(kernel, stride, dilation, output_padding)
+        for k, s, d, a in zip(kernel, stride, dilation, output_padding, strict=True)
     )
 
 
@@ -276,10 +277,12 @@ def _equinox_crops(padding: Any, output_padding: Any, kernel, stride, dil) -> Pa
     n = len(kernel)
     opad = _args.int_tuple("output_padding", output_padding, n)
     if not isinstance(padding, str):
-        return tuple((lo, hi - a) for (lo, hi), a in zip(_args.padding_pairs(padding, n), opad))
+        return tuple(
+            (lo, hi - a) for (lo, hi), a in zip(_args.padding_pairs(padding, n), opad, strict=True)
+        )
     mode = _args.padding_string(padding, ("SAME", "SAME_LOWER", "VALID"), "Equinox")
     crops = []
-    for kk, s, d, a in zip(kernel, stride, dil, opad):
+    for kk, s, d, a in zip(kernel, stride, dil, opad, strict=True):
         if mode == "VALID":
             crops.append((0, -a))
             continue
@@ -310,13 +313,15 @@ def _to(
     stride_t, dil = settings.stride, settings.dilation
     kernel = _kernel_to(fw, w, g)
     if fw.padding == "lax":
-        return kernel, tuple(geo.lax_padding(k, d, c) for k, d, c in zip(kernel_size, dil, crops))
+        return kernel, tuple(
+            geo.lax_padding(k, d, c) for k, d, c in zip(kernel_size, dil, crops, strict=True)
+        )
     if fw.padding == "keras":
         return (kernel,) + _keras_padding(
             crops, kernel_size, stride_t, dil, padding, output_padding
         )
     # "torch" (Equinox): PyTorch's numbers, but output_padding < stride.
-    if all(a < s for a, s in zip(settings.output_padding, stride_t)):
+    if all(a < s for a, s in zip(settings.output_padding, stride_t, strict=True)):
         pads, opad = settings.pads(kernel_size), settings.output_padding
     else:
         pads, opad = _to_torch_padding(crops, stride_t, dil, "PyTorch", symmetric=False)

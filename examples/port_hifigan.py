@@ -104,7 +104,7 @@ def build_torch_generator(h: dict[str, Any], weight_norm_api: str = "parametriza
             )
 
         def forward(self, x):
-            for c1, c2 in zip(self.convs1, self.convs2):
+            for c1, c2 in zip(self.convs1, self.convs2, strict=True):
                 xt = c1(F.leaky_relu(x, LRELU_SLOPE))
                 xt = c2(F.leaky_relu(xt, LRELU_SLOPE))
                 x = xt + x
@@ -118,7 +118,9 @@ def build_torch_generator(h: dict[str, Any], weight_norm_api: str = "parametriza
             ch0 = h["upsample_initial_channel"]
             self.conv_pre = wn(nn.Conv1d(h["num_mels"], ch0, 7, 1, padding=3))
             self.ups = nn.ModuleList()
-            for i, (u, k) in enumerate(zip(h["upsample_rates"], h["upsample_kernel_sizes"])):
+            for i, (u, k) in enumerate(
+                zip(h["upsample_rates"], h["upsample_kernel_sizes"], strict=True)
+            ):
                 self.ups.append(
                     wn(
                         nn.ConvTranspose1d(
@@ -129,7 +131,9 @@ def build_torch_generator(h: dict[str, Any], weight_norm_api: str = "parametriza
             self.resblocks = nn.ModuleList()
             for i in range(len(self.ups)):
                 ch = ch0 // 2 ** (i + 1)
-                for k, d in zip(h["resblock_kernel_sizes"], h["resblock_dilation_sizes"]):
+                for k, d in zip(
+                    h["resblock_kernel_sizes"], h["resblock_dilation_sizes"], strict=True
+                ):
                     self.resblocks.append(ResBlock1(ch, k, d))
             self.conv_post = wn(nn.Conv1d(ch, 1, 7, 1, padding=3))
 
@@ -205,7 +209,7 @@ def port_from_state_dict(state_dict: dict[str, Any], h: dict[str, Any]) -> dict[
         "ups": [],
         "resblocks": [],
     }
-    for i, (u, k) in enumerate(zip(h["upsample_rates"], h["upsample_kernel_sizes"])):
+    for i, (u, k) in enumerate(zip(h["upsample_rates"], h["upsample_kernel_sizes"], strict=True)):
         up = ct.nn.ConvTranspose1d(
             ch0 // 2**i, ch0 // 2 ** (i + 1), k, u, padding=(k - u) // 2, key=jax.random.key(i)
         )
@@ -214,7 +218,7 @@ def port_from_state_dict(state_dict: dict[str, Any], h: dict[str, Any]) -> dict[
         )
     n = 0
     for _ in range(len(h["upsample_rates"])):
-        for k, dils in zip(h["resblock_kernel_sizes"], h["resblock_dilation_sizes"]):
+        for k, dils in zip(h["resblock_kernel_sizes"], h["resblock_dilation_sizes"], strict=True):
             p = f"resblocks.{n}."
             port["resblocks"].append(
                 [

@@ -174,7 +174,9 @@ def main(verbose: bool = True) -> dict[str, float]:
     )
     gy = jnp.asarray(rng.standard_normal(want_y.shape), dtype)
     errors["spatial parallel: y"] = rel(y, want_y)
-    for name, got, want in zip(("dx", "dw", "db"), vjp(put(gy, None, None, "d")), want_vjp(gy)):
+    for name, got, want in zip(
+        ("dx", "dw", "db"), vjp(put(gy, None, None, "d")), want_vjp(gy), strict=True
+    ):
         errors[f"spatial parallel: {name}"] = rel(got, want)
     if verbose:
         print(f"{devices} devices, {np.dtype(dtype).name}; y is split as {y.sharding.spec}")

@@ -60,7 +60,7 @@ def torch_vjp(case, x, w, b, g):
     pads, opad = case["pads"], case["output_padding"]
     stride, dilation = case["stride"], case["dilation"]
     if all(lo == hi for lo, hi in pads) and all(
-        a < max(s, d) for a, s, d in zip(opad, stride, dilation)
+        a < max(s, d) for a, s, d in zip(opad, stride, dilation, strict=True)
     ):
         y = fn(
             tx,
@@ -84,7 +84,7 @@ def torch_vjp(case, x, w, b, g):
         )
         widths = []
         index = [slice(None), slice(None)]
-        for (lo, hi), a, size in zip(pads, opad, y.shape[2:]):
+        for (lo, hi), a, size in zip(pads, opad, y.shape[2:], strict=True):
             end = hi - a
             widths.append(max(0, -end))
             index.append(slice(lo, size + max(0, -end) - max(0, end)))
@@ -203,14 +203,14 @@ def run_group(cases):
     args = [a for _, _, a, _ in prepared]
     try:
         outs = jax.device_get(
-            jax.jit(lambda *a: [p(*x) for (_, p, _, _), x in zip(prepared, a)])(*args)
+            jax.jit(lambda *a: [p(*x) for (_, p, _, _), x in zip(prepared, a, strict=True)])(*args)
         )
     except Exception:
         if len(cases) == 1:
             raise
         # One case's error (an explicit method refusing, ...) must not hide the others.
         return [run_group([c])[0] for c in cases]
-    for (i, _, _, check), out in zip(prepared, outs):
+    for (i, _, _, check), out in zip(prepared, outs, strict=True):
         problems = check(out)
         results[i] = (
             {"status": "mismatch", "detail": "; ".join(problems)} if problems else {"status": "ok"}
@@ -229,6 +229,7 @@ def output_shape(case):
             case["dilation"],
             case["pads"],
             case["output_padding"],
+            strict=True,
         )
     ]
     return (case["batch"], case["c_out"], *out)
@@ -264,7 +265,7 @@ def main(argv):
                 }
             ]
         seconds = round((time.perf_counter() - t0) / len(group), 3)
-        for case, result in zip(group, results):
+        for case, result in zip(group, results, strict=True):
             print(
                 "DONE " + json.dumps({"case": case, "seconds": seconds, **result}, sort_keys=True),
                 flush=True,

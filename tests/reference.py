@@ -65,7 +65,7 @@ def numpy_oracle(x, w, b, stride, pads, output_padding, groups, dilation):
     out = [
         (length - 1) * s - lo - hi + d * (k - 1) + a + 1
         for length, k, s, d, (lo, hi), a in zip(
-            spatial, kernel, stride, dilation, pads, output_padding
+            spatial, kernel, stride, dilation, pads, output_padding, strict=True
         )
     ]
     y = np.zeros((n, c_out_g * groups, *out), dtype=np.result_type(x, w))
@@ -77,9 +77,9 @@ def numpy_oracle(x, w, b, stride, pads, output_padding, groups, dilation):
                 for k in itertools.product(*(range(kk) for kk in kernel)):
                     o = tuple(
                         s * ii + d * kk - lo
-                        for ii, kk, s, d, (lo, _) in zip(i, k, stride, dilation, pads)
+                        for ii, kk, s, d, (lo, _) in zip(i, k, stride, dilation, pads, strict=True)
                     )
-                    if all(0 <= oo < size for oo, size in zip(o, out)):
+                    if all(0 <= oo < size for oo, size in zip(o, out, strict=True)):
                         y[(slice(None), co) + o] += x[(slice(None), ci) + i] * w[(ci, col) + k]
     if b is not None:
         y += np.asarray(b).reshape((1, -1) + (1,) * len(spatial))
@@ -97,7 +97,7 @@ def torch_forward(tx, tw, tb, stride, pads, output_padding, groups, dilation):
     fn = TORCH_FUNCTIONS[nd]
     stride, dilation = tuple(stride), tuple(dilation)
     if all(lo == hi for lo, hi in pads) and all(
-        a < max(s, d) for a, s, d in zip(output_padding, stride, dilation)
+        a < max(s, d) for a, s, d in zip(output_padding, stride, dilation, strict=True)
     ):
         return fn(
             tx,
@@ -111,7 +111,7 @@ def torch_forward(tx, tw, tb, stride, pads, output_padding, groups, dilation):
         )
     full = fn(tx, tw, None, stride=stride, padding=0, groups=groups, dilation=dilation)
     widths, index = [], [slice(None), slice(None)]
-    for (lo, hi), a, size in zip(pads, output_padding, full.shape[2:]):
+    for (lo, hi), a, size in zip(pads, output_padding, full.shape[2:], strict=True):
         end = hi - a
         widths = [0, max(0, -end)] + widths  # torch's pad lists the last axis first
         index.append(slice(lo, size + max(0, -end) - max(0, end)))
@@ -153,11 +153,13 @@ def configs(draw, max_ndim=3, allow_asymmetric=True):
         lo = draw(st.integers(0, 3))
         hi = draw(st.integers(0, 3)) if allow_asymmetric and draw(st.booleans()) else lo
         pads.append((lo, hi))
-    output_padding = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation))
+    output_padding = tuple(
+        draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation, strict=True)
+    )
     out = [
         (length - 1) * s - lo - hi + d * (k - 1) + a + 1
         for length, k, s, d, (lo, hi), a in zip(
-            spatial, kernel, stride, dilation, pads, output_padding
+            spatial, kernel, stride, dilation, pads, output_padding, strict=True
         )
     ]
     assume(all(o >= 1 for o in out))

@@ -143,7 +143,7 @@ def problem(nd, n, c_in, c_out, groups, length=None, seed=0):
 
 def run_sharded(f, args, shardings):
     """Compile ``f`` for sharded ``args``; return (results, compiled HLO text, compiled)."""
-    placed = [jax.device_put(a, s) for a, s in zip(args, shardings)]
+    placed = [jax.device_put(a, s) for a, s in zip(args, shardings, strict=True)]
     compiled = jax.jit(f).lower(*placed).compile()
     return compiled(*placed), compiled.as_text(), compiled
 
@@ -166,7 +166,7 @@ def reference(nd, groups, args):
 
 
 def assert_close(got, want, tol=TOL):
-    for g, w_ in zip(got, want):
+    for g, w_ in zip(got, want, strict=True):
         np.testing.assert_allclose(np.asarray(g), np.asarray(w_), rtol=tol, atol=tol)
 
 
@@ -494,7 +494,7 @@ def test_training_step(layout):
     got_params, got_losses = _train(step, state)
     np.testing.assert_allclose(got_losses, want_losses, rtol=TOL)
     assert got_losses[1] < got_losses[0]
-    for a, b in zip(jax.tree.leaves(got_params), jax.tree.leaves(want_params)):
+    for a, b in zip(jax.tree.leaves(got_params), jax.tree.leaves(want_params), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=TOL, atol=TOL)
     assert type(got_params["up1"]) is ct.nn.ConvTranspose2d
     if layout == "data+model":

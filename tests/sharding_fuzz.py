@@ -68,8 +68,8 @@ def _sample(r: random.Random) -> dict:
     kernel = [r.randint(1, kmax) for _ in range(nd)]
     stride = [r.choice((1, 2, 2, 3)) for _ in range(nd)]
     dilation = [r.choice((1, 1, 2)) for _ in range(nd)]
-    padding = [r.randint(0, d * (k - 1)) for k, d in zip(kernel, dilation)]
-    output_padding = [r.randint(0, max(s, d) - 1) for s, d in zip(stride, dilation)]
+    padding = [r.randint(0, d * (k - 1)) for k, d in zip(kernel, dilation, strict=True)]
+    output_padding = [r.randint(0, max(s, d) - 1) for s, d in zip(stride, dilation, strict=True)]
     length = [r.choice((4, 8)) if nd < 3 else 4 for _ in range(nd)]
     mode = r.choice(("zeros",) * 5 + ("reflect", "replicate", "circular"))
     # Up to two of the splits, each on its own mesh axis; sometimes one axis stays unused.
@@ -250,7 +250,7 @@ def run_case(case: dict) -> str | None:
 def _differences(ref, got) -> list[str]:
     """What differs between the one-device ``(y, dx, dw, db)`` and the sharded one."""
     bad = []
-    for name, r, g in zip(("y", "dx", "dw", "db"), ref, got):
+    for name, r, g in zip(("y", "dx", "dw", "db"), ref, got, strict=True):
         r, g = np.asarray(r), np.asarray(g)
         if r.shape != g.shape:
             bad.append(f"{name} shape {g.shape} != {r.shape}")

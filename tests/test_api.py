@@ -195,7 +195,7 @@ def _shape_cases():
             tuple(
                 s * length
                 for s, length in zip(
-                    stride if isinstance(stride, tuple) else (stride,) * n, SPATIAL
+                    stride if isinstance(stride, tuple) else (stride,) * n, SPATIAL[:n], strict=True
                 )
             )
             if pad == "same"

@@ -114,7 +114,8 @@ def _applies(case: dict) -> bool:
         stride=tuple(case["stride"]),
         dilation=tuple(case["dilation"]),
         crops=tuple(
-            crop_from_padding(tuple(p), a) for p, a in zip(case["pads"], case["output_padding"])
+            crop_from_padding(tuple(p), a)
+            for p, a in zip(case["pads"], case["output_padding"], strict=True)
         ),
         groups=case["groups"],
         channels_last=case["channels_last"],
@@ -178,7 +179,9 @@ def _draw_any(r: random.Random, method: str) -> dict:
             dilation[a0], pads[a0], opad[a0] = 1, [kernel[a0] - 1] * 2, 0
         lengths = [
             _out_length(*v, lo, hi, a)
-            for v, (lo, hi), a in zip(zip(spatial, kernel, stride, dilation), pads, opad)
+            for v, (lo, hi), a in zip(
+                zip(spatial, kernel, stride, dilation, strict=True), pads, opad, strict=True
+            )
         ]
         if all(o >= 1 for o in lengths) and all(o <= 64 for o in lengths):
             return dict(
@@ -337,7 +340,13 @@ def test_draw_is_valid_and_covers_the_corners():
         (n, k, s, d, tuple(p), a)
         for c in cases
         for n, k, s, d, p, a in zip(
-            c["spatial"], c["kernel"], c["stride"], c["dilation"], c["pads"], c["output_padding"]
+            c["spatial"],
+            c["kernel"],
+            c["stride"],
+            c["dilation"],
+            c["pads"],
+            c["output_padding"],
+            strict=True,
         )
     ]
     assert all(

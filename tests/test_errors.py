@@ -1024,7 +1024,8 @@ def test_error_at_trace_time_under_jit(r: Row, no_xla):
 
 @pytest.mark.parametrize("r", _params([r for r in ROWS if r.torch]))
 def test_pytorch_rejects_too(r: Row):
-    with pytest.raises(Exception):
+    # PyTorch's exception type varies by check (RuntimeError, ValueError, IndexError, ...).
+    with pytest.raises(Exception):  # noqa: B017
         _torch_call(r)
 
 

@@ -423,7 +423,10 @@ def test_linen_inside_a_linen_model():
     v = net.init(jax.random.key(0), x)
     assert set(v["params"]["up"]) == {"weight", "bias"}
     assert v["params"]["up"]["weight"].shape == (3, 4, 4, 4)
-    loss = lambda v: jnp.mean(net.apply(v, x) ** 2)
+
+    def loss(v):
+        return jnp.mean(net.apply(v, x) ** 2)
+
     g = jax.grad(loss)(v)
     tx = optax.sgd(0.1)
     updates, _ = tx.update(g, tx.init(v))

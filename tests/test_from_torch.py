@@ -125,7 +125,10 @@ def test_output_size_after_from_torch(rng, cfg):
     layer = OURS[len(spatial)].from_torch(t)
     x = rng.standard_normal((1, c_in, *spatial))
     base = t(torch.as_tensor(x)).shape[2:]
-    size = [b + (1 if s > 1 + op else 0) for b, s, op in zip(base, t.stride, t.output_padding)]
+    size = [
+        b + (1 if s > 1 + op else 0)
+        for b, s, op in zip(base, t.stride, t.output_padding, strict=True)
+    ]
     want = t(torch.as_tensor(x), output_size=size).detach().numpy()
     np.testing.assert_allclose(layer(x, output_size=size), want, **TOL)
 

@@ -261,7 +261,7 @@ def base_cases(draw, values: bool = False) -> Case:
     if draw(st.integers(0, 9)) == 0:  # kernel larger than the input
         kernel = tuple(length + draw(st.integers(1, 2)) for length in spatial)
     pads = tuple((p, p) for p in (draw(st.integers(0, 2)) for _ in range(nd)))
-    opad = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation))
+    opad = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation, strict=True))
     dtype = draw(st.sampled_from((np.float32,) * 4 + (np.float64,) * 2 + FLOATS[2:]))
     case = Case(
         nd=nd,
@@ -290,7 +290,8 @@ def base_cases(draw, values: bool = False) -> Case:
         case.pads = ((0, 0),) * nd
     elif case.padding_form == "same":
         case.pads = tuple(
-            _same_crop(k, s, d) for k, s, d in zip(case.kernel, case.stride, case.dilation)
+            _same_crop(k, s, d)
+            for k, s, d in zip(case.kernel, case.stride, case.dilation, strict=True)
         )
     if case.bias and draw(st.integers(0, 3)) == 0:  # bias in another float dtype
         case.b_dtype = draw(st.sampled_from(FLOATS[:4]))
@@ -300,7 +301,7 @@ def base_cases(draw, values: bool = False) -> Case:
         sizes = tuple(
             _out_len(L, k, s, d, lo, hi, 0) + draw(st.integers(0, s - 1))
             for L, k, s, d, (lo, hi) in zip(
-                case.spatial, case.kernel, case.stride, case.dilation, case.pads
+                case.spatial, case.kernel, case.stride, case.dilation, case.pads, strict=True
             )
         )
         case.opad = (0,) * nd
@@ -609,7 +610,7 @@ def _own_rules(draw, case: Case):
     sizes = tuple(
         _out_len(L, k, s, d, lo, hi, 0)
         for L, k, s, d, (lo, hi) in zip(
-            case.spatial, case.kernel, case.stride, case.dilation, case.pads
+            case.spatial, case.kernel, case.stride, case.dilation, case.pads, strict=True
         )
     )
     case.opad = (0,) * case.nd
@@ -763,6 +764,7 @@ def _reference(case: Case, x, w, b, *, compute=None):
             case.dilation,
             case.pads,
             case.output_size_spatial,
+            strict=True,
         ):
             smallest = _out_len(L, k, s, d, lo, hi, 0)
             if not smallest <= want < smallest + s:  # torch's _output_padding range
@@ -877,7 +879,7 @@ def check_case(case: Case, *, values: bool) -> None:
             (f"dtype {np.dtype(ours.dtype).name}", True),
             (f"method {case.method}", values),
             ("huge stride/dilation", max(case.stride + case.dilation) > 3),
-            ("kernel > input", any(k > n for k, n in zip(case.kernel, case.spatial))),
+            ("kernel > input", any(k > n for k, n in zip(case.kernel, case.spatial, strict=True))),
         ]:
             if on:
                 event("accepted: " + feature)

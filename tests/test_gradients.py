@@ -66,7 +66,7 @@ def test_rules_match_autodiff_of_dilated_lowering(cfg, flip):
         return ours, (*vjp(g), vjp_b(g)[0])
 
     ours, theirs = both(xl, jnp.asarray(w), g)
-    for got, want in zip(ours, theirs):
+    for got, want in zip(ours, theirs, strict=True):
         np.testing.assert_allclose(got, want, rtol=TOL, atol=TOL)
 
 
@@ -162,7 +162,7 @@ def test_adjoint_identity(cfg):
         jnp.asarray(y),
         jnp.asarray(w),
         cfg["stride"],
-        [(lo, hi - a) for (lo, hi), a in zip(cfg["pads"], cfg["output_padding"])],
+        [(lo, hi - a) for (lo, hi), a in zip(cfg["pads"], cfg["output_padding"], strict=True)],
         rhs_dilation=cfg["dilation"],
         feature_group_count=cfg["groups"],
         dimension_numbers=("NC" + spatial, "OI" + spatial, "NC" + spatial),
@@ -173,7 +173,7 @@ def test_adjoint_identity(cfg):
     assert abs(lhs - rhs) <= 1e-9 * max(1.0, abs(lhs))
     # Where PyTorch's conv takes the padding (symmetric, output_padding < stride), it agrees.
     if all(lo == hi for lo, hi in cfg["pads"]) and all(
-        a < s for a, s in zip(cfg["output_padding"], cfg["stride"])
+        a < s for a, s in zip(cfg["output_padding"], cfg["stride"], strict=True)
     ):
         tconv = {
             1: torch.nn.functional.conv1d,

@@ -96,9 +96,9 @@ def test_grouped_equals_pytorch_and_dilated(case, channels_last):
     x, w = _arrays(x_shape, w_shape)
     y_t, g, dx_t, dw_t = _torch(x, w, kw)
     got = _ours(x, w, g, kw, "grouped", channels_last)
-    for a, b in zip(got, (y_t, dx_t, dw_t)):
+    for a, b in zip(got, (y_t, dx_t, dw_t), strict=True):
         np.testing.assert_allclose(a, b, rtol=TOL, atol=TOL)
-    for a, b in zip(got, _ours(x, w, g, kw, "dilated", channels_last)):
+    for a, b in zip(got, _ours(x, w, g, kw, "dilated", channels_last), strict=True):
         np.testing.assert_allclose(a, b, rtol=TOL, atol=TOL)
 
 
@@ -111,7 +111,9 @@ def test_grouped_convolution_mode(case):
         ct.conv_transpose_output_shape(x_shape, w_shape, **kw)
     )
     for a, b in zip(
-        _ours(x, w, g, kw, "grouped", flip=True), _ours(x, w, g, kw, "dilated", flip=True)
+        _ours(x, w, g, kw, "grouped", flip=True),
+        _ours(x, w, g, kw, "dilated", flip=True),
+        strict=True,
     ):
         np.testing.assert_allclose(a, b, rtol=TOL, atol=TOL)
 
@@ -134,7 +136,9 @@ def test_grouped_backward_forms_where_the_forward_has_no_phases(stride, dilation
         g = jnp.asarray(np.random.default_rng(6).standard_normal(y.shape))
         return jax.jit(vjp)(g)
 
-    for a, b in zip(grads(("dilated", "grouped", "grouped")), grads(("dilated", "conv", "conv"))):
+    for a, b in zip(
+        grads(("dilated", "grouped", "grouped")), grads(("dilated", "conv", "conv")), strict=True
+    ):
         np.testing.assert_allclose(a, b, rtol=TOL, atol=TOL)
 
 
@@ -188,7 +192,7 @@ def test_vmap_over_input_and_weight_of_a_dense_layer_uses_the_grouped_forms():
     want = jax.vmap(step, (0, 0, None))(xs, ws, "dilated")
     for method in ("matmul", "auto"):
         got = jax.vmap(step, (0, 0, None))(xs, ws, method)
-        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
             np.testing.assert_allclose(a, b, rtol=TOL, atol=TOL)
 
 

@@ -165,7 +165,7 @@ def _haiku_apply(n, c_out, kernel, stride, padding, w, b, x):
 @pytest.mark.parametrize(
     "cfg",
     [c for c in CONFIGS if set(c[7]) == {1}],
-    ids=[i for i, c in zip(IDS, CONFIGS) if set(c[7]) == {1}],
+    ids=[i for i, c in zip(IDS, CONFIGS, strict=True) if set(c[7]) == {1}],
 )
 def test_to_haiku_matches_haiku(rng, cfg):
     spatial, c_in, c_out, kernel, stride, padding, opad, dilation, groups = cfg

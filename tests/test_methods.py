@@ -70,7 +70,7 @@ def test_forward_and_gradients_equal_dilated(cfg, method, dw, flip):
         g = jnp.asarray(np.random.default_rng(cfg["seed"]).standard_normal(y.shape))
         return (y, *jax.jit(lambda x, w, g: jax.vjp(f, x, w)[1](g))(xin, w, g))
 
-    for got, want in zip(run(method), run("dilated")):
+    for got, want in zip(run(method), run("dilated"), strict=True):
         np.testing.assert_allclose(got, want, rtol=TOL, atol=TOL)
     if not flip:
         np.testing.assert_allclose(run(method)[0], reference(cfg, x, w, b), rtol=TOL, atol=TOL)
@@ -115,7 +115,9 @@ def test_backward_forms_equal_conv_rules(cfg, dw, forms):
         g = jnp.asarray(np.random.default_rng(cfg["seed"]).standard_normal(y.shape))
         return jax.jit(lambda x, w, g: jax.vjp(f, x, w)[1](g))(xb, w, g)
 
-    for got, want in zip(grads(("subpixel",) + forms), grads(("dilated", "conv", "conv"))):
+    for got, want in zip(
+        grads(("subpixel",) + forms), grads(("dilated", "conv", "conv")), strict=True
+    ):
         np.testing.assert_allclose(got, want, rtol=TOL, atol=TOL)
 
 
@@ -154,7 +156,7 @@ def test_grouped_backward_forms_equal_conv_rules(case, flip):
     want = (_methods.input_grad("conv", g, w, config), _methods.weight_grad("conv", g, x, config))
     for form in ("phase", "grouped", "matmul"):
         got = (_methods.input_grad(form, g, w, config), _methods.weight_grad(form, g, x, config))
-        for a, b in zip(got, want):
+        for a, b in zip(got, want, strict=True):
             assert a.shape == b.shape
             np.testing.assert_allclose(a, b, rtol=TOL, atol=TOL)
 
@@ -308,10 +310,10 @@ def test_depth_to_space_contract(block, channels_last):
     rows = (4, 3, 2)[:n]
     rng = np.random.default_rng(n)
     depth = rng.standard_normal((2, *rows, int(np.prod(block)) * c))  # channels last
-    want = np.zeros((2, *(j * b for j, b in zip(rows, block)), c))
+    want = np.zeros((2, *(j * b for j, b in zip(rows, block, strict=True)), c))
     for j in np.ndindex(*rows):
         for r_flat, r in enumerate(np.ndindex(*block)):
-            pos = tuple(jj * b + rr for jj, b, rr in zip(j, block, r))
+            pos = tuple(jj * b + rr for jj, b, rr in zip(j, block, r, strict=True))
             want[(slice(None), *pos)] = depth[(slice(None), *j)][:, r_flat * c : (r_flat + 1) * c]
     x = depth if channels_last else np.moveaxis(depth, -1, 1)
     got = _geometry.depth_to_space(jnp.asarray(x), block, channels_last=channels_last)

@@ -108,7 +108,7 @@ def test_output_size_matches_torch_layer(rng, cfg):
         dilation=ours.dilation,
     )[2:]
     for extra in {0, max(ours.stride) - 1}:
-        size = tuple(b + min(extra, s - 1) for b, s in zip(base, ours.stride))
+        size = tuple(b + min(extra, s - 1) for b, s in zip(base, ours.stride, strict=True))
         want = t(torch.as_tensor(x), output_size=list(size)).detach().numpy()
         assert want.shape[2:] == size
         np.testing.assert_allclose(ours(x, output_size=size), want, **TOL)
@@ -375,13 +375,15 @@ def _interior_phases(y, kernel, stride, padding, length):
             Ellipsis,
             *[
                 slice(k - 1 - p, s * (length - 1) - p + 1)
-                for k, s, p in zip(kernel, stride, padding)
+                for k, s, p in zip(kernel, stride, padding, strict=True)
             ],
         )
     ]
-    assert all(m >= s for m, s in zip(inner.shape[2:], stride))  # every phase is there
+    assert all(m >= s for m, s in zip(inner.shape[2:], stride, strict=True))  # every phase is there
     return [
-        np.asarray(inner[(Ellipsis, *[slice(o, None, s) for o, s in zip(offs, stride)])])
+        np.asarray(
+            inner[(Ellipsis, *[slice(o, None, s) for o, s in zip(offs, stride, strict=True)])]
+        )
         for offs in np.ndindex(*stride)
     ]
 

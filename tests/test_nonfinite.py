@@ -92,7 +92,9 @@ def oracle(x, w, g, stride, padding, output_padding, groups, dilation):
     c_in_g = c_in // groups
     out = [
         (ln - 1) * s - 2 * p + d * (k - 1) + a + 1
-        for ln, k, s, d, p, a in zip(spatial, kernel, stride, dilation, padding, output_padding)
+        for ln, k, s, d, p, a in zip(
+            spatial, kernel, stride, dilation, padding, output_padding, strict=True
+        )
     ]
     y = np.zeros((n, c_out_g * groups, *out))
     dx = np.zeros_like(x)
@@ -105,9 +107,9 @@ def oracle(x, w, g, stride, padding, output_padding, groups, dilation):
                 for k in itertools.product(*(range(kk) for kk in kernel)):
                     o = tuple(
                         s * ii + d * kk - p
-                        for ii, kk, s, d, p in zip(i, k, stride, dilation, padding)
+                        for ii, kk, s, d, p in zip(i, k, stride, dilation, padding, strict=True)
                     )
-                    if not all(0 <= oo < size for oo, size in zip(o, out)):
+                    if not all(0 <= oo < size for oo, size in zip(o, out, strict=True)):
                         continue
                     xi = x[(slice(None), cis) + i]  # (n, c_in_g)
                     wk = w[(cis, slice(None)) + k]  # (c_in_g, c_out_g)
@@ -180,7 +182,7 @@ def _reference(x, w, g, kw):
     want = torch_vjp(x, w, g, **kw)
     mine = oracle(x, w, g, **kw)
     assert_same_pattern("PyTorch vs definition, y", want[0], mine[0])
-    for name, a, b in zip(("dx", "dw"), want[1:], mine[1:]):
+    for name, a, b in zip(("dx", "dw"), want[1:], mine[1:], strict=True):
         assert_between(f"PyTorch vs definition, {name}", a, b, a)
         assert (np.isnan(a) | (a == b) | np.isfinite(b)).all(), (
             f"{name}: the definition is non-finite where PyTorch is finite"
@@ -260,5 +262,5 @@ def test_oracle_agrees_with_pytorch_on_finite_data():
         g = np.random.default_rng(2).standard_normal(yt.shape)
         want = torch_vjp(x, w, g, **kw)
         mine = oracle(x, w, g, **kw)
-        for a, b in zip(want, mine):
+        for a, b in zip(want, mine, strict=True):
             np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-10)

@@ -203,7 +203,8 @@ def test_same_matches_lax_conv_transpose(nd, kernel, stride, dilation):
     w = rng.standard_normal((3, 2, *(kernel,) * nd))
     y = ct.conv_transpose(x, w, stride=stride, padding="same", dilation=dilation)
     assert y.shape[2:] == tuple(s * stride for s in spatial)
-    # lax.conv_transpose with transpose_kernel=True takes the forward conv's (O=C_in, I=C_out) kernel.
+    # lax.conv_transpose with transpose_kernel=True takes the forward conv's
+    # (O=C_in, I=C_out) kernel.
     spec = "".join("DHW"[3 - nd :])
     want = jax.lax.conv_transpose(
         x,
@@ -399,7 +400,8 @@ def test_numpy_and_lists_accepted():
 
 
 def test_higher_rank_nd_matches_loop_of_3d():
-    """4 spatial axes: with a length-1 kernel and stride 1 on the last axis it is a loop of 3-d calls."""
+    """4 spatial axes: with a length-1 kernel and stride 1 on the last axis it is a loop of
+    3-d calls."""
     rng = np.random.default_rng(8)
     x = rng.standard_normal((1, 2, 3, 2, 2, 4))
     w = rng.standard_normal((2, 2, 2, 2, 2, 1))

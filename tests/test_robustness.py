@@ -210,7 +210,7 @@ def test_extreme_settings_match_pytorch(nd, xs, ws, kw, method):
     ct_y = rng.standard_normal(y_t.shape)
     want = _torch_vjp(x, w, b, ct_y, **kw)
     got = _ours_vjp(x, w, b, ct_y, method, **kw)
-    for g, t in zip(got, want):
+    for g, t in zip(got, want, strict=True):
         np.testing.assert_allclose(np.asarray(g), t, rtol=TOL, atol=TOL)
 
 
@@ -248,7 +248,9 @@ def test_nonfinite_values_propagate_as_in_pytorch():
         assert np.isnan(want).any() and np.isinf(want).any()
         _assert_same_nonfinite(ct.conv_transpose1d(x, w, b, method="dilated", **kw), want)
         _assert_same_nonfinite(
-            jax.jit(lambda x, w, b: ct.conv_transpose1d(x, w, b, method="dilated", **kw))(x, w, b),
+            jax.jit(lambda x, w, b, kw=kw: ct.conv_transpose1d(x, w, b, method="dilated", **kw))(
+                x, w, b
+            ),
             want,
         )
 
@@ -458,7 +460,7 @@ def test_bit_identical_across_calls_and_between_jit_and_eager(nd, groups, kw, me
 
     runs = [fwd_bwd(x, w), fwd_bwd(x, w), jax.jit(fwd_bwd)(x, w), jax.jit(fwd_bwd)(x, w)]
     for run in runs[1:]:
-        for a, b in zip(runs[0], run):
+        for a, b in zip(runs[0], run, strict=True):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
@@ -489,8 +491,8 @@ def test_largest_benchmark_layer_allocates_no_zero_dilated_input():
     cotangent (2*16*66^3 floats, 35 MiB each; y's own copies are a little smaller):
     211 MiB.  Measured on XLA:CPU (jax 0.10.2): 175.6 MiB (172.5 with dx by the strided
     convolution), so one more zero-dilated copy of x (61 MiB) would break the bound.  The
-    same HLO check does find the lhs-dilated convolution in method='dilated' (whose XLA:CPU temp is 80 MiB: the
-    runtime dilates inside the convolution kernel, outside buffer assignment).
+    same HLO check does find the lhs-dilated convolution in method='dilated' (whose XLA:CPU
+    temp is 80 MiB: the runtime dilates inside the convolution kernel, outside buffer assignment).
     """
     x = jax.ShapeDtypeStruct((2, 32, 32, 32, 32), jnp.float32)
     w = jax.ShapeDtypeStruct((32, 16, 4, 4, 4), jnp.float32)

@@ -1,4 +1,5 @@
-"""Transforms: jit, vmap, grad, jvp, hessian, checkpoint; no retrace for a repeated configuration."""
+"""Transforms: jit, vmap, grad, jvp, hessian, checkpoint; no retrace for a repeated
+configuration."""
 
 from __future__ import annotations
 
@@ -75,7 +76,7 @@ def test_vmap_over_input_weight_and_both(arrays):
     ws = jnp.stack([w, w * 0.5, w + 1])
     want_x = jnp.stack([f(xi, w, b) for xi in xs])
     want_w = jnp.stack([f(x, wi, b) for wi in ws])
-    want_xw = jnp.stack([f(xi, wi, b) for xi, wi in zip(xs, ws)])
+    want_xw = jnp.stack([f(xi, wi, b) for xi, wi in zip(xs, ws, strict=True)])
     np.testing.assert_allclose(jax.vmap(f, (0, None, None))(xs, w, b), want_x, rtol=TOL, atol=TOL)
     np.testing.assert_allclose(jax.vmap(f, (None, 0, None))(x, ws, b), want_w, rtol=TOL, atol=TOL)
     np.testing.assert_allclose(jax.vmap(f, (0, 0, None))(xs, ws, b), want_xw, rtol=TOL, atol=TOL)
@@ -102,7 +103,7 @@ def test_grad_matches_pytorch(arrays):
     kw = dict(stride=(2, 1), padding=(1, 0), output_padding=(1, 0), groups=2, dilation=(1, 2))
     y, vjp = jax.vjp(lambda x, w, b: ct.conv_transpose2d(x, w, b, **kw), x, w, b)
     cot = jnp.asarray(np.random.default_rng(1).standard_normal(y.shape))
-    for got, want in zip(vjp(cot), _torch_grads(x, w, b, cot)):
+    for got, want in zip(vjp(cot), _torch_grads(x, w, b, cot), strict=True):
         np.testing.assert_allclose(np.asarray(got), want, rtol=TOL, atol=TOL)
 
 
@@ -149,7 +150,7 @@ def test_checkpoint_and_grad_under_jit(arrays):
 
     g1 = jax.grad(loss, argnums=(0, 1, 2))(x, w, b)
     g2 = jax.jit(jax.grad(jax.checkpoint(loss), argnums=(0, 1, 2)))(x, w, b)
-    for a, c in zip(g1, g2):
+    for a, c in zip(g1, g2, strict=True):
         np.testing.assert_allclose(a, c, rtol=TOL, atol=TOL)
 
 

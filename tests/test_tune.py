@@ -154,7 +154,7 @@ def test_stand_ins_are_deterministic_and_finite():
     ]
     a = [_tune._stand_in(s, np.random.default_rng(0)) for s in specs]
     b = [_tune._stand_in(s, np.random.default_rng(0)) for s in specs]
-    for s, x, y in zip(specs, a, b):
+    for s, x, y in zip(specs, a, b, strict=True):
         assert x.shape == s.shape and x.dtype == np.dtype(s.dtype)
         np.testing.assert_array_equal(x, y)
         if np.issubdtype(x.dtype, np.inexact) or x.dtype == np.dtype(jnp.bfloat16):
@@ -371,7 +371,7 @@ def test_auto_is_tuned_under_jit_and_grad_and_gives_the_same_numbers(tuning):
         want = _layer_step()(x, w)
     assert _tune.tuning_cache() == []
     got = _layer_step()(x, w)
-    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
     entries = {e["kind"]: e for e in _tune.tuning_cache()}
     assert set(entries) == {"forward", "dx", "dw"}

@@ -56,7 +56,7 @@ def _norm_axes(
         if size == 1 and (len(g_shape) == 0 or len(g_shape) == len(v_shape)):
             return tuple(range(len(v_shape))), (1,) * len(v_shape)  # dim=None
         if len(g_shape) == len(v_shape):
-            kept = [i for i, (a, b) in enumerate(zip(g_shape, v_shape)) if a != 1]
+            kept = [i for i, (a, b) in enumerate(zip(g_shape, v_shape, strict=True)) if a != 1]
             if len(kept) == 1 and g_shape[kept[0]] == v_shape[kept[0]]:
                 d = kept[0]
                 return tuple(i for i in range(len(v_shape)) if i != d), g_shape

@@ -180,7 +180,7 @@ def icnr(
     kernel = shape[2:]
     at_least("stride", stride, strides, 1)
     check_icnr_kernel(kernel, strides)
-    small = shape[:2] + tuple(k - s + 1 for k, s in zip(kernel, strides))
+    small = shape[:2] + tuple(k - s + 1 for k, s in zip(kernel, strides, strict=True))
     w = initializer(key, small, dtype)
     for axis, s in enumerate(strides, start=2):
         widths = [(0, 0)] * w.ndim
