@@ -79,7 +79,7 @@ def test_quick_start_has_two_single_command_bash_blocks():
     assert len(blocks) == 2
     assert all(len(b.strip().splitlines()) == 1 for b in blocks)
     assert "python -m convt_jax" in blocks[0] and "pytest" in blocks[1]
-    assert "[test]" in blocks[1]
+    assert "--group test" in blocks[1]
 
 
 def test_ci_runs_quick_start_command_two_verbatim():
