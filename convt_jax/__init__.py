@@ -4,6 +4,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import layouts as layouts
 from . import nn as nn
+from . import typing as typing
 from ._op import conv_transpose as conv_transpose
 from ._op import conv_transpose1d as conv_transpose1d
 from ._op import conv_transpose2d as conv_transpose2d
@@ -30,4 +31,5 @@ __all__ = [
     "layouts",
     "nn",
     "tuning_cache",
+    "typing",
 ]

@@ -1,6 +1,6 @@
 """``python -m convt_jax``: a short, real demonstration of the library.
 
-Prints the seed documents' examples with their correct values, shows what
+Prints small worked examples with their correct values, shows what
 ``jax.lax.conv_transpose`` gives for the same PyTorch-style call, checks a
 grouped, dilated, output-padded call against PyTorch when it is installed,
 and trains a small decoder for a few seconds, writing a PNG of its
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +32,7 @@ def _show(title: str, value) -> None:
 
 
 def examples() -> None:
-    """The seed documents' examples, jax.lax.conv_transpose side by side, PyTorch if installed."""
+    """Small worked examples, jax.lax.conv_transpose side by side, PyTorch if installed."""
     print(f"convt_jax {ct.__version__} on jax {jax.__version__} ({jax.default_backend()})")
 
     x = jnp.array([[[1.0, 2.0, 3.0]]])
@@ -41,7 +42,7 @@ def examples() -> None:
     xg = jnp.array([[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]])
     wg = jnp.array([[[1.0, 0.5]], [[-1.0, 0.5]]])
     _show(
-        "1-d, groups=2 (the seed page prints [-4, -3.5, -2, 3] for channel 2; "
+        "1-d, groups=2 (a widely copied example prints [-4, -3.5, -2, 3] for channel 2; "
         "correct is [-4, -3, -3.5, 3]):",
         ct.conv_transpose1d(xg, wg, groups=2),
     )
@@ -109,7 +110,7 @@ def examples() -> None:
     x = rng.standard_normal((8, 64, 16, 16)).astype(np.float32)
     w = rng.standard_normal((64, 16, 4, 4)).astype(np.float32) * 0.05
     b = rng.standard_normal(64).astype(np.float32)
-    kw_ = dict(stride=2, padding=1, output_padding=1)
+    kw_: dict[str, Any] = dict(stride=2, padding=1, output_padding=1)
     t0 = time.perf_counter()
     y = ct.conv_transpose2d(x, w, b, **kw_, groups=4, dilation=2).block_until_ready()
     t1 = time.perf_counter()
@@ -125,9 +126,10 @@ def examples() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run the demonstration; ``argv`` as on the command line (default: ``sys.argv[1:]``)."""
     parser = argparse.ArgumentParser(
         prog="python -m convt_jax",
-        description="A short demonstration of convt_jax: the seed documents' examples, "
+        description="A short demonstration of convt_jax: small worked examples, "
         "jax.lax.conv_transpose side by side, a check against PyTorch (if "
         "installed) and a small decoder trained for a few seconds.",
     )

@@ -18,10 +18,11 @@ validators (:func:`choice`, :func:`positive`, :func:`divides`,
 from __future__ import annotations
 
 import operator
-from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, NamedTuple, NoReturn, cast
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 
@@ -267,7 +268,7 @@ class Settings(NamedTuple):
                 geo.same_padding(k, s, d)
                 for k, s, d in zip(kernel, self.stride, self.dilation, strict=True)
             )
-        return self.padding
+        return cast(Pairs, self.padding)
 
     def crops(self, kernel: Sequence[int]) -> Pairs:
         return tuple(
@@ -729,7 +730,7 @@ def check_leaf(layer: str, name: str, current: Any, value: Any) -> None:
         )
 
 
-def check_leaf_names(layer: str, names: Sequence[str]) -> None:
+def check_leaf_names(layer: str, names: Collection[str]) -> None:
     unknown = sorted(set(names) - {"weight", "bias"})
     if unknown:
         raise ValueError(
@@ -798,7 +799,7 @@ def keras_padding(padding: Any) -> None:
         raise ValueError(f"padding={padding!r} must be 'valid' or 'same' (Keras' padding)")
 
 
-def no_keras_equivalent(padding: Any, output_padding: Any, crops: Any, reachable: str) -> None:
+def no_keras_equivalent(padding: Any, output_padding: Any, crops: Any, reachable: str) -> NoReturn:
     raise ValueError(
         f"padding={padding!r} with output_padding={output_padding!r} (crop {crops}) has no "
         f"Keras equivalent: Keras only has padding='valid'/'same' plus output_padding < stride; "
@@ -856,7 +857,7 @@ def check_mapping(name: str, value: Any) -> Mapping:
 
 def check_one_layer(
     state_dict: Mapping,
-    layer_keys: Sequence[str],
+    layer_keys: Collection[str],
     suffixes: Sequence[str],
     parametrization: tuple[str, str],
 ) -> None:

@@ -41,7 +41,7 @@ from ._geometry import (
 def _pads(config: Config) -> list[tuple[int, int]]:
     # The cotangent padded by (lo, hi) has the uncropped length
     # (L - 1)*s + d*(K - 1) + 1; position o + lo of it is output position o.
-    return [tuple(c) for c in config.crops]
+    return [(lo, hi) for lo, hi in config.crops]
 
 
 # dx: differentiate y with respect to x[n, ci, i]:
@@ -278,6 +278,7 @@ def _depthwise_input_grad(
         wi = wi if config.channels_last else wi.reshape(c_in, -1, *(1,) * nd)
         term = (_channels_mult(tap, c_in, config).astype(dt) * wi).sum(axis=ax + 1)
         dx = term if dx is None else dx + term
+    assert dx is not None  # the kernel has at least one tap
     return dx.astype(g.dtype)
 
 
@@ -542,6 +543,7 @@ def input_grad_phase(g: jax.Array, w: jax.Array, config: Config) -> jax.Array:
             acc,
         )
         dx = dx.reshape(groups, n, *spatial, ci)
+    assert dx is not None  # at least one phase
     dx = jnp.moveaxis(dx, 0, -2).reshape(n, *spatial, c_in)
     return _from_cl(dx.astype(g.dtype), config)
 

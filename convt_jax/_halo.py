@@ -35,7 +35,7 @@ the split) goes to the partitioner with convolution-free forms (see ``_methods``
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -53,7 +53,7 @@ class Plan(NamedTuple):
     devices: int  # how many blocks
     halo_lo: int  # rows from the left neighbour
     halo_hi: int  # rows from the right neighbour
-    mesh: object
+    mesh: Any  # a jax.sharding.Mesh or AbstractMesh
     x_spec: tuple
     y_spec: tuple
 
@@ -162,7 +162,7 @@ class ChannelPlan(NamedTuple):
     entry: object  # the mesh axis name, or tuple of names, that splits the channels
     devices: int
     by_groups: bool  # whole groups (weight axis 0) rather than output channels (axis 1)
-    mesh: object
+    mesh: Any  # a jax.sharding.Mesh or AbstractMesh
     x_spec: tuple
     w_spec: tuple
     y_spec: tuple

@@ -8,15 +8,26 @@ their one implementation.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.typing import ArrayLike
+from jax.lax import PrecisionLike
+from jax.typing import ArrayLike, DTypeLike
 
 from . import _args, _geometry, _halo, _methods, _padding_modes, _primitive, _tune
 from ._geometry import Config
+from .typing import (
+    ConvMode,
+    Dilation,
+    Method,
+    OutputPadding,
+    OutputSize,
+    Padding,
+    PaddingMode,
+    Stride,
+)
 
 
 @functools.partial(
@@ -170,19 +181,19 @@ def conv_transpose1d(
     input: ArrayLike,
     weight: ArrayLike,
     bias: ArrayLike | None = None,
-    stride: int | tuple[int] = 1,
-    padding: Any = 0,
-    output_padding: int | tuple[int] = 0,
+    stride: Stride = 1,
+    padding: Padding = 0,
+    output_padding: OutputPadding = 0,
     *,
     groups: int = 1,
-    dilation: int | tuple[int] = 1,
-    output_size: Any = None,
+    dilation: Dilation = 1,
+    output_size: OutputSize = None,
     channels_last: bool = False,
-    conv_mode: str = "cross_correlation",
-    precision: Any = None,
-    preferred_element_type: Any = None,
-    padding_mode: str = "zeros",
-    method: str = "auto",
+    conv_mode: ConvMode = "cross_correlation",
+    precision: PrecisionLike = None,
+    preferred_element_type: DTypeLike | None = None,
+    padding_mode: PaddingMode = "zeros",
+    method: Method = "auto",
 ) -> jax.Array:
     """1-d transposed convolution: exactly ``torch.nn.functional.conv_transpose1d``.
 
@@ -202,7 +213,8 @@ def conv_transpose1d(
       output_size: keyword-only; the wanted spatial output size (picks ``output_padding``).
       channels_last: keyword-only; input and output have channels last.
       conv_mode: keyword-only; ``"cross_correlation"`` (PyTorch) or ``"convolution"``.
-      precision, preferred_element_type: keyword-only; passed to XLA.
+      precision: keyword-only; passed to ``jax.lax.conv_general_dilated``.
+      preferred_element_type: keyword-only; the accumulation dtype passed to XLA.
       padding_mode: keyword-only; ``"zeros"``, ``"circular"``, ``"reflect"`` or ``"replicate"``.
       method: keyword-only; the lowering (see :func:`conv_transpose`).
 
@@ -242,19 +254,19 @@ def conv_transpose2d(
     input: ArrayLike,
     weight: ArrayLike,
     bias: ArrayLike | None = None,
-    stride: int | tuple[int, int] = 1,
-    padding: Any = 0,
-    output_padding: int | tuple[int, int] = 0,
+    stride: Stride = 1,
+    padding: Padding = 0,
+    output_padding: OutputPadding = 0,
     *,
     groups: int = 1,
-    dilation: int | tuple[int, int] = 1,
-    output_size: Any = None,
+    dilation: Dilation = 1,
+    output_size: OutputSize = None,
     channels_last: bool = False,
-    conv_mode: str = "cross_correlation",
-    precision: Any = None,
-    preferred_element_type: Any = None,
-    padding_mode: str = "zeros",
-    method: str = "auto",
+    conv_mode: ConvMode = "cross_correlation",
+    precision: PrecisionLike = None,
+    preferred_element_type: DTypeLike | None = None,
+    padding_mode: PaddingMode = "zeros",
+    method: Method = "auto",
 ) -> jax.Array:
     """2-d transposed convolution: exactly ``torch.nn.functional.conv_transpose2d``.
 
@@ -274,7 +286,8 @@ def conv_transpose2d(
       output_size: keyword-only; the wanted spatial output size (picks ``output_padding``).
       channels_last: keyword-only; input and output have channels last.
       conv_mode: keyword-only; ``"cross_correlation"`` (PyTorch) or ``"convolution"``.
-      precision, preferred_element_type: keyword-only; passed to XLA.
+      precision: keyword-only; passed to ``jax.lax.conv_general_dilated``.
+      preferred_element_type: keyword-only; the accumulation dtype passed to XLA.
       padding_mode: keyword-only; ``"zeros"``, ``"circular"``, ``"reflect"`` or ``"replicate"``.
       method: keyword-only; the lowering (see :func:`conv_transpose`).
 
@@ -316,19 +329,19 @@ def conv_transpose3d(
     input: ArrayLike,
     weight: ArrayLike,
     bias: ArrayLike | None = None,
-    stride: int | tuple[int, int, int] = 1,
-    padding: Any = 0,
-    output_padding: int | tuple[int, int, int] = 0,
+    stride: Stride = 1,
+    padding: Padding = 0,
+    output_padding: OutputPadding = 0,
     *,
     groups: int = 1,
-    dilation: int | tuple[int, int, int] = 1,
-    output_size: Any = None,
+    dilation: Dilation = 1,
+    output_size: OutputSize = None,
     channels_last: bool = False,
-    conv_mode: str = "cross_correlation",
-    precision: Any = None,
-    preferred_element_type: Any = None,
-    padding_mode: str = "zeros",
-    method: str = "auto",
+    conv_mode: ConvMode = "cross_correlation",
+    precision: PrecisionLike = None,
+    preferred_element_type: DTypeLike | None = None,
+    padding_mode: PaddingMode = "zeros",
+    method: Method = "auto",
 ) -> jax.Array:
     """3-d transposed convolution: exactly ``torch.nn.functional.conv_transpose3d``.
 
@@ -349,7 +362,8 @@ def conv_transpose3d(
       output_size: keyword-only; the wanted spatial output size (picks ``output_padding``).
       channels_last: keyword-only; input and output have channels last.
       conv_mode: keyword-only; ``"cross_correlation"`` (PyTorch) or ``"convolution"``.
-      precision, preferred_element_type: keyword-only; passed to XLA.
+      precision: keyword-only; passed to ``jax.lax.conv_general_dilated``.
+      preferred_element_type: keyword-only; the accumulation dtype passed to XLA.
       padding_mode: keyword-only; ``"zeros"``, ``"circular"``, ``"reflect"`` or ``"replicate"``.
       method: keyword-only; the lowering (see :func:`conv_transpose`).
 
@@ -389,19 +403,19 @@ def conv_transpose(
     input: ArrayLike,
     weight: ArrayLike,
     bias: ArrayLike | None = None,
-    stride: int | tuple[int, ...] = 1,
-    padding: Any = 0,
-    output_padding: int | tuple[int, ...] = 0,
+    stride: Stride = 1,
+    padding: Padding = 0,
+    output_padding: OutputPadding = 0,
     *,
     groups: int = 1,
-    dilation: int | tuple[int, ...] = 1,
-    output_size: Any = None,
+    dilation: Dilation = 1,
+    output_size: OutputSize = None,
     channels_last: bool = False,
-    conv_mode: str = "cross_correlation",
-    precision: Any = None,
-    preferred_element_type: Any = None,
-    padding_mode: str = "zeros",
-    method: str = "auto",
+    conv_mode: ConvMode = "cross_correlation",
+    precision: PrecisionLike = None,
+    preferred_element_type: DTypeLike | None = None,
+    padding_mode: PaddingMode = "zeros",
+    method: Method = "auto",
 ) -> jax.Array:
     """N-d transposed convolution; the number of spatial axes is ``weight.ndim - 2``.
 
@@ -488,15 +502,15 @@ def conv_transpose(
 
 
 def conv_transpose_output_shape(
-    input_shape: tuple[int, ...],
-    weight_shape: tuple[int, ...],
-    stride: int | tuple[int, ...] = 1,
-    padding: Any = 0,
-    output_padding: int | tuple[int, ...] = 0,
+    input_shape: Sequence[int],
+    weight_shape: Sequence[int],
+    stride: Stride = 1,
+    padding: Padding = 0,
+    output_padding: OutputPadding = 0,
     *,
     groups: int = 1,
-    dilation: int | tuple[int, ...] = 1,
-    output_size: Any = None,
+    dilation: Dilation = 1,
+    output_size: OutputSize = None,
     channels_last: bool = False,
 ) -> tuple[int, ...]:
     """The output shape :func:`conv_transpose` gives, without computing anything.
@@ -507,8 +521,13 @@ def conv_transpose_output_shape(
     Args:
       input_shape: shape of ``input`` (batched or unbatched, see :func:`conv_transpose`).
       weight_shape: ``(C_in, C_out // groups, *kernel)``.
-      stride, padding, output_padding, groups, dilation, output_size,
-        channels_last: as in :func:`conv_transpose`.
+      stride: as in :func:`conv_transpose`.
+      padding: as in :func:`conv_transpose`.
+      output_padding: as in :func:`conv_transpose`.
+      groups: keyword-only; as in :func:`conv_transpose`.
+      dilation: keyword-only; as in :func:`conv_transpose`.
+      output_size: keyword-only; as in :func:`conv_transpose`.
+      channels_last: keyword-only; as in :func:`conv_transpose`.
 
     Returns:
       The output shape as a tuple of ints.

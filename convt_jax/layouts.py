@@ -15,6 +15,7 @@ from jax.typing import ArrayLike
 
 from . import _args
 from . import _geometry as geo
+from .typing import Dilation, FrameworkPadding, OutputPadding, Padding, Stride
 
 __all__ = [
     "from_equinox",
@@ -368,11 +369,11 @@ def _from(
 
 def to_flax(
     w: ArrayLike,
-    padding: Any = 0,
-    output_padding: Any = 0,
+    padding: Padding = 0,
+    output_padding: OutputPadding = 0,
     *,
-    stride: Any = 1,
-    dilation: Any = 1,
+    stride: Stride = 1,
+    dilation: Dilation = 1,
     groups: int = 1,
     transpose_kernel: bool = False,
 ) -> tuple[jax.Array, Pairs]:
@@ -387,8 +388,10 @@ def to_flax(
 
     Args:
       w: PyTorch weight ``(C_in, C_out // groups, *K)``.
-      padding, output_padding: as the functions take them (``"same"`` too).
-      stride, dilation: keyword-only; the layer's ``strides`` and ``kernel_dilation``.
+      padding: as the functions take it (``"same"`` too).
+      output_padding: as the functions take it.
+      stride: keyword-only; becomes the layer's ``strides``.
+      dilation: keyword-only; becomes the layer's ``kernel_dilation``.
       groups: keyword-only; the PyTorch ``groups``.
       transpose_kernel: keyword-only; Flax's ``transpose_kernel`` setting.
 
@@ -409,10 +412,10 @@ def to_flax(
 
 def from_flax(
     kernel: ArrayLike,
-    padding: Any = "SAME",
+    padding: FrameworkPadding = "SAME",
     *,
-    strides: Any = 1,
-    kernel_dilation: Any = 1,
+    strides: Stride = 1,
+    kernel_dilation: Dilation = 1,
     transpose_kernel: bool = False,
     groups: int = 1,
 ) -> tuple[jax.Array, Pairs, tuple[int, ...]]:
@@ -426,7 +429,8 @@ def from_flax(
       kernel: ``params["kernel"]``: ``(*K, C_in, C_out)``, or ``(*K, C_out, C_in)``
         with ``transpose_kernel=True``.
       padding: the layer's ``padding``.
-      strides, kernel_dilation: keyword-only; the layer's settings.
+      strides: keyword-only; the layer's ``strides``.
+      kernel_dilation: keyword-only; the layer's ``kernel_dilation``.
       transpose_kernel: keyword-only; the layer's ``transpose_kernel``.
       groups: keyword-only; keep only the diagonal blocks of a block-diagonal
         kernel (Flax has no groups; off-diagonal entries are dropped).
@@ -453,7 +457,12 @@ def from_flax(
 
 
 def to_haiku(
-    w: ArrayLike, padding: Any = 0, output_padding: Any = 0, *, stride: Any = 1, groups: int = 1
+    w: ArrayLike,
+    padding: Padding = 0,
+    output_padding: OutputPadding = 0,
+    *,
+    stride: Stride = 1,
+    groups: int = 1,
 ) -> tuple[jax.Array, Pairs]:
     """PyTorch weight and padding -> Haiku ``ConvNDTranspose`` ``w`` and lax padding.
 
@@ -464,7 +473,8 @@ def to_haiku(
 
     Args:
       w: PyTorch weight ``(C_in, C_out // groups, *K)``.
-      padding, output_padding: as the functions take them (``"same"`` too).
+      padding: as the functions take it (``"same"`` too).
+      output_padding: as the functions take it.
       stride: keyword-only; the module's ``stride``.
       groups: keyword-only; the PyTorch ``groups``.
 
@@ -482,7 +492,7 @@ def to_haiku(
 
 
 def from_haiku(
-    w: ArrayLike, padding: Any = "SAME", *, stride: Any = 1, groups: int = 1
+    w: ArrayLike, padding: FrameworkPadding = "SAME", *, stride: Stride = 1, groups: int = 1
 ) -> tuple[jax.Array, Pairs, tuple[int, ...]]:
     """Haiku ``ConvNDTranspose`` ``w`` and padding -> PyTorch weight, padding, output_padding.
 
@@ -513,11 +523,11 @@ def from_haiku(
 
 def to_keras(
     w: ArrayLike,
-    padding: Any = 0,
-    output_padding: Any = 0,
+    padding: Padding = 0,
+    output_padding: OutputPadding = 0,
     *,
-    stride: Any = 1,
-    dilation: Any = 1,
+    stride: Stride = 1,
+    dilation: Dilation = 1,
     groups: int = 1,
 ) -> tuple[jax.Array, str, tuple[int, ...] | None]:
     """PyTorch weight and padding -> Keras ``Conv{1,2,3}DTranspose`` kernel and padding.
@@ -544,8 +554,10 @@ def to_keras(
 
     Args:
       w: PyTorch weight ``(C_in, C_out // groups, *K)``.
-      padding, output_padding: as the functions take them.
-      stride, dilation: keyword-only; the layer's ``strides`` and ``dilation_rate``.
+      padding: as the functions take it.
+      output_padding: as the functions take it.
+      stride: keyword-only; becomes the layer's ``strides``.
+      dilation: keyword-only; becomes the layer's ``dilation_rate``.
       groups: keyword-only; the PyTorch ``groups``.
 
     Returns:
@@ -564,10 +576,10 @@ def to_keras(
 def from_keras(
     kernel: ArrayLike,
     padding: str = "valid",
-    output_padding: Any = None,
+    output_padding: OutputPadding | None = None,
     *,
-    strides: Any = 1,
-    dilation_rate: Any = 1,
+    strides: Stride = 1,
+    dilation_rate: Dilation = 1,
     groups: int = 1,
 ) -> tuple[jax.Array, Pairs, tuple[int, ...]]:
     """Keras ``Conv{1,2,3}DTranspose`` kernel and padding -> PyTorch weight and padding.
@@ -579,7 +591,8 @@ def from_keras(
       padding: the layer's ``padding``, ``"valid"`` or ``"same"``.
       output_padding: the layer's ``output_padding``: ``None``, an int or one
         int per axis.
-      strides, dilation_rate: keyword-only; the layer's settings.
+      strides: keyword-only; the layer's ``strides``.
+      dilation_rate: keyword-only; the layer's ``dilation_rate``.
       groups: keyword-only; keep only the diagonal blocks of a
         block-diagonal kernel (off-diagonal entries are dropped).
 
@@ -607,11 +620,11 @@ def from_keras(
 
 def to_equinox(
     w: ArrayLike,
-    padding: Any = 0,
-    output_padding: Any = 0,
+    padding: Padding = 0,
+    output_padding: OutputPadding = 0,
     *,
-    stride: Any = 1,
-    dilation: Any = 1,
+    stride: Stride = 1,
+    dilation: Dilation = 1,
     groups: int = 1,
 ) -> tuple[jax.Array, Pairs, tuple[int, ...]]:
     """PyTorch weight and padding -> Equinox ``ConvTranspose`` weight, padding, output_padding.
@@ -625,8 +638,10 @@ def to_equinox(
 
     Args:
       w: PyTorch weight ``(C_in, C_out // groups, *K)``.
-      padding, output_padding: as the functions take them (``"same"`` too).
-      stride, dilation: keyword-only; the layer's settings.
+      padding: as the functions take it (``"same"`` too).
+      output_padding: as the functions take it.
+      stride: keyword-only; the layer's ``stride``.
+      dilation: keyword-only; the layer's ``dilation``.
       groups: keyword-only; the layer's ``groups``.
 
     Returns:
@@ -646,11 +661,11 @@ def to_equinox(
 
 def from_equinox(
     weight: ArrayLike,
-    padding: Any = 0,
-    output_padding: Any = 0,
+    padding: FrameworkPadding = 0,
+    output_padding: OutputPadding = 0,
     *,
-    stride: Any = 1,
-    dilation: Any = 1,
+    stride: Stride = 1,
+    dilation: Dilation = 1,
     groups: int = 1,
 ) -> tuple[jax.Array, Pairs, tuple[int, ...]]:
     """Equinox ``ConvTranspose`` weight and padding -> PyTorch weight, padding, output_padding.
@@ -665,7 +680,8 @@ def from_equinox(
       padding: the layer's ``padding`` (numbers or ``"SAME"``,
         ``"SAME_LOWER"``, ``"VALID"``).
       output_padding: the layer's ``output_padding``.
-      stride, dilation: keyword-only; the layer's settings.
+      stride: keyword-only; the layer's ``stride``.
+      dilation: keyword-only; the layer's ``dilation``.
       groups: keyword-only; the layer's ``groups``.
 
     Returns:

@@ -1,4 +1,4 @@
-"""Flax modules (SPEC §7): ``ConvTranspose1d/2d/3d`` as ``nnx.Module`` s; linen in ``.linen``.
+"""Flax modules: ``ConvTranspose1d/2d/3d`` as ``nnx.Module`` s; linen in ``.linen``.
 
 ``convt_jax.flax.ConvTranspose2d(...)`` is an ``nnx.Module`` with the
 arguments and semantics of ``ct.nn.ConvTranspose2d``: its ``weight`` and

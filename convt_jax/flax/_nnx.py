@@ -3,57 +3,97 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.typing import ArrayLike, DTypeLike
 
 from .. import _args
+from .. import nn as _nn
 from ..nn._torch import fold_weight_norm, settings_from_torch
+from ..typing import (
+    ComputeMode,
+    ConvMode,
+    Dilation,
+    KernelSize,
+    OutputPadding,
+    OutputSize,
+    Padding,
+    PaddingMode,
+    PaddingString,
+    Stride,
+)
 from . import _common
+
+_M = TypeVar("_M", bound="ConvTranspose")
 
 
 class ConvTranspose(nnx.Module):
     """N-d transposed convolution as an ``nnx.Module``; see :class:`ConvTranspose2d`.
 
-    ``ConvTranspose(num_spatial_dims, in_channels, out_channels, kernel_size,
-    ...)`` takes the arguments of :class:`ConvTranspose2d` after
-    ``num_spatial_dims``.
+        ``ConvTranspose(num_spatial_dims, in_channels, out_channels, kernel_size,
+        ...)`` takes the arguments of :class:`ConvTranspose2d` after
+        ``num_spatial_dims``.
 
-    Example:
-      >>> import jax.numpy as jnp
-      >>> from flax import nnx
-      >>> import convt_jax.flax as ctf
-      >>> m = ctf.ConvTranspose(4, 2, 3, kernel_size=2, stride=2, rngs=nnx.Rngs(0))
-      >>> m(jnp.ones((1, 3, 3, 3, 3, 2))).shape
-      (1, 6, 6, 6, 6, 3)
+        Example:
+          >>> import jax.numpy as jnp
+          >>> from flax import nnx
+    from jax.typing import ArrayLike, DTypeLike
+          >>> import convt_jax.flax as ctf
+          >>> m = ctf.ConvTranspose(4, 2, 3, kernel_size=2, stride=2, rngs=nnx.Rngs(0))
+          >>> m(jnp.ones((1, 3, 3, 3, 3, 2))).shape
+          (1, 6, 6, 6, 6, 3)
     """
 
-    _num_spatial_dims: int | None = None
+    _num_spatial_dims: ClassVar[int | None] = None
+
+    # The settings, as the ``ct.nn`` layer normalised them (PyTorch's attribute names).
+    num_spatial_dims: int
+    in_channels: int
+    out_channels: int
+    kernel_size: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: PaddingString | tuple[int, ...] | tuple[tuple[int, int], ...]
+    output_padding: tuple[int, ...]
+    groups: int
+    dilation: tuple[int, ...]
+    padding_mode: PaddingMode
+    conv_mode: ConvMode
+    compute_mode: ComputeMode
+    channels_last: bool
+    dtype: Any
+    """The computation dtype (None: the result dtype of the inputs and parameters)."""
+    param_dtype: Any
+    """The parameters' dtype."""
+    weight: nnx.Param[jax.Array]
+    """``(C_in, C_out // groups, *kernel)``, PyTorch's layout."""
+    bias: nnx.Param[jax.Array] | None
+    """``(C_out,)``, or None for a module built with ``bias=False``."""
 
     def __init__(
         self,
         num_spatial_dims: int,
         in_channels: int,
         out_channels: int,
-        kernel_size: int | tuple[int, ...],
-        stride: int | tuple[int, ...] = 1,
-        padding: Any = 0,
-        output_padding: int | tuple[int, ...] = 0,
+        kernel_size: KernelSize,
+        stride: Stride = 1,
+        padding: Padding = 0,
+        output_padding: OutputPadding = 0,
         *,
         groups: int = 1,
-        dilation: int | tuple[int, ...] = 1,
+        dilation: Dilation = 1,
         bias: bool = True,
-        padding_mode: str = "zeros",
-        conv_mode: str = "cross_correlation",
-        compute_mode: str = "default",
+        padding_mode: PaddingMode = "zeros",
+        conv_mode: ConvMode = "cross_correlation",
+        compute_mode: ComputeMode = "default",
         channels_last: bool = True,
-        dtype: Any = None,
-        param_dtype: Any = jnp.float32,
+        dtype: DTypeLike | None = None,
+        param_dtype: DTypeLike | None = jnp.float32,
         rngs: nnx.Rngs,
-    ):
+    ) -> None:
         kwargs = dict(
             in_channels=in_channels,
             out_channels=out_channels,
@@ -82,7 +122,7 @@ class ConvTranspose(nnx.Module):
         self.weight = nnx.Param(layer.weight)
         self.bias = None if layer.bias is None else nnx.Param(layer.bias)
 
-    def __call__(self, x: Any, output_size: Any = None) -> jax.Array:
+    def __call__(self, x: ArrayLike, output_size: OutputSize = None) -> jax.Array:
         """Apply the layer, exactly as ``torch.nn.ConvTranspose*d.forward(x, output_size)``.
 
         Args:
@@ -104,17 +144,18 @@ class ConvTranspose(nnx.Module):
     def state_dict(self) -> dict[str, np.ndarray]:
         """The parameters as NumPy arrays under PyTorch's keys ``"weight"`` and ``"bias"``.
 
-        Returns:
-          ``{"weight": (C_in, C_out // groups, *kernel), "bias": (C_out,)}``
-          (no ``"bias"`` without one): ``torch.nn.ConvTranspose*d.state_dict()``'s
-          keys and layouts.
+                Returns:
+                  ``{"weight": (C_in, C_out // groups, *kernel), "bias": (C_out,)}``
+                  (no ``"bias"`` without one): ``torch.nn.ConvTranspose*d.state_dict()``'s
+                  keys and layouts.
 
-        Example:
-          >>> from flax import nnx
-          >>> import convt_jax.flax as ctf
-          >>> m = ctf.ConvTranspose2d(4, 6, 3, groups=2, rngs=nnx.Rngs(0))
-          >>> {k: v.shape for k, v in m.state_dict().items()}
-          {'weight': (4, 3, 3, 3), 'bias': (6,)}
+                Example:
+                  >>> from flax import nnx
+        from jax.typing import ArrayLike, DTypeLike
+                  >>> import convt_jax.flax as ctf
+                  >>> m = ctf.ConvTranspose2d(4, 6, 3, groups=2, rngs=nnx.Rngs(0))
+                  >>> {k: v.shape for k, v in m.state_dict().items()}
+                  {'weight': (4, 3, 3, 3), 'bias': (6,)}
         """
         out = {"weight": np.array(self.weight.get_value())}
         if self.bias is not None:
@@ -124,36 +165,37 @@ class ConvTranspose(nnx.Module):
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Load PyTorch weights in place (NNX modules are mutable, like PyTorch's).
 
-        Args:
-          state_dict: one layer's state dict, e.g. ``torch_layer.state_dict()``:
-            ``"weight"`` (or weight norm's ``"weight_g"``/``"weight_v"`` or
-            ``"parametrizations.weight.original0"``/``"original1"``, folded
-            exactly as PyTorch computes the weight) and ``"bias"`` if the
-            module has one; ``torch.Tensor``, NumPy or JAX arrays of the
-            parameters' shapes and dtype.
+                Args:
+                  state_dict: one layer's state dict, e.g. ``torch_layer.state_dict()``:
+                    ``"weight"`` (or weight norm's ``"weight_g"``/``"weight_v"`` or
+                    ``"parametrizations.weight.original0"``/``"original1"``, folded
+                    exactly as PyTorch computes the weight) and ``"bias"`` if the
+                    module has one; ``torch.Tensor``, NumPy or JAX arrays of the
+                    parameters' shapes and dtype.
 
-        Raises:
-          ValueError: missing, unexpected or prefixed keys, or a wrong shape
-            (``ct.nn``'s messages).
-          TypeError: not a mapping, or a wrong dtype.
+                Raises:
+                  ValueError: missing, unexpected or prefixed keys, or a wrong shape
+                    (``ct.nn``'s messages).
+                  TypeError: not a mapping, or a wrong dtype.
 
-        Example:
-          >>> import numpy as np
-          >>> from flax import nnx
-          >>> import convt_jax.flax as ctf
-          >>> m = ctf.ConvTranspose1d(2, 3, 4, rngs=nnx.Rngs(0))
-          >>> m.load_state_dict({"weight": np.ones((2, 3, 4), np.float32),
-          ...                    "bias": np.zeros(3, np.float32)})
-          >>> float(m.weight[...].sum())
-          24.0
+                Example:
+                  >>> import numpy as np
+                  >>> from flax import nnx
+        from jax.typing import ArrayLike, DTypeLike
+                  >>> import convt_jax.flax as ctf
+                  >>> m = ctf.ConvTranspose1d(2, 3, 4, rngs=nnx.Rngs(0))
+                  >>> m.load_state_dict({"weight": np.ones((2, 3, 4), np.float32),
+                  ...                    "bias": np.zeros(3, np.float32)})
+                  >>> float(m.weight[...].sum())
+                  24.0
         """
         layer = self._layer()
         new = layer.load_state_dict(fold_weight_norm(state_dict))
         self.weight.set_value(new.weight)
-        if self.bias is not None:
+        if self.bias is not None and new.bias is not None:  # both or neither
             self.bias.set_value(new.bias)
 
-    def _layer(self):
+    def _layer(self) -> _nn.ConvTranspose:
         """The equivalent ``ct.nn`` layer holding the current parameters."""
         leaves = [self.weight.get_value()]
         if self.bias is not None:
@@ -162,13 +204,13 @@ class ConvTranspose(nnx.Module):
 
     @classmethod
     def from_torch(
-        cls,
+        cls: type[_M],
         module: Any,
         *,
         rngs: nnx.Rngs | None = None,
         channels_last: bool = True,
-        dtype: Any = None,
-    ):
+        dtype: DTypeLike | None = None,
+    ) -> _M:
         """Build from a ``torch.nn.ConvTranspose1d/2d/3d``: its settings and weights in one call.
 
         Args:
@@ -210,61 +252,79 @@ class ConvTranspose(nnx.Module):
         return obj
 
 
-_DOC = """{n}-d transposed convolution as an ``nnx.Module``, with PyTorch's semantics (SPEC §7).
-
-    ``torch.nn.ConvTranspose{n}d`` for Flax NNX: ``weight`` (PyTorch layout
-    ``(C_in, C_out // groups, *kernel)``) and ``bias`` (``(C_out,)``, or
-    ``None`` with ``bias=False``) are ``nnx.Param`` s, so ``nnx.Optimizer(model,
-    tx, wrt=nnx.Param)``, ``nnx.jit``, ``nnx.grad``, ``nnx.split`` / ``merge``
-    and ``nnx.state`` work as for Flax's own layers, and a PyTorch
-    checkpoint loads unchanged (:meth:`load_state_dict`, :meth:`from_torch`).
-    Same settings, semantics, validation and messages as
-    ``ct.nn.ConvTranspose{n}d``; initial weights as PyTorch's (uniform in
-    ``±1/sqrt(fan_in)``, ``fan_in = (out_channels // groups) * prod(kernel_size)``).
-
-    Args:
-      in_channels, out_channels, kernel_size, stride, padding, output_padding,
-      groups, dilation, bias, padding_mode, conv_mode, compute_mode: as in
-        ``ct.nn.ConvTranspose{n}d``.
-      channels_last: keyword-only; default True (Flax's ``(N, *spatial, C)``);
-        the weight keeps PyTorch's layout either way.
-      dtype: keyword-only; the computation dtype (None: the result dtype of
-        the inputs and parameters), Flax's meaning.
-      param_dtype: keyword-only; the parameters' dtype (default float32).
-      rngs: keyword-only; an ``nnx.Rngs`` (its ``params`` stream draws the
-        initial weights).
-
-    Raises:
-      ValueError, TypeError: a bad setting, at construction, with ``ct.nn``'s messages.
-
-    Example:
-{example}
-"""
-
-
 class ConvTranspose1d(ConvTranspose):
+    """1-d transposed convolution as an ``nnx.Module``, with PyTorch's semantics.
+
+        ``torch.nn.ConvTranspose1d`` for Flax NNX: ``weight`` (PyTorch layout
+        ``(C_in, C_out // groups, *kernel)``) and ``bias`` (``(C_out,)``, or
+        ``None`` with ``bias=False``) are ``nnx.Param`` s, so ``nnx.Optimizer(model,
+        tx, wrt=nnx.Param)``, ``nnx.jit``, ``nnx.grad``, ``nnx.split`` / ``merge``
+        and ``nnx.state`` work as for Flax's own layers, and a PyTorch
+        checkpoint loads unchanged (:meth:`load_state_dict`, :meth:`from_torch`).
+        Same settings, semantics, validation and messages as
+        ``ct.nn.ConvTranspose1d``; initial weights as PyTorch's (uniform in
+        ``±1/sqrt(fan_in)``, ``fan_in = (out_channels // groups) * prod(kernel_size)``).
+
+        Args:
+          in_channels: ``C_in``, ``>= 1``.
+          out_channels: ``C_out``, ``>= 1``.
+          kernel_size: an int or one int per spatial axis.
+          stride: as in ``ct.nn.ConvTranspose1d``.
+          padding: as in ``ct.nn.ConvTranspose1d`` (ints, ``(lo, hi)`` pairs,
+            ``"valid"`` or ``"same"``).
+          output_padding: as in ``ct.nn.ConvTranspose1d``.
+          groups: keyword-only; as in ``ct.nn.ConvTranspose1d``.
+          dilation: keyword-only; as in ``ct.nn.ConvTranspose1d``.
+          bias: keyword-only; whether the module has a bias.
+          padding_mode: keyword-only; as in ``ct.nn.ConvTranspose1d``.
+          conv_mode: keyword-only; as in ``ct.nn.ConvTranspose1d``.
+          compute_mode: keyword-only; as in ``ct.nn.ConvTranspose1d``.
+          channels_last: keyword-only; default True (Flax's ``(N, *spatial, C)``);
+            the weight keeps PyTorch's layout either way.
+          dtype: keyword-only; the computation dtype (None: the result dtype of
+            the inputs and parameters), Flax's meaning.
+          param_dtype: keyword-only; the parameters' dtype (default float32).
+          rngs: keyword-only; an ``nnx.Rngs`` (its ``params`` stream draws the
+            initial weights).
+
+        Raises:
+          ValueError: a bad setting value, at construction, with ``ct.nn``'s messages.
+          TypeError: a bad setting type, at construction, with ``ct.nn``'s messages.
+
+        Example:
+          >>> import jax.numpy as jnp
+          >>> from flax import nnx
+    from jax.typing import ArrayLike, DTypeLike
+          >>> import convt_jax.flax as ctf
+          >>> m = ctf.ConvTranspose1d(4, 2, kernel_size=3, stride=2, rngs=nnx.Rngs(0))
+          >>> m.weight[...].shape                          # (C_in, C_out // groups, K)
+          (4, 2, 3)
+          >>> m(jnp.ones((8, 5, 4))).shape                  # (N, (5 - 1)*2 + 3, C_out)
+          (8, 11, 2)
+    """
+
     _num_spatial_dims = 1
 
     def __init__(
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size: int | tuple[int],
-        stride: int | tuple[int] = 1,
-        padding: Any = 0,
-        output_padding: int | tuple[int] = 0,
+        kernel_size: KernelSize,
+        stride: Stride = 1,
+        padding: Padding = 0,
+        output_padding: OutputPadding = 0,
         *,
         groups: int = 1,
-        dilation: int | tuple[int] = 1,
+        dilation: Dilation = 1,
         bias: bool = True,
-        padding_mode: str = "zeros",
-        conv_mode: str = "cross_correlation",
-        compute_mode: str = "default",
+        padding_mode: PaddingMode = "zeros",
+        conv_mode: ConvMode = "cross_correlation",
+        compute_mode: ComputeMode = "default",
         channels_last: bool = True,
-        dtype: Any = None,
-        param_dtype: Any = jnp.float32,
+        dtype: DTypeLike | None = None,
+        param_dtype: DTypeLike | None = jnp.float32,
         rngs: nnx.Rngs,
-    ):
+    ) -> None:
         super().__init__(
             1,
             in_channels,
@@ -287,28 +347,83 @@ class ConvTranspose1d(ConvTranspose):
 
 
 class ConvTranspose2d(ConvTranspose):
+    """2-d transposed convolution as an ``nnx.Module``, with PyTorch's semantics.
+
+        ``torch.nn.ConvTranspose2d`` for Flax NNX: ``weight`` (PyTorch layout
+        ``(C_in, C_out // groups, *kernel)``) and ``bias`` (``(C_out,)``, or
+        ``None`` with ``bias=False``) are ``nnx.Param`` s, so ``nnx.Optimizer(model,
+        tx, wrt=nnx.Param)``, ``nnx.jit``, ``nnx.grad``, ``nnx.split`` / ``merge``
+        and ``nnx.state`` work as for Flax's own layers, and a PyTorch
+        checkpoint loads unchanged (:meth:`load_state_dict`, :meth:`from_torch`).
+        Same settings, semantics, validation and messages as
+        ``ct.nn.ConvTranspose2d``; initial weights as PyTorch's (uniform in
+        ``±1/sqrt(fan_in)``, ``fan_in = (out_channels // groups) * prod(kernel_size)``).
+
+        Args:
+          in_channels: ``C_in``, ``>= 1``.
+          out_channels: ``C_out``, ``>= 1``.
+          kernel_size: an int or one int per spatial axis.
+          stride: as in ``ct.nn.ConvTranspose2d``.
+          padding: as in ``ct.nn.ConvTranspose2d`` (ints, ``(lo, hi)`` pairs,
+            ``"valid"`` or ``"same"``).
+          output_padding: as in ``ct.nn.ConvTranspose2d``.
+          groups: keyword-only; as in ``ct.nn.ConvTranspose2d``.
+          dilation: keyword-only; as in ``ct.nn.ConvTranspose2d``.
+          bias: keyword-only; whether the module has a bias.
+          padding_mode: keyword-only; as in ``ct.nn.ConvTranspose2d``.
+          conv_mode: keyword-only; as in ``ct.nn.ConvTranspose2d``.
+          compute_mode: keyword-only; as in ``ct.nn.ConvTranspose2d``.
+          channels_last: keyword-only; default True (Flax's ``(N, *spatial, C)``);
+            the weight keeps PyTorch's layout either way.
+          dtype: keyword-only; the computation dtype (None: the result dtype of
+            the inputs and parameters), Flax's meaning.
+          param_dtype: keyword-only; the parameters' dtype (default float32).
+          rngs: keyword-only; an ``nnx.Rngs`` (its ``params`` stream draws the
+            initial weights).
+
+        Raises:
+          ValueError: a bad setting value, at construction, with ``ct.nn``'s messages.
+          TypeError: a bad setting type, at construction, with ``ct.nn``'s messages.
+
+        Example:
+          >>> import jax.numpy as jnp, optax
+          >>> from flax import nnx
+    from jax.typing import ArrayLike, DTypeLike
+          >>> import convt_jax.flax as ctf
+          >>> m = ctf.ConvTranspose2d(8, 4, 4, stride=2, padding=1, rngs=nnx.Rngs(0))
+          >>> x = jnp.ones((2, 5, 5, 8))
+          >>> m(x).shape, m(x, output_size=(11, 11)).shape
+          ((2, 10, 10, 4), (2, 11, 11, 4))
+          >>> opt = nnx.Optimizer(m, optax.sgd(0.1), wrt=nnx.Param)
+          >>> loss = lambda m: jnp.mean(m(x) ** 2)
+          >>> before = loss(m)
+          >>> _ = opt.update(m, nnx.grad(loss)(m))
+          >>> bool(loss(m) < before)
+          True
+    """
+
     _num_spatial_dims = 2
 
     def __init__(
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size: int | tuple[int, int],
-        stride: int | tuple[int, int] = 1,
-        padding: Any = 0,
-        output_padding: int | tuple[int, int] = 0,
+        kernel_size: KernelSize,
+        stride: Stride = 1,
+        padding: Padding = 0,
+        output_padding: OutputPadding = 0,
         *,
         groups: int = 1,
-        dilation: int | tuple[int, int] = 1,
+        dilation: Dilation = 1,
         bias: bool = True,
-        padding_mode: str = "zeros",
-        conv_mode: str = "cross_correlation",
-        compute_mode: str = "default",
+        padding_mode: PaddingMode = "zeros",
+        conv_mode: ConvMode = "cross_correlation",
+        compute_mode: ComputeMode = "default",
         channels_last: bool = True,
-        dtype: Any = None,
-        param_dtype: Any = jnp.float32,
+        dtype: DTypeLike | None = None,
+        param_dtype: DTypeLike | None = jnp.float32,
         rngs: nnx.Rngs,
-    ):
+    ) -> None:
         super().__init__(
             2,
             in_channels,
@@ -331,28 +446,76 @@ class ConvTranspose2d(ConvTranspose):
 
 
 class ConvTranspose3d(ConvTranspose):
+    """3-d transposed convolution as an ``nnx.Module``, with PyTorch's semantics.
+
+        ``torch.nn.ConvTranspose3d`` for Flax NNX: ``weight`` (PyTorch layout
+        ``(C_in, C_out // groups, *kernel)``) and ``bias`` (``(C_out,)``, or
+        ``None`` with ``bias=False``) are ``nnx.Param`` s, so ``nnx.Optimizer(model,
+        tx, wrt=nnx.Param)``, ``nnx.jit``, ``nnx.grad``, ``nnx.split`` / ``merge``
+        and ``nnx.state`` work as for Flax's own layers, and a PyTorch
+        checkpoint loads unchanged (:meth:`load_state_dict`, :meth:`from_torch`).
+        Same settings, semantics, validation and messages as
+        ``ct.nn.ConvTranspose3d``; initial weights as PyTorch's (uniform in
+        ``±1/sqrt(fan_in)``, ``fan_in = (out_channels // groups) * prod(kernel_size)``).
+
+        Args:
+          in_channels: ``C_in``, ``>= 1``.
+          out_channels: ``C_out``, ``>= 1``.
+          kernel_size: an int or one int per spatial axis.
+          stride: as in ``ct.nn.ConvTranspose3d``.
+          padding: as in ``ct.nn.ConvTranspose3d`` (ints, ``(lo, hi)`` pairs,
+            ``"valid"`` or ``"same"``).
+          output_padding: as in ``ct.nn.ConvTranspose3d``.
+          groups: keyword-only; as in ``ct.nn.ConvTranspose3d``.
+          dilation: keyword-only; as in ``ct.nn.ConvTranspose3d``.
+          bias: keyword-only; whether the module has a bias.
+          padding_mode: keyword-only; as in ``ct.nn.ConvTranspose3d``.
+          conv_mode: keyword-only; as in ``ct.nn.ConvTranspose3d``.
+          compute_mode: keyword-only; as in ``ct.nn.ConvTranspose3d``.
+          channels_last: keyword-only; default True (Flax's ``(N, *spatial, C)``);
+            the weight keeps PyTorch's layout either way.
+          dtype: keyword-only; the computation dtype (None: the result dtype of
+            the inputs and parameters), Flax's meaning.
+          param_dtype: keyword-only; the parameters' dtype (default float32).
+          rngs: keyword-only; an ``nnx.Rngs`` (its ``params`` stream draws the
+            initial weights).
+
+        Raises:
+          ValueError: a bad setting value, at construction, with ``ct.nn``'s messages.
+          TypeError: a bad setting type, at construction, with ``ct.nn``'s messages.
+
+        Example:
+          >>> import jax.numpy as jnp
+          >>> from flax import nnx
+    from jax.typing import ArrayLike, DTypeLike
+          >>> import convt_jax.flax as ctf
+          >>> m = ctf.ConvTranspose3d(2, 2, 2, stride=2, bias=False, rngs=nnx.Rngs(0))
+          >>> m.bias is None, m(jnp.ones((1, 3, 3, 3, 2))).shape
+          (True, (1, 6, 6, 6, 2))
+    """
+
     _num_spatial_dims = 3
 
     def __init__(
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size: int | tuple[int, int, int],
-        stride: int | tuple[int, int, int] = 1,
-        padding: Any = 0,
-        output_padding: int | tuple[int, int, int] = 0,
+        kernel_size: KernelSize,
+        stride: Stride = 1,
+        padding: Padding = 0,
+        output_padding: OutputPadding = 0,
         *,
         groups: int = 1,
-        dilation: int | tuple[int, int, int] = 1,
+        dilation: Dilation = 1,
         bias: bool = True,
-        padding_mode: str = "zeros",
-        conv_mode: str = "cross_correlation",
-        compute_mode: str = "default",
+        padding_mode: PaddingMode = "zeros",
+        conv_mode: ConvMode = "cross_correlation",
+        compute_mode: ComputeMode = "default",
         channels_last: bool = True,
-        dtype: Any = None,
-        param_dtype: Any = jnp.float32,
+        dtype: DTypeLike | None = None,
+        param_dtype: DTypeLike | None = jnp.float32,
         rngs: nnx.Rngs,
-    ):
+    ) -> None:
         super().__init__(
             3,
             in_channels,
@@ -372,47 +535,3 @@ class ConvTranspose3d(ConvTranspose):
             param_dtype=param_dtype,
             rngs=rngs,
         )
-
-
-for _cls in (ConvTranspose, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d):
-    _cls.__module__ = "convt_jax.flax"
-
-ConvTranspose1d.__doc__ = _DOC.format(
-    n=1,
-    example="""\
-      >>> import jax.numpy as jnp
-      >>> from flax import nnx
-      >>> import convt_jax.flax as ctf
-      >>> m = ctf.ConvTranspose1d(4, 2, kernel_size=3, stride=2, rngs=nnx.Rngs(0))
-      >>> m.weight[...].shape                          # (C_in, C_out // groups, K)
-      (4, 2, 3)
-      >>> m(jnp.ones((8, 5, 4))).shape                  # (N, (5 - 1)*2 + 3, C_out)
-      (8, 11, 2)""",
-)
-ConvTranspose2d.__doc__ = _DOC.format(
-    n=2,
-    example="""\
-      >>> import jax.numpy as jnp, optax
-      >>> from flax import nnx
-      >>> import convt_jax.flax as ctf
-      >>> m = ctf.ConvTranspose2d(8, 4, 4, stride=2, padding=1, rngs=nnx.Rngs(0))
-      >>> x = jnp.ones((2, 5, 5, 8))
-      >>> m(x).shape, m(x, output_size=(11, 11)).shape
-      ((2, 10, 10, 4), (2, 11, 11, 4))
-      >>> opt = nnx.Optimizer(m, optax.sgd(0.1), wrt=nnx.Param)
-      >>> loss = lambda m: jnp.mean(m(x) ** 2)
-      >>> before = loss(m)
-      >>> _ = opt.update(m, nnx.grad(loss)(m))
-      >>> bool(loss(m) < before)
-      True""",
-)
-ConvTranspose3d.__doc__ = _DOC.format(
-    n=3,
-    example="""\
-      >>> import jax.numpy as jnp
-      >>> from flax import nnx
-      >>> import convt_jax.flax as ctf
-      >>> m = ctf.ConvTranspose3d(2, 2, 2, stride=2, bias=False, rngs=nnx.Rngs(0))
-      >>> m.bias is None, m(jnp.ones((1, 3, 3, 3, 2))).shape
-      (True, (1, 6, 6, 6, 2))""",
-)

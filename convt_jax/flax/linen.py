@@ -1,4 +1,4 @@
-"""``convt_jax.flax.linen.ConvTranspose1d/2d/3d``: ``flax.linen.Module`` s (SPEC §7).
+"""``convt_jax.flax.linen.ConvTranspose1d/2d/3d``: ``flax.linen.Module`` s.
 
 The same fields and semantics as the NNX modules of ``convt_jax.flax``, as
 linen modules: parameters ``"weight"`` (PyTorch layout ``(C_in, C_out //
@@ -9,40 +9,56 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import jax
 import jax.numpy as jnp
 from flax import linen
+from jax.typing import ArrayLike, DTypeLike
 
 from .. import _args
 from ..nn import init as _init
 from ..nn._torch import fold_weight_norm, settings_from_torch
+from ..typing import (
+    ComputeMode,
+    ConvMode,
+    Dilation,
+    KernelSize,
+    OutputPadding,
+    OutputSize,
+    Padding,
+    PaddingMode,
+    Stride,
+)
 from . import _common
 
 __all__ = ["ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"]
 
+_M = TypeVar("_M", bound="_ConvTranspose")
+
 
 class _ConvTranspose(linen.Module):
+    """What the 1-d, 2-d and 3-d linen modules share (their fields and methods)."""
+
     in_channels: int
     out_channels: int
-    kernel_size: Any
-    stride: Any = 1
-    padding: Any = 0
-    output_padding: Any = 0
+    kernel_size: KernelSize
+    stride: Stride = 1
+    padding: Padding = 0
+    output_padding: OutputPadding = 0
     groups: int = 1
-    dilation: Any = 1
+    dilation: Dilation = 1
     bias: bool = True
-    padding_mode: str = "zeros"
-    conv_mode: str = "cross_correlation"
-    compute_mode: str = "default"
+    padding_mode: PaddingMode = "zeros"
+    conv_mode: ConvMode = "cross_correlation"
+    compute_mode: ComputeMode = "default"
     channels_last: bool = True
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
+    dtype: DTypeLike | None = None
+    param_dtype: DTypeLike | None = jnp.float32
 
     num_spatial_dims: ClassVar[int] = 0
 
-    def _template(self):
+    def _template(self) -> Any:
         kwargs = dict(
             in_channels=self.in_channels,
             out_channels=self.out_channels,
@@ -62,7 +78,7 @@ class _ConvTranspose(linen.Module):
         return _common.template(self.num_spatial_dims, kwargs)
 
     @linen.compact
-    def __call__(self, x: Any, output_size: Any = None) -> jax.Array:
+    def __call__(self, x: ArrayLike, output_size: OutputSize = None) -> jax.Array:
         """Apply the layer, exactly as ``torch.nn.ConvTranspose*d.forward(x, output_size)``.
 
         Args:
@@ -91,8 +107,8 @@ class _ConvTranspose(linen.Module):
 
     @classmethod
     def from_torch(
-        cls, module: Any, *, channels_last: bool = True, dtype: Any = None
-    ) -> tuple[Any, dict[str, Any]]:
+        cls: type[_M], module: Any, *, channels_last: bool = True, dtype: DTypeLike | None = None
+    ) -> tuple[_M, dict[str, Any]]:
         """A linen module and its variables from a ``torch.nn.ConvTranspose*d``.
 
         Args:
@@ -140,7 +156,9 @@ class _ConvTranspose(linen.Module):
           ``{"params": {"weight": jax.Array, "bias": jax.Array}}``.
 
         Raises:
-          ValueError, TypeError: ``ct.nn``'s ``load_state_dict`` messages.
+          ValueError: missing or unexpected keys, or a wrong shape (``ct.nn``'s
+            ``load_state_dict`` messages).
+          TypeError: not a mapping, or a wrong dtype.
 
         Example:
           >>> import numpy as np
@@ -162,9 +180,10 @@ class _ConvTranspose(linen.Module):
         return {"params": params}
 
 
-_DOC = """{n}-d transposed convolution as a ``flax.linen.Module`` with PyTorch's semantics.
+class ConvTranspose1d(_ConvTranspose):
+    """1-d transposed convolution as a ``flax.linen.Module`` with PyTorch's semantics.
 
-    The fields of ``convt_jax.flax.ConvTranspose{n}d`` (``in_channels``,
+    The fields of ``convt_jax.flax.ConvTranspose1d`` (``in_channels``,
     ``out_channels``, ``kernel_size``, ``stride``, ``padding``,
     ``output_padding``, ``groups``, ``dilation``, ``bias``, ``padding_mode``,
     ``conv_mode``, ``compute_mode``, ``channels_last=True``, ``dtype=None``,
@@ -174,25 +193,6 @@ _DOC = """{n}-d transposed convolution as a ``flax.linen.Module`` with PyTorch's
     with ``ct.nn``'s messages.
 
     Example:
-{example}
-"""
-
-
-class ConvTranspose1d(_ConvTranspose):
-    num_spatial_dims: ClassVar[int] = 1
-
-
-class ConvTranspose2d(_ConvTranspose):
-    num_spatial_dims: ClassVar[int] = 2
-
-
-class ConvTranspose3d(_ConvTranspose):
-    num_spatial_dims: ClassVar[int] = 3
-
-
-ConvTranspose1d.__doc__ = _DOC.format(
-    n=1,
-    example="""\
       >>> import jax, jax.numpy as jnp
       >>> from convt_jax.flax import linen as ctl
       >>> m = ctl.ConvTranspose1d(4, 2, kernel_size=3, stride=2)
@@ -200,26 +200,56 @@ ConvTranspose1d.__doc__ = _DOC.format(
       >>> jax.tree.map(jnp.shape, variables["params"])
       {'bias': (2,), 'weight': (4, 2, 3)}
       >>> m.apply(variables, jnp.ones((8, 5, 4))).shape
-      (8, 11, 2)""",
-)
-ConvTranspose2d.__doc__ = _DOC.format(
-    n=2,
-    example="""\
+      (8, 11, 2)
+    """
+
+    num_spatial_dims: ClassVar[int] = 1
+
+
+class ConvTranspose2d(_ConvTranspose):
+    """2-d transposed convolution as a ``flax.linen.Module`` with PyTorch's semantics.
+
+    The fields of ``convt_jax.flax.ConvTranspose2d`` (``in_channels``,
+    ``out_channels``, ``kernel_size``, ``stride``, ``padding``,
+    ``output_padding``, ``groups``, ``dilation``, ``bias``, ``padding_mode``,
+    ``conv_mode``, ``compute_mode``, ``channels_last=True``, ``dtype=None``,
+    ``param_dtype=float32``); parameters ``"weight"`` ``(C_in, C_out // groups,
+    *kernel)`` and ``"bias"`` ``(C_out,)``, initialised as PyTorch's.
+    Settings are validated when the module is first called (``init``/``apply``),
+    with ``ct.nn``'s messages.
+
+    Example:
       >>> import jax, jax.numpy as jnp
       >>> from convt_jax.flax import linen as ctl
       >>> m = ctl.ConvTranspose2d(8, 4, 4, stride=2, padding=1, groups=2)
       >>> x = jnp.ones((2, 5, 5, 8))
       >>> variables = m.init(jax.random.key(0), x)
       >>> m.apply(variables, x).shape, m.apply(variables, x, output_size=(11, 11)).shape
-      ((2, 10, 10, 4), (2, 11, 11, 4))""",
-)
-ConvTranspose3d.__doc__ = _DOC.format(
-    n=3,
-    example="""\
+      ((2, 10, 10, 4), (2, 11, 11, 4))
+    """
+
+    num_spatial_dims: ClassVar[int] = 2
+
+
+class ConvTranspose3d(_ConvTranspose):
+    """3-d transposed convolution as a ``flax.linen.Module`` with PyTorch's semantics.
+
+    The fields of ``convt_jax.flax.ConvTranspose3d`` (``in_channels``,
+    ``out_channels``, ``kernel_size``, ``stride``, ``padding``,
+    ``output_padding``, ``groups``, ``dilation``, ``bias``, ``padding_mode``,
+    ``conv_mode``, ``compute_mode``, ``channels_last=True``, ``dtype=None``,
+    ``param_dtype=float32``); parameters ``"weight"`` ``(C_in, C_out // groups,
+    *kernel)`` and ``"bias"`` ``(C_out,)``, initialised as PyTorch's.
+    Settings are validated when the module is first called (``init``/``apply``),
+    with ``ct.nn``'s messages.
+
+    Example:
       >>> import jax, jax.numpy as jnp
       >>> from convt_jax.flax import linen as ctl
       >>> m = ctl.ConvTranspose3d(2, 2, 2, stride=2, bias=False)
       >>> variables = m.init(jax.random.key(0), jnp.ones((1, 3, 3, 3, 2)))
       >>> list(variables["params"]), m.apply(variables, jnp.ones((1, 3, 3, 3, 2))).shape
-      (['weight'], (1, 6, 6, 6, 2))""",
-)
+      (['weight'], (1, 6, 6, 6, 2))
+    """
+
+    num_spatial_dims: ClassVar[int] = 3

@@ -9,16 +9,30 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.typing import ArrayLike
+from jax.typing import ArrayLike, DTypeLike
 
 from .. import _args, _op
+from ..typing import (
+    ComputeMode,
+    ConvMode,
+    Dilation,
+    KernelSize,
+    OutputPadding,
+    OutputSize,
+    Padding,
+    PaddingMode,
+    PaddingString,
+    Stride,
+)
 from . import _torch
 from . import init as _init
+
+_L = TypeVar("_L", bound="ConvTranspose")
 
 _HALF = (np.dtype(jnp.float16), np.dtype(jnp.bfloat16))
 _FUNCTIONS = {1: _op.conv_transpose1d, 2: _op.conv_transpose2d, 3: _op.conv_transpose3d}
@@ -35,7 +49,10 @@ _DEFAULTS = {
 }
 
 
-def _static():
+_T = TypeVar("_T")
+
+
+def _static() -> Any:
     return dataclasses.field(metadata={"static": True})
 
 
@@ -48,13 +65,13 @@ class _FromFields(type):
     different arguments and draws the initial weights, so those calls skip it.
     """
 
-    def __call__(cls, *args, **kwargs):
+    def __call__(cls: type[_T], *args: Any, **kwargs: Any) -> _T:
         if not args and kwargs.keys() == _FIELD_NAMES:
-            layer = cls.__new__(cls)
+            layer = object.__new__(cls)
             for name, value in kwargs.items():
                 object.__setattr__(layer, name, value)
             return layer
-        return super().__call__(*args, **kwargs)
+        return super().__call__(*args, **kwargs)  # type: ignore[misc]
 
 
 @dataclasses.dataclass(frozen=True, init=False, repr=False, eq=False)
@@ -80,13 +97,14 @@ class ConvTranspose(metaclass=_FromFields):
     out_channels: int = _static()
     kernel_size: tuple[int, ...] = _static()
     stride: tuple[int, ...] = _static()
-    padding: Any = _static()  # "same" / "valid", a tuple of ints, or a tuple of (lo, hi) pairs
+    # "same" / "valid", a tuple of ints, or a tuple of (lo, hi) pairs
+    padding: PaddingString | tuple[int, ...] | tuple[tuple[int, int], ...] = _static()
     output_padding: tuple[int, ...] = _static()
     groups: int = _static()
     dilation: tuple[int, ...] = _static()
-    padding_mode: str = _static()
-    conv_mode: str = _static()
-    compute_mode: str = _static()
+    padding_mode: PaddingMode = _static()
+    conv_mode: ConvMode = _static()
+    compute_mode: ComputeMode = _static()
     channels_last: bool = _static()
 
     def __init__(
@@ -94,22 +112,23 @@ class ConvTranspose(metaclass=_FromFields):
         num_spatial_dims: int,
         in_channels: int,
         out_channels: int,
-        kernel_size: int | tuple[int, ...],
-        stride: int | tuple[int, ...] = 1,
-        padding: Any = 0,
-        output_padding: int | tuple[int, ...] = 0,
+        kernel_size: KernelSize,
+        stride: Stride = 1,
+        padding: Padding = 0,
+        output_padding: OutputPadding = 0,
         *,
         groups: int = 1,
-        dilation: int | tuple[int, ...] = 1,
+        dilation: Dilation = 1,
         bias: bool = True,
-        padding_mode: str = "zeros",
-        conv_mode: str = "cross_correlation",
-        compute_mode: str = "default",
+        padding_mode: PaddingMode = "zeros",
+        conv_mode: ConvMode = "cross_correlation",
+        compute_mode: ComputeMode = "default",
         channels_last: bool = False,
-        dtype: Any = jnp.float32,
+        dtype: DTypeLike | None = jnp.float32,
         key: jax.Array | None = None,
-    ):
-        dtype = jnp.float32 if dtype is None else dtype
+    ) -> None:
+        if dtype is None:
+            dtype = jnp.float32
         parsed = _args.parse_layer(
             num_spatial_dims,
             in_channels,
@@ -130,7 +149,9 @@ class ConvTranspose(metaclass=_FromFields):
         _args.check_key(key, type(self).__name__)
         s = parsed.settings
         shape = (parsed.in_channels, parsed.out_channels // s.groups, *parsed.kernel_size)
-        w, b = _init.pytorch_default(key, shape, dtype, groups=s.groups, bias=parsed.bias)
+        assert key is not None  # check_key raised otherwise
+        dt = cast(DTypeLike, dtype)  # jnp.float32 is a DTypeLike the checker does not see
+        w, b = _init.pytorch_default(key, shape, dt, groups=s.groups, bias=parsed.bias)
         fields = dict(
             weight=w,
             bias=b,
@@ -151,7 +172,7 @@ class ConvTranspose(metaclass=_FromFields):
         for name, value in fields.items():
             object.__setattr__(self, name, value)
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _register(cls)
 
@@ -162,7 +183,7 @@ class ConvTranspose(metaclass=_FromFields):
 
     # -- forward -------------------------------------------------------------------------
 
-    def __call__(self, x: ArrayLike, output_size: Any = None) -> jax.Array:
+    def __call__(self, x: ArrayLike, output_size: OutputSize = None) -> jax.Array:
         """Apply the layer, exactly as ``torch.nn.ConvTranspose*d.forward(x, output_size)``.
 
         Args:
@@ -200,7 +221,7 @@ class ConvTranspose(metaclass=_FromFields):
 
     # -- weights in and out --------------------------------------------------------------
 
-    def replace(self, **leaves: Any):
+    def replace(self: _L, **leaves: Any) -> _L:
         """A new layer with ``weight`` and/or ``bias`` replaced (shape and dtype checked).
 
         Args:
@@ -253,7 +274,7 @@ class ConvTranspose(metaclass=_FromFields):
             out["bias"] = np.array(self.bias)
         return out
 
-    def load_state_dict(self, state_dict: Mapping[str, Any]):
+    def load_state_dict(self: _L, state_dict: Mapping[str, Any]) -> _L:
         """A new layer holding the weights of ``state_dict`` (PyTorch's key names).
 
         Args:
@@ -285,7 +306,7 @@ class ConvTranspose(metaclass=_FromFields):
         return self.replace(**{k: state_dict[k] for k in expected})
 
     @classmethod
-    def from_torch(cls, module: Any, *, channels_last: bool = False):
+    def from_torch(cls: type[_L], module: Any, *, channels_last: bool = False) -> _L:
         """Build from a ``torch.nn.ConvTranspose1d/2d/3d``: settings and weights, no key.
 
         Args:
@@ -371,21 +392,21 @@ class ConvTranspose1d(ConvTranspose):
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size: int | tuple[int],
-        stride: int | tuple[int] = 1,
-        padding: Any = 0,
-        output_padding: int | tuple[int] = 0,
+        kernel_size: KernelSize,
+        stride: Stride = 1,
+        padding: Padding = 0,
+        output_padding: OutputPadding = 0,
         *,
         groups: int = 1,
-        dilation: int | tuple[int] = 1,
+        dilation: Dilation = 1,
         bias: bool = True,
-        padding_mode: str = "zeros",
-        conv_mode: str = "cross_correlation",
-        compute_mode: str = "default",
+        padding_mode: PaddingMode = "zeros",
+        conv_mode: ConvMode = "cross_correlation",
+        compute_mode: ComputeMode = "default",
         channels_last: bool = False,
-        dtype: Any = jnp.float32,
+        dtype: DTypeLike | None = jnp.float32,
         key: jax.Array | None = None,
-    ):
+    ) -> None:
         super().__init__(
             1,
             in_channels,
@@ -420,8 +441,10 @@ class ConvTranspose2d(ConvTranspose):
       in_channels: ``C_in``, ``>= 1``.
       out_channels: ``C_out``, ``>= 1``.
       kernel_size: int or one int per spatial axis.
-      stride, padding, output_padding: as in :func:`convt_jax.conv_transpose2d`
-        (``padding`` also takes ``(lo, hi)`` pairs, ``"valid"`` and ``"same"``).
+      stride: as in :func:`convt_jax.conv_transpose2d`.
+      padding: as in :func:`convt_jax.conv_transpose2d` (ints, ``(lo, hi)``
+        pairs, ``"valid"`` or ``"same"``).
+      output_padding: as in :func:`convt_jax.conv_transpose2d`.
       groups: keyword-only; divides both ``in_channels`` and ``out_channels``.
       dilation: keyword-only; int or one int per spatial axis.
       bias: keyword-only; whether the layer has a bias.
@@ -438,8 +461,10 @@ class ConvTranspose2d(ConvTranspose):
       key: keyword-only; a ``jax.random`` key for the initial weights.
 
     Raises:
-      ValueError, TypeError: a bad setting, at construction, with the
-        functions' own messages.
+      ValueError: a bad setting value, at construction, with the functions'
+        own messages.
+      TypeError: a bad setting type, at construction, with the functions'
+        own messages.
 
     Example:
       >>> import jax, jax.numpy as jnp, optax, convt_jax as ct
@@ -459,21 +484,21 @@ class ConvTranspose2d(ConvTranspose):
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size: int | tuple[int, int],
-        stride: int | tuple[int, int] = 1,
-        padding: Any = 0,
-        output_padding: int | tuple[int, int] = 0,
+        kernel_size: KernelSize,
+        stride: Stride = 1,
+        padding: Padding = 0,
+        output_padding: OutputPadding = 0,
         *,
         groups: int = 1,
-        dilation: int | tuple[int, int] = 1,
+        dilation: Dilation = 1,
         bias: bool = True,
-        padding_mode: str = "zeros",
-        conv_mode: str = "cross_correlation",
-        compute_mode: str = "default",
+        padding_mode: PaddingMode = "zeros",
+        conv_mode: ConvMode = "cross_correlation",
+        compute_mode: ComputeMode = "default",
         channels_last: bool = False,
-        dtype: Any = jnp.float32,
+        dtype: DTypeLike | None = jnp.float32,
         key: jax.Array | None = None,
-    ):
+    ) -> None:
         super().__init__(
             2,
             in_channels,
@@ -512,21 +537,21 @@ class ConvTranspose3d(ConvTranspose):
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size: int | tuple[int, int, int],
-        stride: int | tuple[int, int, int] = 1,
-        padding: Any = 0,
-        output_padding: int | tuple[int, int, int] = 0,
+        kernel_size: KernelSize,
+        stride: Stride = 1,
+        padding: Padding = 0,
+        output_padding: OutputPadding = 0,
         *,
         groups: int = 1,
-        dilation: int | tuple[int, int, int] = 1,
+        dilation: Dilation = 1,
         bias: bool = True,
-        padding_mode: str = "zeros",
-        conv_mode: str = "cross_correlation",
-        compute_mode: str = "default",
+        padding_mode: PaddingMode = "zeros",
+        conv_mode: ConvMode = "cross_correlation",
+        compute_mode: ComputeMode = "default",
         channels_last: bool = False,
-        dtype: Any = jnp.float32,
+        dtype: DTypeLike | None = jnp.float32,
         key: jax.Array | None = None,
-    ):
+    ) -> None:
         super().__init__(
             3,
             in_channels,

@@ -13,6 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import DTypeLike
 
 from .._args import (
     at_least,
@@ -24,6 +25,7 @@ from .._args import (
     positive,
 )
 from .._args import weight_shape as _shape
+from ..typing import Stride
 
 __all__ = ["bilinear", "fan_in", "icnr", "pytorch_default", "pytorch_uniform"]
 
@@ -65,7 +67,11 @@ def _uniform(key: jax.Array, shape: tuple[int, ...], dtype: Any, bound: float) -
 
 
 def pytorch_uniform(
-    key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32, *, fan_in: int | None = None
+    key: jax.Array,
+    shape: Sequence[int],
+    dtype: DTypeLike = jnp.float32,
+    *,
+    fan_in: int | None = None,
 ) -> jax.Array:
     """Uniform in ``±1/sqrt(fan_in)``: PyTorch's default for convolution weights and biases.
 
@@ -103,7 +109,7 @@ def pytorch_uniform(
 def pytorch_default(
     key: jax.Array,
     weight_shape: Sequence[int],
-    dtype: Any = jnp.float32,
+    dtype: DTypeLike = jnp.float32,
     *,
     groups: int = 1,
     bias: bool = True,
@@ -139,8 +145,8 @@ def pytorch_default(
 def icnr(
     key: jax.Array,
     shape: Sequence[int],
-    stride: int | Sequence[int],
-    dtype: Any = jnp.float32,
+    stride: Stride,
+    dtype: DTypeLike = jnp.float32,
     *,
     initializer: Callable[..., jax.Array] = pytorch_uniform,
 ) -> jax.Array:
@@ -199,7 +205,9 @@ def _filter_1d(size: int) -> np.ndarray:
     return 1.0 - np.abs(np.arange(size) - center) / factor
 
 
-def bilinear(key: jax.Array | None, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+def bilinear(
+    key: jax.Array | None, shape: Sequence[int], dtype: DTypeLike = jnp.float32
+) -> jax.Array:
     """The bilinear-upsampling kernel of FCN (Long et al. 2015) for a transposed convolution.
 
     On every spatial axis of kernel size ``K`` the filter is FCN's
