@@ -1,6 +1,6 @@
-"""The public signatures' ``Literal`` types: pyright flags a misspelled setting.
-
-Skipped when pyright is not installed (``pip install pyright``).
+"""The public signatures' ``Literal`` types: they list what the functions accept, and
+pyright flags a misspelled setting (those checks are skipped when pyright is not
+installed: ``pip install pyright``).
 """
 
 from __future__ import annotations
@@ -11,16 +11,20 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import typing
 from pathlib import Path
 
 import pytest
+
+from convt_jax import _args, _methods
+from convt_jax import typing as ct_typing
 
 _PYRIGHT = shutil.which("pyright") or (
     str(Path(sys.executable).with_name("pyright"))
     if Path(sys.executable).with_name("pyright").exists()
     else None
 )
-pytestmark = pytest.mark.skipif(_PYRIGHT is None, reason="pyright is not installed")
+needs_pyright = pytest.mark.skipif(_PYRIGHT is None, reason="pyright is not installed")
 
 _ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,6 +55,19 @@ def _pyright(tmp_path: Path, source: str) -> list[dict]:
     return [d for d in report["generalDiagnostics"] if d["severity"] == "error"]
 
 
+def test_literals_list_the_accepted_values():
+    methods = set(typing.get_args(ct_typing.Method))
+    # Every registered method is in the type; the type may name a backend (oneDNN) before
+    # its registration is built.
+    assert set(_methods.METHODS) <= methods
+    assert methods - set(_methods.METHODS) <= {"onednn"}
+    assert typing.get_args(ct_typing.PaddingMode) == _args.PADDING_MODES
+    assert typing.get_args(ct_typing.ConvMode) == _args.CONV_MODES
+    assert typing.get_args(ct_typing.ComputeMode) == _args.COMPUTE_MODES
+    assert typing.get_args(ct_typing.PaddingString) == _args.PADDING_STRINGS
+
+
+@needs_pyright
 def test_valid_settings_type_check(tmp_path):
     errors = _pyright(
         tmp_path,
@@ -71,6 +88,7 @@ def test_valid_settings_type_check(tmp_path):
     assert errors == []
 
 
+@needs_pyright
 @pytest.mark.parametrize(
     "call, name",
     [
