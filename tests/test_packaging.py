@@ -71,3 +71,10 @@ def test_quick_start_installs_every_extra_and_the_test_group():
     m = re.search(r'-e "\.\[([\w,]+)\]"', second)
     assert m and set(m.group(1).split(",")) == set(EXTRAS), second
     assert "--group test" in second and '"pip>=25.1"' in second
+
+
+def test_pre_commit_hooks_use_the_lint_groups_pins():
+    # .pre-commit-config.yaml installs its hooks' tools itself: the same versions.
+    config = (ROOT / ".pre-commit-config.yaml").read_text()
+    hooks = set(re.findall(r'additional_dependencies: \["([^"]+)"\]', config))
+    assert hooks and hooks <= set(GROUPS["lint"]), (hooks, GROUPS["lint"])
