@@ -82,6 +82,15 @@ def test_quick_start_has_two_single_command_bash_blocks():
     assert "--group test" in blocks[1]
 
 
+def test_getting_started_repeats_the_quick_start_commands():
+    if not DOCS.is_dir():
+        pytest.skip("no docs/ here (an sdist)")
+    section = (ROOT / "README.md").read_text().split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    page = (DOCS / "getting-started.md").read_text()
+    for command in re.findall(r"```bash\n(.*?)```", section, re.S):
+        assert command in page, command
+
+
 def test_ci_runs_quick_start_command_two_verbatim():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "README.md" in ci and "eval" in ci
