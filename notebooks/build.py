@@ -2,8 +2,9 @@
 
 Each ``notebooks/src/NN_name.py`` is a notebook in the "percent" format: cells
 start with a line ``# %%`` (code) or ``# %% [markdown]`` (Markdown, every line
-prefixed with ``# ``); IPython magics are written commented (``# %matplotlib inline``). This script turns each into ``notebooks/NN_name.ipynb``,
-executes it top to bottom with nbclient in a fresh ``python3`` kernel (working
+prefixed with ``# ``); IPython magics are written commented (``# %matplotlib
+inline``). This script turns each into ``notebooks/NN_name.ipynb``, executes
+it top to bottom with nbclient in a fresh ``python3`` kernel (working
 directory notebooks/, the repository on ``PYTHONPATH``) and saves it with its
 outputs, so the notebooks render with their figures on GitHub::
 
@@ -30,7 +31,7 @@ import nbformat
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
 SRC = HERE / "src"
-TIMEOUT = 300            # seconds per cell
+TIMEOUT = 300  # seconds per cell
 KERNEL = "python3"
 
 
@@ -45,7 +46,7 @@ def parse_cells(text: str) -> list[tuple[str, str]]:
             kind, lines = cells[-1]
             if kind == "markdown":
                 line = line[2:] if line.startswith("# ") else line.lstrip("#")
-            elif line.startswith("# %"):      # a commented IPython magic: "# %matplotlib inline"
+            elif line.startswith("# %"):  # a commented IPython magic: "# %matplotlib inline"
                 line = line[2:]
             lines.append(line)
     out = []
@@ -65,8 +66,11 @@ def build(source: pathlib.Path) -> nbformat.NotebookNode:
     nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     for kind, text in parse_cells(source.read_text()):
-        cell = (nbformat.v4.new_markdown_cell(text) if kind == "markdown"
-                else nbformat.v4.new_code_cell(text))
+        cell = (
+            nbformat.v4.new_markdown_cell(text)
+            if kind == "markdown"
+            else nbformat.v4.new_code_cell(text)
+        )
         nb.cells.append(cell)
     # Stable cell ids, so a rebuild does not rewrite every cell of the file.
     for i, cell in enumerate(nb.cells):
@@ -74,8 +78,9 @@ def build(source: pathlib.Path) -> nbformat.NotebookNode:
     return nb
 
 
-def execute(nb: nbformat.NotebookNode, cwd: pathlib.Path = HERE,
-            timeout: int = TIMEOUT) -> nbformat.NotebookNode:
+def execute(
+    nb: nbformat.NotebookNode, cwd: pathlib.Path = HERE, timeout: int = TIMEOUT
+) -> nbformat.NotebookNode:
     """Run every cell in a fresh kernel (raises ``CellExecutionError`` on the first error).
 
     The kernel starts in ``cwd`` with the repository first on ``PYTHONPATH``, so the
@@ -85,8 +90,9 @@ def execute(nb: nbformat.NotebookNode, cwd: pathlib.Path = HERE,
 
     path = [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
-    client = NotebookClient(nb, timeout=timeout, kernel_name=KERNEL,
-                            resources={"metadata": {"path": str(cwd)}})
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name=KERNEL, resources={"metadata": {"path": str(cwd)}}
+    )
     client.execute(env=env)
     return nb
 
@@ -109,9 +115,11 @@ def main(argv: list[str] | None = None) -> int:
             for cell in nb.cells:
                 cell.metadata.pop("execution", None)
         nbformat.write(nb, target)
-        print(f"{target.relative_to(ROOT)}: {len(nb.cells)} cells"
-              + ("" if args.no_execute else f", executed in {time.perf_counter() - start:.1f} s"),
-              flush=True)
+        print(
+            f"{target.relative_to(ROOT)}: {len(nb.cells)} cells"
+            + ("" if args.no_execute else f", executed in {time.perf_counter() - start:.1f} s"),
+            flush=True,
+        )
     return 0
 
 

@@ -34,13 +34,19 @@ import convt_jax as ct
 
 try:
     import torch
-except ImportError:          # the comparisons with PyTorch are skipped
+except ImportError:  # the comparisons with PyTorch are skipped
     torch = None
 
 plt.rcParams.update({"figure.dpi": 100, "font.size": 10})
 np.set_printoptions(precision=4, suppress=True)
-print("convt_jax", ct.__version__, "| jax", jax.__version__,
-      "| torch", torch.__version__ if torch else "not installed")
+print(
+    "convt_jax",
+    ct.__version__,
+    "| jax",
+    jax.__version__,
+    "| torch",
+    torch.__version__ if torch else "not installed",
+)
 
 # %% [markdown]
 # ## 1. The scatter view: every input value paints a copy of the kernel
@@ -55,20 +61,21 @@ print("convt_jax", ct.__version__, "| jax", jax.__version__,
 # overlap, they add up. The kernel is made of powers of ten so that each output digit
 # tells you which copy it came from.
 
+
 # %%
 def conv_transpose_scatter(x, w, stride):
     """Transposed convolution, 1-D, one channel, the scatter way."""
     L, K = len(x), len(w)
     y = np.zeros((L - 1) * stride + K)
     for i in range(L):
-        y[stride * i: stride * i + K] += x[i] * w     # paint a scaled copy of the kernel
+        y[stride * i : stride * i + K] += x[i] * w  # paint a scaled copy of the kernel
     return y
 
 
 x = np.array([1.0, 2.0, 3.0])
 w = np.array([1.0, 10.0, 100.0])
 y = conv_transpose_scatter(x, w, stride=2)
-y
+y  # noqa: B018 - the cell's last value is what the notebook shows
 
 # %% [markdown]
 # Check it by hand:
@@ -96,15 +103,16 @@ y
 # output position, larger `k` goes with smaller `i`: reading the input left to right
 # means reading the kernel right to left.
 
+
 # %%
 def conv_transpose_gather(x, w, stride):
     """Transposed convolution, 1-D, one channel, the gather way."""
     K = len(w)
     stretched = np.zeros((len(x) - 1) * stride + 1)
-    stretched[::stride] = x                       # 1. stretch
-    padded = np.pad(stretched, K - 1)             # 2. pad K - 1 zeros on each side
-    flipped = w[::-1]                             # 3. slide the flipped kernel
-    return np.array([padded[o: o + K] @ flipped for o in range(len(padded) - K + 1)])
+    stretched[::stride] = x  # 1. stretch
+    padded = np.pad(stretched, K - 1)  # 2. pad K - 1 zeros on each side
+    flipped = w[::-1]  # 3. slide the flipped kernel
+    return np.array([padded[o : o + K] @ flipped for o in range(len(padded) - K + 1)])
 
 
 print("gather :", conv_transpose_gather(x, w, stride=2))
@@ -116,19 +124,28 @@ print("scatter:", conv_transpose_scatter(x, w, stride=2))
 # per *output* value, each a dot product of the flipped kernel with a window of the
 # stretched, padded input. Colours show which input value each number comes from.
 
+
 # %%
 def cell(ax, col, row, text, color="white", alpha=1.0, bold=False):
     ax.add_patch(Rectangle((col, -row), 1, 1, facecolor=color, alpha=alpha, edgecolor="0.6"))
-    ax.text(col + 0.5, -row + 0.5, text, ha="center", va="center",
-            fontsize=9, fontweight="bold" if bold else "normal")
+    ax.text(
+        col + 0.5,
+        -row + 0.5,
+        text,
+        ha="center",
+        va="center",
+        fontsize=9,
+        fontweight="bold" if bold else "normal",
+    )
 
 
 def scatter_gather_figure(x, w, stride):
     K, L = len(w), len(x)
     n_out = (L - 1) * stride + K
     colors = [f"C{i}" for i in range(L)]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.6),
-                                      gridspec_kw={"width_ratios": [n_out + 3, n_out + 2 * K + 2]})
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(13, 4.6), gridspec_kw={"width_ratios": [n_out + 3, n_out + 2 * K + 2]}
+    )
     # Scatter: one row per input.
     for i in range(L):
         left.text(-0.3, -i + 0.5, f"x[{i}]={x[i]:g} paints", ha="right", va="center")
@@ -148,22 +165,37 @@ def scatter_gather_figure(x, w, stride):
     left.set_ylim(-L - 0.5, 1.8)
     # Gather: the stretched, padded input, then one row per output.
     padded_len = n_out + K - 1
-    src = {K - 1 + stride * i: i for i in range(L)}     # padded position -> input index
+    src = {K - 1 + stride * i: i for i in range(L)}  # padded position -> input index
     for p in range(padded_len):
         i = src.get(p)
-        cell(right, p, 0, f"{x[i]:g}" if i is not None else "0",
-             colors[i] if i is not None else "0.93", 0.35 if i is not None else 1.0)
+        cell(
+            right,
+            p,
+            0,
+            f"{x[i]:g}" if i is not None else "0",
+            colors[i] if i is not None else "0.93",
+            0.35 if i is not None else 1.0,
+        )
     right.text(-0.3, 0.5, "stretched +\npadded input", ha="right", va="center")
     flipped = w[::-1]
     for o in range(n_out):
         row = o + 1.3
         for k in range(K):
             i = src.get(o + k)
-            cell(right, o + k, row, f"{flipped[k]:g}", colors[i] if i is not None else "white",
-                 0.35 if i is not None else 1.0)
+            cell(
+                right,
+                o + k,
+                row,
+                f"{flipped[k]:g}",
+                colors[i] if i is not None else "white",
+                0.35 if i is not None else 1.0,
+            )
         right.text(padded_len + 0.3, -row + 0.5, f"→ y[{o}] = {y[o]:g}", va="center")
-    right.set_title("gather: flipped kernel [" + ", ".join(f"{v:g}" for v in flipped)
-                    + "] slid over it, stride 1")
+    right.set_title(
+        "gather: flipped kernel ["
+        + ", ".join(f"{v:g}" for v in flipped)
+        + "] slid over it, stride 1"
+    )
     right.set_xlim(-3.5, padded_len + 4)
     right.set_ylim(-n_out - 0.5, 1.3)
     for ax in (left, right):
@@ -187,20 +219,25 @@ scatter_gather_figure(x, w, stride=2)
 # `(C_in, C_out, K)` (PyTorch's layout). With one sample and one channel:
 
 # %%
-x3 = jnp.asarray(x, jnp.float32)[None, None]          # (N=1, C_in=1, L=3)
-w3 = jnp.asarray(w, jnp.float32)[None, None]          # (C_in=1, C_out=1, K=3)
+x3 = jnp.asarray(x, jnp.float32)[None, None]  # (N=1, C_in=1, L=3)
+w3 = jnp.asarray(w, jnp.float32)[None, None]  # (C_in=1, C_out=1, K=3)
 print("convt_jax:", ct.conv_transpose1d(x3, w3, stride=2))
 if torch is not None:
-    print("PyTorch:  ", torch.nn.functional.conv_transpose1d(
-        torch.tensor(np.asarray(x3)), torch.tensor(np.asarray(w3)), stride=2))
+    print(
+        "PyTorch:  ",
+        torch.nn.functional.conv_transpose1d(
+            torch.tensor(np.asarray(x3)), torch.tensor(np.asarray(w3)), stride=2
+        ),
+    )
 
 # %% [markdown]
 # The gather view is a single XLA convolution with `lhs_dilation` (the stretching),
 # explicit padding and the flipped kernel:
 
 # %%
-jax.lax.conv_general_dilated(x3, w3[..., ::-1], window_strides=(1,), padding=[(2, 2)],
-                             lhs_dilation=(2,))
+jax.lax.conv_general_dilated(
+    x3, w3[..., ::-1], window_strides=(1,), padding=[(2, 2)], lhs_dilation=(2,)
+)
 
 # %% [markdown]
 # ## 3. Why "transposed"?
@@ -212,24 +249,34 @@ jax.lax.conv_general_dilated(x3, w3[..., ::-1], window_strides=(1,), padding=[(2
 # `Cᵀ` (7×3): it goes back from 3 values to 7. We read both matrices off with
 # `jax.jacobian`:
 
+
 # %%
-def conv(u):            # ordinary convolution (cross-correlation, like PyTorch): 7 -> 3
-    return jax.lax.conv_general_dilated(u[None, None], w3, window_strides=(2,),
-                                        padding="VALID")[0, 0]
+def conv(u):  # ordinary convolution (cross-correlation, like PyTorch): 7 -> 3
+    return jax.lax.conv_general_dilated(u[None, None], w3, window_strides=(2,), padding="VALID")[
+        0, 0
+    ]
 
 
-def conv_t(v):          # transposed convolution: 3 -> 7
+def conv_t(v):  # transposed convolution: 3 -> 7
     return ct.conv_transpose1d(v[None, None], w3, stride=2)[0, 0]
 
 
 C = jax.jacobian(conv)(jnp.zeros(7))
 T = jax.jacobian(conv_t)(jnp.zeros(3))
-print("C has shape", C.shape, "and conv_transpose's matrix", T.shape,
-      "| equal to C.T:", bool(jnp.array_equal(T, C.T)))
+print(
+    "C has shape",
+    C.shape,
+    "and conv_transpose's matrix",
+    T.shape,
+    "| equal to C.T:",
+    bool(jnp.array_equal(T, C.T)),
+)
 
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), gridspec_kw={"width_ratios": [7, 3]})
-for ax, M, title in ((axes[0], C, "convolution, stride 2: C (3×7)"),
-                     (axes[1], T, "transposed convolution: Cᵀ (7×3)")):
+for ax, M, title in (
+    (axes[0], C, "convolution, stride 2: C (3×7)"),
+    (axes[1], T, "transposed convolution: Cᵀ (7×3)"),
+):
     ax.imshow(np.log10(1 + np.asarray(M)), cmap="Blues", vmin=0, vmax=2.5)
     for (r, c), v in np.ndenumerate(np.asarray(M)):
         ax.text(c, r, f"{v:g}" if v else "·", ha="center", va="center", fontsize=9)
@@ -269,8 +316,8 @@ print("transposed convolution:     ", conv_t(g))
 #   `1·(−0.25) + 2·0.25 + 3·0.5 + 4·1 = 5.75`.
 
 # %%
-x2 = jnp.array([[[[1.0, 2.0], [3.0, 4.0]]]])           # (N, C_in, H, W)
-w2 = jnp.array([[[[1.0, 0.5], [0.25, -0.25]]]])        # (C_in, C_out, kh, kw)
+x2 = jnp.array([[[[1.0, 2.0], [3.0, 4.0]]]])  # (N, C_in, H, W)
+w2 = jnp.array([[[[1.0, 0.5], [0.25, -0.25]]]])  # (C_in, C_out, kh, kw)
 
 
 def stamps_figure(x2, w2):
@@ -282,14 +329,20 @@ def stamps_figure(x2, w2):
         panels = []
         for (i, j), v in np.ndenumerate(xs):
             stamp = np.full((n, n), np.nan)
-            stamp[stride * i: stride * i + 2, stride * j: stride * j + 2] = v * ws
+            stamp[stride * i : stride * i + 2, stride * j : stride * j + 2] = v * ws
             panels.append((stamp, f"x[{i},{j}]={v:g} · w"))
         panels.append((total, f"sum (stride {stride})"))
-        for ax, (img, title) in zip(axes[r], panels):
+        for ax, (img, title) in zip(axes[r], panels, strict=True):
             ax.imshow(np.nan_to_num(img), cmap="RdBu_r", vmin=-4.5, vmax=4.5)
             for (a, b), v in np.ndenumerate(img):
-                ax.text(b, a, "" if np.isnan(v) else f"{v:g}", ha="center", va="center",
-                        color="white" if abs(v) > 3 else "black")
+                ax.text(
+                    b,
+                    a,
+                    "" if np.isnan(v) else f"{v:g}",
+                    ha="center",
+                    va="center",
+                    color="white" if abs(v) > 3 else "black",
+                )
             ax.set_title(title, fontsize=10, fontweight="bold" if "sum" in title else None)
             ax.set_xticks(np.arange(n) - 0.5, minor=True)
             ax.set_yticks(np.arange(n) - 0.5, minor=True)
@@ -318,8 +371,8 @@ print("stride 1:\n", ct.conv_transpose2d(x2, w2)[0, 0])
 #   `Conv(k=4, s=2, p=1)`.
 
 # %%
-x4 = jnp.arange(1.0, 5.0)[None, None]                  # L = 4
-k3 = jnp.ones((1, 1, 3))                               # K = 3
+x4 = jnp.arange(1.0, 5.0)[None, None]  # L = 4
+k3 = jnp.ones((1, 1, 3))  # K = 3
 full = ct.conv_transpose1d(x4, k3, stride=2)
 cropped = ct.conv_transpose1d(x4, k3, stride=2, padding=1)
 print("full output (padding=0):", full[0, 0], "length", full.shape[-1])
@@ -335,6 +388,7 @@ print("same as full[1:-1]:", bool(jnp.array_equal(cropped, full[..., 1:-1])))
 # `output_padding = a` adds `a` positions at the end to pick another one. It must be
 # smaller than the stride (or the dilation): only `s` sizes round to the same value.
 
+
 # %%
 def conv_out(L, K=3, s=2, p=1):
     return (L + 2 * p - K) // s + 1
@@ -348,12 +402,29 @@ for a in (0, 1):
 
 fig, ax = plt.subplots(figsize=(7, 3.2))
 ax.step(sizes, [conv_out(L) for L in sizes], where="post", color="0.75", zorder=1)
-ax.scatter(sizes, [conv_out(L) for L in sizes], color="C0", zorder=2,
-           label="forward conv: input size → output size")
-ax.scatter([7, 8], [4, 4], s=160, facecolors="none", edgecolors="C3", linewidths=2, zorder=3,
-           label="7 and 8 both give 4")
-ax.annotate("conv_transpose from 4:\noutput_padding=0 → 7\noutput_padding=1 → 8",
-            xy=(7.5, 4), xytext=(9.2, 2.3), arrowprops={"arrowstyle": "->"})
+ax.scatter(
+    sizes,
+    [conv_out(L) for L in sizes],
+    color="C0",
+    zorder=2,
+    label="forward conv: input size → output size",
+)
+ax.scatter(
+    [7, 8],
+    [4, 4],
+    s=160,
+    facecolors="none",
+    edgecolors="C3",
+    linewidths=2,
+    zorder=3,
+    label="7 and 8 both give 4",
+)
+ax.annotate(
+    "conv_transpose from 4:\noutput_padding=0 → 7\noutput_padding=1 → 8",
+    xy=(7.5, 4),
+    xytext=(9.2, 2.3),
+    arrowprops={"arrowstyle": "->"},
+)
 ax.set_xlabel("size before the stride-2 convolution")
 ax.set_ylabel("size after")
 ax.legend(loc="upper left", fontsize=9)
@@ -373,8 +444,10 @@ for target in (7, 8):
     print(f"output_size=({target},) -> shape {y.shape}")
 if torch is not None:
     layer = torch.nn.ConvTranspose1d(1, 1, 3, stride=2, padding=1)
-    print("PyTorch layer(x, output_size=[8]):",
-          tuple(layer(torch.ones(1, 1, 4), output_size=[8]).shape))
+    print(
+        "PyTorch layer(x, output_size=[8]):",
+        tuple(layer(torch.ones(1, 1, 4), output_size=[8]).shape),
+    )
 try:
     ct.conv_transpose1d(x4, k3, stride=2, padding=1, output_size=(9,))
 except ValueError as err:
@@ -394,13 +467,22 @@ except ValueError as err:
 
 # %%
 rng = np.random.default_rng(0)
-xg = jnp.asarray(rng.standard_normal((1, 4, 5)), jnp.float32)       # C_in = 4
-wg = jnp.asarray(rng.standard_normal((4, 3, 3)), jnp.float32)       # groups=2: (C_in, C_out/2, K)
-grouped = ct.conv_transpose1d(xg, wg, stride=2, groups=2)           # C_out = 6
-separate = jnp.concatenate([ct.conv_transpose1d(xg[:, :2], wg[:2], stride=2),
-                            ct.conv_transpose1d(xg[:, 2:], wg[2:], stride=2)], axis=1)
-print("grouped output shape:", grouped.shape,
-      "| max |grouped - separate| =", float(jnp.abs(grouped - separate).max()))
+xg = jnp.asarray(rng.standard_normal((1, 4, 5)), jnp.float32)  # C_in = 4
+wg = jnp.asarray(rng.standard_normal((4, 3, 3)), jnp.float32)  # groups=2: (C_in, C_out/2, K)
+grouped = ct.conv_transpose1d(xg, wg, stride=2, groups=2)  # C_out = 6
+separate = jnp.concatenate(
+    [
+        ct.conv_transpose1d(xg[:, :2], wg[:2], stride=2),
+        ct.conv_transpose1d(xg[:, 2:], wg[2:], stride=2),
+    ],
+    axis=1,
+)
+print(
+    "grouped output shape:",
+    grouped.shape,
+    "| max |grouped - separate| =",
+    float(jnp.abs(grouped - separate).max()),
+)
 
 # %% [markdown]
 # **Depthwise** is the extreme case `groups = C_in = C_out`: each channel is upsampled by
@@ -412,26 +494,29 @@ print("grouped output shape:", grouped.shape,
 # %%
 H = 8
 yy, xx = np.mgrid[0:H, 0:H] + 0.5
-disc = np.hypot(yy - 4.5, xx - 3.5) < 2.6                          # a red disc ...
-bar = (yy < 2) & (xx > 4.5)                                        # ... and a yellow bar
-image = np.stack([disc | bar, bar, ~disc & ~bar]).astype(np.float32) * 0.9   # on blue
-image = jnp.asarray(image)[None]                                   # (1, 3, 8, 8)
+disc = np.hypot(yy - 4.5, xx - 3.5) < 2.6  # a red disc ...
+bar = (yy < 2) & (xx > 4.5)  # ... and a yellow bar
+image = np.stack([disc | bar, bar, ~disc & ~bar]).astype(np.float32) * 0.9  # on blue
+image = jnp.asarray(image)[None]  # (1, 3, 8, 8)
 
 k1 = jnp.array([0.25, 0.75, 0.75, 0.25])
-bilinear = jnp.tile(jnp.outer(k1, k1)[None, None], (3, 1, 1, 1))        # (C_in=3, C_out/g=1, 4, 4)
+bilinear = jnp.tile(jnp.outer(k1, k1)[None, None], (3, 1, 1, 1))  # (C_in=3, C_out/g=1, 4, 4)
 nearest = jnp.ones((3, 1, 2, 2))
 up_bilinear = ct.conv_transpose2d(image, bilinear, stride=2, padding=1, groups=3)
 up_nearest = ct.conv_transpose2d(image, nearest, stride=2, groups=3)
 resized = jax.image.resize(image, (1, 3, 2 * H, 2 * H), "bilinear")
 print("shapes:", image.shape, "->", up_bilinear.shape)
-print("equals jax.image.resize(..., 'bilinear') away from the border:",
-      float(jnp.abs(up_bilinear - resized)[..., 1:-1, 1:-1].max()))
+print(
+    "equals jax.image.resize(..., 'bilinear') away from the border:",
+    float(jnp.abs(up_bilinear - resized)[..., 1:-1, 1:-1].max()),
+)
 
 fig, axes = plt.subplots(1, 3, figsize=(10, 3.6))
-for ax, img, title in ((axes[0], image, f"input {H}×{H}"),
-                       (axes[1], up_nearest, "depthwise, k=2 box kernel\n(nearest neighbour)"),
-                       (axes[2], up_bilinear,
-                        "depthwise, k=4 bilinear kernel\n(the border darkens: zero padding)")):
+for ax, img, title in (
+    (axes[0], image, f"input {H}×{H}"),
+    (axes[1], up_nearest, "depthwise, k=2 box kernel\n(nearest neighbour)"),
+    (axes[2], up_bilinear, "depthwise, k=4 bilinear kernel\n(the border darkens: zero padding)"),
+):
     ax.imshow(np.clip(np.asarray(img[0]).transpose(1, 2, 0), 0, 1), interpolation="nearest")
     ax.set_title(title, fontsize=10)
     ax.axis("off")
@@ -449,10 +534,12 @@ fig.tight_layout()
 # copies covering each pixel is itself a transposed convolution: all-ones input, all-ones
 # kernel.
 
+
 # %%
 def footprint_figure(L=5, stride=2, kernels=(3, 4)):
-    fig, axes = plt.subplots(2, len(kernels), figsize=(12, 4.6), sharex=True,
-                             gridspec_kw={"height_ratios": [2.2, 1]})
+    fig, axes = plt.subplots(
+        2, len(kernels), figsize=(12, 4.6), sharex=True, gridspec_kw={"height_ratios": [2.2, 1]}
+    )
     for c, K in enumerate(kernels):
         top, bottom = axes[0, c], axes[1, c]
         n_out = (L - 1) * stride + K
@@ -462,8 +549,9 @@ def footprint_figure(L=5, stride=2, kernels=(3, 4)):
         top.set_ylim(-0.3, L)
         top.set_yticks([])
         top.set_title(f"stride {stride}, kernel size {K}: where each input's kernel copy lands")
-        count = np.asarray(ct.conv_transpose1d(jnp.ones((1, 1, L)), jnp.ones((1, 1, K)),
-                                               stride=stride))[0, 0]
+        count = np.asarray(
+            ct.conv_transpose1d(jnp.ones((1, 1, L)), jnp.ones((1, 1, K)), stride=stride)
+        )[0, 0]
         bottom.bar(np.arange(n_out) + 0.5, count, width=0.9, color="0.45")
         for o, v in enumerate(count):
             bottom.text(o + 0.5, v + 0.1, f"{v:g}", ha="center", fontsize=9)
@@ -486,13 +574,21 @@ footprint_figure()
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(12, 4.2))
-for ax, K in zip(axes, (2, 3, 4)):
-    cover = np.asarray(ct.conv_transpose2d(jnp.ones((1, 1, 5, 5)), jnp.ones((1, 1, K, K)),
-                                           stride=2))[0, 0]
+for ax, K in zip(axes, (2, 3, 4), strict=True):
+    cover = np.asarray(
+        ct.conv_transpose2d(jnp.ones((1, 1, 5, 5)), jnp.ones((1, 1, K, K)), stride=2)
+    )[0, 0]
     ax.imshow(cover, cmap="magma", vmin=0, vmax=4.5)
     for (r, c), v in np.ndenumerate(cover):
-        ax.text(c, r, f"{v:g}", ha="center", va="center", fontsize=7,
-                color="white" if v < 3 else "black")
+        ax.text(
+            c,
+            r,
+            f"{v:g}",
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if v < 3 else "black",
+        )
     ax.set_title(f"stride 2, {K}×{K} kernel: copies per pixel", fontsize=10)
     ax.axis("off")
 fig.tight_layout()
@@ -521,15 +617,17 @@ fig.tight_layout()
 # ReLU between) on a constant input and on a smooth random input. The images are cropped
 # to leave out the border, where the zero padding makes its own (legitimate) edge.
 
+
 # %%
 def decoder(key, channels, icnr):
     keys = jax.random.split(key, 2 * len(channels))
     layers = []
-    for n, (c_in, c_out) in enumerate(zip(channels[:-1], channels[1:])):
+    for n, (c_in, c_out) in enumerate(zip(channels[:-1], channels[1:], strict=True)):
         layer = ct.nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, key=keys[2 * n])
         if icnr:
-            layer = layer.replace(weight=ct.nn.init.icnr(keys[2 * n + 1], layer.weight.shape,
-                                                         stride=2))
+            layer = layer.replace(
+                weight=ct.nn.init.icnr(keys[2 * n + 1], layer.weight.shape, stride=2)
+            )
         layers.append(layer)
     return layers
 
@@ -548,14 +646,16 @@ def smooth_input(key, size):
 
 
 key = jax.random.key(1)
-cases = [("one layer, smooth input", [8, 1], smooth_input(jax.random.key(2), 16), 2),
-         ("three layers, constant input", [8, 8, 8, 1], jnp.ones((1, 8, 8, 8)), 8),
-         ("three layers, smooth input", [8, 8, 8, 1], smooth_input(jax.random.key(3), 8), 8)]
+cases = [
+    ("one layer, smooth input", [8, 1], smooth_input(jax.random.key(2), 16), 2),
+    ("three layers, constant input", [8, 8, 8, 1], jnp.ones((1, 8, 8, 8)), 8),
+    ("three layers, smooth input", [8, 8, 8, 1], smooth_input(jax.random.key(3), 8), 8),
+]
 fig, axes = plt.subplots(2, 3, figsize=(11, 7.8))
 for r, icnr in enumerate((False, True)):
     for c, (title, channels, inp, border) in enumerate(cases):
         img = run_decoder(decoder(key, channels, icnr), inp)[border:-border, border:-border]
-        spread = max(3 * img.std(), 0.02 * abs(img.mean()), 1e-6)   # a flat image shows flat
+        spread = max(3 * img.std(), 0.02 * abs(img.mean()), 1e-6)  # a flat image shows flat
         axes[r, c].imshow(img, cmap="gray", vmin=img.mean() - spread, vmax=img.mean() + spread)
         axes[r, c].set_title(f"{'ICNR init' if icnr else 'random init'}: {title}", fontsize=10)
         axes[r, c].axis("off")
@@ -575,10 +675,12 @@ fig.tight_layout()
 
 # %%
 for icnr in (False, True):
-    w0 = np.asarray(decoder(key, [8, 1], icnr)[0].weight)          # (C_in=8, C_out=1, 4, 4)
+    w0 = np.asarray(decoder(key, [8, 1], icnr)[0].weight)  # (C_in=8, C_out=1, 4, 4)
     sums = [w0[:, 0, a::2, b::2].sum() for a in (0, 1) for b in (0, 1)]
-    print(f"{'ICNR init' if icnr else 'random init':12s} phase sums (even/even, even/odd, "
-          f"odd/even, odd/odd): {np.round(sums, 4)}")
+    print(
+        f"{'ICNR init' if icnr else 'random init':12s} phase sums (even/even, even/odd, "
+        f"odd/even, odd/odd): {np.round(sums, 4)}"
+    )
 
 # %% [markdown]
 # ## Summary

@@ -42,13 +42,13 @@ print("convt_jax", ct.__version__, "| jax", jax.__version__, "| optax", optax.__
 # saw.
 
 # %%
-images = (load_digits().images / 16.0).astype(np.float32)[:, None]      # (1797, 1, 8, 8)
+images = (load_digits().images / 16.0).astype(np.float32)[:, None]  # (1797, 1, 8, 8)
 images = images[np.random.default_rng(0).permutation(len(images))]
 train_x, test_x = jnp.asarray(images[:1500]), jnp.asarray(images[1500:])
 print("train", train_x.shape, "test", test_x.shape)
 
 fig, axes = plt.subplots(2, 12, figsize=(12, 2.2))
-for ax, img in zip(axes.flat, images[:24]):
+for ax, img in zip(axes.flat, images[:24], strict=True):
     ax.imshow(img[0], cmap="gray_r", vmin=0, vmax=1)
     ax.axis("off")
 fig.suptitle("some training digits", fontsize=10)
@@ -72,14 +72,18 @@ LATENT = 16
 
 def dense_init(key, n_in, n_out):
     bound = 1 / np.sqrt(n_in)
-    return {"w": jax.random.uniform(key, (n_in, n_out), jnp.float32, -bound, bound),
-            "b": jnp.zeros(n_out)}
+    return {
+        "w": jax.random.uniform(key, (n_in, n_out), jnp.float32, -bound, bound),
+        "b": jnp.zeros(n_out),
+    }
 
 
 def conv_init(key, c_in, c_out, k=3):
     bound = 1 / np.sqrt(c_in * k * k)
-    return {"w": jax.random.uniform(key, (c_out, c_in, k, k), jnp.float32, -bound, bound),
-            "b": jnp.zeros(c_out)}
+    return {
+        "w": jax.random.uniform(key, (c_out, c_in, k, k), jnp.float32, -bound, bound),
+        "b": jnp.zeros(c_out),
+    }
 
 
 def conv(p, x, stride=1):
@@ -92,13 +96,16 @@ def conv(p, x, stride=1):
 
 def init_encoder(key):
     k = jax.random.split(key, 3)
-    return {"enc1": conv_init(k[0], 1, 16), "enc2": conv_init(k[1], 16, 32),
-            "to_latent": dense_init(k[2], 32 * 2 * 2, LATENT)}
+    return {
+        "enc1": conv_init(k[0], 1, 16),
+        "enc2": conv_init(k[1], 16, 32),
+        "to_latent": dense_init(k[2], 32 * 2 * 2, LATENT),
+    }
 
 
 def encode(p, x):
-    h = jax.nn.relu(conv(p["enc1"], x, stride=2))           # (N, 16, 4, 4)
-    h = jax.nn.relu(conv(p["enc2"], h, stride=2))           # (N, 32, 2, 2)
+    h = jax.nn.relu(conv(p["enc1"], x, stride=2))  # (N, 16, 4, 4)
+    h = jax.nn.relu(conv(p["enc2"], h, stride=2))  # (N, 32, 2, 2)
     return h.reshape(len(h), -1) @ p["to_latent"]["w"] + p["to_latent"]["b"]
 
 
@@ -106,19 +113,21 @@ def init_transposed(key):
     k = jax.random.split(key, 5)
     up1 = ct.nn.ConvTranspose2d(32, 16, kernel_size=4, stride=2, padding=1, key=k[1])
     up1 = up1.replace(weight=ct.nn.init.icnr(k[2], up1.weight.shape, stride=2))
-    return {**init_encoder(k[0]),
-            "from_latent": dense_init(k[3], LATENT, 32 * 2 * 2),
-            "up1": up1,                                                            # 2x2 -> 4x4
-            "up2": ct.nn.ConvTranspose2d(16, 1, kernel_size=4, stride=2, padding=1, key=k[4])}
+    return {
+        **init_encoder(k[0]),
+        "from_latent": dense_init(k[3], LATENT, 32 * 2 * 2),
+        "up1": up1,  # 2x2 -> 4x4
+        "up2": ct.nn.ConvTranspose2d(16, 1, kernel_size=4, stride=2, padding=1, key=k[4]),
+    }
 
 
 def decode_transposed(p, z):
     h = jax.nn.relu(z @ p["from_latent"]["w"] + p["from_latent"]["b"]).reshape(-1, 32, 2, 2)
-    h = jax.nn.relu(p["up1"](h))                            # (N, 16, 4, 4)
-    return jax.nn.sigmoid(p["up2"](h))                      # (N, 1, 8, 8)
+    h = jax.nn.relu(p["up1"](h))  # (N, 16, 4, 4)
+    return jax.nn.sigmoid(p["up2"](h))  # (N, 1, 8, 8)
 
 
-params = jax.jit(init_transposed)(jax.random.key(0))       # layers are pytrees: jit-able
+params = jax.jit(init_transposed)(jax.random.key(0))  # layers are pytrees: jit-able
 jax.tree_util.tree_map(lambda a: a.shape, params)
 
 # %% [markdown]
@@ -126,17 +135,24 @@ jax.tree_util.tree_map(lambda a: a.shape, params)
 # gradient of a `ConvTranspose2d` is a `ConvTranspose2d` whose `weight` and `bias` hold
 # the gradients. That is what lets `optax` treat the model as one pytree.
 
+
 # %%
 def make_loss(decode):
     def loss_fn(p, x):
         return jnp.mean((decode(p, encode(p, x)) - x) ** 2)
+
     return loss_fn
 
 
 loss_transposed = make_loss(decode_transposed)
 grads = jax.grad(loss_transposed)(params, train_x[:64])
-print(type(grads["up1"]).__name__, "gradient: weight", grads["up1"].weight.shape,
-      "bias", grads["up1"].bias.shape)
+print(
+    type(grads["up1"]).__name__,
+    "gradient: weight",
+    grads["up1"].weight.shape,
+    "bias",
+    grads["up1"].bias.shape,
+)
 
 # %% [markdown]
 # ## Training: `jax.grad` + `optax.adam`
@@ -156,7 +172,7 @@ def train(params, loss_fn, steps=STEPS, seed=0):
     @jax.jit
     def step(params, state, key):
         idx = jax.random.randint(key, (BATCH,), 0, len(train_x))
-        loss, grads = jax.value_and_grad(loss_fn)(params, train_x[idx])   # loss and jax.grad
+        loss, grads = jax.value_and_grad(loss_fn)(params, train_x[idx])  # loss and jax.grad
         updates, state = opt.update(grads, state, params)
         return optax.apply_updates(params, updates), state, loss
 
@@ -174,10 +190,15 @@ def train(params, loss_fn, steps=STEPS, seed=0):
 
 
 params_t, losses_t, tests_t, seconds_t = train(params, loss_transposed)
-print(f"{STEPS} steps in {seconds_t:.1f} s (compilation included); held-out MSE "
-      f"{tests_t[0, 1]:.4f} -> {tests_t[-1, 1]:.4f}")
-print(f"for scale: always predicting the mean training digit gives "
-      f"{float(jnp.mean((train_x.mean(0) - test_x) ** 2)):.4f}")
+print(
+    f"{STEPS} steps in {seconds_t:.1f} s (compilation included); held-out MSE "
+    f"{tests_t[0, 1]:.4f} -> {tests_t[-1, 1]:.4f}"
+)
+print(
+    f"for scale: always predicting the mean training digit gives "
+    f"{float(jnp.mean((train_x.mean(0) - test_x) ** 2)):.4f}"
+)
+
 
 # %%
 def smooth(v, n=25):
@@ -200,6 +221,7 @@ fig.tight_layout()
 #
 # Held-out digits (rows 1 and 3) and what the trained model makes of them after passing
 # through the 16-number bottleneck (rows 2 and 4):
+
 
 # %%
 def reconstruct(p, decode, x):
@@ -230,13 +252,16 @@ fig.tight_layout()
 # exactly the same number of parameters, keep everything else (encoder, optimiser,
 # batches, steps) the same, and train again.
 
+
 # %%
 def init_resize(key):
     k = jax.random.split(key, 4)
-    return {**init_encoder(k[0]),
-            "from_latent": dense_init(k[3], LATENT, 32 * 2 * 2),
-            "conv1": conv_init(k[1], 32, 16, k=4),      # as many weights as up1
-            "conv2": conv_init(k[2], 16, 1, k=4)}       # as many weights as up2
+    return {
+        **init_encoder(k[0]),
+        "from_latent": dense_init(k[3], LATENT, 32 * 2 * 2),
+        "conv1": conv_init(k[1], 32, 16, k=4),  # as many weights as up1
+        "conv2": conv_init(k[2], 16, 1, k=4),
+    }  # as many weights as up2
 
 
 def upsample(h):
@@ -246,13 +271,12 @@ def upsample(h):
 
 def decode_resize(p, z):
     h = jax.nn.relu(z @ p["from_latent"]["w"] + p["from_latent"]["b"]).reshape(-1, 32, 2, 2)
-    h = jax.nn.relu(conv(p["conv1"], upsample(h)))         # (N, 16, 4, 4)
-    return jax.nn.sigmoid(conv(p["conv2"], upsample(h)))   # (N, 1, 8, 8)
+    h = jax.nn.relu(conv(p["conv1"], upsample(h)))  # (N, 16, 4, 4)
+    return jax.nn.sigmoid(conv(p["conv2"], upsample(h)))  # (N, 1, 8, 8)
 
 
 loss_resize = make_loss(decode_resize)
-params_r, losses_r, tests_r, seconds_r = train(jax.jit(init_resize)(jax.random.key(0)),
-                                               loss_resize)
+params_r, losses_r, tests_r, seconds_r = train(jax.jit(init_resize)(jax.random.key(0)), loss_resize)
 
 
 def n_params(p, names):
@@ -261,14 +285,17 @@ def n_params(p, names):
 
 print(f"{'decoder upsampling':28s} {'upsampling params':>17s} {'held-out MSE':>13s} {'time':>7s}")
 for name, p, tests, secs, names in (
-        ("ConvTranspose2d (learned)", params_t, tests_t, seconds_t, ("up1", "up2")),
-        ("bilinear + 4x4 conv", params_r, tests_r, seconds_r, ("conv1", "conv2"))):
+    ("ConvTranspose2d (learned)", params_t, tests_t, seconds_t, ("up1", "up2")),
+    ("bilinear + 4x4 conv", params_r, tests_r, seconds_r, ("conv1", "conv2")),
+):
     print(f"{name:28s} {n_params(p, names):17,d} {tests[-1, 1]:13.4f} {secs:6.1f}s")
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 3.6))
-for losses, tests, color, name in ((losses_t, tests_t, "C0", "ConvTranspose2d"),
-                                   (losses_r, tests_r, "C2", "bilinear + conv")):
+for losses, tests, color, name in (
+    (losses_t, tests_t, "C0", "ConvTranspose2d"),
+    (losses_r, tests_r, "C2", "bilinear + conv"),
+):
     ax.plot(np.arange(24, STEPS), smooth(losses), color=color, label=f"{name}: training")
     ax.plot(tests[:, 0], tests[:, 1], "o--", color=color, ms=4, label=f"{name}: held-out")
 ax.set_yscale("log")

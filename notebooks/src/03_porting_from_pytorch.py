@@ -28,10 +28,18 @@ import torch
 
 import convt_jax as ct
 
-jax.config.update("jax_enable_x64", True)      # only for the float64 comparison below
+jax.config.update("jax_enable_x64", True)  # only for the float64 comparison below
 plt.rcParams.update({"figure.dpi": 100, "font.size": 10})
-print("convt_jax", ct.__version__, "| jax", jax.__version__, "| torch", torch.__version__,
-      "| flax", flax.__version__)
+print(
+    "convt_jax",
+    ct.__version__,
+    "| jax",
+    jax.__version__,
+    "| torch",
+    torch.__version__,
+    "| flax",
+    flax.__version__,
+)
 
 # %% [markdown]
 # ## The PyTorch decoder
@@ -43,15 +51,17 @@ print("convt_jax", ct.__version__, "| jax", jax.__version__, "| torch", torch.__
 # %%
 torch.manual_seed(0)
 torch_decoder = torch.nn.Sequential(
-    torch.nn.ConvTranspose2d(16, 32, kernel_size=4, stride=2, padding=1),         # 4 -> 8
+    torch.nn.ConvTranspose2d(16, 32, kernel_size=4, stride=2, padding=1),  # 4 -> 8
     torch.nn.ReLU(),
-    torch.nn.ConvTranspose2d(32, 32, kernel_size=3, stride=2, padding=1,
-                             output_padding=1, groups=4),                           # 8 -> 16
+    torch.nn.ConvTranspose2d(
+        32, 32, kernel_size=3, stride=2, padding=1, output_padding=1, groups=4
+    ),  # 8 -> 16
     torch.nn.ReLU(),
-    torch.nn.ConvTranspose2d(32, 16, kernel_size=3, padding=2, dilation=2),       # 16 -> 16
+    torch.nn.ConvTranspose2d(32, 16, kernel_size=3, padding=2, dilation=2),  # 16 -> 16
     torch.nn.ReLU(),
-    torch.nn.ConvTranspose2d(16, 3, kernel_size=5, stride=3, padding=1,
-                             output_padding=2, bias=False),                         # 16 -> 50
+    torch.nn.ConvTranspose2d(
+        16, 3, kernel_size=5, stride=3, padding=1, output_padding=2, bias=False
+    ),  # 16 -> 50
     torch.nn.Tanh(),
 )
 x = np.random.default_rng(0).standard_normal((2, 16, 4, 4)).astype(np.float32)
@@ -71,8 +81,12 @@ print("state_dict:", {k: tuple(v.shape) for k, v in torch_decoder.state_dict().i
 # go into a dict, a pytree that `jax.jit` and `jax.grad` handle directly.
 
 # %%
-ACTIVATIONS = {torch.nn.ReLU: jax.nn.relu, torch.nn.Tanh: jnp.tanh,
-               torch.nn.Sigmoid: jax.nn.sigmoid, torch.nn.LeakyReLU: jax.nn.leaky_relu}
+ACTIVATIONS = {
+    torch.nn.ReLU: jax.nn.relu,
+    torch.nn.Tanh: jnp.tanh,
+    torch.nn.Sigmoid: jax.nn.sigmoid,
+    torch.nn.LeakyReLU: jax.nn.leaky_relu,
+}
 
 
 def port(sequential, dtype=jnp.float32):
@@ -82,12 +96,25 @@ def port(sequential, dtype=jnp.float32):
     for name, m in sequential.named_children():
         if isinstance(m, torch.nn.ConvTranspose2d):
             layer = ct.nn.ConvTranspose2d(
-                m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
-                m.output_padding, groups=m.groups, dilation=m.dilation,
-                bias=m.bias is not None, dtype=dtype, key=jax.random.key(0))
+                m.in_channels,
+                m.out_channels,
+                m.kernel_size,
+                m.stride,
+                m.padding,
+                m.output_padding,
+                groups=m.groups,
+                dilation=m.dilation,
+                bias=m.bias is not None,
+                dtype=dtype,
+                key=jax.random.key(0),
+            )
             params[name] = layer.load_state_dict(
-                {k.removeprefix(name + "."): v for k, v in state.items()
-                 if k.startswith(name + ".")})
+                {
+                    k.removeprefix(name + "."): v
+                    for k, v in state.items()
+                    if k.startswith(name + ".")
+                }
+            )
             program.append(name)
         else:
             program.append(ACTIVATIONS[type(m)])
@@ -101,7 +128,7 @@ def port(sequential, dtype=jnp.float32):
 
 
 params, forward = port(torch_decoder)
-params
+params  # noqa: B018 - the cell's last value is what the notebook shows
 
 # %% [markdown]
 # ## Identical outputs
@@ -112,16 +139,22 @@ params
 
 # %%
 y_jax = jax.jit(forward)(params, x)
-print("float32: shape", y_jax.shape, "max |jax - torch| =",
-      f"{float(np.abs(np.asarray(y_jax) - y_torch).max()):.1e}")
+print(
+    "float32: shape",
+    y_jax.shape,
+    "max |jax - torch| =",
+    f"{float(np.abs(np.asarray(y_jax) - y_torch).max()):.1e}",
+)
 
 torch64 = torch_decoder.double()
 params64, forward64 = port(torch64, dtype=jnp.float64)
 x64 = x.astype(np.float64)
 with torch.no_grad():
     y_torch64 = torch64(torch.from_numpy(x64)).numpy()
-print("float64: max |jax - torch| =",
-      f"{float(np.abs(np.asarray(jax.jit(forward64)(params64, x64)) - y_torch64).max()):.1e}")
+print(
+    "float64: max |jax - torch| =",
+    f"{float(np.abs(np.asarray(jax.jit(forward64)(params64, x64)) - y_torch64).max()):.1e}",
+)
 torch_decoder = torch_decoder.float()
 
 # %% [markdown]
@@ -146,9 +179,12 @@ for name, g in grads.items():
     m = torch_decoder[int(name)]
     err_w = np.abs(np.asarray(g.weight) - m.weight.grad.numpy()).max()
     scale = np.abs(m.weight.grad.numpy()).max()
-    text = f"layer {name}: weight grad {tuple(g.weight.shape)} max |diff| {err_w:.1e} (of {scale:.1e})"
+    text = (
+        f"layer {name}: weight grad {tuple(g.weight.shape)} max |diff| {err_w:.1e} (of {scale:.1e})"
+    )
     if g.bias is not None:
-        text += f", bias grad max |diff| {np.abs(np.asarray(g.bias) - m.bias.grad.numpy()).max():.1e}"
+        err_b = np.abs(np.asarray(g.bias) - m.bias.grad.numpy()).max()
+        text += f", bias grad max |diff| {err_b:.1e}"
     print(text)
 
 # %% [markdown]
@@ -179,6 +215,7 @@ for size in (48, 49, 50):
 # the input that reaches it in the PyTorch model, when its PyTorch numbers are passed
 # over literally, and with the conversions done right:
 
+
 # %%
 def layer_inputs(model, x):
     """The input reaching each ConvTranspose2d of a Sequential, as NumPy arrays."""
@@ -203,49 +240,98 @@ def compare(got, ref):
 def attempt(f):
     try:
         return f()
-    except Exception as err:           # noqa: BLE001 - shown in the table
+    except Exception as err:  # noqa: BLE001 - shown in the table
         return err
 
 
 dn = ("NCHW", "OIHW", "NCHW")
-rows = []
-for name, (h, ref) in layer_inputs(torch_decoder, x).items():
+
+
+def layer_row(name, h, ref):
+    """One row of the table: layer ``name`` of the decoder ported each way."""
     m = torch_decoder[int(name)]
     w = m.weight.detach().numpy()
     b = np.zeros(m.out_channels, np.float32) if m.bias is None else m.bias.detach().numpy()
-    (k, _), (s, _), (p, _), (d, _), (a, _) = (m.kernel_size, m.stride, m.padding,
-                                              m.dilation, m.output_padding)
+    (k, _), (s, _), (p, _), (d, _), (a, _) = (
+        m.kernel_size,
+        m.stride,
+        m.padding,
+        m.dilation,
+        m.output_padding,
+    )
     g = m.groups
 
-    def nchw(y):                       # add the bias (when the channel count is even right)
+    def nchw(y):  # add the bias (when the channel count is even right)
         y = np.asarray(y)
         return y + b[:, None, None] if y.shape[1] == len(b) else y
 
-    lax_literal = attempt(lambda: nchw(jax.lax.conv_transpose(
-        h, w, (s, s), [(p, p)] * 2, rhs_dilation=(d, d), dimension_numbers=("NCHW", "IOHW", "NCHW"))))
-    lo, hi = d * (k - 1) - p, d * (k - 1) - p + a                   # the right lax padding
-    lax_fixed = attempt(lambda: nchw(jax.lax.conv_transpose(
-        h, w, (s, s), [(lo, hi)] * 2, rhs_dilation=(d, d), dimension_numbers=dn,
-        transpose_kernel=True)))
-    flax_literal = attempt(lambda: np.asarray(fnn.ConvTranspose(
-        m.out_channels, (k, k), strides=(s, s), padding=[(p, p)] * 2, kernel_dilation=(d, d)
-    ).apply({"params": {"kernel": w.transpose(2, 3, 0, 1), "bias": b}},
-            h.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2))
+    lax_literal = attempt(
+        lambda: nchw(
+            jax.lax.conv_transpose(
+                h,
+                w,
+                (s, s),
+                [(p, p)] * 2,
+                rhs_dilation=(d, d),
+                dimension_numbers=("NCHW", "IOHW", "NCHW"),
+            )
+        )
+    )
+    lo, hi = d * (k - 1) - p, d * (k - 1) - p + a  # the right lax padding
+    lax_fixed = attempt(
+        lambda: nchw(
+            jax.lax.conv_transpose(
+                h,
+                w,
+                (s, s),
+                [(lo, hi)] * 2,
+                rhs_dilation=(d, d),
+                dimension_numbers=dn,
+                transpose_kernel=True,
+            )
+        )
+    )
+    flax_literal = attempt(
+        lambda: np.asarray(
+            fnn.ConvTranspose(
+                m.out_channels, (k, k), strides=(s, s), padding=[(p, p)] * 2, kernel_dilation=(d, d)
+            ).apply(
+                {"params": {"kernel": w.transpose(2, 3, 0, 1), "bias": b}}, h.transpose(0, 2, 3, 1)
+            )
+        ).transpose(0, 3, 1, 2)
+    )
     kernel, pads = ct.layouts.to_flax(w, p, a, stride=s, dilation=d, groups=g)
-    flax_converted = attempt(lambda: np.asarray(fnn.ConvTranspose(
-        m.out_channels, (k, k), strides=(s, s), padding=pads, kernel_dilation=(d, d)
-    ).apply({"params": {"kernel": kernel, "bias": b}}, h.transpose(0, 2, 3, 1))
-    ).transpose(0, 3, 1, 2))
+    flax_converted = attempt(
+        lambda: np.asarray(
+            fnn.ConvTranspose(
+                m.out_channels, (k, k), strides=(s, s), padding=pads, kernel_dilation=(d, d)
+            ).apply({"params": {"kernel": kernel, "bias": b}}, h.transpose(0, 2, 3, 1))
+        ).transpose(0, 3, 1, 2)
+    )
     ours = params[name](h)
-    rows.append((f"{name}: k={k} s={s} p={p} d={d} op={a} g={g}",
-                 compare(lax_literal, ref), compare(lax_fixed, ref),
-                 compare(flax_literal, ref), compare(flax_converted, ref), compare(ours, ref)))
+    return (
+        f"{name}: k={k} s={s} p={p} d={d} op={a} g={g}",
+        compare(lax_literal, ref),
+        compare(lax_fixed, ref),
+        compare(flax_literal, ref),
+        compare(flax_converted, ref),
+        compare(ours, ref),
+    )
 
-headers = ("layer", "lax, literal", "lax, d(k-1)-p + transpose_kernel",
-           "flax, literal", "flax via ct.layouts.to_flax", "convt_jax")
+
+rows = [layer_row(name, h, ref) for name, (h, ref) in layer_inputs(torch_decoder, x).items()]
+
+headers = (
+    "layer",
+    "lax, literal",
+    "lax, d(k-1)-p + transpose_kernel",
+    "flax, literal",
+    "flax via ct.layouts.to_flax",
+    "convt_jax",
+)
 widths = [max(len(str(r[i])) for r in rows + [headers]) for i in range(len(headers))]
 for r in [headers, tuple("-" * w for w in widths)] + rows:
-    print(" | ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+    print(" | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))
 
 # %% [markdown]
 # Reading the table:
@@ -278,21 +364,32 @@ w0 = m0.weight.detach().numpy()
 impulse = np.zeros((1, 16, 4, 4), np.float32)
 impulse[0, 0, 1, 2] = 1.0
 with torch.no_grad():
-    stamp_torch = torch.nn.functional.conv_transpose2d(torch.from_numpy(impulse),
-                                                       m0.weight, None, 2, 1).numpy()[0, 0]
-stamp_lax = np.asarray(jax.lax.conv_transpose(
-    impulse, w0, (2, 2), [(1, 1)] * 2, dimension_numbers=("NCHW", "IOHW", "NCHW")))[0, 0]
+    stamp_torch = torch.nn.functional.conv_transpose2d(
+        torch.from_numpy(impulse), m0.weight, None, 2, 1
+    ).numpy()[0, 0]
+stamp_lax = np.asarray(
+    jax.lax.conv_transpose(
+        impulse, w0, (2, 2), [(1, 1)] * 2, dimension_numbers=("NCHW", "IOHW", "NCHW")
+    )
+)[0, 0]
 kernel, pads = ct.layouts.to_flax(w0, 1, 0, stride=2)
-stamp_flax = np.asarray(fnn.ConvTranspose(32, (4, 4), strides=(2, 2), padding=pads, use_bias=False)
-                        .apply({"params": {"kernel": kernel}}, impulse.transpose(0, 2, 3, 1)))[0, ..., 0]
+stamp_flax = np.asarray(
+    fnn.ConvTranspose(32, (4, 4), strides=(2, 2), padding=pads, use_bias=False).apply(
+        {"params": {"kernel": kernel}}, impulse.transpose(0, 2, 3, 1)
+    )
+)[0, ..., 0]
 stamp_ours = np.asarray(ct.conv_transpose2d(impulse, w0, stride=2, padding=1))[0, 0]
 
-panels = [(w0[0, 0], "the kernel w[0, 0] (4×4)"), (stamp_torch, "PyTorch (8×8)"),
-          (stamp_lax, "lax.conv_transpose, literal (6×6)"),
-          (stamp_flax, "Flax via ct.layouts.to_flax (8×8)"), (stamp_ours, "convt_jax (8×8)")]
+panels = [
+    (w0[0, 0], "the kernel w[0, 0] (4×4)"),
+    (stamp_torch, "PyTorch (8×8)"),
+    (stamp_lax, "lax.conv_transpose, literal (6×6)"),
+    (stamp_flax, "Flax via ct.layouts.to_flax (8×8)"),
+    (stamp_ours, "convt_jax (8×8)"),
+]
 vmax = np.abs(w0[0, 0]).max()
 fig, axes = plt.subplots(1, 5, figsize=(13, 3.1))
-for ax, (img, title) in zip(axes, panels):
+for ax, (img, title) in zip(axes, panels, strict=True):
     ax.imshow(img, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
     ax.set_title(title, fontsize=9)
     ax.set_xticks(np.arange(img.shape[1] + 1) - 0.5, minor=True)
@@ -315,26 +412,38 @@ fig.tight_layout()
 # NHWC):
 
 # %%
-from flax import nnx
+from flax import nnx  # noqa: E402 - imported where the notebook first uses it
 
-import convt_jax.flax as ctf
+import convt_jax.flax as ctf  # noqa: E402
 
 m2 = torch_decoder[2]
-nnx_layer = ctf.ConvTranspose2d(32, 32, kernel_size=3, stride=2, padding=1, output_padding=1,
-                                groups=4, rngs=nnx.Rngs(0))
+nnx_layer = ctf.ConvTranspose2d(
+    32, 32, kernel_size=3, stride=2, padding=1, output_padding=1, groups=4, rngs=nnx.Rngs(0)
+)
 nnx_layer.load_state_dict(m2.state_dict())
-print("Params:", {name: tuple(getattr(nnx_layer, name).shape) for name in ("weight", "bias")},
-      "| all nnx.Param:", all(isinstance(getattr(nnx_layer, name), nnx.Param)
-                              for name in ("weight", "bias")))
+print(
+    "Params:",
+    {name: tuple(getattr(nnx_layer, name).shape) for name in ("weight", "bias")},
+    "| all nnx.Param:",
+    all(isinstance(getattr(nnx_layer, name), nnx.Param) for name in ("weight", "bias")),
+)
 
 h2, ref2 = layer_inputs(torch_decoder, x)["2"]
-h2_nhwc = h2.transpose(0, 2, 3, 1)                             # NCHW -> NHWC
-y_nnx = np.asarray(nnx_layer(h2_nhwc)).transpose(0, 3, 1, 2)   # NHWC -> NCHW to compare
-print("load_state_dict: output", y_nnx.shape, "max |nnx - torch| =",
-      f"{np.abs(y_nnx - ref2).max():.1e}")
+h2_nhwc = h2.transpose(0, 2, 3, 1)  # NCHW -> NHWC
+y_nnx = np.asarray(nnx_layer(h2_nhwc)).transpose(0, 3, 1, 2)  # NHWC -> NCHW to compare
+print(
+    "load_state_dict: output",
+    y_nnx.shape,
+    "max |nnx - torch| =",
+    f"{np.abs(y_nnx - ref2).max():.1e}",
+)
 y_from = np.asarray(ctf.ConvTranspose2d.from_torch(m2)(h2_nhwc)).transpose(0, 3, 1, 2)
-print("from_torch:      output", y_from.shape, "max |nnx - torch| =",
-      f"{np.abs(y_from - ref2).max():.1e}")
+print(
+    "from_torch:      output",
+    y_from.shape,
+    "max |nnx - torch| =",
+    f"{np.abs(y_from - ref2).max():.1e}",
+)
 
 # %% [markdown]
 # ## Summary

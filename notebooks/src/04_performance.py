@@ -35,9 +35,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-ROOT = next(p for p in (pathlib.Path.cwd(), *pathlib.Path.cwd().parents)
-            if (p / "benchmarks" / "run.py").exists())
-sys.path.insert(0, str(ROOT))                  # `benchmarks` is not part of the package
+ROOT = next(
+    p
+    for p in (pathlib.Path.cwd(), *pathlib.Path.cwd().parents)
+    if (p / "benchmarks" / "run.py").exists()
+)
+sys.path.insert(0, str(ROOT))  # `benchmarks` is not part of the package
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 plt.rcParams.update({"figure.dpi": 100, "font.size": 10})
 print("results file:", RESULTS.relative_to(ROOT), "exists" if RESULTS.exists() else "is missing")
@@ -63,10 +66,18 @@ def parse_results(text):
         line = lines[i].strip()
         if line.startswith("#"):
             low = line.lower()
-            mode = ("forward + backward" if "backward" in low
-                    else "forward" if "forward" in low else None)
-        is_table = (line.startswith("|") and i + 1 < len(lines)
-                    and re.fullmatch(r"[\s|:-]+", lines[i + 1].strip() or "x"))
+            mode = (
+                "forward + backward"
+                if "backward" in low
+                else "forward"
+                if "forward" in low
+                else None
+            )
+        is_table = (
+            line.startswith("|")
+            and i + 1 < len(lines)
+            and re.fullmatch(r"[\s|:-]+", lines[i + 1].strip() or "x")
+        )
         if not is_table:
             i += 1
             continue
@@ -78,7 +89,9 @@ def parse_results(text):
             if mode is None or header[0].lower() != "shape" or cells[0].startswith("**"):
                 continue
             row = {}
-            for name, cell in zip(header[1:], cells[1:]):
+            # A row may stop short of the header (an unmeasured implementation's
+            # trailing cells left empty): its missing columns are skipped.
+            for name, cell in zip(header[1:], cells[1:], strict=False):
                 m = CELL.match(cell)
                 if name.lower().startswith("pytorch"):
                     row["PyTorch"] = (float(cell), 1.0)
@@ -87,6 +100,7 @@ def parse_results(text):
             results.setdefault(mode, {})[cells[0]] = row
     return results
 
+
 # %% [markdown]
 # ## The results
 #
@@ -94,6 +108,7 @@ def parse_results(text):
 # benchmark (two small layers, fewer implementations) on this machine. Timings on a
 # shared machine are noisy; the ratios, taken from interleaved runs on the same inputs,
 # are what count.
+
 
 # %%
 def short_benchmark():
@@ -106,8 +121,18 @@ def short_benchmark():
         out = pathlib.Path(tmp) / "results.md"
         log = io.StringIO()
         with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-            run.main(["--shapes", "small_dcgan,small_conv1d", "--rounds", "9",
-                      "--methods", "auto,dilated,subpixel,matmul", "--out", str(out)])
+            run.main(
+                [
+                    "--shapes",
+                    "small_dcgan,small_conv1d",
+                    "--rounds",
+                    "9",
+                    "--methods",
+                    "auto,dilated,subpixel,matmul",
+                    "--out",
+                    str(out),
+                ]
+            )
         return out.read_text()
 
 
@@ -122,8 +147,10 @@ else:
 setup = next((ln for ln in text.splitlines() if ln.startswith("jax ")), "")
 display(Markdown(f"**Source:** {source}.\n\n**Setup:** {setup}"))
 for mode, table in results.items():
-    print(f"{mode}: {len(table)} layers, implementations: "
-          + ", ".join(k for k in next(iter(table.values())) if k != "PyTorch"))
+    print(
+        f"{mode}: {len(table)} layers, implementations: "
+        + ", ".join(k for k in next(iter(table.values())) if k != "PyTorch")
+    )
 
 # %% [markdown]
 # ## Time relative to PyTorch
@@ -131,6 +158,7 @@ for mode, table in results.items():
 # Each bar is an implementation's time divided by PyTorch's on the same layer (log
 # scale; **left of the dashed line is faster than PyTorch**). `auto` is what
 # `convt_jax` uses by default; `jax.lax` is what you get without it.
+
 
 # %%
 def geomean(values):
@@ -142,18 +170,24 @@ HEADLINE = ("auto", "jax.lax", "autodiff(dilated)")
 COLORS = {"auto": "C0", "jax.lax": "C3", "autodiff(dilated)": "C1"}
 
 n_layers = max(len(t) for t in results.values())
-fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 1.6 + 0.75 * n_layers),
-                         squeeze=False)
-for ax, (mode, table) in zip(axes[0], results.items()):
+fig, axes = plt.subplots(
+    1, len(results), figsize=(6.5 * len(results), 1.6 + 0.75 * n_layers), squeeze=False
+)
+for ax, (mode, table) in zip(axes[0], results.items(), strict=True):
     layers = list(table)
     impls = [i for i in HEADLINE if any(i in row for row in table.values())]
     height = 0.8 / len(impls)
     for j, impl in enumerate(impls):
         ratios = [table[layer].get(impl, (np.nan, np.nan))[1] for layer in layers]
         y = np.arange(len(layers)) + (j - (len(impls) - 1) / 2) * height
-        ax.barh(y, ratios, height=height, color=COLORS[impl],
-                label=f"{impl} (geometric mean {geomean(ratios):.2f})")
-        for yy, r in zip(y, ratios):
+        ax.barh(
+            y,
+            ratios,
+            height=height,
+            color=COLORS[impl],
+            label=f"{impl} (geometric mean {geomean(ratios):.2f})",
+        )
+        for yy, r in zip(y, ratios, strict=True):
             if np.isfinite(r):
                 ax.text(r * 1.04, yy, f"{r:.2f}", va="center", fontsize=7)
     ax.axvline(1, color="k", ls="--", lw=1)
@@ -182,12 +216,21 @@ layers = list(dict.fromkeys(layer for m in modes for layer in results[m]))
 height = 0.8 / max(len(modes), 1)
 for j, mode in enumerate(modes):
     table = results[mode]
-    speedup = [table[layer]["jax.lax"][1] / table[layer]["auto"][1]
-               if layer in table and "jax.lax" in table[layer] else np.nan for layer in layers]
+    speedup = [
+        table[layer]["jax.lax"][1] / table[layer]["auto"][1]
+        if layer in table and "jax.lax" in table[layer]
+        else np.nan
+        for layer in layers
+    ]
     y = np.arange(len(layers)) + (j - (len(modes) - 1) / 2) * height
-    ax.barh(y, speedup, height=height, color=f"C{j + 4}",
-            label=f"{mode} (geometric mean {geomean([s for s in speedup if s == s]):.1f}×)")
-    for yy, v in zip(y, speedup):
+    ax.barh(
+        y,
+        speedup,
+        height=height,
+        color=f"C{j + 4}",
+        label=f"{mode} (geometric mean {geomean([s for s in speedup if s == s]):.1f}×)",
+    )
+    for yy, v in zip(y, speedup, strict=True):
         if np.isfinite(v):
             ax.text(v * 1.04, yy, f"{v:.1f}×", va="center", fontsize=7)
 ax.axvline(1, color="k", ls="--", lw=1)
@@ -207,18 +250,25 @@ fig.tight_layout()
 # implementation; green cells are faster than PyTorch, red slower.
 
 # %%
-fig, axes = plt.subplots(1, len(results), figsize=(7 * len(results), 1.8 + 0.45 * n_layers),
-                         squeeze=False)
-for ax, (mode, table) in zip(axes[0], results.items()):
+fig, axes = plt.subplots(
+    1, len(results), figsize=(7 * len(results), 1.8 + 0.45 * n_layers), squeeze=False
+)
+for ax, (mode, table) in zip(axes[0], results.items(), strict=True):
     layers = list(table)
     impls = [k for k in next(iter(table.values())) if k != "PyTorch"]
-    grid = np.array([[table[layer].get(i, (np.nan, np.nan))[1] for i in impls]
-                     for layer in layers])
+    grid = np.array([[table[layer].get(i, (np.nan, np.nan))[1] for i in impls] for layer in layers])
     ax.imshow(np.log2(grid), cmap="RdYlGn_r", vmin=-3, vmax=3, aspect="auto")
     for (r, c), v in np.ndenumerate(grid):
         if np.isfinite(v):
-            ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=8,
-                    color="white" if abs(math.log2(v)) > 2 else "black")
+            ax.text(
+                c,
+                r,
+                f"{v:.2f}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if abs(math.log2(v)) > 2 else "black",
+            )
     ax.set_xticks(range(len(impls)), impls, rotation=30, ha="right")
     ax.set_yticks(range(len(layers)), layers)
     ax.set_title(f"{mode}: time / PyTorch time")
