@@ -131,9 +131,13 @@ def header(start: tuple[float, float], end: tuple[float, float] | None = None) -
         else f"XLA {start[0]:.0f} / {end[0]:.0f} GFLOP/s, PyTorch {start[1]:.0f} / "
         f"{end[1]:.0f} GFLOP/s (start / end of the run)"
     )
+    import convt_jax as ct
+
+    info = ct.backend_info()
     return (
         f"jax {jax.__version__} ({jax.default_backend()}, {jax.devices()[0].device_kind}), "
-        f"torch {torch.__version__} ({torch.get_num_threads()} threads)\n\n"
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads); convt_jax CPU "
+        f"backend: {info.backend} ({info.reason})\n\n"
         f"CPU: {cpu_model()}; {usable} CPUs usable of {total}; vector extensions: {ext}; "
         f"fp32 2048x2048 matmul: {rate}."
     )

@@ -19,7 +19,10 @@ figure is the median over the rounds after warm-up.  Every result is checked
 against PyTorch before it is timed.  "f+b" is the forward plus the gradients
 with respect to input and weight.  Only the public API is used:
 ``ct.conv_transpose(..., method=m)``; an explicit method that does not apply
-to a layer (``ValueError``) is reported as ``n/a``.  The ``jax.lax`` column is
+to a layer (``ValueError``) is reported as ``n/a``.  ``--methods auto,xla`` compares
+the two CPU backends: ``auto`` uses oneDNN's kernels where that backend is in use
+(``convt_jax.backend_info()``, printed in the header), ``xla`` is ``auto`` with it
+switched off (the XLA forms alone).  The ``jax.lax`` column is
 ``jax.lax.conv_transpose`` (``output_padding`` as extra padding at the high
 end); for grouped layers, which it cannot express, the lhs-dilated
 ``jax.lax.conv_general_dilated`` with ``feature_group_count`` (as Equinox does).
@@ -43,6 +46,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import convt_jax as ct  # noqa: E402
+from convt_jax import _onednn  # noqa: E402
 
 from . import _machine  # noqa: E402
 
@@ -275,13 +279,14 @@ def _implementations(c: Case, modes, methods, with_lax=True):
         if "fb" in modes:
             impls[(name, "fb")] = lambda: fb(jx, jw, jg)
 
+    def call(x, w, m):
+        if m == XLA:  # "auto" as without the oneDNN backend (traced inside the switch)
+            with _onednn.switched_off():
+                return call(x, w, "auto")
+        return ct.conv_transpose(x, w, None, s, p, op, groups=g, channels_last=cl, method=m)
+
     for m in methods:
-        add_jax(
-            m,
-            lambda x, w, m=m: ct.conv_transpose(
-                x, w, None, s, p, op, groups=g, channels_last=cl, method=m
-            ),
-        )
+        add_jax(m, lambda x, w, m=m: call(x, w, m))
     if with_lax:
         add_jax(
             "jax.lax",
@@ -297,6 +302,9 @@ def _block(values):
     return values
 
 
+#: A pseudo-method of ``--methods``: ``"auto"`` with oneDNN's CPU backend switched off (the
+#: XLA forms alone), to compare the two backends in one run.
+XLA = "xla"
 NOT_APPLICABLE = "n/a"
 WRONG = "wrong"
 

@@ -5,6 +5,8 @@ from importlib.metadata import PackageNotFoundError, version
 from . import layouts as layouts
 from . import nn as nn
 from . import typing as typing
+from ._onednn import BackendInfo as BackendInfo
+from ._onednn import backend_info as backend_info
 from ._op import conv_transpose as conv_transpose
 from ._op import conv_transpose1d as conv_transpose1d
 from ._op import conv_transpose2d as conv_transpose2d
@@ -21,7 +23,9 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree, n
 del PackageNotFoundError, version
 
 __all__ = [
+    "BackendInfo",
     "autotune",
+    "backend_info",
     "clear_tuning_cache",
     "conv_transpose",
     "conv_transpose1d",

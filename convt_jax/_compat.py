@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.sharding
@@ -48,7 +49,12 @@ __all__ = [
     "aval_sharding",
     "enable_x64",
     "explicit_axes",
+    "ffi_call",
+    "ffi_include_dir",
+    "is_exporting",
     "is_partitioned",
+    "jaxlib_version",
+    "register_ffi_target",
     "lower_with_sharding_in_types",
     "require_explicit_axes",
     "typeof",
@@ -65,7 +71,7 @@ if hasattr(jax, "typeof"):
 else:  # jax < 0.5
     from jax import core as _core
 
-    typeof = _core.get_aval
+    typeof = getattr(_core, "get_aval")  # noqa: B009  (absent from newer releases' stubs)
 
 
 def varying_axes(aval: Any) -> frozenset:
@@ -129,7 +135,7 @@ def explicit_axes(mesh: Any) -> tuple:
     axes = getattr(mesh, "explicit_axes", None)  # jax >= 0.6
     if axes is not None:
         return tuple(axes)
-    return tuple(n for n, t in zip(mesh.axis_names, mesh.axis_types) if t == _EXPLICIT)
+    return tuple(n for n, t in zip(mesh.axis_names, mesh.axis_types, strict=True) if t == _EXPLICIT)
 
 
 def require_explicit_axes(axes: tuple) -> None:
@@ -146,20 +152,21 @@ def require_explicit_axes(axes: tuple) -> None:
 def auto_axes(fn: Callable, axes: tuple, out_sharding: Any) -> Callable:
     """``jax.sharding.auto_axes``: ``fn`` run with the Explicit ``axes`` Auto."""
     require_explicit_axes(axes)
-    return _auto_axes(fn, axes=axes, out_sharding=out_sharding)
+    return cast(Callable, _auto_axes)(fn, axes=axes, out_sharding=out_sharding)
 
 
 def auto_mesh(mesh: Any, axes: tuple) -> Any:
     """``mesh`` with ``axes`` switched to Auto."""
     require_explicit_axes(axes)
-    return mesh.update_axis_types({a: AxisType.Auto for a in axes})
+    auto = cast(Any, AxisType).Auto
+    return mesh.update_axis_types({a: auto for a in axes})
 
 
 def use_abstract_mesh(mesh: Any) -> contextlib.AbstractContextManager:
     """``jax.sharding.use_abstract_mesh``: trace with ``mesh`` as the current mesh."""
     if _use_abstract_mesh is None:  # only the Explicit-axes path calls it
         require_explicit_axes(tuple(mesh.axis_names))
-    return _use_abstract_mesh(mesh)
+    return cast(Callable, _use_abstract_mesh)(mesh)
 
 
 @functools.cache
@@ -201,6 +208,55 @@ def is_partitioned(ctx: Any) -> bool:
     return False  # pmap, or one device
 
 
+def is_exporting(ctx: Any) -> bool:
+    """Whether a lowering rule's ``ctx`` lowers for ``jax.export`` (a serialized program:
+    no custom calls outside XLA's stable set).  Read from the module context's lowering
+    parameters (``for_export``, on every supported release); ``False`` where absent."""
+    params = getattr(getattr(ctx, "module_context", None), "lowering_parameters", None)
+    return bool(getattr(params, "for_export", False))
+
+
+# --- XLA's foreign function interface ---------------------------------------------------
+#
+# ``jax.ffi`` from jax 0.4.39 / 0.5; ``jax.extend.ffi`` before (0.4.38), with the same
+# calls (``ffi_call(target, result_shape_dtypes)`` returning a callable).
+
+
+@functools.cache
+def _ffi() -> Any:
+    module = getattr(jax, "ffi", None)
+    if module is not None and hasattr(module, "ffi_call"):
+        return module
+    try:
+        return importlib.import_module("jax.extend.ffi")  # jax 0.4.38
+    except ImportError:
+        return None
+
+
+def ffi_include_dir() -> str | None:
+    """The folder of the XLA FFI headers that ship in jaxlib, or None without ``jax.ffi``."""
+    ffi = _ffi()
+    return None if ffi is None else ffi.include_dir()
+
+
+def register_ffi_target(name: str, fn_pointer: Any) -> None:
+    """Register a C function (a ``ctypes`` function) as the CPU FFI target ``name``."""
+    ffi = _ffi()
+    ffi.register_ffi_target(name, ffi.pycapsule(fn_pointer), platform="cpu")
+
+
+def ffi_call(name: str, result: Any) -> Callable:
+    """``jax.ffi.ffi_call(name, result)``: a function of the operands and attributes."""
+    return _ffi().ffi_call(name, result)
+
+
+def jaxlib_version() -> str:
+    """The installed jaxlib's version (the FFI headers and ABI a handler is built for)."""
+    import jaxlib
+
+    return getattr(jaxlib, "__version__", None) or jax.__version__
+
+
 # --- configuration ------------------------------------------------------------------------
 
 
@@ -208,6 +264,5 @@ def enable_x64(new_val: bool = True) -> contextlib.AbstractContextManager:
     """A context manager that turns 64-bit types on (``True``) or off (``False``)."""
     if hasattr(jax, "enable_x64"):  # jax >= 0.8
         return jax.enable_x64(new_val)
-    from jax.experimental import enable_x64 as experimental_enable_x64  # jax < 0.8
-
-    return experimental_enable_x64(new_val)
+    experimental = importlib.import_module("jax.experimental")  # jax < 0.8
+    return experimental.enable_x64(new_val)

@@ -32,11 +32,14 @@ def dilated(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     w[k]`` at output ``s*i + d*k - lo``, the definition of the operation.
     """
     kernel = w.shape[2:]
-    padding = [geo.lax_padding(k, d, c) for k, d, c in zip(kernel, config.dilation, config.crops)]
+    padding = [
+        geo.lax_padding(k, d, c)
+        for k, d, c in zip(kernel, config.dilation, config.crops, strict=True)
+    ]
     # XLA:CPU aborts on some (0, 0)-padded axes (geo.xla_swap_abort_axes): one more row of
     # high padding there, cropped off below, is exact (that row sees only padding).
     extra = geo.xla_swap_abort_axes(kernel, config.stride, config.dilation, padding)
-    padding = [(lo, hi + e) for (lo, hi), e in zip(padding, extra)]
+    padding = [(lo, hi + e) for (lo, hi), e in zip(padding, extra, strict=True)]
     y = lax.conv_general_dilated(
         x,
         geo.forward_kernel(w, config.groups, config.flip),
@@ -53,7 +56,7 @@ def dilated(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
         return y
     axes = geo.spatial_axes(config, y.ndim)
     index = [slice(None)] * y.ndim
-    for a, e in zip(axes, extra):
+    for a, e in zip(axes, extra, strict=True):
         if e:
             index[a] = slice(0, y.shape[a] - 1)
     return y[tuple(index)]
@@ -69,7 +72,12 @@ def _phase_major_kernel(w: jax.Array, groups: int, flip: bool, ph: Phases) -> ja
     c_in, c_out_g, *kernel = w.shape
     nd = len(kernel)
     w = geo.pad_to_phases(w, ph.s)
-    w = w.reshape(groups, c_in // groups, c_out_g, *[v for m, s in zip(ph.m, ph.s) for v in (m, s)])
+    w = w.reshape(
+        groups,
+        c_in // groups,
+        c_out_g,
+        *[v for m, s in zip(ph.m, ph.s, strict=True) for v in (m, s)],
+    )
     m_axes = tuple(3 + 2 * a for a in range(nd))
     r_axes = tuple(4 + 2 * a for a in range(nd))
     return w.transpose((0,) + r_axes + (2, 1) + m_axes)
@@ -124,7 +132,7 @@ def subpixel(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
         k = lax.rev(k.reshape(-1, c_in_g, *taps), tuple(range(2, 2 + nd)))
         pad = [
             (d * (t - 1) - j0, j1 - ln)
-            for d, t, j0, j1, ln in zip(ph.d, taps, ph.j0, ph.j1, ph.length)
+            for d, t, j0, j1, ln in zip(ph.d, taps, ph.j0, ph.j1, ph.length, strict=True)
         ]
         y = lax.conv_general_dilated(
             x,
@@ -175,7 +183,7 @@ def real_taps(a: jax.Array, m: tuple[int, ...], ph: Phases, first: int) -> jax.A
     phases ``r >= full`` of the last tap multiplied the zero-padded kernel, and a
     NaN/Inf input times that zero is NaN, an output the definition leaves alone.
     """
-    for ax, (f, s) in enumerate(zip(ph.real_phases(m), ph.s)):
+    for ax, (f, s) in enumerate(zip(ph.real_phases(m), ph.s, strict=True)):
         if f < s:
             index = [slice(None)] * a.ndim
             index[first + ax] = slice(0, f)
@@ -198,12 +206,14 @@ def _shift_sum(term: Callable[[tuple[int, ...]], jax.Array], ph: Phases, lead: i
             [(0, 0, 0)] * lead
             + [
                 (mm * d - j0, j1 - n - mm * d, 0)
-                for mm, d, j0, j1, n in zip(m, ph.d, ph.j0, ph.j1, ph.length)
+                for mm, d, j0, j1, n in zip(m, ph.d, ph.j0, ph.j1, ph.length, strict=True)
             ]
             + [(0, 0, 0)] * (zm.ndim - lead - nd)
         )
         zm = lax.pad(zm, jnp.zeros((), zm.dtype), pads)
         out = zm if out is None else out + zm
+    if out is None:  # every axis has at least one tap: M >= 1
+        raise ValueError(f"no kernel taps (phase counts {ph.m})")
     return out
 
 
@@ -274,7 +284,9 @@ def depthwise(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
         return lax.pad(
             prod,
             jnp.zeros((), prod.dtype),
-            [(0, 0, 0)] * (1 + nd) + [(0, s - v, 0) for s, v in zip(ph.s, f)] + [(0, 0, 0)] * 2,
+            [(0, 0, 0)] * (1 + nd)
+            + [(0, s - v, 0) for s, v in zip(ph.s, f, strict=True)]
+            + [(0, 0, 0)] * 2,
         )
 
     y = _shift_sum(term, ph, lead=1)  # (N, *J, *s, C_in, mult)

@@ -32,8 +32,8 @@ import jax
 import numpy as np
 
 from . import _geometry as geo
-from . import _gradients, _grouped, _lowering, _tune
-from ._geometry import Config, channel_axis, has_phases
+from . import _gradients, _grouped, _lowering, _onednn, _tune
+from ._geometry import Config, has_phases
 
 Shape = Sequence[int]
 Predicate = Callable[[Config, Shape, Shape], "str | None"]
@@ -102,22 +102,32 @@ FORWARD: dict[str, Form] = {
     "matmul": Form(_lowering.matmul, _dense_no_dilation, "grouped"),
     "depthwise": Form(_lowering.depthwise, _depthwise, "subpixel"),
     "grouped": Form(_grouped.forward, _grouped_phases, "subpixel"),
+    "onednn": Form(_onednn.forward, _onednn.unsupported, "dilated"),
 }
 INPUT_GRADS: dict[str, Form] = {
     "conv": Form(_gradients.input_grad, _always, None),
     "matmul": Form(_gradients.input_grad_matmul, _dense_or_depthwise, "grouped"),
     "phase": Form(_gradients.input_grad_phase, _no_dilation, "matmul"),
     "grouped": Form(_grouped.input_grad, _multi_group, "conv"),
+    "onednn": Form(_onednn.input_grad, _onednn.unsupported, "conv"),
 }
 WEIGHT_GRADS: dict[str, Form] = {
     "conv": Form(_gradients.weight_grad, _always, None),
     "matmul": Form(_gradients.weight_grad_matmul, _dense_or_depthwise, "grouped"),
     "phase": Form(_gradients.weight_grad_phase, _no_dilation, "matmul"),
     "grouped": Form(_grouped.weight_grad, _multi_group, "conv"),
+    "onednn": Form(_onednn.weight_grad, _onednn.unsupported, "conv"),
 }
 METHODS = ("auto",) + tuple(FORWARD)
 # The backward forms an explicit forward method runs with (others: "matmul").
-_BACKWARD_OF = {"dilated": ("conv", "conv"), "grouped": ("grouped", "grouped")}
+_BACKWARD_OF = {
+    "dilated": ("conv", "conv"),
+    "grouped": ("grouped", "grouped"),
+    "onednn": ("onednn", "onednn"),
+}
+#: The forms that call oneDNN through the FFI (:mod:`._onednn`): CPU only, float32 and the
+#: 16-bit floats, never in a partitioned or exported program.
+ONEDNN = "onednn"
 
 
 def reasons(config: Config, x_shape: Shape, w_shape: Shape) -> dict[str, str | None]:
@@ -133,34 +143,49 @@ def usable(
 ) -> str:
     """``name``, or the first form of its fallback chain that applies."""
     while table[name].unsupported(config, x_shape, w_shape) is not None:
-        name = table[name].fallback
+        fallback = table[name].fallback
+        if fallback is None:  # the chains end in forms that always apply
+            raise ValueError(f"no form of {sorted(table)} applies ({name!r}: {config})")
+        name = fallback
     return name
 
 
 def resolve(
-    method: str, config: Config, x_shape: Shape, w_shape: Shape, dtype: Any = None
+    method: str,
+    config: Config,
+    x_shape: Shape,
+    w_shape: Shape,
+    dtype: Any = None,
+    *,
+    tune: bool = True,
 ) -> tuple[str, str, str]:
     """``(forward lowering, dx form, dw form)`` for a batched input shape and a weight shape.
 
     An explicit method gives that lowering with the matrix-multiply backward
     forms where they apply (``"dilated"``: the convolution forms;
-    ``"grouped"``: the group-batched forms) and is never tuned; ``"auto"``
-    gives :func:`auto`'s choice, or, with autotuning on and ``dtype`` given,
-    the forms measured fastest on this machine (:func:`_tuned`).  Every
-    returned form applies to the configuration.  ``dtype`` is the
-    computation dtype (part of the tuning key; unused by the rule).
+    ``"grouped"``: the group-batched forms; ``"onednn"``: oneDNN's) and is never
+    tuned; ``"auto"`` gives oneDNN's kernels where they apply (:mod:`._onednn`),
+    else :func:`auto`'s choice, or, with autotuning on (``tune``) and ``dtype``
+    given, the forms measured fastest on this machine (:func:`_tuned`).  Every
+    returned form applies to the configuration.  ``dtype`` is the computation
+    dtype (part of the tuning key; oneDNN's forms need float32 or a 16-bit float:
+    for other dtypes they are replaced by :func:`auto`'s).
     """
     if method == "auto":
         fwd, dx, dw = auto(config, x_shape, w_shape)
+        if _onednn_applies(config, x_shape, w_shape, dtype):
+            fwd = dx = dw = ONEDNN
     else:
         fwd = method
         dx, dw = _BACKWARD_OF.get(method, ("matmul", "matmul"))
+    if dtype is not None and not _onednn.supports_dtype(dtype):
+        fwd, dx, dw = without_onednn((fwd, dx, dw), config, x_shape, w_shape)
     chosen = (
         usable(FORWARD, fwd, config, x_shape, w_shape),
         usable(INPUT_GRADS, dx, config, x_shape, w_shape),
         usable(WEIGHT_GRADS, dw, config, x_shape, w_shape),
     )
-    if method == "auto" and dtype is not None and _tune.enabled():
+    if method == "auto" and tune and dtype is not None and _tune.enabled():
         chosen = _tuned(
             config,
             tuple(int(d) for d in x_shape),
@@ -169,6 +194,32 @@ def resolve(
             chosen,
         )
     return chosen
+
+
+def _onednn_applies(config: Config, x_shape: Shape, w_shape: Shape, dtype: Any) -> bool:
+    if dtype is not None and not _onednn.supports_dtype(dtype):
+        return False
+    return _onednn.unsupported(config, x_shape, w_shape) is None
+
+
+def without_onednn(
+    forms: Sequence[str],
+    config: Config,
+    x_shape: Shape,
+    w_shape: Shape,
+    replacement: Sequence[str] | None = None,
+) -> tuple[str, str, str]:
+    """``forms`` with each oneDNN form replaced by ``replacement``'s (default: the XLA rule's,
+    :func:`auto`), for a dtype oneDNN has no kernels for, an exported program or another
+    platform than the CPU."""
+    forms = tuple(forms[:3])
+    if ONEDNN not in forms:
+        return forms  # type: ignore[return-value]
+    xla = tuple(replacement) if replacement is not None else auto(config, x_shape, w_shape)
+    return tuple(  # type: ignore[return-value]
+        usable(table, x if f == ONEDNN else f, config, x_shape, w_shape)
+        for table, f, x in zip((FORWARD, INPUT_GRADS, WEIGHT_GRADS), forms, xla, strict=True)
+    )
 
 
 #: What ``"auto"`` runs on the accelerators (GPU, TPU): the core lowering, which XLA lowers
@@ -215,20 +266,25 @@ def _tuned(
     """
     key = (config, x_shape, w_shape, str(dtype))
     xs, ws = jax.ShapeDtypeStruct(x_shape, dtype), jax.ShapeDtypeStruct(w_shape, dtype)
+    # oneDNN's forms are candidates where the tuner times (the default backend) is the CPU.
+    onednn = jax.default_backend() == "cpu" and _onednn.supports_dtype(dtype)
+
+    def applicable(table: dict[str, Form]) -> list[str]:
+        names = _applicable(table, config, x_shape, w_shape)
+        return [n for n in names if n != ONEDNN or onednn]
+
     fwd_fns = {
-        n: functools.partial(_run_forward, FORWARD[n].fn, config)
-        for n in _applicable(FORWARD, config, x_shape, w_shape)
+        n: functools.partial(_run_forward, FORWARD[n].fn, config) for n in applicable(FORWARD)
     }
     fwd = _tune.choose("forward", key, fwd_fns, (xs, ws), rule[0])
     gs = jax.eval_shape(fwd_fns[rule[0]], xs, ws)  # the cotangent: the output's shape, dtype
     dx_fns = {
-        n: functools.partial(_run_grad, INPUT_GRADS[n].fn, config)
-        for n in _applicable(INPUT_GRADS, config, x_shape, w_shape)
+        n: functools.partial(_run_grad, INPUT_GRADS[n].fn, config) for n in applicable(INPUT_GRADS)
     }
     dx = _tune.choose("dx", key, dx_fns, (gs, ws), rule[1])
     dw_fns = {
         n: functools.partial(_run_grad, WEIGHT_GRADS[n].fn, config)
-        for n in _applicable(WEIGHT_GRADS, config, x_shape, w_shape)
+        for n in applicable(WEIGHT_GRADS)
     }
     dw = _tune.choose("dw", key, dw_fns, (gs, xs), rule[2])
     return fwd, dx, dw
@@ -293,14 +349,14 @@ def auto(config: Config, x_shape: Shape, w_shape: Shape) -> tuple[str, str, str]
     # slower than "subpixel" with C_in = 512 (k3s2op1w: 1.96 against 0.79 PyTorch's time,
     # channels-last 1.90 against 1.09; python -m benchmarks.run --shapes
     # k3s2op1w,k3s2op1w_cl --methods auto,subpixel --rounds 3, 2 shared AMD EPYC cores).
-    aligned = all(k % s == 0 for k, s in zip(kernel, config.stride))
+    aligned = all(k % s == 0 for k, s in zip(kernel, config.stride, strict=True))
     forward = "matmul" if nd == 2 and aligned and (c_in >= 512 or c_out <= 8) else "subpixel"
     strided = any(s > 1 for s in config.stride)
     spatial = geo.spatial_shape(config, x_shape)
     m = geo.phase_counts(kernel, config.stride)
     # The phase forms compute on the cotangent's phase grid, L + M - 1 rows per axis
     # for L input rows: no extra rows when K == s, at most 1/16 more when L >= 16 (M - 1).
-    small_grid = all(ln >= 16 * (mm - 1) for ln, mm in zip(spatial, m))
+    small_grid = all(ln >= 16 * (mm - 1) for ln, mm in zip(spatial, m, strict=True))
     # Phase dx sums its taps on the output side when C_in <= s^d * C_out (every decoder
     # layer but an image/volume output layer, see _gradients.input_grad_phase).
     output_side = _gradients.phase_dx_sums_on_output_side(c_in, c_out, config.stride)
@@ -415,11 +471,11 @@ def forward(name: str, x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
 
 def input_grad(name: str, g: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     """Run dx form ``name`` (or its fallback) on the cotangent ``g``."""
-    return INPUT_GRADS[usable(INPUT_GRADS, name, config, g.shape, w.shape)].fn(g, w, config)
+    x_shape = _onednn.input_shape(config, g.shape, w.shape)
+    return INPUT_GRADS[usable(INPUT_GRADS, name, config, x_shape, w.shape)].fn(g, w, config)
 
 
 def weight_grad(name: str, g: jax.Array, x: jax.Array, config: Config) -> jax.Array:
     """Run dw form ``name`` (or its fallback) on the cotangent ``g`` and the input ``x``."""
-    c_ax = channel_axis(config)
-    w_shape = (x.shape[c_ax], g.shape[c_ax] // config.groups)
+    w_shape = _onednn.weight_shape(config, g.shape, x.shape)
     return WEIGHT_GRADS[usable(WEIGHT_GRADS, name, config, x.shape, w_shape)].fn(g, x, config)

@@ -16,7 +16,7 @@ import numpy as np
 from jax.lax import PrecisionLike
 from jax.typing import ArrayLike, DTypeLike
 
-from . import _args, _geometry, _halo, _methods, _padding_modes, _primitive, _tune
+from . import _args, _geometry, _halo, _methods, _onednn, _padding_modes, _primitive, _tune
 from ._geometry import Config
 from .typing import (
     ConvMode,
@@ -31,10 +31,21 @@ from .typing import (
 
 
 @functools.partial(
-    jax.jit, static_argnames=("config", "batched", "dtype", "method", "fold", "tune")
+    jax.jit,
+    static_argnames=("config", "batched", "dtype", "method", "fold", "tune", "xla_only"),
 )
 def _forward(
-    x, w, b, *, config: Config, batched: bool, dtype, method: str, fold=None, tune: bool = False
+    x,
+    w,
+    b,
+    *,
+    config: Config,
+    batched: bool,
+    dtype,
+    method: str,
+    fold=None,
+    tune: bool = False,
+    xla_only: bool = False,
 ):
     """Batch, bind the primitive, fold a non-zero padding mode's border, add the bias, cast.
 
@@ -43,7 +54,8 @@ def _forward(
     the bias is added once per output position.  ``tune`` is the autotuning
     switch (:func:`_tune.enabled`) when the call was made: read by
     ``_methods.resolve`` itself, it is a static argument only so that turning
-    the switch traces (and chooses) again instead of reusing the other setting's trace.
+    the switch traces (and chooses) again instead of reusing the other setting's trace;
+    ``xla_only`` likewise for :func:`_onednn.switched_off`.
     """
     x = x.astype(dtype)
     w = w.astype(dtype)
@@ -89,7 +101,7 @@ def _forms(method: str, dtype, tune: bool, config: Config, x_shape, w_shape) -> 
     CPU and XLA's convolutions on the accelerators; with autotuning on, the forms
     measured on the default backend replace that platform's (the tuner times there).
     """
-    rule = _methods.resolve(method, config, x_shape, w_shape)  # no dtype: never tuned
+    rule = _methods.resolve(method, config, x_shape, w_shape, dtype, tune=False)
     if method != "auto":
         return rule + rule
     accelerator = _methods.ACCELERATOR_FORMS
@@ -157,6 +169,7 @@ def _conv_transpose(
             dtype=dtype,
             method=method,
             tune=_tune.enabled(),
+            xla_only=_onednn.is_switched_off(),
         )
     # Non-zero padding modes: the unpadded transposed convolution (keeping the
     # output padding), then the border folded back (see _padding_modes).
@@ -174,6 +187,7 @@ def _conv_transpose(
         method=method,
         fold=(pads, padding_mode),
         tune=_tune.enabled(),
+        xla_only=_onednn.is_switched_off(),
     )
 
 

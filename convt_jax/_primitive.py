@@ -168,7 +168,7 @@ def with_auto_axes(fn, y: jax.Array) -> jax.Array:
     spec = tuple(aval.sharding.spec) + (None,) * (y.ndim - len(aval.sharding.spec))
     spec = [
         e if e is not None and n % _axis_size(mesh, e) == 0 else None
-        for e, n in zip(spec, out.shape)
+        for e, n in zip(spec, out.shape, strict=True)
     ]
     return _compat.auto_axes(fn, axes, _compat.with_spec(aval.sharding, P(*spec)))(y)
 
@@ -278,8 +278,14 @@ def _platform_forms(
     ctx, method: tuple[str, ...], platform: str | None, config: Config, x_shape, w_shape
 ) -> tuple[str, str, str]:
     """The three forms for the platform being lowered for (``"cpu"``, or ``None`` for any
-    other), made convolution-free when the program is partitioned."""
-    forms = tuple(method[3:6]) if platform != "cpu" and len(method) == 6 else tuple(method[:3])
+    other), made convolution-free when the program is partitioned; oneDNN's forms (a CPU
+    FFI call) only on the CPU and never in an exported program."""
+    chosen = method[3:6] if platform != "cpu" and len(method) == 6 else method[:3]
+    forms: tuple[str, str, str] = (chosen[0], chosen[1], chosen[2])
+    if platform != "cpu":
+        forms = _methods.without_onednn(forms, config, x_shape, w_shape, _methods.ACCELERATOR_FORMS)
+    elif _compat.is_exporting(ctx):
+        forms = _methods.without_onednn(forms, config, x_shape, w_shape)
     if _compat.is_partitioned(ctx):
         forms = _methods.partitioned(forms, config, x_shape, w_shape)
     return forms
@@ -423,11 +429,11 @@ def _weight_grad_transpose_x(ct, g, x, *, config, method, shape):
 
 
 def _broadcast_unmapped(args, dims):
-    size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
+    size = next(a.shape[d] for a, d in zip(args, dims, strict=True) if d is not None)
     return (
         [
             a if d is not None else jnp.broadcast_to(a[None], (size, *a.shape))
-            for a, d in zip(args, dims)
+            for a, d in zip(args, dims, strict=True)
         ],
         [d if d is not None else 0 for d in dims],
         size,

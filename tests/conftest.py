@@ -70,3 +70,13 @@ def pytest_configure(config):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def xla_forms():
+    """The test sees the XLA forms only: oneDNN's CPU backend (when it is in use) switched
+    off, for tests of the XLA rule and of programs made of XLA's own ops."""
+    from convt_jax import _onednn
+
+    with _onednn.switched_off():
+        yield

@@ -196,6 +196,7 @@ def test_vmap_over_input_and_weight_of_a_dense_layer_uses_the_grouped_forms():
             np.testing.assert_allclose(a, b, rtol=TOL, atol=TOL)
 
 
+@pytest.mark.usefixtures("xla_forms")
 def test_auto_uses_the_group_batched_gradients_for_grouped_layers_on_cpu():
     if jax.default_backend() != "cpu":
         pytest.skip("the CPU rule")
@@ -244,6 +245,7 @@ def test_explicit_grouped_that_cannot_apply_is_an_error(kw, reason):
     assert reason in message
 
 
+@pytest.mark.usefixtures("xla_forms")
 def test_auto_rule_for_kernels_that_are_not_a_multiple_of_the_stride():
     # k3 s2 output_padding=1: the phase convolution forward (never "matmul", whose zero
     # taps cost 1.8x the products); im2col + matmul for both gradients, as every 2-D layer.

@@ -200,6 +200,7 @@ def test_methods_under_vmap_and_second_order(method):
     np.testing.assert_allclose(h, h_ref, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.usefixtures("xla_forms")
 def test_auto_picks_from_the_shape():
     def pick(x_shape, w_shape, **kw):
         config = config_of(
@@ -251,6 +252,7 @@ def test_unknown_method_is_rejected():
         ct.conv_transpose1d(x, w, method=3)
 
 
+@pytest.mark.usefixtures("xla_forms")
 @pytest.mark.parametrize(
     "method, kw, reason, able",
     [

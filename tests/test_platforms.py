@@ -55,6 +55,7 @@ def _export(fn, platforms, x_shape, w_shape):
     return export.export(jax.jit(fn), platforms=platforms)(*spec)
 
 
+@pytest.mark.usefixtures("xla_forms")
 @pytest.mark.parametrize("name, f, x_shape, w_shape", LAYERS, ids=[c[0] for c in LAYERS])
 def test_export_for_each_platform_and_all_at_once(name, f, x_shape, w_shape):
     fn = _loss_and_grads(f)
@@ -116,6 +117,7 @@ def test_vmap_and_jvp_exports_keep_the_platform_choice(transform):
     assert cpu["convolution"] == 0 and cpu["dot_general"] > 0, cpu
 
 
+@pytest.mark.usefixtures("xla_forms")
 def test_tuned_forms_replace_the_default_backends_forms_only():
     """Autotuning measures on the default backend (this CPU): the CPU program takes the
     measured forms, the accelerators keep XLA's convolutions."""
@@ -131,3 +133,27 @@ def test_tuned_forms_replace_the_default_backends_forms_only():
         )
     assert accel["convolution"] == 3 and accel["dot_general"] == 0, accel
     assert _ops(cpu) == _ops(local)
+
+
+def test_onednn_forms_run_on_this_cpu_and_never_reach_an_export():
+    """Where oneDNN's CPU backend is in use, this host's jit calls it (FFI custom calls, no
+    convolution), while an export (a serialized, portable program) for the CPU, or for any
+    platform, carries XLA's own ops only, and runs with the same numbers."""
+    from convt_jax import _onednn
+
+    if not _onednn.available():
+        pytest.skip(f"oneDNN backend not in use: {_onednn.backend_info().reason}")
+    name, f, x_shape, w_shape = LAYERS[0]
+    fn = _loss_and_grads(f)
+    x = jnp.asarray(np.random.default_rng(0).standard_normal(x_shape), jnp.float32)
+    w = jnp.asarray(np.random.default_rng(1).standard_normal(w_shape), jnp.float32)
+    local = jax.jit(fn).lower(x, w).as_text()
+    assert local.count("convt_jax_onednn_") == 3  # forward, dx, dw
+    assert _ops(local)["convolution"] == 0
+    for platforms in (["cpu"], ["cpu", "cuda"]):
+        exported = _export(fn, platforms, x_shape, w_shape)
+        assert "convt_jax_onednn" not in exported.mlir_module(), platforms
+    got = _export(fn, ["cpu"], x_shape, w_shape).call(x, w)
+    want = jax.jit(fn)(x, w)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4)

@@ -1,0 +1,450 @@
+// oneDNN's deconvolution kernels as XLA FFI handlers for the CPU: the forward, the input
+// gradient (backward data) and the weight gradient (backward weights) of a transposed
+// convolution in float32, 1-3 spatial axes, channels-first or channels-last, any groups.
+//
+// Built and loaded by convt_jax/_onednn.py (against the XLA FFI headers of the jaxlib in
+// use and the oneDNN of the `onednn` extra); registered as three FFI targets for the "cpu"
+// platform and called with jax.ffi.ffi_call from the primitive's CPU lowering.
+//
+// The operands are read where they are (no copies): a memory descriptor with the
+// operand's strides describes the layout XLA hands over (row-major, in the layout given by
+// `channels_last`); the weight is PyTorch's (C_in, C_out / groups, *K). Only the weight (or
+// its gradient) is reordered, into the blocked layout the kernel prefers.
+//
+// Each (kind, shapes, settings) gets its primitive descriptor, primitive and weight reorder
+// built once and cached (a mutex guards the cache; execution runs outside it). Scratch
+// memory (the kernel's scratchpad, the reordered weight) comes from per-thread arenas that
+// only grow, so a call allocates nothing once warm, and concurrent calls from XLA's threads
+// never share a buffer.
+//
+// `Problem` and `primitive_for` describe a convolution-shaped problem in general terms, so
+// a regular convolution (whose input gradient is a transposed convolution) can reuse them.
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "oneapi/dnnl/dnnl.hpp"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+enum Kind : int64_t { kForward = 0, kInputGrad = 1, kWeightGrad = 2 };
+
+using dims = dnnl::memory::dims;
+
+// One transposed-convolution problem: logical shapes in oneDNN's order (N, C, spatial...)
+// and the settings; `key()` identifies it in the cache.
+struct Problem {
+  Kind kind;
+  bool channels_last;
+  int64_t groups;
+  dims src, dst;          // x: (N, C_in, *S); y: (N, C_out, *S_out)
+  dims kernel;            // K
+  dims strides, dilates, pad_l, pad_r;
+
+  std::string key() const {
+    std::vector<int64_t> v{kind, channels_last, groups, static_cast<int64_t>(src.size())};
+    for (const dims* d : {&src, &dst, &kernel, &strides, &dilates, &pad_l, &pad_r})
+      v.insert(v.end(), d->begin(), d->end());
+    return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(int64_t));
+  }
+
+  int64_t c_in() const { return src[1]; }
+  int64_t c_out() const { return dst[1]; }
+};
+
+// Row-major strides of an activation given in oneDNN's logical order (N, C, *S), stored
+// channels-first (N, C, *S) or channels-last (N, *S, C).
+dims activation_strides(const dims& shape, bool channels_last) {
+  const size_t r = shape.size();
+  dims strides(r);
+  if (!channels_last) {
+    int64_t s = 1;
+    for (size_t i = r; i-- > 0;) { strides[i] = s; s *= shape[i]; }
+    return strides;
+  }
+  // Physical order: N, S_0, ..., S_{r-3}, C.
+  int64_t s = 1;
+  strides[1] = s; s *= shape[1];
+  for (size_t i = r; i-- > 2;) { strides[i] = s; s *= shape[i]; }
+  strides[0] = s;
+  return strides;
+}
+
+// The weight stored as PyTorch's (C_in, C_out / g, *K), described in oneDNN's logical
+// order for deconvolution: (C_out, C_in, *K), or (g, C_out / g, C_in / g, *K) with groups.
+dnnl::memory::desc user_weight_desc(const Problem& p) {
+  const int64_t g = p.groups, ci = p.c_in() / g, co = p.c_out() / g;
+  int64_t k = 1;
+  for (int64_t d : p.kernel) k *= d;
+  dims shape, strides;
+  if (g == 1) {
+    shape = {co, ci};
+    strides = {k, co * k};
+  } else {
+    shape = {g, co, ci};
+    strides = {ci * co * k, k, co * k};
+  }
+  int64_t s = 1;
+  dims kstrides(p.kernel.size());
+  for (size_t i = p.kernel.size(); i-- > 0;) { kstrides[i] = s; s *= p.kernel[i]; }
+  shape.insert(shape.end(), p.kernel.begin(), p.kernel.end());
+  strides.insert(strides.end(), kstrides.begin(), kstrides.end());
+  return dnnl::memory::desc(shape, dnnl::memory::data_type::f32, strides);
+}
+
+dnnl::memory::desc any_weight_desc(const Problem& p) {
+  dnnl::memory::desc user = user_weight_desc(p);
+  return dnnl::memory::desc(user.get_dims(), dnnl::memory::data_type::f32,
+                            dnnl::memory::format_tag::any);
+}
+
+dnnl::memory::desc activation_desc(const dims& shape, bool channels_last) {
+  return dnnl::memory::desc(shape, dnnl::memory::data_type::f32,
+                            activation_strides(shape, channels_last));
+}
+
+const dnnl::engine& cpu_engine() {
+  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+// A cached problem: the primitive and, where the kernel's weight layout is not the user's,
+// the reorder between them.
+struct Entry {
+  dnnl::primitive primitive;
+  dnnl::memory::desc user_weight, kernel_weight;
+  bool reorder = false;
+  dnnl::primitive weight_reorder;  // user -> kernel (forward, input grad); kernel -> user (dw)
+  size_t scratchpad_bytes = 0;
+  std::string impl;
+};
+
+std::shared_ptr<Entry> build(const Problem& p) {
+  const auto& eng = cpu_engine();
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  auto src = activation_desc(p.src, p.channels_last);
+  auto dst = activation_desc(p.dst, p.channels_last);
+  auto entry = std::make_shared<Entry>();
+  entry->user_weight = user_weight_desc(p);
+  auto algo = dnnl::algorithm::deconvolution_direct;
+  // The forward descriptor: the primitive for kForward, the hint for the gradients.
+  dnnl::deconvolution_forward::primitive_desc fwd(
+      eng, dnnl::prop_kind::forward_training, algo, src, any_weight_desc(p), dst, p.strides,
+      p.dilates, p.pad_l, p.pad_r, attr);
+  dnnl::primitive_desc_base pd;
+  switch (p.kind) {
+    case kForward:
+      entry->primitive = dnnl::deconvolution_forward(fwd);
+      entry->kernel_weight = fwd.weights_desc();
+      pd = fwd;
+      break;
+    case kInputGrad: {
+      dnnl::deconvolution_backward_data::primitive_desc bwd(
+          eng, algo, src, any_weight_desc(p), dst, p.strides, p.dilates, p.pad_l, p.pad_r,
+          fwd, attr);
+      entry->primitive = dnnl::deconvolution_backward_data(bwd);
+      entry->kernel_weight = bwd.weights_desc();
+      pd = bwd;
+      break;
+    }
+    case kWeightGrad: {
+      dnnl::deconvolution_backward_weights::primitive_desc bwd(
+          eng, algo, src, any_weight_desc(p), dst, p.strides, p.dilates, p.pad_l, p.pad_r,
+          fwd, attr);
+      entry->primitive = dnnl::deconvolution_backward_weights(bwd);
+      entry->kernel_weight = bwd.diff_weights_desc();
+      pd = bwd;
+      break;
+    }
+  }
+  entry->scratchpad_bytes = pd.scratchpad_desc().get_size();
+  entry->impl = pd.impl_info_str();
+  entry->reorder = entry->kernel_weight != entry->user_weight;
+  if (entry->reorder) {
+    dnnl::primitive_attr rattr;
+    rattr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    const bool to_kernel = p.kind != kWeightGrad;
+    dnnl::reorder::primitive_desc rpd(
+        eng, to_kernel ? entry->user_weight : entry->kernel_weight, eng,
+        to_kernel ? entry->kernel_weight : entry->user_weight, rattr);
+    entry->weight_reorder = dnnl::reorder(rpd);
+    entry->scratchpad_bytes = std::max(entry->scratchpad_bytes, rpd.scratchpad_desc().get_size());
+  }
+  return entry;
+}
+
+std::mutex cache_mutex;
+std::unordered_map<std::string, std::shared_ptr<Entry>>& cache() {
+  static auto* c = new std::unordered_map<std::string, std::shared_ptr<Entry>>();
+  return *c;
+}
+
+std::shared_ptr<Entry> primitive_for(const Problem& p) {
+  const std::string key = p.key();
+  {
+    std::lock_guard<std::mutex> lock(cache_mutex);
+    auto it = cache().find(key);
+    if (it != cache().end()) return it->second;
+  }
+  auto entry = build(p);  // outside the lock: creation can take milliseconds
+  std::lock_guard<std::mutex> lock(cache_mutex);
+  return cache().emplace(key, std::move(entry)).first->second;
+}
+
+// A per-thread buffer that only grows, 64-byte aligned.
+struct Arena {
+  void* data = nullptr;
+  size_t size = 0;
+  ~Arena() { std::free(data); }
+  void* get(size_t bytes) {
+    if (bytes > size) {
+      std::free(data);
+      size = (bytes + 63) / 64 * 64;
+      data = std::aligned_alloc(64, size);
+      if (data == nullptr) size = 0;
+    }
+    return data;
+  }
+};
+
+thread_local Arena scratch_arena, weight_arena;
+
+dims to_dims(ffi::Span<const int64_t> s) { return dims(s.begin(), s.end()); }
+
+// XLA's row-major shape -> oneDNN's logical (N, C, *S) order.
+dims logical(ffi::Span<const int64_t> shape, bool channels_last) {
+  dims d(shape.begin(), shape.end());
+  if (channels_last) {
+    const int64_t c = d.back();
+    d.pop_back();
+    d.insert(d.begin() + 1, c);
+  }
+  return d;
+}
+
+ffi::Error run(Kind kind, ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b,
+               ffi::Result<ffi::Buffer<ffi::F32>> out, ffi::Span<const int64_t> strides,
+               ffi::Span<const int64_t> dilation, ffi::Span<const int64_t> pad_l,
+               ffi::Span<const int64_t> pad_r, int64_t groups, bool channels_last) {
+  // Operands by kind:  forward (x, w) -> y;  input grad (g, w) -> dx;  weight grad (g, x) -> dw.
+  Problem p;
+  p.kind = kind;
+  p.channels_last = channels_last;
+  p.groups = groups;
+  p.strides = to_dims(strides);
+  p.dilates = to_dims(dilation);
+  for (auto& d : p.dilates) d -= 1;  // oneDNN counts the gaps: 0 is no dilation
+  p.pad_l = to_dims(pad_l);
+  p.pad_r = to_dims(pad_r);
+  const size_t nd = p.strides.size();
+  auto check_rank = [&](ffi::Span<const int64_t> s) { return s.size() == nd + 2; };
+  const float* weight_in = nullptr;
+  float* weight_out = nullptr;
+  const float *src = nullptr, *dst_in = nullptr;
+  float *src_out = nullptr, *dst_out = nullptr;
+  ffi::Span<const int64_t> wshape;
+  switch (kind) {
+    case kForward:
+      if (!check_rank(a.dimensions()) || !check_rank(out->dimensions()))
+        return ffi::Error::InvalidArgument("convt_jax oneDNN forward: operand rank");
+      p.src = logical(a.dimensions(), channels_last);
+      p.dst = logical(out->dimensions(), channels_last);
+      wshape = b.dimensions();
+      src = a.typed_data();
+      weight_in = b.typed_data();
+      dst_out = out->typed_data();
+      break;
+    case kInputGrad:
+      if (!check_rank(a.dimensions()) || !check_rank(out->dimensions()))
+        return ffi::Error::InvalidArgument("convt_jax oneDNN input grad: operand rank");
+      p.dst = logical(a.dimensions(), channels_last);
+      p.src = logical(out->dimensions(), channels_last);
+      wshape = b.dimensions();
+      dst_in = a.typed_data();
+      weight_in = b.typed_data();
+      src_out = out->typed_data();
+      break;
+    case kWeightGrad:
+      if (!check_rank(a.dimensions()) || !check_rank(b.dimensions()))
+        return ffi::Error::InvalidArgument("convt_jax oneDNN weight grad: operand rank");
+      p.dst = logical(a.dimensions(), channels_last);
+      p.src = logical(b.dimensions(), channels_last);
+      wshape = out->dimensions();
+      dst_in = a.typed_data();
+      src = b.typed_data();
+      weight_out = out->typed_data();
+      break;
+  }
+  if (wshape.size() != nd + 2)
+    return ffi::Error::InvalidArgument("convt_jax oneDNN: weight rank");
+  p.kernel = dims(wshape.begin() + 2, wshape.end());
+
+  std::shared_ptr<Entry> e;
+  try {
+    e = primitive_for(p);
+  } catch (const dnnl::error& err) {
+    return ffi::Error::Internal(std::string("convt_jax oneDNN: primitive creation failed: ") +
+                                err.what());
+  }
+  const auto& eng = cpu_engine();
+  thread_local dnnl::stream stream(eng);
+  void* scratch = scratch_arena.get(e->scratchpad_bytes);
+  if (e->scratchpad_bytes && scratch == nullptr)
+    return ffi::Error::Internal("convt_jax oneDNN: out of memory (scratchpad)");
+  dnnl::memory scratchpad(dnnl::memory::desc({static_cast<int64_t>(e->scratchpad_bytes)},
+                                             dnnl::memory::data_type::u8,
+                                             dnnl::memory::format_tag::a),
+                          eng, scratch);
+  auto act = [&](const dims& shape, const void* ptr) {
+    return dnnl::memory(activation_desc(shape, channels_last), eng, const_cast<void*>(ptr));
+  };
+  dnnl::memory user_w(e->user_weight, eng,
+                      const_cast<float*>(weight_in ? weight_in : weight_out));
+  dnnl::memory kernel_w = user_w;
+  if (e->reorder) {
+    void* wbuf = weight_arena.get(e->kernel_weight.get_size());
+    if (wbuf == nullptr) return ffi::Error::Internal("convt_jax oneDNN: out of memory (weight)");
+    kernel_w = dnnl::memory(e->kernel_weight, eng, wbuf);
+    if (kind != kWeightGrad)
+      e->weight_reorder.execute(stream, {{DNNL_ARG_FROM, user_w},
+                                         {DNNL_ARG_TO, kernel_w},
+                                         {DNNL_ARG_SCRATCHPAD, scratchpad}});
+  }
+  try {
+    switch (kind) {
+      case kForward:
+        e->primitive.execute(stream, {{DNNL_ARG_SRC, act(p.src, src)},
+                                      {DNNL_ARG_WEIGHTS, kernel_w},
+                                      {DNNL_ARG_DST, act(p.dst, dst_out)},
+                                      {DNNL_ARG_SCRATCHPAD, scratchpad}});
+        break;
+      case kInputGrad:
+        e->primitive.execute(stream, {{DNNL_ARG_DIFF_DST, act(p.dst, dst_in)},
+                                      {DNNL_ARG_WEIGHTS, kernel_w},
+                                      {DNNL_ARG_DIFF_SRC, act(p.src, src_out)},
+                                      {DNNL_ARG_SCRATCHPAD, scratchpad}});
+        break;
+      case kWeightGrad:
+        e->primitive.execute(stream, {{DNNL_ARG_SRC, act(p.src, src)},
+                                      {DNNL_ARG_DIFF_DST, act(p.dst, dst_in)},
+                                      {DNNL_ARG_DIFF_WEIGHTS, kernel_w},
+                                      {DNNL_ARG_SCRATCHPAD, scratchpad}});
+        if (e->reorder)
+          e->weight_reorder.execute(stream, {{DNNL_ARG_FROM, kernel_w},
+                                             {DNNL_ARG_TO, user_w},
+                                             {DNNL_ARG_SCRATCHPAD, scratchpad}});
+        break;
+    }
+    stream.wait();
+  } catch (const dnnl::error& err) {
+    return ffi::Error::Internal(std::string("convt_jax oneDNN: execution failed: ") +
+                                err.what());
+  }
+  return ffi::Error::Success();
+}
+
+template <Kind kind>
+ffi::Error run_kind(ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b,
+                   ffi::Result<ffi::Buffer<ffi::F32>> out, ffi::Span<const int64_t> strides,
+                   ffi::Span<const int64_t> dilation, ffi::Span<const int64_t> pad_l,
+                   ffi::Span<const int64_t> pad_r, int64_t groups, bool channels_last) {
+  return run(kind, a, b, out, strides, dilation, pad_l, pad_r, groups, channels_last);
+}
+
+}  // namespace
+
+#define CONVT_JAX_BIND                      \
+  ffi::Ffi::Bind()                          \
+      .Arg<ffi::Buffer<ffi::F32>>()         \
+      .Arg<ffi::Buffer<ffi::F32>>()         \
+      .Ret<ffi::Buffer<ffi::F32>>()         \
+      .Attr<ffi::Span<const int64_t>>("stride")   \
+      .Attr<ffi::Span<const int64_t>>("dilation") \
+      .Attr<ffi::Span<const int64_t>>("pad_l")    \
+      .Attr<ffi::Span<const int64_t>>("pad_r")    \
+      .Attr<int64_t>("groups")              \
+      .Attr<bool>("channels_last")
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(convt_jax_onednn_forward, run_kind<kForward>, CONVT_JAX_BIND);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(convt_jax_onednn_input_grad, run_kind<kInputGrad>, CONVT_JAX_BIND);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(convt_jax_onednn_weight_grad, run_kind<kWeightGrad>,
+                              CONVT_JAX_BIND);
+
+// The oneDNN version and the implementation oneDNN picked for the last-built problem of each
+// kind, for convt_jax.backend_info().
+extern "C" int convt_jax_onednn_version() {
+  const dnnl_version_t* v = dnnl_version();
+  return v->major * 10000 + v->minor * 100 + v->patch;
+}
+
+extern "C" int convt_jax_onednn_cache_size() {
+  std::lock_guard<std::mutex> lock(cache_mutex);
+  return static_cast<int>(cache().size());
+}
+
+namespace {
+void copy_out(const std::string& s, char* out, int64_t n) {
+  if (n > 0) {
+    std::strncpy(out, s.c_str(), static_cast<size_t>(n) - 1);
+    out[n - 1] = '\0';
+  }
+}
+}  // namespace
+
+// Build (and cache) the primitive of one problem ahead of its first call, from the shapes
+// in oneDNN's logical order (N, C, *S) and the settings (dilation counted as in PyTorch).
+// Returns 0 and the implementation's name in `out`, or 1 and why oneDNN cannot compute it:
+// the Python side asks this before choosing the oneDNN forms.
+extern "C" int convt_jax_onednn_probe(int64_t kind, int64_t nd, int64_t groups,
+                                      int64_t channels_last, const int64_t* src,
+                                      const int64_t* dst, const int64_t* kernel,
+                                      const int64_t* strides, const int64_t* dilation,
+                                      const int64_t* pad_l, const int64_t* pad_r, char* out,
+                                      int64_t n) {
+  Problem p;
+  p.kind = static_cast<Kind>(kind);
+  p.channels_last = channels_last != 0;
+  p.groups = groups;
+  p.src = dims(src, src + nd + 2);
+  p.dst = dims(dst, dst + nd + 2);
+  p.kernel = dims(kernel, kernel + nd);
+  p.strides = dims(strides, strides + nd);
+  p.dilates = dims(dilation, dilation + nd);
+  for (auto& d : p.dilates) d -= 1;
+  p.pad_l = dims(pad_l, pad_l + nd);
+  p.pad_r = dims(pad_r, pad_r + nd);
+  try {
+    copy_out(primitive_for(p)->impl, out, n);
+    return 0;
+  } catch (const dnnl::error& err) {
+    copy_out(err.what(), out, n);
+    return 1;
+  }
+}
+
+// A comma-separated list of the implementations in the cache (e.g. "jit:avx512_core"),
+// written into `out` (at most `n` bytes with the terminating zero); returns the full length.
+extern "C" int convt_jax_onednn_impls(char* out, int n) {
+  std::string all;
+  {
+    std::lock_guard<std::mutex> lock(cache_mutex);
+    for (const auto& kv : cache()) {
+      if (all.find(kv.second->impl) == std::string::npos) {
+        if (!all.empty()) all += ",";
+        all += kv.second->impl;
+      }
+    }
+  }
+  copy_out(all, out, n);
+  return static_cast<int>(all.size());
+}

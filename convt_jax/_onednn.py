@@ -1,0 +1,430 @@
+"""oneDNN's deconvolution kernels as the CPU backend, through XLA's FFI.
+
+The forward, ``dx`` and ``dw`` of the primitive can run as one FFI call each to oneDNN
+(``_onednn.cc``): on CPU, float32 (bfloat16 and float16 computed in float32), 1-3 spatial
+axes, either layout, any groups, stride, dilation and padding.  They are forms of the
+method registry (:mod:`._methods`, name ``"onednn"``) like the XLA lowerings, chosen by
+``"auto"`` wherever they apply, pinned by ``method="onednn"``.
+
+The handler is compiled on first use, not at installation: against the XLA FFI headers of
+the jaxlib that runs it (``jax.ffi.include_dir()``) and the oneDNN of the ``onednn`` extra
+(the ``onednn-cpu-gomp`` and ``onednn-devel-cpu-gomp`` wheels), with the C++ compiler on
+``PATH`` (``$CXX``, else ``c++``), into a cache folder (``$CONVT_JAX_CACHE_DIR``, else
+``$XDG_CACHE_HOME/convt_jax``, else ``~/.cache/convt_jax``), keyed by the source, the
+jaxlib and oneDNN versions and the compiler; later processes load the cached library.  A
+new jaxlib gets its own build.  Where any step fails (another OS or CPU, no compiler, the
+extra not installed, a build error) or ``CONVT_JAX_ONEDNN=0`` is set, nothing is raised:
+the XLA forms run, and :func:`backend_info` says which backend is in use and why.
+
+What stays on the XLA forms: float64 and complex dtypes (oneDNN has no such kernels),
+``preferred_element_type`` other than float32, empty operands, programs that XLA's SPMD
+partitioner splits (an FFI call is opaque to it; see ``_methods.partitioned``), programs
+lowered for export (``jax.export``: a custom call is not a stable, portable op) and every
+platform but the CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import dataclasses
+import functools
+import hashlib
+import importlib.metadata
+import os
+import pathlib
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _compat
+from . import _geometry as geo
+from ._geometry import Config
+
+_SOURCE = pathlib.Path(__file__).with_name("_onednn.cc")
+_TARGETS = {
+    "forward": "convt_jax_onednn_forward",
+    "input_grad": "convt_jax_onednn_input_grad",
+    "weight_grad": "convt_jax_onednn_weight_grad",
+}
+#: The environment switch: ``CONVT_JAX_ONEDNN=0`` (or ``false``, ``off``, ``no``) keeps
+#: every call on the XLA forms.
+ENV_SWITCH = "CONVT_JAX_ONEDNN"
+_DTYPES = (np.dtype(np.float32), np.dtype(jnp.bfloat16), np.dtype(np.float16))
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendInfo:
+    """Which CPU backend convt_jax uses in this process, and why.
+
+    Attributes:
+        backend: ``"onednn"`` when oneDNN's kernels are loaded, else ``"xla"``.
+        reason: Why that backend: the library loaded, or the step that failed.
+        onednn_version: oneDNN's version (``"3.2.0"``), when loaded.
+        library: The path of the compiled handler, when loaded.
+    """
+
+    backend: str
+    reason: str
+    onednn_version: str | None = None
+    library: str | None = None
+
+
+class _Unavailable(Exception):
+    pass
+
+
+_lock = threading.Lock()
+_state: BackendInfo | None = None
+_library: ctypes.CDLL | None = None
+_switched_off = 0  # > 0 inside switched_off()
+
+
+@contextlib.contextmanager
+def switched_off() -> Iterator[None]:
+    """Within the block, choose no oneDNN form (the XLA rule's choice, as without the
+    backend): for comparing the two and for tests of the XLA forms.  Programs traced
+    before are not traced again."""
+    global _switched_off
+    _switched_off += 1
+    try:
+        yield
+    finally:
+        _switched_off -= 1
+
+
+def _disabled_by_env() -> bool:
+    return os.environ.get(ENV_SWITCH, "").strip().lower() in ("0", "false", "off", "no")
+
+
+def _distribution_file(dist: str, suffix: str) -> pathlib.Path:
+    try:
+        files = importlib.metadata.distribution(dist).files or []
+    except importlib.metadata.PackageNotFoundError:
+        raise _Unavailable(
+            f"the {dist} package is not installed (pip install 'convt_jax[onednn]')"
+        ) from None
+    for f in files:
+        name = "/" + str(f).replace("\\", "/")
+        if name.endswith("/" + suffix):
+            path = pathlib.Path(str(f.locate())).resolve()
+            if path.exists():
+                return path
+    raise _Unavailable(f"{suffix} not found among the files of {dist}")
+
+
+def _onednn_paths() -> tuple[pathlib.Path, pathlib.Path]:
+    """(the include folder, the folder of libdnnl.so.3)."""
+    root = os.environ.get("CONVT_JAX_ONEDNN_ROOT")
+    if root:
+        include, lib = pathlib.Path(root, "include"), pathlib.Path(root, "lib")
+        if not (include / "oneapi" / "dnnl" / "dnnl.hpp").exists():
+            raise _Unavailable(
+                f"no include/oneapi/dnnl/dnnl.hpp under CONVT_JAX_ONEDNN_ROOT={root}"
+            )
+        if not (lib / "libdnnl.so.3").exists():
+            raise _Unavailable(f"no lib/libdnnl.so.3 under CONVT_JAX_ONEDNN_ROOT={root}")
+        return include, lib
+    header = _distribution_file("onednn-devel-cpu-gomp", "include/oneapi/dnnl/dnnl.hpp")
+    library = _distribution_file("onednn-cpu-gomp", "libdnnl.so.3")
+    return header.parents[2], library.parent
+
+
+def _cache_dir() -> pathlib.Path:
+    base = os.environ.get("CONVT_JAX_CACHE_DIR")
+    if base:
+        return pathlib.Path(base)
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return pathlib.Path(xdg, "convt_jax")
+
+
+def _compiler() -> str:
+    for name in (os.environ.get("CXX"), "c++", "g++", "clang++"):
+        if name and (path := shutil.which(name)):
+            return path
+    raise _Unavailable("no C++ compiler found ($CXX, c++, g++ or clang++ on PATH)")
+
+
+def _build(include: pathlib.Path, libdir: pathlib.Path) -> pathlib.Path:
+    """The compiled handler, from the cache or compiled now."""
+    cxx = _compiler()
+    ffi_include = _compat.ffi_include_dir()
+    flags = ["-O2", "-std=c++17", "-shared", "-fPIC", "-w"]
+    try:
+        version = subprocess.run(
+            [cxx, "--version"], capture_output=True, text=True, timeout=60
+        ).stdout.splitlines()[:1]
+    except (OSError, subprocess.SubprocessError) as e:
+        raise _Unavailable(f"the C++ compiler {cxx} does not run: {e}") from None
+    key = hashlib.sha256()
+    for part in (
+        _SOURCE.read_bytes(),
+        _compat.jaxlib_version().encode(),
+        str(ffi_include).encode(),
+        str(libdir).encode(),
+        cxx.encode(),
+        "".join(version).encode(),
+        " ".join(flags).encode(),
+    ):
+        key.update(part + b"\0")
+    folder = _cache_dir()
+    target = folder / f"convt_jax_onednn-{key.hexdigest()[:20]}.so"
+    if target.exists():
+        return target
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _Unavailable(f"cannot create the cache folder {folder}: {e}") from None
+    # Compiled to a temporary name and renamed: processes building at once never load a
+    # half-written file.
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
+    os.close(fd)
+    cmd = [
+        cxx,
+        *flags,
+        f"-I{ffi_include}",
+        f"-I{include}",
+        str(_SOURCE),
+        "-o",
+        tmp,
+        f"-L{libdir}",
+        "-l:libdnnl.so.3",
+        f"-Wl,-rpath,{libdir}",
+    ]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.SubprocessError) as e:
+        os.unlink(tmp)
+        raise _Unavailable(f"compiling the oneDNN handler failed: {e}") from None
+    if proc.returncode != 0:
+        os.unlink(tmp)
+        tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
+        raise _Unavailable(f"compiling the oneDNN handler failed ({' '.join(cmd)}):\n{tail}")
+    os.replace(tmp, target)
+    return target
+
+
+def _load() -> BackendInfo:
+    global _library
+    if _disabled_by_env():
+        return BackendInfo("xla", f"switched off by {ENV_SWITCH}={os.environ[ENV_SWITCH]}")
+    if not (sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64")):
+        return BackendInfo(
+            "xla",
+            f"the oneDNN backend is built for Linux x86-64 only (this is "
+            f"{sys.platform} {platform.machine()})",
+        )
+    if _compat.ffi_include_dir() is None:
+        return BackendInfo("xla", f"jax {jax.__version__} has no jax.ffi")
+    try:
+        include, libdir = _onednn_paths()
+        path = _build(include, libdir)
+        try:
+            lib = ctypes.CDLL(str(path))
+        except OSError as e:
+            raise _Unavailable(f"loading {path} failed: {e}") from None
+        for target in _TARGETS.values():
+            _compat.register_ffi_target(target, getattr(lib, target))
+    except _Unavailable as e:
+        return BackendInfo("xla", str(e))
+    _library = lib
+    v = lib.convt_jax_onednn_version()
+    version = f"{v // 10000}.{v // 100 % 100}.{v % 100}"
+    return BackendInfo("onednn", f"oneDNN {version} loaded from {libdir}", version, str(path))
+
+
+def is_switched_off() -> bool:
+    """Whether the caller is inside :func:`switched_off`."""
+    return _switched_off > 0
+
+
+def backend_info() -> BackendInfo:
+    """Which CPU backend convt_jax uses in this process, and why (builds it on first call).
+
+    ``backend`` is ``"onednn"`` when oneDNN's kernels are loaded (``pip install
+    "convt_jax[onednn]"`` on Linux x86-64 with a C++ compiler), else ``"xla"`` with the
+    reason (e.g. ``CONVT_JAX_ONEDNN=0``, no compiler, the extra not installed).
+
+    Returns:
+        A :class:`BackendInfo`.
+    """
+    global _state
+    with _lock:
+        if _state is None:
+            _state = _load()
+        return _state
+
+
+def available() -> bool:
+    """Whether oneDNN's kernels are loaded (building them on first call)."""
+    return backend_info().backend == "onednn"
+
+
+def implementations() -> list[str]:
+    """oneDNN's names of the kernels used so far in this process (e.g. ``jit:avx512_core``)."""
+    if _library is None:
+        return []
+    buf = ctypes.create_string_buffer(4096)
+    _library.convt_jax_onednn_impls(buf, len(buf))
+    return [s for s in buf.value.decode().split(",") if s]
+
+
+def supports_dtype(dtype) -> bool:
+    """float32, and bfloat16 / float16 (computed in float32)."""
+    return np.dtype(dtype) in _DTYPES
+
+
+def unsupported(config: Config, x_shape: Sequence[int], w_shape: Sequence[int]) -> str | None:
+    """``None`` when the oneDNN forms compute the configuration, else why not (the dtype is
+    checked by :func:`supports_dtype`)."""
+    if not 1 <= config.ndim <= 3:
+        return f"it needs 1-3 spatial axes (got {config.ndim})"
+    if config.preferred_element_type is not None and np.dtype(
+        config.preferred_element_type
+    ) != np.dtype(np.float32):
+        return (
+            "it computes in float32 (got preferred_element_type="
+            f"{np.dtype(config.preferred_element_type).name})"
+        )
+    if 0 in tuple(x_shape) or 0 in tuple(w_shape):
+        return "it needs non-empty operands"
+    if _switched_off:
+        return "the oneDNN backend is switched off in this block (_onednn.switched_off)"
+    info = backend_info()
+    if info.backend != "onednn":
+        return f"the oneDNN backend is not in use: {info.reason}"
+    return _probe(config, tuple(int(d) for d in x_shape), tuple(int(d) for d in w_shape))
+
+
+def _logical(config: Config, shape: Sequence[int]) -> list[int]:
+    """An activation shape in oneDNN's order (N, C, *S)."""
+    c_ax = geo.channel_axis(config, len(shape))
+    return [shape[0], shape[c_ax], *geo.spatial_shape(config, shape)]
+
+
+@functools.lru_cache(maxsize=4096)
+def _probe(config: Config, x_shape: tuple[int, ...], w_shape: tuple[int, ...]) -> str | None:
+    """Build the three primitives of a problem; why not, where oneDNN cannot compute it or
+    has only its reference kernel (orders of magnitude slower than the XLA forms)."""
+    lib = _library
+    if lib is None:
+        return "the oneDNN backend is not loaded"
+    nd = config.ndim
+    x_shape = (1,) * (nd + 2 - len(x_shape)) + x_shape  # unbatched: one batch row
+    y_shape = geo.output_shape(config, x_shape, w_shape)
+
+    def arr(values):
+        return (ctypes.c_int64 * len(values))(*values)
+
+    args = (
+        ctypes.c_int64(nd),
+        ctypes.c_int64(config.groups),
+        ctypes.c_int64(int(config.channels_last)),
+        arr(_logical(config, x_shape)),
+        arr(_logical(config, y_shape)),
+        arr(w_shape[2:]),
+        arr(config.stride),
+        arr(config.dilation),
+        arr([lo for lo, _ in config.crops]),
+        arr([hi for _, hi in config.crops]),
+    )
+    buf = ctypes.create_string_buffer(1024)
+    for kind, name in enumerate(("forward", "input gradient", "weight gradient")):
+        if lib.convt_jax_onednn_probe(ctypes.c_int64(kind), *args, buf, ctypes.c_int64(len(buf))):
+            return f"oneDNN cannot compute its {name}: {buf.value.decode()}"
+        if "ref" in re.split(r"[:+]", buf.value.decode()):
+            return f"oneDNN has only its reference kernel for its {name} ({buf.value.decode()})"
+    return None
+
+
+def _attributes(config: Config) -> dict:
+    return dict(
+        stride=np.asarray(config.stride, np.int64),
+        dilation=np.asarray(config.dilation, np.int64),
+        pad_l=np.asarray([lo for lo, _ in config.crops], np.int64),
+        pad_r=np.asarray([hi for _, hi in config.crops], np.int64),
+        groups=np.int64(config.groups),
+        channels_last=bool(config.channels_last),
+    )
+
+
+def _call(kind: str, shape: tuple[int, ...], a: jax.Array, b: jax.Array, config: Config):
+    if not available():  # the registry only offers these forms where it is
+        raise RuntimeError(f"the oneDNN backend is not in use: {backend_info().reason}")
+    f32 = jnp.float32
+    fn = _compat.ffi_call(_TARGETS[kind], jax.ShapeDtypeStruct(shape, f32))
+    return fn(a.astype(f32), b.astype(f32), **_attributes(config))
+
+
+def _flip(w: jax.Array, config: Config) -> jax.Array:
+    return geo.flip_spatial(w) if config.flip else w
+
+
+def forward(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
+    """The transposed convolution by oneDNN's deconvolution forward."""
+    shape = geo.output_shape(config, x.shape, w.shape)
+    y = _call("forward", shape, x, _flip(w, config), config)
+    return y.astype(geo.output_dtype(config, x.dtype))
+
+
+def _with_spatial(config: Config, batch: int, channels: int, spatial) -> tuple[int, ...]:
+    spatial = tuple(spatial)
+    if config.channels_last:
+        return (batch, *spatial, channels)
+    return (batch, channels, *spatial)
+
+
+def input_shape(config: Config, y_shape: Sequence[int], w_shape: Sequence[int]) -> tuple[int, ...]:
+    """The input's shape for an output (cotangent) shape and a weight shape."""
+    # L_out = (L - 1) s - lo - hi + d (K - 1) + 1, solved for L.
+    spatial = (
+        (n + lo + hi - d * (k - 1) - 1) // s + 1
+        for n, k, s, d, (lo, hi) in zip(
+            geo.spatial_shape(config, y_shape),
+            w_shape[2:],
+            config.stride,
+            config.dilation,
+            config.crops,
+            strict=True,
+        )
+    )
+    return _with_spatial(config, y_shape[0], w_shape[0], spatial)
+
+
+def weight_shape(config: Config, y_shape: Sequence[int], x_shape: Sequence[int]) -> tuple[int, ...]:
+    """The weight's shape ``(C_in, C_out / groups, *K)`` for an output and an input shape."""
+    c_ax = geo.channel_axis(config, len(x_shape))
+    # L_out = (L - 1) s - lo - hi + d (K - 1) + 1, solved for K.
+    kernel = (
+        (n - (ln - 1) * s + lo + hi - 1) // d + 1
+        for n, ln, s, d, (lo, hi) in zip(
+            geo.spatial_shape(config, y_shape),
+            geo.spatial_shape(config, x_shape),
+            config.stride,
+            config.dilation,
+            config.crops,
+            strict=True,
+        )
+    )
+    return (x_shape[c_ax], y_shape[c_ax] // config.groups, *kernel)
+
+
+def input_grad(g: jax.Array, w: jax.Array, config: Config) -> jax.Array:
+    """``dx`` by oneDNN's deconvolution backward data (``g`` of the output's shape)."""
+    shape = input_shape(config, g.shape, w.shape)
+    return _call("input_grad", shape, g, _flip(w, config), config).astype(g.dtype)
+
+
+def weight_grad(g: jax.Array, x: jax.Array, config: Config) -> jax.Array:
+    """``dw`` by oneDNN's deconvolution backward weights."""
+    dw = _call("weight_grad", weight_shape(config, g.shape, x.shape), g, x, config)
+    return _flip(dw, config).astype(g.dtype)
