@@ -20,6 +20,7 @@
 // `Problem` and `primitive_for` describe a convolution-shaped problem in general terms, so
 // a regular convolution (whose input gradient is a transposed convolution) can reuse them.
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -117,69 +118,99 @@ const dnnl::engine& cpu_engine() {
   return engine;
 }
 
-// A cached problem: the primitive and, where the kernel's weight layout is not the user's,
-// the reorder between them.
+// One operand of a cached problem: its layout as XLA hands it over (`user`), the layout the
+// kernel reads or writes (`kernel`) and, where they differ, the reorder between them
+// (user -> kernel for an input, kernel -> user for an output).
+struct Operand {
+  dnnl::memory::desc user, kernel;
+  bool reorder = false;
+  dnnl::primitive convert;
+};
+
+// A cached problem: the primitive, its three operands (source, destination, weights: the
+// arguments of oneDNN's deconvolution, whichever of them are gradients) and the scratchpad.
 struct Entry {
   dnnl::primitive primitive;
-  dnnl::memory::desc user_weight, kernel_weight;
-  bool reorder = false;
-  dnnl::primitive weight_reorder;  // user -> kernel (forward, input grad); kernel -> user (dw)
+  Operand src, dst, weight;
   size_t scratchpad_bytes = 0;
+  dnnl::memory::desc scratchpad;  // scratchpad_bytes of bytes
   std::string impl;
 };
+
+dnnl::memory::desc any_like(const dnnl::memory::desc& d) {
+  return dnnl::memory::desc(d.get_dims(), d.get_data_type(), dnnl::memory::format_tag::any);
+}
 
 std::shared_ptr<Entry> build(const Problem& p) {
   const auto& eng = cpu_engine();
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  auto src = activation_desc(p.src, p.channels_last);
-  auto dst = activation_desc(p.dst, p.channels_last);
   auto entry = std::make_shared<Entry>();
-  entry->user_weight = user_weight_desc(p);
+  entry->src.user = activation_desc(p.src, p.channels_last);
+  entry->dst.user = activation_desc(p.dst, p.channels_last);
+  entry->weight.user = user_weight_desc(p);
+  // The kernel chooses the weight's layout (a blocked one), and, for channels-first
+  // activations, theirs too: oneDNN's kernels for plain NC* layouts are GEMM-based and
+  // slower than its blocked ones by more than the reorders cost (as PyTorch does, through
+  // oneDNN, for channels-first tensors).  Channels-last activations are read in place.
+  auto src = p.channels_last ? entry->src.user : any_like(entry->src.user);
+  auto dst = p.channels_last ? entry->dst.user : any_like(entry->dst.user);
+  auto wei = any_like(entry->weight.user);
   auto algo = dnnl::algorithm::deconvolution_direct;
   // The forward descriptor: the primitive for kForward, the hint for the gradients.
-  dnnl::deconvolution_forward::primitive_desc fwd(
-      eng, dnnl::prop_kind::forward_training, algo, src, any_weight_desc(p), dst, p.strides,
-      p.dilates, p.pad_l, p.pad_r, attr);
+  dnnl::deconvolution_forward::primitive_desc fwd(eng, dnnl::prop_kind::forward_training, algo,
+                                                  src, wei, dst, p.strides, p.dilates, p.pad_l,
+                                                  p.pad_r, attr);
   dnnl::primitive_desc_base pd;
   switch (p.kind) {
     case kForward:
       entry->primitive = dnnl::deconvolution_forward(fwd);
-      entry->kernel_weight = fwd.weights_desc();
+      entry->src.kernel = fwd.src_desc();
+      entry->dst.kernel = fwd.dst_desc();
+      entry->weight.kernel = fwd.weights_desc();
       pd = fwd;
       break;
     case kInputGrad: {
       dnnl::deconvolution_backward_data::primitive_desc bwd(
-          eng, algo, src, any_weight_desc(p), dst, p.strides, p.dilates, p.pad_l, p.pad_r,
-          fwd, attr);
+          eng, algo, src, wei, dst, p.strides, p.dilates, p.pad_l, p.pad_r, fwd, attr);
       entry->primitive = dnnl::deconvolution_backward_data(bwd);
-      entry->kernel_weight = bwd.weights_desc();
+      entry->src.kernel = bwd.diff_src_desc();
+      entry->dst.kernel = bwd.diff_dst_desc();
+      entry->weight.kernel = bwd.weights_desc();
       pd = bwd;
       break;
     }
     case kWeightGrad: {
       dnnl::deconvolution_backward_weights::primitive_desc bwd(
-          eng, algo, src, any_weight_desc(p), dst, p.strides, p.dilates, p.pad_l, p.pad_r,
-          fwd, attr);
+          eng, algo, src, wei, dst, p.strides, p.dilates, p.pad_l, p.pad_r, fwd, attr);
       entry->primitive = dnnl::deconvolution_backward_weights(bwd);
-      entry->kernel_weight = bwd.diff_weights_desc();
+      entry->src.kernel = bwd.src_desc();
+      entry->dst.kernel = bwd.diff_dst_desc();
+      entry->weight.kernel = bwd.diff_weights_desc();
       pd = bwd;
       break;
     }
   }
   entry->scratchpad_bytes = pd.scratchpad_desc().get_size();
   entry->impl = pd.impl_info_str();
-  entry->reorder = entry->kernel_weight != entry->user_weight;
-  if (entry->reorder) {
+  // Which operands are outputs: the destination of the forward, the source of the input
+  // gradient, the weight of the weight gradient.
+  const bool out[3] = {p.kind == kInputGrad, p.kind == kForward, p.kind == kWeightGrad};
+  Operand* ops[3] = {&entry->src, &entry->dst, &entry->weight};
+  for (int i = 0; i < 3; ++i) {
+    Operand& op = *ops[i];
+    op.reorder = op.kernel != op.user;
+    if (!op.reorder) continue;
     dnnl::primitive_attr rattr;
     rattr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    const bool to_kernel = p.kind != kWeightGrad;
-    dnnl::reorder::primitive_desc rpd(
-        eng, to_kernel ? entry->user_weight : entry->kernel_weight, eng,
-        to_kernel ? entry->kernel_weight : entry->user_weight, rattr);
-    entry->weight_reorder = dnnl::reorder(rpd);
+    dnnl::reorder::primitive_desc rpd(eng, out[i] ? op.kernel : op.user, eng,
+                                      out[i] ? op.user : op.kernel, rattr);
+    op.convert = dnnl::reorder(rpd);
     entry->scratchpad_bytes = std::max(entry->scratchpad_bytes, rpd.scratchpad_desc().get_size());
   }
+  entry->scratchpad = dnnl::memory::desc({static_cast<int64_t>(entry->scratchpad_bytes)},
+                                         dnnl::memory::data_type::u8,
+                                         dnnl::memory::format_tag::a);
   return entry;
 }
 
@@ -217,7 +248,7 @@ struct Arena {
   }
 };
 
-thread_local Arena scratch_arena, weight_arena;
+thread_local Arena scratch_arena, src_arena, dst_arena, weight_arena;
 
 dims to_dims(ffi::Span<const int64_t> s) { return dims(s.begin(), s.end()); }
 
@@ -301,48 +332,61 @@ ffi::Error run(Kind kind, ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b,
   void* scratch = scratch_arena.get(e->scratchpad_bytes);
   if (e->scratchpad_bytes && scratch == nullptr)
     return ffi::Error::Internal("convt_jax oneDNN: out of memory (scratchpad)");
-  dnnl::memory scratchpad(dnnl::memory::desc({static_cast<int64_t>(e->scratchpad_bytes)},
-                                             dnnl::memory::data_type::u8,
-                                             dnnl::memory::format_tag::a),
-                          eng, scratch);
-  auto act = [&](const dims& shape, const void* ptr) {
-    return dnnl::memory(activation_desc(shape, channels_last), eng, const_cast<void*>(ptr));
-  };
-  dnnl::memory user_w(e->user_weight, eng,
-                      const_cast<float*>(weight_in ? weight_in : weight_out));
-  dnnl::memory kernel_w = user_w;
-  if (e->reorder) {
-    void* wbuf = weight_arena.get(e->kernel_weight.get_size());
-    if (wbuf == nullptr) return ffi::Error::Internal("convt_jax oneDNN: out of memory (weight)");
-    kernel_w = dnnl::memory(e->kernel_weight, eng, wbuf);
-    if (kind != kWeightGrad)
-      e->weight_reorder.execute(stream, {{DNNL_ARG_FROM, user_w},
-                                         {DNNL_ARG_TO, kernel_w},
-                                         {DNNL_ARG_SCRATCHPAD, scratchpad}});
-  }
+  dnnl::memory scratchpad(e->scratchpad, eng, scratch);
   try {
+    // Each operand where XLA holds it, and where the kernel reads or writes it: the same
+    // memory, or a per-thread buffer with the reorder run before (input) or after (output).
+    struct Bound {
+      dnnl::memory user, kernel;
+    };
+    bool failed = false;
+    auto bind = [&](const Operand& op, const float* ptr, Arena& arena, bool input) {
+      dnnl::memory user(op.user, eng, const_cast<float*>(ptr));
+      if (!op.reorder) return Bound{user, user};
+      void* buf = arena.get(op.kernel.get_size());
+      if (buf == nullptr) {
+        failed = true;
+        return Bound{user, user};
+      }
+      dnnl::memory kernel(op.kernel, eng, buf);
+      if (input)
+        op.convert.execute(stream, {{DNNL_ARG_FROM, user},
+                                    {DNNL_ARG_TO, kernel},
+                                    {DNNL_ARG_SCRATCHPAD, scratchpad}});
+      return Bound{user, kernel};
+    };
+    auto write_back = [&](const Operand& op, const Bound& b) {
+      if (op.reorder)
+        op.convert.execute(stream, {{DNNL_ARG_FROM, b.kernel},
+                                    {DNNL_ARG_TO, b.user},
+                                    {DNNL_ARG_SCRATCHPAD, scratchpad}});
+    };
+    const bool fwd = kind == kForward, dx = kind == kInputGrad, dw = kind == kWeightGrad;
+    Bound s = bind(e->src, dx ? src_out : src, src_arena, !dx);
+    Bound d = bind(e->dst, fwd ? dst_out : dst_in, dst_arena, !fwd);
+    Bound w = bind(e->weight, dw ? weight_out : weight_in, weight_arena, !dw);
+    if (failed) return ffi::Error::Internal("convt_jax oneDNN: out of memory (reorder buffer)");
     switch (kind) {
       case kForward:
-        e->primitive.execute(stream, {{DNNL_ARG_SRC, act(p.src, src)},
-                                      {DNNL_ARG_WEIGHTS, kernel_w},
-                                      {DNNL_ARG_DST, act(p.dst, dst_out)},
+        e->primitive.execute(stream, {{DNNL_ARG_SRC, s.kernel},
+                                      {DNNL_ARG_WEIGHTS, w.kernel},
+                                      {DNNL_ARG_DST, d.kernel},
                                       {DNNL_ARG_SCRATCHPAD, scratchpad}});
+        write_back(e->dst, d);
         break;
       case kInputGrad:
-        e->primitive.execute(stream, {{DNNL_ARG_DIFF_DST, act(p.dst, dst_in)},
-                                      {DNNL_ARG_WEIGHTS, kernel_w},
-                                      {DNNL_ARG_DIFF_SRC, act(p.src, src_out)},
+        e->primitive.execute(stream, {{DNNL_ARG_DIFF_DST, d.kernel},
+                                      {DNNL_ARG_WEIGHTS, w.kernel},
+                                      {DNNL_ARG_DIFF_SRC, s.kernel},
                                       {DNNL_ARG_SCRATCHPAD, scratchpad}});
+        write_back(e->src, s);
         break;
       case kWeightGrad:
-        e->primitive.execute(stream, {{DNNL_ARG_SRC, act(p.src, src)},
-                                      {DNNL_ARG_DIFF_DST, act(p.dst, dst_in)},
-                                      {DNNL_ARG_DIFF_WEIGHTS, kernel_w},
+        e->primitive.execute(stream, {{DNNL_ARG_SRC, s.kernel},
+                                      {DNNL_ARG_DIFF_DST, d.kernel},
+                                      {DNNL_ARG_DIFF_WEIGHTS, w.kernel},
                                       {DNNL_ARG_SCRATCHPAD, scratchpad}});
-        if (e->reorder)
-          e->weight_reorder.execute(stream, {{DNNL_ARG_FROM, kernel_w},
-                                             {DNNL_ARG_TO, user_w},
-                                             {DNNL_ARG_SCRATCHPAD, scratchpad}});
+        write_back(e->weight, w);
         break;
     }
     stream.wait();
