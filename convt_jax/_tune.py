@@ -469,9 +469,6 @@ def choose(
 def tuning_cache() -> list[dict[str, Any]]:
     """The choices known on this machine: one dict per tuned configuration.
 
-    Args:
-      (none)
-
     Returns:
       A list of dicts, one per configuration tuned in this process or read
       from this machine's cache file: ``kind``, ``key`` (the full key as
