@@ -83,8 +83,8 @@ LAYOUTS = {
         AxisType.Explicit,
     ),
 }
-# In a partitioned program every method runs convolution-free forms (README "Scaling
-# out"), so "dilated" rows time the same forms as "auto" would there.
+# In a partitioned program every method runs convolution-free forms (docs/scaling.md,
+# "Scaling out"), so "dilated" rows time the same forms as "auto" would there.
 # (N, C_in, H, W, C_out, kernel, stride, padding)
 SHAPE = (32, 64, 16, 16, 64, 4, 2, 1)
 

@@ -396,8 +396,8 @@ def auto(config: Config, x_shape: Shape, w_shape: Shape) -> tuple[str, str, str]
 
 # --- partitioned programs --------------------------------------------------------------------
 #
-# XLA's SPMD partitioner mis-partitions convolutions in several ways (jaxlib 0.10.2; see the
-# README's "Known, upstream"): a weight gradient multiplied by the size of an unused mesh
+# XLA's SPMD partitioner mis-partitions convolutions in several ways (jaxlib 0.10.2; see
+# docs/scaling.md, "Known, upstream"): a weight gradient multiplied by the size of an unused mesh
 # axis, the batch-grouped convolution of a grouped weight gradient under a batch split, a
 # feature-grouped convolution with its channels split, spatial splits of strided or
 # dilated convolutions (wrong values, or a process abort).  Its partitioning of dot_general,

@@ -21,6 +21,7 @@
 // a regular convolution (whose input gradient is a transposed convolution) can reuse them.
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -135,6 +136,7 @@ struct Entry {
   size_t scratchpad_bytes = 0;
   dnnl::memory::desc scratchpad;  // scratchpad_bytes of bytes
   std::string impl;
+  std::atomic<bool> ran{false};  // executed at least once (probing alone does not count)
 };
 
 dnnl::memory::desc any_like(const dnnl::memory::desc& d) {
@@ -232,6 +234,24 @@ std::shared_ptr<Entry> primitive_for(const Problem& p) {
   return cache().emplace(key, std::move(entry)).first->second;
 }
 
+// Whether an implementation's name (e.g. "conv:any+ref:any") names oneDNN's reference kernel.
+bool is_reference(const std::string& impl) {
+  size_t start = 0;
+  while (start <= impl.size()) {
+    size_t end = impl.find_first_of(":+", start);
+    if (end == std::string::npos) end = impl.size();
+    if (impl.compare(start, end - start, "ref") == 0) return true;
+    start = end + 1;
+  }
+  return false;
+}
+
+// Drop a problem from the cache (a probed primitive that will not be used).
+void forget(const Problem& p) {
+  std::lock_guard<std::mutex> lock(cache_mutex);
+  cache().erase(p.key());
+}
+
 // A per-thread buffer that only grows, 64-byte aligned.
 struct Arena {
   void* data = nullptr;
@@ -327,6 +347,7 @@ ffi::Error run(Kind kind, ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b,
     return ffi::Error::Internal(std::string("convt_jax oneDNN: primitive creation failed: ") +
                                 err.what());
   }
+  e->ran.store(true, std::memory_order_relaxed);
   const auto& eng = cpu_engine();
   thread_local dnnl::stream stream(eng);
   void* scratch = scratch_arena.get(e->scratchpad_bytes);
@@ -468,7 +489,11 @@ extern "C" int convt_jax_onednn_probe(int64_t kind, int64_t nd, int64_t groups,
   p.pad_l = dims(pad_l, pad_l + nd);
   p.pad_r = dims(pad_r, pad_r + nd);
   try {
-    copy_out(primitive_for(p)->impl, out, n);
+    const std::string impl = primitive_for(p)->impl;
+    copy_out(impl, out, n);
+    // oneDNN's reference kernel: the Python side keeps such a problem on the XLA forms, so
+    // its primitive is not kept (method="onednn" pinned builds it again when it runs).
+    if (is_reference(impl)) forget(p);
     return 0;
   } catch (const dnnl::error& err) {
     copy_out(err.what(), out, n);
@@ -476,13 +501,14 @@ extern "C" int convt_jax_onednn_probe(int64_t kind, int64_t nd, int64_t groups,
   }
 }
 
-// A comma-separated list of the implementations in the cache (e.g. "jit:avx512_core"),
+// A comma-separated list of the implementations that have run (e.g. "jit:avx512_core"),
 // written into `out` (at most `n` bytes with the terminating zero); returns the full length.
 extern "C" int convt_jax_onednn_impls(char* out, int n) {
   std::string all;
   {
     std::lock_guard<std::mutex> lock(cache_mutex);
     for (const auto& kv : cache()) {
+      if (!kv.second->ran.load(std::memory_order_relaxed)) continue;
       if (all.find(kv.second->impl) == std::string::npos) {
         if (!all.empty()) all += ",";
         all += kv.second->impl;

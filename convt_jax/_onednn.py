@@ -270,7 +270,8 @@ def available() -> bool:
 
 
 def implementations() -> list[str]:
-    """oneDNN's names of the kernels used so far in this process (e.g. ``jit:avx512_core``)."""
+    """oneDNN's names of the kernels that have run so far in this process (e.g.
+    ``jit:avx512_core``); primitives only probed by :func:`unsupported` are not counted."""
     if _library is None:
         return []
     buf = ctypes.create_string_buffer(4096)

@@ -3,7 +3,7 @@
     python examples/shard_map_example.py
 
 ``jax.jit`` with sharded inputs lets XLA's partitioner decide the
-communication (see "Scaling out" in the README).  ``jax.shard_map`` is for
+communication (see docs/scaling.md).  ``jax.shard_map`` is for
 when you want to write it yourself: the function runs once per device on
 that device's block, and you place every collective.  This example does
 two things and checks both against the one-device result:

@@ -20,8 +20,7 @@ collectives the partitioner chose:
 * spatial parallel: the first spatial axis over the devices; the core
   lowering (``method="dilated"``) exchanges halos (collective-permute) and
   never all-gathers; the other lowerings give the same numbers (their
-  depth-to-space interleave and im2col make XLA gather, see the README's
-  "Scaling out");
+  depth-to-space interleave and im2col make XLA gather, see docs/scaling.md);
 * an XLA bug kept as an expected failure: a spatial split with an unused
   mesh axis all-reduces the weight gradient over the whole mesh;
 * explicit mesh axes (``jax.make_mesh``'s default: shardings in the types),
@@ -246,7 +245,7 @@ def test_spatial_parallel(nd, method):
         fwd_bwd(nd, method, groups), args, (sp, NamedSharding(m, P()), sp)
     )
     assert_close((y, dx, dw), reference(nd, groups, args))
-    # No convolution reaches the partitioner (README "Scaling out"); the convolution-free
+    # No convolution reaches the partitioner (docs/scaling.md); the convolution-free
     # forms' reshapes make it gather the split activations (no halo-only lowering yet).
     assert "convolution(" not in hlo
 
@@ -272,7 +271,7 @@ def test_spatial_parallel_with_an_unused_mesh_axis():
         assert_close(out, reference(2, 1, args))
 
 
-# --- the upstream bugs (README "Known, upstream"), in plain JAX ----------------------------
+# --- the upstream bugs (docs/scaling.md, "Known, upstream"), in plain JAX ------------------
 #
 # Strict expected failures: each asserts the right result, fails while XLA has the bug,
 # and turns into a reported failure (XPASS, strict) the day a jaxlib fixes it.

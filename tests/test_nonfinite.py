@@ -194,7 +194,7 @@ UPSTREAM_GROUPED = pytest.mark.xfail(
     strict=True,
     reason="XLA:CPU expands a convolution with one input channel per group "
     "(groups == C_in) into a dense one that multiplies the other groups' inputs by zeros, so "
-    "a NaN/Inf reaches every channel (README, Extreme values: known, upstream); the "
+    "a NaN/Inf reaches every channel (docs/semantics.md, Extreme values: known, upstream); the "
     "'depthwise' lowering, which 'auto' uses there, is exact",
 )
 

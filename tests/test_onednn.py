@@ -24,6 +24,7 @@ import torch
 
 import convt_jax as ct
 from convt_jax import _methods, _onednn
+from convt_jax._geometry import Config, crop_from_padding
 
 pytestmark = pytest.mark.skipif(
     not _onednn.available(), reason=f"oneDNN backend not in use: {ct.backend_info().reason}"
@@ -325,6 +326,47 @@ def test_backend_info_names_the_library_and_version():
     assert info.backend == "onednn"
     assert info.onednn_version and info.onednn_version.count(".") == 2
     assert info.library and os.path.exists(info.library)
-    # the kernels used so far are oneDNN's optimized ones, never its reference kernel
+    # the kernels that ran so far are oneDNN's optimized ones, never its reference kernel
     assert _onednn.implementations()
-    assert not any("ref" in name.replace("+", ":").split(":") for name in _onednn.implementations())
+    assert not any(_is_reference(name) for name in _onednn.implementations())
+
+
+def _is_reference(name: str) -> bool:
+    return "ref" in name.replace("+", ":").split(":")
+
+
+# Tiny channels-last layers for which some CPUs' oneDNN has only its reference kernel
+# (seen on an AVX-512 AMD EPYC): (x shape, w shape, stride, (lo, hi) padding per axis).
+_TINY = [
+    ((2, 1, 1), (1, 2, 2), (2,), ((1, 1),)),
+    ((2, 1, 3, 2), (2, 2, 3, 1), (1, 1), ((1, 1), (0, 1))),
+    ((1, 1, 4, 1), (1, 1, 3, 3), (1, 1), ((1, 1), (1, 1))),
+]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, stride, pads", _TINY)
+def test_probing_alone_runs_nothing_and_a_rejected_primitive_is_not_kept(
+    x_shape, w_shape, stride, pads
+):
+    """unsupported() builds the primitives to ask oneDNN which kernel it would use: that is
+    no kernel that ran, and a problem left on the XLA forms does not stay cached."""
+    before = set(_onednn.implementations())
+    config = Config(
+        stride=stride,
+        dilation=(1,) * len(stride),
+        crops=tuple(crop_from_padding(p, 0) for p in pads),
+        groups=1,
+        channels_last=True,
+        flip=False,
+        precision=None,
+        preferred_element_type=None,
+    )
+    size = _onednn._library.convt_jax_onednn_cache_size()
+    reason = _onednn._probe(config, x_shape, w_shape)
+    grown = _onednn._library.convt_jax_onednn_cache_size() - size
+    if reason is None:
+        assert grown == 3  # forward, dx, dw: kept for their first call
+    else:
+        assert "reference kernel" in reason or "cannot compute" in reason, reason
+        assert grown < 3, reason  # the primitive that would not be used is dropped
+    assert set(_onednn.implementations()) == before
