@@ -347,7 +347,7 @@ ffi::Error run(Kind kind, ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b,
     return ffi::Error::Internal(std::string("convt_jax oneDNN: primitive creation failed: ") +
                                 err.what());
   }
-  e->ran.store(true, std::memory_order_relaxed);
+  if (!e->ran.load(std::memory_order_relaxed)) e->ran.store(true, std::memory_order_relaxed);
   const auto& eng = cpu_engine();
   thread_local dnnl::stream stream(eng);
   void* scratch = scratch_arena.get(e->scratchpad_bytes);
@@ -468,8 +468,9 @@ void copy_out(const std::string& s, char* out, int64_t n) {
 
 // Build (and cache) the primitive of one problem ahead of its first call, from the shapes
 // in oneDNN's logical order (N, C, *S) and the settings (dilation counted as in PyTorch).
-// Returns 0 and the implementation's name in `out`, or 1 and why oneDNN cannot compute it:
-// the Python side asks this before choosing the oneDNN forms.
+// Returns 0 and the implementation's name in `out`; 2 and the name where it is oneDNN's
+// reference kernel (the primitive is then not kept); or 1 and why oneDNN cannot compute
+// it: the Python side asks this before choosing the oneDNN forms.
 extern "C" int convt_jax_onednn_probe(int64_t kind, int64_t nd, int64_t groups,
                                       int64_t channels_last, const int64_t* src,
                                       const int64_t* dst, const int64_t* kernel,
@@ -492,8 +493,11 @@ extern "C" int convt_jax_onednn_probe(int64_t kind, int64_t nd, int64_t groups,
     const std::string impl = primitive_for(p)->impl;
     copy_out(impl, out, n);
     // oneDNN's reference kernel: the Python side keeps such a problem on the XLA forms, so
-    // its primitive is not kept (method="onednn" pinned builds it again when it runs).
-    if (is_reference(impl)) forget(p);
+    // its primitive is not kept.
+    if (is_reference(impl)) {
+      forget(p);
+      return 2;
+    }
     return 0;
   } catch (const dnnl::error& err) {
     copy_out(err.what(), out, n);
