@@ -1,0 +1,240 @@
+"""oneDNN's own execution times of the kernels convt_jax and PyTorch run, side by side.
+
+    python -m benchmarks.kernels --shapes dcgan3,unet2 --channels-last --modes fwd
+    python -m benchmarks.kernels --models dcgan,pix2pix --rounds 5 --out k.md
+
+On the CPU, PyTorch computes every transposed convolution shown here with oneDNN (its own
+copy, built into libtorch), and convt_jax's ``auto`` with oneDNN too where the backend
+is in use (``convt_jax.backend_info()``).  A wall-clock ratio then mixes two things: the
+kernels (which oneDNN version, which implementation it picked) and what surrounds them
+(dispatch, the other layers of a model).  This benchmark separates them: it runs both
+sides, alternating, in a child process with ``ONEDNN_VERBOSE=1``, which makes oneDNN print
+the name, layouts and execution time of every primitive it runs, and adds those times up
+per call (a layer's forward or forward+backward; a model's training step).  The wall
+time of the same calls is printed beside them.
+
+* ``--shapes``: the layers of ``benchmarks.run`` (the same names, values and
+  ``output_padding``).
+* ``--models``: one training step of the models of ``benchmarks.models``.  On convt_jax's
+  side the ``deconvolution`` and ``reorder`` primitives are its transposed layers (its
+  other layers are XLA's; an sgemm that XLA:CPU may call for a dot is left out); on
+  PyTorch's side the ``deconvolution`` primitives are the transposed layers and the
+  ``reorder`` primitives are shared with its regular convolutions (in pix2pix and the
+  3-D U-Net), so the table shows both and the ratio as a range.
+
+Times are medians over the rounds; verbose mode adds a little time to every primitive on
+both sides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import ctypes
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+_MARK = "convt_jax-benchmark-round"
+
+
+def _child(argv: list[str]) -> int:
+    """Run both sides of one case in this process, alternating, and print a mark before
+    each timed call and the call's wall time after it (oneDNN prints its lines between)."""
+    kind, name, mode, rounds = argv[0], argv[1], argv[2], int(argv[3])
+    import jax
+
+    libc = ctypes.CDLL(None)
+    calls = {}
+    if kind == "shape":
+        from . import run
+
+        impls, _, _, _ = run._implementations(run.case(name), [mode], ["auto"], with_lax=False)
+        for side, key in (("convt_jax", "auto"), ("PyTorch", "PyTorch")):
+            calls[side] = lambda f=impls[(key, mode)]: run._block(f())
+    else:
+        import jax.numpy as jnp
+
+        from . import models
+
+        model = models.models(False)[name]
+        params = models.init(model)
+        inputs, target = models._data(model, params)
+        jp = {k: jnp.asarray(v) for k, v in params.items()}
+        jt, jx = jnp.asarray(target), [jnp.asarray(x) for x in inputs]
+        step = models.jax_step(model, "convt_jax", "auto")
+        calls["convt_jax"] = lambda: jax.block_until_ready(step(jp, jt, *jx))
+        calls["PyTorch"] = models.torch_step(model, "PyTorch", params, target, inputs)
+    for call in calls.values():
+        for _ in range(3):
+            call()
+    sides = list(calls)
+    for i in range(rounds):
+        for side in sides if i % 2 == 0 else sides[::-1]:
+            libc.fflush(None)  # oneDNN's lines so far go out before the mark
+            os.write(1, f"{_MARK} {side}\n".encode())
+            t0 = time.perf_counter()
+            calls[side]()
+            wall = time.perf_counter() - t0
+            libc.fflush(None)
+            os.write(1, f"{_MARK} {side} wall {wall * 1e3:.4f}\n".encode())
+    return 0
+
+
+def _parse(out: str) -> dict[str, tuple[list[dict[str, float]], list[float], set[str]]]:
+    """{side: (per timed call {primitive kind: ms}, the calls' wall ms, the kernels' names)}."""
+    sides: dict[str, tuple[list[dict[str, float]], list[float], set[str]]] = {}
+    current: dict[str, float] | None = None
+    for line in out.splitlines():
+        if line.startswith(_MARK):
+            words = line.split()
+            calls, walls, _ = sides.setdefault(words[1], ([], [], set()))
+            if len(words) > 2 and words[2] == "wall":
+                walls.append(float(words[3]))
+                calls.append(current if current is not None else {})
+                current = None
+            else:
+                current = collections.defaultdict(float)
+                side = words[1]
+            continue
+        if current is None or not line.startswith("onednn_verbose") or ",exec," not in line:
+            continue
+        parts = line.split(",")
+        # oneDNN >= 3.3 writes "onednn_verbose,v1,primitive,exec,cpu,KIND,IMPL,..." and
+        # older versions "onednn_verbose,exec,cpu,KIND,IMPL,...".
+        at = parts.index("exec")
+        kind, impl = parts[at + 2], parts[at + 3]
+        current[kind] += float(parts[-1])
+        if kind != "reorder":
+            sides[side][2].add(impl)
+    return sides
+
+
+def measure(kind: str, name: str, mode: str, rounds: int) -> dict[str, dict]:
+    """{side: {"kernels": {primitive kind: median ms}, "total": the transposed layers'
+    median oneDNN ms, "wall": median ms, "impls": names}}."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.kernels", "--child", kind, name, mode, str(rounds)],
+        env=dict(os.environ, ONEDNN_VERBOSE="1"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{kind} {name} failed:\n{proc.stderr[-2000:]}")
+    out = {}
+    for side, (per_call, walls, impls) in _parse(proc.stdout).items():
+        kinds = sorted({k for r in per_call for k in r})
+        out[side] = {
+            "kernels": {k: statistics.median(r.get(k, 0.0) for r in per_call) for k in kinds},
+            # the transposed layers' share: their deconvolution primitives and the reorders
+            # around them (other primitives: e.g. the sgemm that XLA:CPU's dots may call)
+            "total": statistics.median(
+                r.get("deconvolution", 0.0) + r.get("reorder", 0.0) for r in per_call
+            ),
+            "wall": statistics.median(walls),
+            "impls": impls,
+        }
+    return out
+
+
+def _geo(values: list[float]) -> float:
+    return math.exp(sum(map(math.log, values)) / len(values)) if values else float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:
+        return _child(argv[1:])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--shapes", default="", help="names of benchmarks.run's shapes")
+    ap.add_argument("--channels-last", action="store_true", help="their _cl variants")
+    ap.add_argument("--modes", default="fwd", help="fwd and/or fb (forward+backward)")
+    ap.add_argument("--models", default="", help="names of benchmarks.models' models")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--out", default=None, help="also write the Markdown tables here")
+    args = ap.parse_args(argv)
+    import convt_jax as ct
+
+    from . import _machine
+
+    info = ct.backend_info()
+    lines = [
+        _machine.header(_machine.matmul_rates()),
+        "",
+        f"convt_jax backend: {info.backend} ({info.reason}); "
+        f"PyTorch {_torch_version()} with its own oneDNN.  Medians of {args.rounds} rounds; "
+        "ms per call; oneDNN = the sum of oneDNN's verbose execution times.",
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+    tables = []
+    shapes = [s for s in args.shapes.split(",") if s]
+    if args.channels_last:
+        shapes = [s if s.endswith("_cl") else s + "_cl" for s in shapes]
+    for mode in [m for m in args.modes.split(",") if m] if shapes else []:
+        rows = [
+            f"### {'forward' if mode == 'fwd' else 'forward+backward'}",
+            "",
+            "| shape | convt_jax oneDNN | PyTorch oneDNN | oneDNN ratio | convt_jax wall | "
+            "PyTorch wall | wall ratio | convt_jax kernel | PyTorch kernel |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        ratios, walls = [], []
+        for name in shapes:
+            r = measure("shape", name, mode, args.rounds)
+            a, b = r["convt_jax"], r["PyTorch"]
+            ratios.append(a["total"] / b["total"])
+            walls.append(a["wall"] / b["wall"])
+            rows.append(
+                f"| {name} | {a['total']:.2f} | {b['total']:.2f} | {ratios[-1]:.2f} | "
+                f"{a['wall']:.2f} | {b['wall']:.2f} | {walls[-1]:.2f} | "
+                f"{' '.join(sorted(a['impls'])) or 'XLA'} | {' '.join(sorted(b['impls']))} |"
+            )
+            print(rows[-1], flush=True)
+        rows.append(
+            f"| **geometric mean** | | | **{_geo(ratios):.2f}** | | | **{_geo(walls):.2f}** | | |"
+        )
+        tables.append("\n".join(rows))
+        print(rows[-1], flush=True)
+    models = [m for m in args.models.split(",") if m]
+    if models:
+        rows = [
+            "### one training step",
+            "",
+            "| model | convt_jax oneDNN (transposed layers) | PyTorch deconvolution | "
+            "PyTorch reorders | oneDNN ratio (bounds) | convt_jax step | PyTorch step | "
+            "step ratio |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for name in models:
+            r = measure("model", name, "step", args.rounds)
+            a, b = r["convt_jax"], r["PyTorch"]
+            deconv = b["kernels"].get("deconvolution", 0.0)
+            reorders = b["kernels"].get("reorder", 0.0)
+            low = a["total"] / (deconv + reorders) if deconv + reorders else float("nan")
+            high = a["total"] / deconv if deconv else float("nan")
+            rows.append(
+                f"| {name} | {a['total']:.1f} | {deconv:.1f} | {reorders:.1f} | "
+                f"{low:.2f}-{high:.2f} | {a['wall']:.1f} | {b['wall']:.1f} | "
+                f"{a['wall'] / b['wall']:.2f} |"
+            )
+            print(rows[-1], flush=True)
+        tables.append("\n".join(rows))
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write("\n".join(lines) + "\n" + "\n\n".join(tables) + "\n")
+    return 0
+
+
+def _torch_version() -> str:
+    import torch
+
+    return torch.__version__
+
+
+if __name__ == "__main__":
+    sys.exit(main())
