@@ -143,10 +143,75 @@ dnnl::memory::desc any_like(const dnnl::memory::desc& d) {
   return dnnl::memory::desc(d.get_dims(), d.get_data_type(), dnnl::memory::format_tag::any);
 }
 
-std::shared_ptr<Entry> build(const Problem& p) {
+// Whether an implementation's name (e.g. "conv:any+ref:any") names oneDNN's reference kernel.
+bool is_reference(const std::string& impl) {
+  size_t start = 0;
+  while (start <= impl.size()) {
+    size_t end = impl.find_first_of(":+", start);
+    if (end == std::string::npos) end = impl.size();
+    if (impl.compare(start, end - start, "ref") == 0) return true;
+    start = end + 1;
+  }
+  return false;
+}
+
+// Channels-last strides for activations given in oneDNN's logical order (N, C, *S).
+dnnl::memory::desc channels_last_desc(const dnnl::memory::desc& d) {
+  return dnnl::memory::desc(d.get_dims(), d.get_data_type(),
+                            activation_strides(d.get_dims(), true));
+}
+
+// Whether an implementation's name names oneDNN's GEMM-based (im2col) convolution, its
+// fallback where no direct kernel takes the layouts (e.g. "conv:any+x64:gemm:jit").
+bool is_gemm(const std::string& impl) { return impl.find("gemm") != std::string::npos; }
+
+// The primitive of `p` with the activations in the layouts `src` and `dst` (given, or
+// `any`) and the weight in the layout the kernel chooses.
+void create(const Problem& p, const dnnl::memory::desc& src, const dnnl::memory::desc& dst,
+            Entry& entry, dnnl::primitive_desc_base& pd) {
   const auto& eng = cpu_engine();
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  auto wei = any_like(entry.weight.user);
+  auto algo = dnnl::algorithm::deconvolution_direct;
+  // The forward descriptor: the primitive for kForward, the hint for the gradients.
+  dnnl::deconvolution_forward::primitive_desc fwd(eng, dnnl::prop_kind::forward_training, algo,
+                                                  src, wei, dst, p.strides, p.dilates, p.pad_l,
+                                                  p.pad_r, attr);
+  switch (p.kind) {
+    case kForward:
+      entry.primitive = dnnl::deconvolution_forward(fwd);
+      entry.src.kernel = fwd.src_desc();
+      entry.dst.kernel = fwd.dst_desc();
+      entry.weight.kernel = fwd.weights_desc();
+      pd = fwd;
+      break;
+    case kInputGrad: {
+      dnnl::deconvolution_backward_data::primitive_desc bwd(
+          eng, algo, src, wei, dst, p.strides, p.dilates, p.pad_l, p.pad_r, fwd, attr);
+      entry.primitive = dnnl::deconvolution_backward_data(bwd);
+      entry.src.kernel = bwd.diff_src_desc();
+      entry.dst.kernel = bwd.diff_dst_desc();
+      entry.weight.kernel = bwd.weights_desc();
+      pd = bwd;
+      break;
+    }
+    case kWeightGrad: {
+      dnnl::deconvolution_backward_weights::primitive_desc bwd(
+          eng, algo, src, wei, dst, p.strides, p.dilates, p.pad_l, p.pad_r, fwd, attr);
+      entry.primitive = dnnl::deconvolution_backward_weights(bwd);
+      entry.src.kernel = bwd.src_desc();
+      entry.dst.kernel = bwd.diff_dst_desc();
+      entry.weight.kernel = bwd.diff_weights_desc();
+      pd = bwd;
+      break;
+    }
+  }
+  entry.impl = pd.impl_info_str();
+}
+
+std::shared_ptr<Entry> build(const Problem& p) {
+  const auto& eng = cpu_engine();
   auto entry = std::make_shared<Entry>();
   entry->src.user = activation_desc(p.src, p.channels_last);
   entry->dst.user = activation_desc(p.dst, p.channels_last);
@@ -157,44 +222,31 @@ std::shared_ptr<Entry> build(const Problem& p) {
   // oneDNN, for channels-first tensors).  Channels-last activations are read in place.
   auto src = p.channels_last ? entry->src.user : any_like(entry->src.user);
   auto dst = p.channels_last ? entry->dst.user : any_like(entry->dst.user);
-  auto wei = any_like(entry->weight.user);
-  auto algo = dnnl::algorithm::deconvolution_direct;
-  // The forward descriptor: the primitive for kForward, the hint for the gradients.
-  dnnl::deconvolution_forward::primitive_desc fwd(eng, dnnl::prop_kind::forward_training, algo,
-                                                  src, wei, dst, p.strides, p.dilates, p.pad_l,
-                                                  p.pad_r, attr);
   dnnl::primitive_desc_base pd;
-  switch (p.kind) {
-    case kForward:
-      entry->primitive = dnnl::deconvolution_forward(fwd);
-      entry->src.kernel = fwd.src_desc();
-      entry->dst.kernel = fwd.dst_desc();
-      entry->weight.kernel = fwd.weights_desc();
-      pd = fwd;
-      break;
-    case kInputGrad: {
-      dnnl::deconvolution_backward_data::primitive_desc bwd(
-          eng, algo, src, wei, dst, p.strides, p.dilates, p.pad_l, p.pad_r, fwd, attr);
-      entry->primitive = dnnl::deconvolution_backward_data(bwd);
-      entry->src.kernel = bwd.diff_src_desc();
-      entry->dst.kernel = bwd.diff_dst_desc();
-      entry->weight.kernel = bwd.weights_desc();
-      pd = bwd;
-      break;
-    }
-    case kWeightGrad: {
-      dnnl::deconvolution_backward_weights::primitive_desc bwd(
-          eng, algo, src, wei, dst, p.strides, p.dilates, p.pad_l, p.pad_r, fwd, attr);
-      entry->primitive = dnnl::deconvolution_backward_weights(bwd);
-      entry->src.kernel = bwd.src_desc();
-      entry->dst.kernel = bwd.diff_dst_desc();
-      entry->weight.kernel = bwd.diff_weights_desc();
-      pd = bwd;
-      break;
+  create(p, src, dst, *entry, pd);
+  // Where that gives oneDNN's GEMM-based fallback (e.g. the input gradient of a 1-D layer
+  // of HiFi-GAN's, batch 1: 15-20x its forward's time in oneDNN 3.2), the other family of
+  // layouts (blocked for channels-last operands, channels-last for channels-first ones)
+  // may have a direct kernel: then that one is used, with reorders around it.
+  if (is_gemm(entry->impl)) {
+    auto other = std::make_shared<Entry>();
+    other->src.user = entry->src.user;
+    other->dst.user = entry->dst.user;
+    other->weight.user = entry->weight.user;
+    auto src2 = p.channels_last ? any_like(src) : channels_last_desc(src);
+    auto dst2 = p.channels_last ? any_like(dst) : channels_last_desc(dst);
+    dnnl::primitive_desc_base pd2;
+    try {
+      create(p, src2, dst2, *other, pd2);
+      if (!is_gemm(other->impl) && !is_reference(other->impl)) {
+        entry = other;
+        pd = pd2;
+      }
+    } catch (const dnnl::error&) {
+      // no primitive for those layouts: keep the first
     }
   }
   entry->scratchpad_bytes = pd.scratchpad_desc().get_size();
-  entry->impl = pd.impl_info_str();
   // Which operands are outputs: the destination of the forward, the source of the input
   // gradient, the weight of the weight gradient.
   const bool out[3] = {p.kind == kInputGrad, p.kind == kForward, p.kind == kWeightGrad};
@@ -232,18 +284,6 @@ std::shared_ptr<Entry> primitive_for(const Problem& p) {
   auto entry = build(p);  // outside the lock: creation can take milliseconds
   std::lock_guard<std::mutex> lock(cache_mutex);
   return cache().emplace(key, std::move(entry)).first->second;
-}
-
-// Whether an implementation's name (e.g. "conv:any+ref:any") names oneDNN's reference kernel.
-bool is_reference(const std::string& impl) {
-  size_t start = 0;
-  while (start <= impl.size()) {
-    size_t end = impl.find_first_of(":+", start);
-    if (end == std::string::npos) end = impl.size();
-    if (impl.compare(start, end - start, "ref") == 0) return true;
-    start = end + 1;
-  }
-  return false;
 }
 
 // Drop a problem from the cache (a probed primitive that will not be used).

@@ -153,6 +153,32 @@ def test_values_equal_pytorch_forward_dx_dw(seed):
         np.testing.assert_allclose(a, b, rtol=0, atol=2e-5 * scale, err_msg=f"{name} {case}")
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_values_where_the_first_layouts_give_onednns_gemm_fallback(channels_last):
+    """HiFi-GAN's second upsampler (1-D, batch 1, k16 s8): with the layouts oneDNN picks
+    first, its input gradient is oneDNN's GEMM-based kernel on some CPUs (an AVX2 EPYC),
+    and the handler then takes a direct kernel on the other family of layouts, with
+    reorders around it; the values are PyTorch's either way."""
+    case = dict(
+        nd=1,
+        x_shape=(1, 256, 24),
+        w_shape=(256, 128, 16),
+        stride=(8,),
+        padding=(4,),
+        output_padding=(0,),
+        groups=1,
+        dilation=(1,),
+        channels_last=channels_last,
+    )
+    x, w, g = _arrays(case, 7)
+    assert _lowered(case).count("convt_jax_onednn_") == 3
+    want = _torch(case, x, w, g)
+    got = _ours(case, x, w, g)
+    for a, b, name in zip(got, want, ("y", "dx", "dw"), strict=True):
+        scale = max(1.0, float(np.abs(b).max()))
+        np.testing.assert_allclose(a, b, rtol=0, atol=2e-5 * scale, err_msg=name)
+
+
 def test_most_random_layers_run_on_onednn():
     used = sum(_lowered(_case(seed)).count("convt_jax_onednn_") == 3 for seed in range(40))
     assert used >= 30, used
