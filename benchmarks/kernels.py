@@ -2,6 +2,7 @@
 
     python -m benchmarks.kernels --shapes dcgan3,unet2 --channels-last --modes fwd
     python -m benchmarks.kernels --models dcgan,pix2pix --rounds 5 --out k.md
+    python -m benchmarks.kernels --shapes k3s2op1 --modes fb --detail   # every primitive
 
 On the CPU, PyTorch computes every transposed convolution shown here with oneDNN (its own
 copy, built into libtorch), and convt_jax's ``auto`` with oneDNN too where the backend
@@ -113,6 +114,33 @@ def _parse(out: str) -> dict[str, tuple[list[dict[str, float]], list[float], set
     return sides
 
 
+def _primitives(out: str) -> dict[str, dict[tuple[str, ...], float]]:
+    """{side: {(kind, propagation, problem, implementation): median ms per call}}: which
+    primitive takes the time (``--detail``)."""
+    per_side: dict[str, list[dict[tuple[str, ...], float]]] = {}
+    current: dict[tuple[str, ...], float] | None = None
+    for line in out.splitlines():
+        if line.startswith(_MARK):
+            words = line.split()
+            if len(words) > 2 and words[2] == "wall":
+                per_side.setdefault(words[1], []).append(current or {})
+                current = None
+            else:
+                current = collections.defaultdict(float)
+            continue
+        if current is None or not line.startswith("onednn_verbose") or ",exec," not in line:
+            continue
+        parts = line.split(",")
+        at = parts.index("exec")
+        kind, impl, prop = parts[at + 2], parts[at + 3], parts[at + 4]
+        current[(kind, prop if kind != "reorder" else "", parts[-2], impl)] += float(parts[-1])
+    result = {}
+    for name, calls in per_side.items():
+        keys = {k for c in calls for k in c}
+        result[name] = {k: statistics.median(c.get(k, 0.0) for c in calls) for k in keys}
+    return result
+
+
 def measure(kind: str, name: str, mode: str, rounds: int) -> dict[str, dict]:
     """{side: {"kernels": {primitive kind: median ms}, "total": the transposed layers'
     median oneDNN ms, "wall": median ms, "impls": names}}."""
@@ -138,6 +166,8 @@ def measure(kind: str, name: str, mode: str, rounds: int) -> dict[str, dict]:
             "wall": statistics.median(walls),
             "impls": impls,
         }
+    for side, prims in _primitives(proc.stdout).items():
+        out[side]["primitives"] = prims
     return out
 
 
@@ -155,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--modes", default="fwd", help="fwd and/or fb (forward+backward)")
     ap.add_argument("--models", default="", help="names of benchmarks.models' models")
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument(
+        "--detail", action="store_true", help="also list every primitive's time, both sides"
+    )
     ap.add_argument("--out", default=None, help="also write the Markdown tables here")
     args = ap.parse_args(argv)
     import convt_jax as ct
@@ -184,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             "|---|---|---|---|---|---|---|---|---|",
         ]
         ratios, walls = [], []
+        details: list[str] = []
         for name in shapes:
             r = measure("shape", name, mode, args.rounds)
             a, b = r["convt_jax"], r["PyTorch"]
@@ -195,11 +229,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"{' '.join(sorted(a['impls'])) or 'XLA'} | {' '.join(sorted(b['impls']))} |"
             )
             print(rows[-1], flush=True)
+            if args.detail:
+                details.append(_detail_table(f"{name}, {mode}", r))
         rows.append(
             f"| **geometric mean** | | | **{_geo(ratios):.2f}** | | | **{_geo(walls):.2f}** | | |"
         )
         tables.append("\n".join(rows))
         print(rows[-1], flush=True)
+        tables.extend(details)
     models = [m for m in args.models.split(",") if m]
     if models:
         rows = [
@@ -210,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             "convt_jax step | PyTorch step | step ratio |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
+        model_details: list[str] = []
         for name in models:
             r = measure("model", name, "step", args.rounds)
             a, b = r["convt_jax"], r["PyTorch"]
@@ -222,11 +260,30 @@ def main(argv: list[str] | None = None) -> int:
                 f"{a['wall']:.1f} | {b['wall']:.1f} | {a['wall'] / b['wall']:.2f} |"
             )
             print(rows[-1], flush=True)
+            if args.detail:
+                model_details.append(_detail_table(f"{name}, one step", r))
         tables.append("\n".join(rows))
+        tables.extend(model_details)
     if args.out:
         with open(args.out, "w") as fh:
             fh.write("\n".join(lines) + "\n" + "\n\n".join(tables) + "\n")
     return 0
+
+
+def _detail_table(title: str, r: dict[str, dict]) -> str:
+    """Every primitive of one case, both sides, largest first."""
+    rows = [
+        f"#### {title}: every primitive",
+        "",
+        "| side | primitive | propagation | problem | implementation | ms per call |",
+        "|---|---|---|---|---|---|",
+    ]
+    items = [(ms, side, key) for side in r for key, ms in r[side]["primitives"].items()]
+    for ms, side, (kind, prop, problem, impl) in sorted(items, reverse=True):
+        rows.append(f"| {side} | {kind} | {prop} | {problem} | {impl} | {ms:.2f} |")
+    text = "\n".join(rows)
+    print(text, flush=True)
+    return text
 
 
 def _torch_version() -> str:

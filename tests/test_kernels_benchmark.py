@@ -65,6 +65,16 @@ def test_parse_sums_each_call_by_side_and_primitive_kind(fmt):
         {},
     ]
     assert impls == {"jit:avx2", "brg_conv_fwd:avx2"}
+    # --detail: each primitive's median time per call (a call without it counts 0)
+    prims = kernels._primitives("\n".join(lines))
+    problem = "mb64_ic128oc64_ih16oh32kh4sh2dh0ph1_iw16ow32kw4sw2dw0pw1"
+    if fmt is _V1:
+        problem = "mb64_ic128oc64_ih16oh32kh4sh2dh0ph1"
+    assert (
+        prims["convt_jax"][("deconvolution", "forward_training", problem, "brg_conv:avx2")] == 10.0
+    )
+    assert prims["PyTorch"][("deconvolution", "forward_training", problem, "jit:avx2")] == 6.5
+    assert prims["PyTorch"][("reorder", "", problem, "jit:uni")] == 0.125
 
 
 @pytest.mark.slow
