@@ -212,39 +212,65 @@ void create(const Problem& p, const dnnl::memory::desc& src, const dnnl::memory:
 
 std::shared_ptr<Entry> build(const Problem& p) {
   const auto& eng = cpu_engine();
-  auto entry = std::make_shared<Entry>();
-  entry->src.user = activation_desc(p.src, p.channels_last);
-  entry->dst.user = activation_desc(p.dst, p.channels_last);
-  entry->weight.user = user_weight_desc(p);
-  // The kernel chooses the weight's layout (a blocked one), and, for channels-first
-  // activations, theirs too: oneDNN's kernels for plain NC* layouts are GEMM-based and
-  // slower than its blocked ones by more than the reorders cost (as PyTorch does, through
-  // oneDNN, for channels-first tensors).  Channels-last activations are read in place.
-  auto src = p.channels_last ? entry->src.user : any_like(entry->src.user);
-  auto dst = p.channels_last ? entry->dst.user : any_like(entry->dst.user);
-  dnnl::primitive_desc_base pd;
-  create(p, src, dst, *entry, pd);
-  // Where that gives oneDNN's GEMM-based fallback (e.g. the input gradient of a 1-D layer
-  // of HiFi-GAN's, batch 1: 15-20x its forward's time in oneDNN 3.2), the other family of
-  // layouts (blocked for channels-last operands, channels-last for channels-first ones)
-  // may have a direct kernel: then that one is used, with reorders around it.
-  if (is_gemm(entry->impl)) {
-    auto other = std::make_shared<Entry>();
-    other->src.user = entry->src.user;
-    other->dst.user = entry->dst.user;
-    other->weight.user = entry->weight.user;
-    auto src2 = p.channels_last ? any_like(src) : channels_last_desc(src);
-    auto dst2 = p.channels_last ? any_like(dst) : channels_last_desc(dst);
-    dnnl::primitive_desc_base pd2;
+  const auto src_user = activation_desc(p.src, p.channels_last);
+  const auto dst_user = activation_desc(p.dst, p.channels_last);
+  // The activation layouts to try, in order; the weight's is always the kernel's choice
+  // (a blocked one).
+  //  * Channels-first activations: the kernel's choice (`any`; oneDNN's kernels for plain
+  //    NC* layouts are GEMM-based and slower than its blocked ones by more than the
+  //    reorders cost, and PyTorch does the same through oneDNN), then channels-last.
+  //  * Channels-last, forward and input gradient: read in place (as PyTorch does), then
+  //    the kernel's choice.
+  //  * Channels-last, weight gradient: the kernel's choice, then in place.  oneDNN 3.2's
+  //    weight-gradient kernels on in-place channels-last activations can be several times
+  //    slower than on the layout it picks, reorders included (2-core AVX2 EPYC: a 1-D
+  //    layer 188 -> 53 ms, wide2d 140 -> 87 ms; benchmarks/RESULTS.md), and where it
+  //    picks channels-last itself nothing changes.
+  // The first candidate is taken unless it is oneDNN's GEMM-based fallback (e.g. the input
+  // gradient of HiFi-GAN's 1-D upsamplers at batch 1: 15-20x its forward's time): then the
+  // first later one with a direct kernel, or, if all are GEMM-based, the one that needs no
+  // reorder of the activations (the in-place one).
+  const auto any_src = any_like(src_user), any_dst = any_like(dst_user);
+  std::vector<std::pair<dnnl::memory::desc, dnnl::memory::desc>> layouts;
+  if (!p.channels_last) {
+    layouts = {{any_src, any_dst}, {channels_last_desc(src_user), channels_last_desc(dst_user)}};
+  } else if (p.kind == kWeightGrad) {
+    layouts = {{any_src, any_dst}, {src_user, dst_user}};
+  } else {
+    layouts = {{src_user, dst_user}, {any_src, any_dst}};
+  }
+  std::shared_ptr<Entry> entry, in_place;
+  dnnl::primitive_desc_base pd, in_place_pd;
+  for (size_t i = 0; i < layouts.size(); ++i) {
+    auto candidate = std::make_shared<Entry>();
+    candidate->src.user = src_user;
+    candidate->dst.user = dst_user;
+    candidate->weight.user = user_weight_desc(p);
+    dnnl::primitive_desc_base candidate_pd;
     try {
-      create(p, src2, dst2, *other, pd2);
-      if (!is_gemm(other->impl) && !is_reference(other->impl)) {
-        entry = other;
-        pd = pd2;
-      }
+      create(p, layouts[i].first, layouts[i].second, *candidate, candidate_pd);
     } catch (const dnnl::error&) {
-      // no primitive for those layouts: keep the first
+      if (i == 0) throw;  // no primitive for the layouts oneDNN is asked for first
+      continue;           // no primitive for those layouts: not a candidate
     }
+    if (i > 0 && is_reference(candidate->impl)) continue;
+    if (i == 0) {
+      entry = candidate;
+      pd = candidate_pd;
+    }
+    if (candidate->src.kernel == src_user && candidate->dst.kernel == dst_user) {
+      in_place = candidate;
+      in_place_pd = candidate_pd;
+    }
+    if (!is_gemm(candidate->impl)) {
+      entry = candidate;
+      pd = candidate_pd;
+      break;
+    }
+  }
+  if (is_gemm(entry->impl) && in_place) {
+    entry = in_place;
+    pd = in_place_pd;
   }
   entry->scratchpad_bytes = pd.scratchpad_desc().get_size();
   // Which operands are outputs: the destination of the forward, the source of the input
