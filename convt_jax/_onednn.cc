@@ -6,15 +6,17 @@
 // use and the oneDNN of the `onednn` extra); registered as three FFI targets for the "cpu"
 // platform and called with jax.ffi.ffi_call from the primitive's CPU lowering.
 //
-// The operands are read where they are (no copies): a memory descriptor with the
-// operand's strides describes the layout XLA hands over (row-major, in the layout given by
-// `channels_last`); the weight is PyTorch's (C_in, C_out / groups, *K). Only the weight (or
-// its gradient) is reordered, into the blocked layout the kernel prefers.
+// A memory descriptor with the operand's strides describes the layout XLA hands over
+// (row-major, in the layout given by `channels_last`); the weight is PyTorch's (C_in,
+// C_out / groups, *K). The weight (or its gradient) is always reordered into the blocked
+// layout the kernel prefers; the activations are read where they are (channels-last
+// forward and input gradient) or reordered into the layout oneDNN chooses (channels-first
+// activations, the channels-last weight gradient): see `build` for the rule.
 //
-// Each (kind, shapes, settings) gets its primitive descriptor, primitive and weight reorder
-// built once and cached (a mutex guards the cache; execution runs outside it). Scratch
-// memory (the kernel's scratchpad, the reordered weight) comes from per-thread arenas that
-// only grow, so a call allocates nothing once warm, and concurrent calls from XLA's threads
+// Each (kind, shapes, settings) gets its primitive descriptor, primitive and reorders built
+// once and cached (a mutex guards the cache; execution runs outside it). Scratch memory
+// (the kernel's scratchpad, the reordered operands) comes from per-thread arenas that only
+// grow, so a call allocates nothing once warm, and concurrent calls from XLA's threads
 // never share a buffer.
 //
 // `Problem` and `primitive_for` describe a convolution-shaped problem in general terms, so
@@ -143,17 +145,21 @@ dnnl::memory::desc any_like(const dnnl::memory::desc& d) {
   return dnnl::memory::desc(d.get_dims(), d.get_data_type(), dnnl::memory::format_tag::any);
 }
 
-// Whether an implementation's name (e.g. "conv:any+ref:any") names oneDNN's reference kernel.
-bool is_reference(const std::string& impl) {
+// Whether an implementation's name (e.g. "conv:any+x64:gemm:jit") has `token` as one of
+// its ':'/'+'-separated parts.
+bool has_token(const std::string& impl, const char* token) {
   size_t start = 0;
   while (start <= impl.size()) {
     size_t end = impl.find_first_of(":+", start);
     if (end == std::string::npos) end = impl.size();
-    if (impl.compare(start, end - start, "ref") == 0) return true;
+    if (impl.compare(start, end - start, token) == 0) return true;
     start = end + 1;
   }
   return false;
 }
+
+// Whether an implementation's name (e.g. "conv:any+ref:any") names oneDNN's reference kernel.
+bool is_reference(const std::string& impl) { return has_token(impl, "ref"); }
 
 // Channels-last strides for activations given in oneDNN's logical order (N, C, *S).
 dnnl::memory::desc channels_last_desc(const dnnl::memory::desc& d) {
@@ -162,8 +168,9 @@ dnnl::memory::desc channels_last_desc(const dnnl::memory::desc& d) {
 }
 
 // Whether an implementation's name names oneDNN's GEMM-based (im2col) convolution, its
-// fallback where no direct kernel takes the layouts (e.g. "conv:any+x64:gemm:jit").
-bool is_gemm(const std::string& impl) { return impl.find("gemm") != std::string::npos; }
+// fallback where no direct kernel takes the layouts (e.g. "conv:any+x64:gemm:jit"; the
+// brgemm-based direct kernels are "brgconv", "brg_conv", "brgemm...": other tokens).
+bool is_gemm(const std::string& impl) { return has_token(impl, "gemm"); }
 
 // The primitive of `p` with the activations in the layouts `src` and `dst` (given, or
 // `any`) and the weight in the layout the kernel chooses.
