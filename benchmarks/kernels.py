@@ -85,59 +85,56 @@ def _child(argv: list[str]) -> int:
     return 0
 
 
-def _parse(out: str) -> dict[str, tuple[list[dict[str, float]], list[float], set[str]]]:
-    """{side: (per timed call {primitive kind: ms}, the calls' wall ms, the kernels' names)}."""
-    sides: dict[str, tuple[list[dict[str, float]], list[float], set[str]]] = {}
-    current: dict[str, float] | None = None
+def _calls(out: str) -> dict[str, tuple[list[dict[tuple[str, ...], float]], list[float]]]:
+    """{side: (per timed call {(kind, propagation, problem, implementation): ms}, the
+    calls' wall ms)}, read off the child's output: the marks and oneDNN's verbose lines."""
+    sides: dict[str, tuple[list[dict[tuple[str, ...], float]], list[float]]] = {}
+    current: dict[tuple[str, ...], float] | None = None
     for line in out.splitlines():
         if line.startswith(_MARK):
             words = line.split()
-            calls, walls, _ = sides.setdefault(words[1], ([], [], set()))
+            calls, walls = sides.setdefault(words[1], ([], []))
             if len(words) > 2 and words[2] == "wall":
                 walls.append(float(words[3]))
                 calls.append(current if current is not None else {})
                 current = None
             else:
                 current = collections.defaultdict(float)
-                side = words[1]
             continue
         if current is None or not line.startswith("onednn_verbose") or ",exec," not in line:
             continue
         parts = line.split(",")
-        # oneDNN >= 3.3 writes "onednn_verbose,v1,primitive,exec,cpu,KIND,IMPL,..." and
-        # older versions "onednn_verbose,exec,cpu,KIND,IMPL,...".
+        # oneDNN >= 3.3 writes "onednn_verbose,v1,primitive,exec,cpu,KIND,IMPL,PROP,..."
+        # and older versions "onednn_verbose,exec,cpu,KIND,IMPL,PROP,..."; the problem and
+        # the time are the last two fields in both.
         at = parts.index("exec")
-        kind, impl = parts[at + 2], parts[at + 3]
-        current[kind] += float(parts[-1])
-        if kind != "reorder":
-            sides[side][2].add(impl)
+        kind, impl, prop = parts[at + 2], parts[at + 3], parts[at + 4]
+        current[(kind, prop if kind != "reorder" else "", parts[-2], impl)] += float(parts[-1])
     return sides
+
+
+def _parse(out: str) -> dict[str, tuple[list[dict[str, float]], list[float], set[str]]]:
+    """{side: (per timed call {primitive kind: ms}, the calls' wall ms, the kernels' names)}."""
+    result = {}
+    for side, (calls, walls) in _calls(out).items():
+        per_kind = []
+        for call in calls:
+            kinds: dict[str, float] = collections.defaultdict(float)
+            for (kind, _, _, _), ms in call.items():
+                kinds[kind] += ms
+            per_kind.append(kinds)
+        impls = {impl for call in calls for (kind, _, _, impl) in call if kind != "reorder"}
+        result[side] = (per_kind, walls, impls)
+    return result
 
 
 def _primitives(out: str) -> dict[str, dict[tuple[str, ...], float]]:
     """{side: {(kind, propagation, problem, implementation): median ms per call}}: which
     primitive takes the time (``--detail``)."""
-    per_side: dict[str, list[dict[tuple[str, ...], float]]] = {}
-    current: dict[tuple[str, ...], float] | None = None
-    for line in out.splitlines():
-        if line.startswith(_MARK):
-            words = line.split()
-            if len(words) > 2 and words[2] == "wall":
-                per_side.setdefault(words[1], []).append(current or {})
-                current = None
-            else:
-                current = collections.defaultdict(float)
-            continue
-        if current is None or not line.startswith("onednn_verbose") or ",exec," not in line:
-            continue
-        parts = line.split(",")
-        at = parts.index("exec")
-        kind, impl, prop = parts[at + 2], parts[at + 3], parts[at + 4]
-        current[(kind, prop if kind != "reorder" else "", parts[-2], impl)] += float(parts[-1])
     result = {}
-    for name, calls in per_side.items():
+    for side, (calls, _) in _calls(out).items():
         keys = {k for c in calls for k in c}
-        result[name] = {k: statistics.median(c.get(k, 0.0) for c in calls) for k in keys}
+        result[side] = {k: statistics.median(c.get(k, 0.0) for c in calls) for k in keys}
     return result
 
 
