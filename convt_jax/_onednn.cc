@@ -1,6 +1,9 @@
 // oneDNN's deconvolution kernels as XLA FFI handlers for the CPU: the forward, the input
 // gradient (backward data) and the weight gradient (backward weights) of a transposed
-// convolution in float32, 1-3 spatial axes, channels-first or channels-last, any groups.
+// convolution, 1-3 spatial axes, channels-first or channels-last, any groups. Operands in
+// float32, or in bfloat16 / float16 for oneDNN's native half-precision kernels (float32
+// accumulation; the forward may write float32, the weight gradient always does): each
+// buffer's dtype is read from XLA's buffer and is part of the cached problem.
 //
 // Built and loaded by convt_jax/_onednn.py (against the XLA FFI headers of the jaxlib in
 // use and the oneDNN of the `onednn` extra); registered as three FFI targets for the "cpu"
@@ -43,6 +46,7 @@ namespace {
 enum Kind : int64_t { kForward = 0, kInputGrad = 1, kWeightGrad = 2 };
 
 using dims = dnnl::memory::dims;
+using dt = dnnl::memory::data_type;
 
 // One transposed-convolution problem: logical shapes in oneDNN's order (N, C, spatial...)
 // and the settings; `key()` identifies it in the cache.
@@ -53,9 +57,18 @@ struct Problem {
   dims src, dst;          // x: (N, C_in, *S); y: (N, C_out, *S_out)
   dims kernel;            // K
   dims strides, dilates, pad_l, pad_r;
+  // The dtypes of x, y and the weight as stored (the arguments of oneDNN's deconvolution,
+  // whichever of them are gradients).
+  dt src_dt = dt::f32, dst_dt = dt::f32, wei_dt = dt::f32;
 
   std::string key() const {
-    std::vector<int64_t> v{kind, channels_last, groups, static_cast<int64_t>(src.size())};
+    std::vector<int64_t> v{kind,
+                           channels_last,
+                           groups,
+                           static_cast<int64_t>(src.size()),
+                           static_cast<int64_t>(src_dt),
+                           static_cast<int64_t>(dst_dt),
+                           static_cast<int64_t>(wei_dt)};
     for (const dims* d : {&src, &dst, &kernel, &strides, &dilates, &pad_l, &pad_r})
       v.insert(v.end(), d->begin(), d->end());
     return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(int64_t));
@@ -102,18 +115,11 @@ dnnl::memory::desc user_weight_desc(const Problem& p) {
   for (size_t i = p.kernel.size(); i-- > 0;) { kstrides[i] = s; s *= p.kernel[i]; }
   shape.insert(shape.end(), p.kernel.begin(), p.kernel.end());
   strides.insert(strides.end(), kstrides.begin(), kstrides.end());
-  return dnnl::memory::desc(shape, dnnl::memory::data_type::f32, strides);
+  return dnnl::memory::desc(shape, p.wei_dt, strides);
 }
 
-dnnl::memory::desc any_weight_desc(const Problem& p) {
-  dnnl::memory::desc user = user_weight_desc(p);
-  return dnnl::memory::desc(user.get_dims(), dnnl::memory::data_type::f32,
-                            dnnl::memory::format_tag::any);
-}
-
-dnnl::memory::desc activation_desc(const dims& shape, bool channels_last) {
-  return dnnl::memory::desc(shape, dnnl::memory::data_type::f32,
-                            activation_strides(shape, channels_last));
+dnnl::memory::desc activation_desc(const dims& shape, dt type, bool channels_last) {
+  return dnnl::memory::desc(shape, type, activation_strides(shape, channels_last));
 }
 
 const dnnl::engine& cpu_engine() {
@@ -181,10 +187,16 @@ void create(const Problem& p, const dnnl::memory::desc& src, const dnnl::memory:
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   auto wei = any_like(entry.weight.user);
   auto algo = dnnl::algorithm::deconvolution_direct;
-  // The forward descriptor: the primitive for kForward, the hint for the gradients.
+  // The forward descriptor: the primitive for kForward, the hint for the gradients (whose
+  // weights are in the activations' dtype: a half-precision layer's weight gradient is
+  // float32, its weights are not).
+  const auto hint_wei =
+      p.kind == kWeightGrad
+          ? dnnl::memory::desc(wei.get_dims(), p.src_dt, dnnl::memory::format_tag::any)
+          : wei;
   dnnl::deconvolution_forward::primitive_desc fwd(eng, dnnl::prop_kind::forward_training, algo,
-                                                  src, wei, dst, p.strides, p.dilates, p.pad_l,
-                                                  p.pad_r, attr);
+                                                  src, hint_wei, dst, p.strides, p.dilates,
+                                                  p.pad_l, p.pad_r, attr);
   switch (p.kind) {
     case kForward:
       entry.primitive = dnnl::deconvolution_forward(fwd);
@@ -219,8 +231,8 @@ void create(const Problem& p, const dnnl::memory::desc& src, const dnnl::memory:
 
 std::shared_ptr<Entry> build(const Problem& p) {
   const auto& eng = cpu_engine();
-  const auto src_user = activation_desc(p.src, p.channels_last);
-  const auto dst_user = activation_desc(p.dst, p.channels_last);
+  const auto src_user = activation_desc(p.src, p.src_dt, p.channels_last);
+  const auto dst_user = activation_desc(p.dst, p.dst_dt, p.channels_last);
   // The activation layouts to try, in order; the weight's is always the kernel's choice
   // (a blocked one).
   //  * Channels-first activations: the kernel's choice (`any`; oneDNN's kernels for plain
@@ -356,8 +368,18 @@ dims logical(ffi::Span<const int64_t> shape, bool channels_last) {
   return d;
 }
 
-ffi::Error run(Kind kind, ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b,
-               ffi::Result<ffi::Buffer<ffi::F32>> out, ffi::Span<const int64_t> strides,
+// oneDNN's data type of an XLA buffer: float32, bfloat16 or float16 (false for others).
+bool data_type(ffi::DataType type, dt* out) {
+  switch (type) {
+    case ffi::DataType::F32: *out = dt::f32; return true;
+    case ffi::DataType::BF16: *out = dt::bf16; return true;
+    case ffi::DataType::F16: *out = dt::f16; return true;
+    default: return false;
+  }
+}
+
+ffi::Error run(Kind kind, ffi::AnyBuffer a, ffi::AnyBuffer b,
+               ffi::Result<ffi::AnyBuffer> out, ffi::Span<const int64_t> strides,
                ffi::Span<const int64_t> dilation, ffi::Span<const int64_t> pad_l,
                ffi::Span<const int64_t> pad_r, int64_t groups, bool channels_last) {
   // Operands by kind:  forward (x, w) -> y;  input grad (g, w) -> dx;  weight grad (g, x) -> dw.
@@ -372,11 +394,16 @@ ffi::Error run(Kind kind, ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b,
   p.pad_r = to_dims(pad_r);
   const size_t nd = p.strides.size();
   auto check_rank = [&](ffi::Span<const int64_t> s) { return s.size() == nd + 2; };
-  const float* weight_in = nullptr;
-  float* weight_out = nullptr;
-  const float *src = nullptr, *dst_in = nullptr;
-  float *src_out = nullptr, *dst_out = nullptr;
+  const void* weight_in = nullptr;
+  void* weight_out = nullptr;
+  const void *src = nullptr, *dst_in = nullptr;
+  void *src_out = nullptr, *dst_out = nullptr;
   ffi::Span<const int64_t> wshape;
+  dt a_dt, b_dt, out_dt;
+  if (!data_type(a.element_type(), &a_dt) || !data_type(b.element_type(), &b_dt) ||
+      !data_type(out->element_type(), &out_dt))
+    return ffi::Error::InvalidArgument(
+        "convt_jax oneDNN: operands must be float32, bfloat16 or float16");
   switch (kind) {
     case kForward:
       if (!check_rank(a.dimensions()) || !check_rank(out->dimensions()))
@@ -384,9 +411,10 @@ ffi::Error run(Kind kind, ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b,
       p.src = logical(a.dimensions(), channels_last);
       p.dst = logical(out->dimensions(), channels_last);
       wshape = b.dimensions();
-      src = a.typed_data();
-      weight_in = b.typed_data();
-      dst_out = out->typed_data();
+      src = a.untyped_data();
+      weight_in = b.untyped_data();
+      dst_out = out->untyped_data();
+      p.src_dt = a_dt, p.wei_dt = b_dt, p.dst_dt = out_dt;
       break;
     case kInputGrad:
       if (!check_rank(a.dimensions()) || !check_rank(out->dimensions()))
@@ -394,9 +422,10 @@ ffi::Error run(Kind kind, ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b,
       p.dst = logical(a.dimensions(), channels_last);
       p.src = logical(out->dimensions(), channels_last);
       wshape = b.dimensions();
-      dst_in = a.typed_data();
-      weight_in = b.typed_data();
-      src_out = out->typed_data();
+      dst_in = a.untyped_data();
+      weight_in = b.untyped_data();
+      src_out = out->untyped_data();
+      p.dst_dt = a_dt, p.wei_dt = b_dt, p.src_dt = out_dt;
       break;
     case kWeightGrad:
       if (!check_rank(a.dimensions()) || !check_rank(b.dimensions()))
@@ -404,9 +433,10 @@ ffi::Error run(Kind kind, ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b,
       p.dst = logical(a.dimensions(), channels_last);
       p.src = logical(b.dimensions(), channels_last);
       wshape = out->dimensions();
-      dst_in = a.typed_data();
-      src = b.typed_data();
-      weight_out = out->typed_data();
+      dst_in = a.untyped_data();
+      src = b.untyped_data();
+      weight_out = out->untyped_data();
+      p.dst_dt = a_dt, p.src_dt = b_dt, p.wei_dt = out_dt;
       break;
   }
   if (wshape.size() != nd + 2)
@@ -434,8 +464,8 @@ ffi::Error run(Kind kind, ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b,
       dnnl::memory user, kernel;
     };
     bool failed = false;
-    auto bind = [&](const Operand& op, const float* ptr, Arena& arena, bool input) {
-      dnnl::memory user(op.user, eng, const_cast<float*>(ptr));
+    auto bind = [&](const Operand& op, const void* ptr, Arena& arena, bool input) {
+      dnnl::memory user(op.user, eng, const_cast<void*>(ptr));
       if (!op.reorder) return Bound{user, user};
       void* buf = arena.get(op.kernel.get_size());
       if (buf == nullptr) {
@@ -492,8 +522,8 @@ ffi::Error run(Kind kind, ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b,
 }
 
 template <Kind kind>
-ffi::Error run_kind(ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b,
-                   ffi::Result<ffi::Buffer<ffi::F32>> out, ffi::Span<const int64_t> strides,
+ffi::Error run_kind(ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Result<ffi::AnyBuffer> out,
+                   ffi::Span<const int64_t> strides,
                    ffi::Span<const int64_t> dilation, ffi::Span<const int64_t> pad_l,
                    ffi::Span<const int64_t> pad_r, int64_t groups, bool channels_last) {
   return run(kind, a, b, out, strides, dilation, pad_l, pad_r, groups, channels_last);
@@ -503,9 +533,9 @@ ffi::Error run_kind(ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b,
 
 #define CONVT_JAX_BIND                      \
   ffi::Ffi::Bind()                          \
-      .Arg<ffi::Buffer<ffi::F32>>()         \
-      .Arg<ffi::Buffer<ffi::F32>>()         \
-      .Ret<ffi::Buffer<ffi::F32>>()         \
+      .Arg<ffi::AnyBuffer>()                \
+      .Arg<ffi::AnyBuffer>()                \
+      .Ret<ffi::AnyBuffer>()                \
       .Attr<ffi::Span<const int64_t>>("stride")   \
       .Attr<ffi::Span<const int64_t>>("dilation") \
       .Attr<ffi::Span<const int64_t>>("pad_l")    \
@@ -541,16 +571,27 @@ void copy_out(const std::string& s, char* out, int64_t n) {
 
 // Build (and cache) the primitive of one problem ahead of its first call, from the shapes
 // in oneDNN's logical order (N, C, *S) and the settings (dilation counted as in PyTorch).
-// Returns 0 and the implementation's name in `out`; 2 and the name where it is oneDNN's
-// reference kernel (the primitive is then not kept); or 1 and why oneDNN cannot compute
-// it: the Python side asks this before choosing the oneDNN forms.
+// Returns 0 and the implementation's name in `out`; 3 and the name where it is oneDNN's
+// GEMM-based fallback (usable, but not a direct kernel); 2 and the name where it is
+// oneDNN's reference kernel (the primitive is then not kept); or 1 and why oneDNN cannot
+// compute it: the Python side asks this before choosing the oneDNN forms.
 extern "C" int convt_jax_onednn_probe(int64_t kind, int64_t nd, int64_t groups,
                                       int64_t channels_last, const int64_t* src,
                                       const int64_t* dst, const int64_t* kernel,
                                       const int64_t* strides, const int64_t* dilation,
-                                      const int64_t* pad_l, const int64_t* pad_r, char* out,
-                                      int64_t n) {
+                                      const int64_t* pad_l, const int64_t* pad_r,
+                                      const int64_t* dtypes, char* out, int64_t n) {
   Problem p;
+  // dtypes: (x, y, weight), each 0 float32, 1 bfloat16, 2 float16.
+  const dt codes[3] = {dt::f32, dt::bf16, dt::f16};
+  for (int i = 0; i < 3; ++i)
+    if (dtypes[i] < 0 || dtypes[i] > 2) {
+      copy_out("unknown dtype code", out, n);
+      return 1;
+    }
+  p.src_dt = codes[dtypes[0]];
+  p.dst_dt = codes[dtypes[1]];
+  p.wei_dt = codes[dtypes[2]];
   p.kind = static_cast<Kind>(kind);
   p.channels_last = channels_last != 0;
   p.groups = groups;
@@ -571,7 +612,7 @@ extern "C" int convt_jax_onednn_probe(int64_t kind, int64_t nd, int64_t groups,
       forget(p);
       return 2;
     }
-    return 0;
+    return is_gemm(impl) ? 3 : 0;
   } catch (const dnnl::error& err) {
     copy_out(err.what(), out, n);
     return 1;
@@ -594,4 +635,20 @@ extern "C" int convt_jax_onednn_impls(char* out, int n) {
   }
   copy_out(all, out, n);
   return static_cast<int>(all.size());
+}
+
+// Whether the CPU (as oneDNN sees it: ONEDNN_MAX_CPU_ISA lowers it) has native instructions
+// for a half-precision dtype (1 bfloat16, 2 float16): AVX512-BF16 / AMX-BF16 or AVX-NE-CONVERT
+// (AVX2-VNNI-2) for bfloat16, AVX512-FP16 / AMX-FP16 or AVX-NE-CONVERT for float16. oneDNN
+// also runs half-precision kernels on older AVX-512 CPUs by emulating the conversions; those
+// are not taken for native ones.
+extern "C" int convt_jax_onednn_native_half(int64_t dtype) {
+  const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  auto has = [isa](dnnl_cpu_isa_t want) {
+    return (isa & static_cast<unsigned>(want)) == static_cast<unsigned>(want);
+  };
+  if (has(dnnl_cpu_isa_avx2_vnni_2)) return 1;
+  if (dtype == 1) return has(dnnl_cpu_isa_avx512_core_bf16) ? 1 : 0;
+  if (dtype == 2) return has(dnnl_cpu_isa_avx512_core_fp16) ? 1 : 0;
+  return 0;
 }

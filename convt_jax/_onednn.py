@@ -1,8 +1,12 @@
 """oneDNN's deconvolution kernels as the CPU backend, through XLA's FFI.
 
 The forward, ``dx`` and ``dw`` of the primitive can run as one FFI call each to oneDNN
-(``_onednn.cc``): on CPU, float32 (bfloat16 and float16 computed in float32), 1-3 spatial
-axes, either layout, any groups, stride, dilation and padding.  They are forms of the
+(``_onednn.cc``): on CPU, float32, bfloat16 and float16, 1-3 spatial axes, either layout,
+any groups, stride, dilation and padding.  bfloat16 / float16 operands run oneDNN's native
+half-precision kernels (float32 accumulation, the result rounded once, as PyTorch's) where
+the CPU has the instructions for them (:func:`native_half`) and oneDNN has a direct kernel
+for all three of the problem's primitives; elsewhere they are converted to float32 around
+the float32 kernels.  They are forms of the
 method registry (:mod:`._methods`, name ``"onednn"``) like the XLA lowerings, chosen by
 ``"auto"`` wherever they apply, pinned by ``method="onednn"``.
 
@@ -59,6 +63,8 @@ _TARGETS = {
 #: every call on the XLA forms.
 ENV_SWITCH = "CONVT_JAX_ONEDNN"
 _DTYPES = (np.dtype(np.float32), np.dtype(jnp.bfloat16), np.dtype(np.float16))
+#: The handler's dtype codes (``convt_jax_onednn_probe``, ``convt_jax_onednn_native_half``).
+_CODES = {np.dtype(np.float32): 0, np.dtype(jnp.bfloat16): 1, np.dtype(np.float16): 2}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,8 +285,35 @@ def implementations() -> list[str]:
 
 
 def supports_dtype(dtype) -> bool:
-    """float32, and bfloat16 / float16 (computed in float32)."""
+    """float32, bfloat16 and float16 (natively or computed in float32: :func:`compute_dtype`)."""
     return np.dtype(dtype) in _DTYPES
+
+
+def native_half(dtype) -> bool:
+    """Whether this CPU, as oneDNN sees it, has native instructions for ``dtype``
+    (bfloat16: AVX512-BF16 or AMX; float16: AVX512-FP16 or AMX-FP16; either: AVX-NE-CONVERT).
+    ``ONEDNN_MAX_CPU_ISA`` (e.g. ``AVX512_CORE``) lowers what oneDNN sees.  False for float32
+    and where the backend is not loaded."""
+    code = _CODES.get(np.dtype(dtype), 0)
+    if code == 0 or not available() or _library is None:
+        return False
+    return bool(_library.convt_jax_onednn_native_half(ctypes.c_int64(code)))
+
+
+def compute_dtype(
+    config: Config, x_shape: Sequence[int], w_shape: Sequence[int], dtype
+) -> np.dtype:
+    """The dtype oneDNN's kernels compute a problem in: ``dtype`` itself for bfloat16 /
+    float16 where the CPU has native instructions for it and oneDNN gives a direct kernel
+    (neither its reference kernel nor its GEMM-based fallback) for the forward, the input
+    gradient and the weight gradient; float32 otherwise (the operands are then converted
+    around the float32 kernels, whose choice :func:`unsupported` has checked)."""
+    dtype = np.dtype(dtype)
+    if dtype == np.float32 or not native_half(dtype):
+        return np.dtype(np.float32)
+    x_shape = tuple(int(d) for d in x_shape)
+    w_shape = tuple(int(d) for d in w_shape)
+    return dtype if _native_kernels(config, x_shape, w_shape, dtype) else np.dtype(np.float32)
 
 
 def unsupported(config: Config, x_shape: Sequence[int], w_shape: Sequence[int]) -> str | None:
@@ -311,13 +344,19 @@ def _logical(config: Config, shape: Sequence[int]) -> list[int]:
     return [shape[0], shape[c_ax], *geo.spatial_shape(config, shape)]
 
 
-@functools.lru_cache(maxsize=4096)
-def _probe(config: Config, x_shape: tuple[int, ...], w_shape: tuple[int, ...]) -> str | None:
-    """Build the three primitives of a problem; why not, where oneDNN cannot compute it or
-    has only its reference kernel (orders of magnitude slower than the XLA forms)."""
+def _probe_statuses(
+    config: Config,
+    x_shape: tuple[int, ...],
+    w_shape: tuple[int, ...],
+    dtype: np.dtype,
+) -> list[tuple[int, str]]:
+    """Build the three primitives of a problem with operands of ``dtype`` (the forward's
+    output in the configuration's output dtype, the weight gradient in float32): the
+    handler's status (0 a direct kernel, 3 the GEMM-based fallback, 2 the reference kernel,
+    1 none) and the implementation's name, or why none, for each; stops at the first 1 or 2."""
     lib = _library
     if lib is None:
-        return "the oneDNN backend is not loaded"
+        return [(1, "the oneDNN backend is not loaded")]
     nd = config.ndim
     x_shape = (1,) * (nd + 2 - len(x_shape)) + x_shape  # unbatched: one batch row
     y_shape = geo.output_shape(config, x_shape, w_shape)
@@ -337,16 +376,52 @@ def _probe(config: Config, x_shape: tuple[int, ...], w_shape: tuple[int, ...]) -
         arr([lo for lo, _ in config.crops]),
         arr([hi for _, hi in config.crops]),
     )
+    code = _CODES[np.dtype(dtype)]
+    out_code = _CODES.get(np.dtype(config.preferred_element_type or dtype), code)
+    dtypes = (  # (x, y, weight) of oneDNN's deconvolution for each kind
+        (code, out_code, code),  # forward: x, w -> y
+        (code, code, code),  # input gradient: g, w -> dx
+        (code, code, 0),  # weight gradient: g, x -> dw in float32
+    )
     buf = ctypes.create_string_buffer(1024)
-    for kind, name in enumerate(("forward", "input gradient", "weight gradient")):
+    statuses = []
+    for kind in range(3):
         status = lib.convt_jax_onednn_probe(
-            ctypes.c_int64(kind), *args, buf, ctypes.c_int64(len(buf))
+            ctypes.c_int64(kind), *args, arr(dtypes[kind]), buf, ctypes.c_int64(len(buf))
         )
+        statuses.append((int(status), buf.value.decode()))
+        if status in (1, 2):
+            break
+    return statuses
+
+
+_KIND_NAMES = ("forward", "input gradient", "weight gradient")
+
+
+@functools.lru_cache(maxsize=4096)
+def _probe(config: Config, x_shape: tuple[int, ...], w_shape: tuple[int, ...]) -> str | None:
+    """Build the three float32 primitives of a problem; why not, where oneDNN cannot
+    compute it or has only its reference kernel (orders of magnitude slower than the XLA
+    forms)."""
+    for name, (status, text) in zip(
+        _KIND_NAMES,
+        _probe_statuses(config, x_shape, w_shape, np.dtype(np.float32)),
+        strict=False,  # (the statuses stop at the first failure)
+    ):
         if status == 1:
-            return f"oneDNN cannot compute its {name}: {buf.value.decode()}"
+            return f"oneDNN cannot compute its {name}: {text}"
         if status == 2:
-            return f"oneDNN has only its reference kernel for its {name} ({buf.value.decode()})"
+            return f"oneDNN has only its reference kernel for its {name} ({text})"
     return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _native_kernels(
+    config: Config, x_shape: tuple[int, ...], w_shape: tuple[int, ...], dtype: np.dtype
+) -> bool:
+    """Whether oneDNN has a direct kernel in ``dtype`` for all three primitives."""
+    statuses = _probe_statuses(config, x_shape, w_shape, dtype)
+    return len(statuses) == 3 and all(status == 0 for status, _ in statuses)
 
 
 def _attributes(config: Config) -> dict:
@@ -360,12 +435,31 @@ def _attributes(config: Config) -> dict:
     )
 
 
-def _call(kind: str, shape: tuple[int, ...], a: jax.Array, b: jax.Array, config: Config):
+def _call(
+    kind: str,
+    shape: tuple[int, ...],
+    a: jax.Array,
+    b: jax.Array,
+    config: Config,
+    dtype=np.float32,
+    out_dtype=np.float32,
+):
+    """One FFI call: ``a`` and ``b`` in ``dtype`` (converted if need be), the result of
+    ``shape`` in ``out_dtype``."""
     if not available():  # the registry only offers these forms where it is
         raise RuntimeError(f"the oneDNN backend is not in use: {backend_info().reason}")
-    f32 = jnp.float32
-    fn = _compat.ffi_call(_TARGETS[kind], jax.ShapeDtypeStruct(shape, f32))
-    return fn(a.astype(f32), b.astype(f32), **_attributes(config))
+    fn = _compat.ffi_call(_TARGETS[kind], jax.ShapeDtypeStruct(shape, out_dtype))
+    return fn(a.astype(dtype), b.astype(dtype), **_attributes(config))
+
+
+def _native(config: Config, x_shape, w_shape, *operands: jax.Array) -> np.dtype | None:
+    """The half-precision dtype to compute in natively, where all ``operands`` have it and
+    :func:`compute_dtype` says so; else ``None`` (float32 kernels)."""
+    dtype = np.dtype(operands[0].dtype)
+    if dtype == np.float32 or any(np.dtype(o.dtype) != dtype for o in operands):
+        return None
+    native = compute_dtype(config, x_shape, w_shape, dtype)
+    return native if native == dtype else None
 
 
 def _flip(w: jax.Array, config: Config) -> jax.Array:
@@ -375,8 +469,12 @@ def _flip(w: jax.Array, config: Config) -> jax.Array:
 def forward(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     """The transposed convolution by oneDNN's deconvolution forward."""
     shape = geo.output_shape(config, x.shape, w.shape)
+    out_dtype = geo.output_dtype(config, x.dtype)
+    native = _native(config, x.shape, w.shape, x, w)
+    if native is not None:  # oneDNN writes the output dtype (half, or float32) itself
+        return _call("forward", shape, x, _flip(w, config), config, native, out_dtype)
     y = _call("forward", shape, x, _flip(w, config), config)
-    return y.astype(geo.output_dtype(config, x.dtype))
+    return y.astype(out_dtype)
 
 
 def _with_spatial(config: Config, batch: int, channels: int, spatial) -> tuple[int, ...]:
@@ -424,10 +522,17 @@ def weight_shape(config: Config, y_shape: Sequence[int], x_shape: Sequence[int])
 def input_grad(g: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     """``dx`` by oneDNN's deconvolution backward data (``g`` of the output's shape)."""
     shape = input_shape(config, g.shape, w.shape)
+    native = _native(config, shape, w.shape, g, w)
+    if native is not None:
+        return _call("input_grad", shape, g, _flip(w, config), config, native, native)
     return _call("input_grad", shape, g, _flip(w, config), config).astype(g.dtype)
 
 
 def weight_grad(g: jax.Array, x: jax.Array, config: Config) -> jax.Array:
     """``dw`` by oneDNN's deconvolution backward weights."""
-    dw = _call("weight_grad", weight_shape(config, g.shape, x.shape), g, x, config)
+    shape = weight_shape(config, g.shape, x.shape)
+    # Half-precision operands: a float32 gradient (summed over the batch in float32), then
+    # rounded once.
+    native = _native(config, x.shape, shape, g, x)
+    dw = _call("weight_grad", shape, g, x, config, native or np.float32)
     return _flip(dw, config).astype(g.dtype)
