@@ -5,8 +5,9 @@ The forward, ``dx`` and ``dw`` of the primitive can run as one FFI call each to 
 any groups, stride, dilation and padding.  bfloat16 / float16 operands run oneDNN's native
 half-precision kernels (float32 accumulation, the result rounded once, as PyTorch's) where
 the CPU has the instructions for them (:func:`native_half`) and oneDNN has a direct kernel
-for all three of the problem's primitives; elsewhere they are converted to float32 around
-the float32 kernels.  They are forms of the
+for that primitive in that dtype; elsewhere they are converted to float32 around the
+float32 kernels (e.g. oneDNN 3.2's float16 weight gradient, which has only its reference
+kernel).  They are forms of the
 method registry (:mod:`._methods`, name ``"onednn"``) like the XLA lowerings, chosen by
 ``"auto"`` wherever they apply, pinned by ``method="onednn"``.
 
@@ -300,20 +301,25 @@ def native_half(dtype) -> bool:
     return bool(_library.convt_jax_onednn_native_half(ctypes.c_int64(code)))
 
 
+#: The three primitives of a problem, in the handler's order.
+KINDS = ("forward", "input_grad", "weight_grad")
+
+
 def compute_dtype(
-    config: Config, x_shape: Sequence[int], w_shape: Sequence[int], dtype
+    config: Config, x_shape: Sequence[int], w_shape: Sequence[int], dtype, kind: str
 ) -> np.dtype:
-    """The dtype oneDNN's kernels compute a problem in: ``dtype`` itself for bfloat16 /
-    float16 where the CPU has native instructions for it and oneDNN gives a direct kernel
-    (neither its reference kernel nor its GEMM-based fallback) for the forward, the input
-    gradient and the weight gradient; float32 otherwise (the operands are then converted
-    around the float32 kernels, whose choice :func:`unsupported` has checked)."""
+    """The dtype oneDNN's kernel for ``kind`` (one of :data:`KINDS`) computes a problem in:
+    ``dtype`` itself for bfloat16 / float16 where the CPU has native instructions for it
+    and oneDNN gives a direct kernel (neither its reference kernel nor its GEMM-based
+    fallback) for that primitive in that dtype; float32 otherwise (the operands are then
+    converted around the float32 kernel, whose choice :func:`unsupported` has checked)."""
     dtype = np.dtype(dtype)
     if dtype == np.float32 or not native_half(dtype):
         return np.dtype(np.float32)
     x_shape = tuple(int(d) for d in x_shape)
     w_shape = tuple(int(d) for d in w_shape)
-    return dtype if _native_kernels(config, x_shape, w_shape, dtype) else np.dtype(np.float32)
+    native = _native_kernels(config, x_shape, w_shape, dtype)[KINDS.index(kind)]
+    return dtype if native else np.dtype(np.float32)
 
 
 def unsupported(config: Config, x_shape: Sequence[int], w_shape: Sequence[int]) -> str | None:
@@ -353,7 +359,7 @@ def _probe_statuses(
     """Build the three primitives of a problem with operands of ``dtype`` (the forward's
     output in the configuration's output dtype, the weight gradient in float32): the
     handler's status (0 a direct kernel, 3 the GEMM-based fallback, 2 the reference kernel,
-    1 none) and the implementation's name, or why none, for each; stops at the first 1 or 2."""
+    1 none) and the implementation's name, or why none, for each."""
     lib = _library
     if lib is None:
         return [(1, "the oneDNN backend is not loaded")]
@@ -390,8 +396,6 @@ def _probe_statuses(
             ctypes.c_int64(kind), *args, arr(dtypes[kind]), buf, ctypes.c_int64(len(buf))
         )
         statuses.append((int(status), buf.value.decode()))
-        if status in (1, 2):
-            break
     return statuses
 
 
@@ -406,7 +410,7 @@ def _probe(config: Config, x_shape: tuple[int, ...], w_shape: tuple[int, ...]) -
     for name, (status, text) in zip(
         _KIND_NAMES,
         _probe_statuses(config, x_shape, w_shape, np.dtype(np.float32)),
-        strict=False,  # (the statuses stop at the first failure)
+        strict=True,
     ):
         if status == 1:
             return f"oneDNN cannot compute its {name}: {text}"
@@ -418,10 +422,9 @@ def _probe(config: Config, x_shape: tuple[int, ...], w_shape: tuple[int, ...]) -
 @functools.lru_cache(maxsize=4096)
 def _native_kernels(
     config: Config, x_shape: tuple[int, ...], w_shape: tuple[int, ...], dtype: np.dtype
-) -> bool:
-    """Whether oneDNN has a direct kernel in ``dtype`` for all three primitives."""
-    statuses = _probe_statuses(config, x_shape, w_shape, dtype)
-    return len(statuses) == 3 and all(status == 0 for status, _ in statuses)
+) -> tuple[bool, ...]:
+    """For each of :data:`KINDS`: whether oneDNN has a direct kernel in ``dtype``."""
+    return tuple(status == 0 for status, _ in _probe_statuses(config, x_shape, w_shape, dtype))
 
 
 def _attributes(config: Config) -> dict:
@@ -452,13 +455,13 @@ def _call(
     return fn(a.astype(dtype), b.astype(dtype), **_attributes(config))
 
 
-def _native(config: Config, x_shape, w_shape, *operands: jax.Array) -> np.dtype | None:
-    """The half-precision dtype to compute in natively, where all ``operands`` have it and
-    :func:`compute_dtype` says so; else ``None`` (float32 kernels)."""
+def _native(kind: str, config: Config, x_shape, w_shape, *operands: jax.Array) -> np.dtype | None:
+    """The half-precision dtype to compute ``kind`` in natively, where all ``operands`` have
+    it and :func:`compute_dtype` says so; else ``None`` (the float32 kernel)."""
     dtype = np.dtype(operands[0].dtype)
     if dtype == np.float32 or any(np.dtype(o.dtype) != dtype for o in operands):
         return None
-    native = compute_dtype(config, x_shape, w_shape, dtype)
+    native = compute_dtype(config, x_shape, w_shape, dtype, kind)
     return native if native == dtype else None
 
 
@@ -470,7 +473,7 @@ def forward(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     """The transposed convolution by oneDNN's deconvolution forward."""
     shape = geo.output_shape(config, x.shape, w.shape)
     out_dtype = geo.output_dtype(config, x.dtype)
-    native = _native(config, x.shape, w.shape, x, w)
+    native = _native("forward", config, x.shape, w.shape, x, w)
     if native is not None:  # oneDNN writes the output dtype (half, or float32) itself
         return _call("forward", shape, x, _flip(w, config), config, native, out_dtype)
     y = _call("forward", shape, x, _flip(w, config), config)
@@ -522,7 +525,7 @@ def weight_shape(config: Config, y_shape: Sequence[int], x_shape: Sequence[int])
 def input_grad(g: jax.Array, w: jax.Array, config: Config) -> jax.Array:
     """``dx`` by oneDNN's deconvolution backward data (``g`` of the output's shape)."""
     shape = input_shape(config, g.shape, w.shape)
-    native = _native(config, shape, w.shape, g, w)
+    native = _native("input_grad", config, shape, w.shape, g, w)
     if native is not None:
         return _call("input_grad", shape, g, _flip(w, config), config, native, native)
     return _call("input_grad", shape, g, _flip(w, config), config).astype(g.dtype)
@@ -533,6 +536,6 @@ def weight_grad(g: jax.Array, x: jax.Array, config: Config) -> jax.Array:
     shape = weight_shape(config, g.shape, x.shape)
     # Half-precision operands: a float32 gradient (summed over the batch in float32), then
     # rounded once.
-    native = _native(config, x.shape, shape, g, x)
+    native = _native("weight_grad", config, x.shape, shape, g, x)
     dw = _call("weight_grad", shape, g, x, config, native or np.float32)
     return _flip(dw, config).astype(g.dtype)

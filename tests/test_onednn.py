@@ -204,6 +204,175 @@ def test_half_precision_accumulates_in_float32(dtype, tol):
         np.testing.assert_allclose(np.asarray(a, np.float32), b, rtol=0, atol=tol * scale)
 
 
+_HALF = [jnp.bfloat16, jnp.float16]
+_EPS = {jnp.bfloat16: 2.0**-8, jnp.float16: 2.0**-11}  # half an ulp: one rounding's error
+
+
+def _rounded(a, dtype) -> np.ndarray:
+    return np.asarray(jnp.asarray(a, dtype).astype(jnp.float32))
+
+
+def _within_one_rounding(got, want, dtype, what):
+    """``got`` (half precision) is ``want`` (float32 on the same rounded operands) rounded
+    once: within half an ulp of the half-precision dtype, plus the float32 accumulation's
+    own error (relative to the largest value)."""
+    got = np.asarray(jnp.asarray(got).astype(jnp.float32), np.float64)
+    want = np.asarray(want, np.float64)
+    bound = _EPS[dtype] * np.abs(want) * 1.01 + 1e-5 * max(1.0, float(np.abs(want).max()))
+    err = np.abs(got - want)
+    assert (err <= bound).all(), (
+        f"{what}: {int((err > bound).sum())} of {err.size} beyond one rounding "
+        f"(worst {float((err - bound).max()):.3g} over the bound)"
+    )
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("dtype", _HALF, ids=["bfloat16", "float16"])
+def test_half_precision_results_are_the_float32_result_rounded_once(dtype, seed):
+    """y, dx and dw of random layers (both layouts, groups, 1-3 d) in bfloat16 / float16:
+    the float32 result on the same operands, rounded once, whichever kernels ran (oneDNN's
+    native half-precision ones where this CPU has them, else the float32 ones)."""
+    case = _case(200 + seed)
+    x, w, g = (_rounded(a, dtype) for a in _arrays(case, 200 + seed))
+    want = _torch(case, x, w, g)  # float32 on the same rounded values
+    cl = case["channels_last"]
+    kw = {k: case[k] for k in ("stride", "padding", "output_padding", "groups", "dilation")}
+
+    def f(x, w):
+        return ct.conv_transpose(x, w, channels_last=cl, **kw)
+
+    move = (lambda a: np.moveaxis(a, 1, -1)) if cl else (lambda a: a)
+    back = (lambda a: np.moveaxis(np.asarray(a), -1, 1)) if cl else np.asarray
+    y, vjp = jax.vjp(jax.jit(f), jnp.asarray(move(x), dtype), jnp.asarray(w, dtype))
+    dx, dw = vjp(jnp.asarray(move(g), dtype))
+    for name, a, b in zip(("y", "dx", "dw"), (back(y), back(dx), dw), want, strict=True):
+        assert a.dtype == dtype, name
+        _within_one_rounding(a, b, dtype, name)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype", _HALF, ids=["bfloat16", "float16"])
+def test_half_precision_matches_pytorchs_half_precision(dtype, channels_last):
+    """Against PyTorch's own bfloat16 / float16 results (its oneDNN kernels, float32
+    accumulation): within one rounding of each other, for a DCGAN-like and a grouped layer."""
+    tdtype = {jnp.bfloat16: torch.bfloat16, jnp.float16: torch.float16}[dtype]
+    r = np.random.default_rng(11)
+    for x_shape, w_shape, stride, padding, groups in (
+        ((4, 32, 8, 8), (32, 16, 4, 4), 2, 1, 1),
+        ((2, 12, 6, 5), (12, 4, 3, 3), 2, 1, 3),
+    ):
+        x = _rounded(r.standard_normal(x_shape), dtype)
+        w = _rounded(r.standard_normal(w_shape) * 0.2, dtype)
+        tx, tw = torch.tensor(x, dtype=tdtype), torch.tensor(w, dtype=tdtype)
+        if channels_last:
+            tx = tx.to(memory_format=torch.channels_last)
+        try:
+            theirs = torch.nn.functional.conv_transpose2d(tx, tw, None, stride, padding, 0, groups)
+        except RuntimeError as e:  # a PyTorch build without this half-precision kernel
+            pytest.skip(f"PyTorch has no {tdtype} conv_transpose2d here: {e}")
+        theirs = theirs.float().numpy()
+        xj = np.moveaxis(x, 1, -1) if channels_last else x
+        ours = jax.jit(
+            lambda x, w, s=stride, p=padding, g=groups: ct.conv_transpose2d(
+                x, w, stride=s, padding=p, groups=g, channels_last=channels_last
+            )
+        )(jnp.asarray(xj, dtype), jnp.asarray(w, dtype))
+        assert ours.dtype == dtype
+        ours = np.asarray(ours.astype(jnp.float32))
+        if channels_last:
+            ours = np.moveaxis(ours, -1, 1)
+        # each is the float32 sum rounded once (in its own order): at most one ulp apart
+        scale = float(np.abs(theirs).max())
+        np.testing.assert_allclose(ours, theirs, rtol=4 * _EPS[dtype], atol=1e-5 * scale)
+
+
+def test_half_precision_weight_gradient_sums_the_batch_in_float32():
+    """1,024 products of ones summed into one weight: in bfloat16 (8 significant bits) a
+    running sum would stop at 256; float32 accumulation gives 1,024 exactly."""
+    x = jnp.ones((64, 1, 4, 4), jnp.bfloat16)
+    w = jnp.ones((1, 1, 1, 1), jnp.bfloat16)
+
+    def loss(w):
+        return jnp.sum(ct.conv_transpose2d(x, w).astype(jnp.float32))
+
+    dw = jax.jit(jax.grad(loss))(w)
+    assert dw.dtype == jnp.bfloat16 and float(dw.reshape(())) == 1024.0
+    y = jax.jit(ct.conv_transpose2d)(
+        jnp.ones((1, 1024, 1, 1), jnp.bfloat16), jnp.ones((1024, 1, 1, 1), jnp.bfloat16)
+    )
+    assert float(y.reshape(())) == 1024.0
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+# oneDNN's names for the ISAs with native half-precision instructions, as they appear in
+# its implementation names (e.g. "brgconv:avx512_core_amx").
+_NATIVE_ISAS = ("avx512_core_bf16", "avx512_core_fp16", "avx512_core_amx", "avx2_vnni_2")
+
+_HALF_CHILD = """
+    import json, re
+    import jax, jax.numpy as jnp, numpy as np
+    import convt_jax as ct
+    from convt_jax import _onednn
+    dtype = jnp.DTYPE
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((8, 32, 8, 8)), dtype)
+    w = jnp.asarray(np.random.default_rng(1).standard_normal((32, 16, 4, 4)), dtype)
+    def loss(x, w):
+        y = ct.conv_transpose2d(x, w, stride=2, padding=1)
+        return jnp.sum(y.astype(jnp.float32) ** 2)
+    g = jax.jit(jax.grad(loss, (0, 1)))
+    text = g.lower(x, w).as_text()
+    calls = [l for l in text.splitlines() if "custom_call @convt_jax_onednn_" in l]
+    jax.block_until_ready(g(x, w))
+    print(json.dumps(dict(native=_onednn.native_half(dtype), calls=calls,
+                          impls=_onednn.implementations())))
+"""
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("max_isa", [None, "AVX512_CORE"], ids=["this-cpu", "avx512-core"])
+def test_native_half_precision_kernels_run_where_the_cpu_has_them(dtype, max_isa):
+    """Where the CPU has native instructions for the dtype (read from /proc/cpuinfo, not
+    from oneDNN), the FFI calls take half-precision operands and oneDNN's kernels for a
+    native ISA run (float16's weight gradient may stay in float32: oneDNN 3.2 has only its
+    reference kernel for it); elsewhere (or with ONEDNN_MAX_CPU_ISA=AVX512_CORE, as an
+    AVX-512 CPU without them) the operands are float32 (converted around the float32
+    kernels)."""
+    flags = _cpu_flags()
+    if not flags:
+        pytest.skip("no /proc/cpuinfo flags to read")
+    if max_isa is not None and "avx512f" not in flags:
+        pytest.skip("ONEDNN_MAX_CPU_ISA=AVX512_CORE emulates an AVX-512 CPU: this one is not")
+    wanted = {"bfloat16": {"avx512_bf16", "amx_bf16"}, "float16": {"avx512_fp16", "amx_fp16"}}
+    native = bool(flags & (wanted[dtype] | {"avx_ne_convert"})) and max_isa is None
+    env = {"ONEDNN_MAX_CPU_ISA": max_isa} if max_isa else {}
+    got = _child(env, _HALF_CHILD.replace("DTYPE", dtype))
+    assert got["native"] == native, got
+    assert len(got["calls"]) == 3, got["calls"]
+    short = {"bfloat16": "bf16", "float16": "f16"}[dtype]
+    for call in got["calls"]:
+        operands = call.rsplit(":", 1)[1].split("->")[0]
+        half = f"x{short}>" in operands
+        assert half != ("xf32>" in operands), call  # both operands in one dtype
+        if dtype == "float16" and "weight_grad" in call and native:
+            continue  # oneDNN 3.2 has only its reference kernel for it: float32 is right
+        assert half == native, call
+    ran_native = [i for i in got["impls"] if any(isa in i for isa in _NATIVE_ISAS)]
+    if native:
+        assert ran_native, got["impls"]
+    else:
+        assert not ran_native, got["impls"]
+
+
 def test_float64_and_complex_stay_on_the_xla_forms():
     case = dict(_case(5), channels_last=False)
     for dtype in (jnp.float64, jnp.complex64):
