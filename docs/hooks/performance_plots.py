@@ -1,10 +1,15 @@
 """MkDocs hook: the Performance page shows the plots of notebooks/04_performance.ipynb.
 
 The notebook is committed with its outputs (`notebooks/build.py` executes it), so its
-PNG outputs are what `benchmarks/RESULTS.md` looks like now. This hook copies them into
-the site at build time (nothing is duplicated in the repository) and puts them where
-`docs/performance.md` has the marker comment; on GitHub the comment shows nothing and
-the page's link to the notebook stands alone.
+PNG outputs are what `benchmarks/RESULTS.md` looked like when it was last built. This
+hook copies them into the site at build time (nothing is duplicated in the repository)
+and puts them where `docs/performance.md` has the marker comment, and the first one
+(the summary) where `docs/index.md` has its marker; on GitHub the comments show nothing
+and the pages' links to the notebook stand alone.
+
+Each plot's caption is the heading of the notebook's section that draws it, followed by
+the Markdown the plotting cell displays (the machine, date and commit of the plotted
+tables).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from mkdocs.structure.files import File
 NOTEBOOK = "notebooks/04_performance.ipynb"
 PAGE = "performance.md"
 MARKER = "<!-- performance plots -->"
+LANDING = "index.md"
+LANDING_MARKER = "<!-- performance summary plot -->"
 _plots: list[tuple[str, str]] = []  # (caption, site path)
 
 
@@ -32,22 +39,37 @@ def on_files(files, config):
         if cell["cell_type"] == "markdown":
             heading = re.search(r"^##+ (.+)$", source, re.M)
             caption = heading.group(1).strip() if heading else caption
-        for output in cell.get("outputs", []):
+        outputs = cell.get("outputs", [])
+        notes = " ".join(
+            _text(o["data"]["text/markdown"]).strip()
+            for o in outputs
+            if "text/markdown" in o.get("data", {})
+        )
+        for output in outputs:
             png = output.get("data", {}).get("image/png")
             if png:
-                png = "".join(png) if isinstance(png, list) else png
                 path = f"assets/performance/plot{len(_plots) + 1}.png"
-                files.append(File.generated(config, path, content=base64.b64decode(png)))
-                _plots.append((caption, path))
+                content = base64.b64decode(_text(png))
+                files.append(File.generated(config, path, content=content))
+                _plots.append((f"{caption}. {notes}" if notes else caption, path))
     return files
 
 
-def on_page_markdown(markdown, page, config, files):
-    if page.file.src_uri != PAGE or MARKER not in markdown:
-        return markdown
-    figures = "\n\n".join(
-        f"![{caption.replace('`', '')}]({path})\n\n*{caption}* (from the "
+def _text(value):
+    return "".join(value) if isinstance(value, list) else value
+
+
+def _figure(caption, path):
+    alt = re.sub(r"[`*\[\]]", "", caption.split(". ")[0])
+    return (
+        f"![{alt}]({path})\n\n*{caption}* (from the "
         f"[performance notebook](notebooks/04_performance.ipynb))"
-        for caption, path in _plots
     )
-    return markdown.replace(MARKER, figures)
+
+
+def on_page_markdown(markdown, page, config, files):
+    if page.file.src_uri == PAGE and MARKER in markdown:
+        return markdown.replace(MARKER, "\n\n".join(_figure(*p) for p in _plots))
+    if page.file.src_uri == LANDING and LANDING_MARKER in markdown and _plots:
+        return markdown.replace(LANDING_MARKER, _figure(*_plots[0]))
+    return markdown
