@@ -1,5 +1,5 @@
 # %% [markdown]
-# # Performance: `convt_jax` vs PyTorch and `jax.lax`
+# # Performance: convt_jax against PyTorch and jax.lax
 #
 # `benchmarks/run.py` times transposed convolutions from real models (DCGAN generator
 # layers, U-Net up-convolutions, a depthwise layer, a HiFi-GAN upsampler, 3-D V-Net and
@@ -377,7 +377,7 @@ results = {
 }
 modes = [m for m in results if any("jax.lax" in r and "auto" in r for r in results[m].values())]
 layers = list(dict.fromkeys(layer for m in modes for layer in results[m]))
-fig, ax = plt.subplots(figsize=(8, 1.6 + 0.5 * len(layers)))
+fig, ax = plt.subplots(figsize=(8, 1.6 + 0.3 * len(layers)))
 height = 0.8 / max(len(modes), 1)
 for j, mode in enumerate(modes):
     table = results[mode]
@@ -421,7 +421,7 @@ display(
 
 # %%
 fig, axes = plt.subplots(
-    1, len(results), figsize=(7 * len(results), 2.2 + 0.4 * len(layers)), squeeze=False
+    1, len(results), figsize=(5.5 * len(results), 1.8 + 0.32 * len(layers)), squeeze=False
 )
 for ax, (mode, table) in zip(axes[0], results.items(), strict=True):
     rows = list(table)
