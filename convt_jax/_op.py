@@ -236,7 +236,7 @@ def conv_transpose1d(
       ``(N, C_out, L_out)`` (or the unbatched / channels-last equivalent) with
       ``L_out = (L - 1)*stride - lo - hi + dilation*(K - 1) + output_padding + 1``.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, convt_jax as ct
       >>> x = jnp.array([[[1.0, 2.0, 3.0]]])           # (N=1, C_in=1, L=3)
       >>> w = jnp.array([[[1.0, 0.5]]])                # (C_in=1, C_out=1, K=2)
@@ -309,7 +309,7 @@ def conv_transpose2d(
       ``(N, C_out, H_out, W_out)`` (or the unbatched / channels-last
       equivalent), each output size as in :func:`conv_transpose`.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, convt_jax as ct
       >>> x = jnp.array([[[[1.0, 2.0], [3.0, 4.0]]]])            # (1, 1, 2, 2)
       >>> w = jnp.array([[[[1.0, 0.5], [0.25, -0.25]]]])         # (1, 1, 2, 2)
@@ -385,7 +385,7 @@ def conv_transpose3d(
       ``(N, C_out, D_out, H_out, W_out)`` (or the unbatched / channels-last
       equivalent), each output size as in :func:`conv_transpose`.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, convt_jax as ct
       >>> x = jnp.ones((1, 1, 1, 1, 1))
       >>> w = jnp.ones((1, 1, 2, 2, 2))
@@ -487,7 +487,7 @@ def conv_transpose(
       ValueError: a bad value, naming the argument, the value and the rule.
       TypeError: a bad kind (integer dtypes, non-int settings, traced settings).
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, convt_jax as ct
       >>> x = jnp.ones((2, 4, 3, 3, 3, 3))     # 4 spatial axes
       >>> w = jnp.ones((4, 2, 2, 2, 2, 2))
@@ -546,7 +546,7 @@ def conv_transpose_output_shape(
     Returns:
       The output shape as a tuple of ints.
 
-    Example:
+    Examples:
       >>> import convt_jax as ct
       >>> ct.conv_transpose_output_shape((64, 512, 4, 4), (512, 256, 4, 4), 2, 1)
       (64, 256, 8, 8)

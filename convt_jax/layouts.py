@@ -40,7 +40,7 @@ def from_megengine(w: ArrayLike) -> jax.Array:
     Returns:
       The PyTorch-layout weight; pass ``groups=w.shape[0]`` to the functions.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, convt_jax as ct
       >>> ct.layouts.from_megengine(jnp.zeros((4, 2, 3, 5, 5))).shape
       (8, 3, 5, 5)
@@ -60,7 +60,7 @@ def to_megengine(w: ArrayLike, groups: int) -> jax.Array:
     Returns:
       MegEngine's grouped weight layout.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, convt_jax as ct
       >>> ct.layouts.to_megengine(jnp.zeros((8, 3, 5, 5)), groups=4).shape
       (4, 2, 3, 5, 5)
@@ -399,7 +399,7 @@ def to_flax(
       ``(kernel, padding)``: pass ``padding`` as ``nn.ConvTranspose(padding=...)``
       and put ``kernel`` in ``params["kernel"]``.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, convt_jax as ct
       >>> kernel, pads = ct.layouts.to_flax(jnp.zeros((8, 4, 3, 3)), padding=1, output_padding=1,
       ...                                   stride=2)
@@ -444,7 +444,7 @@ def from_flax(
       ValueError: a padding that extends the output at the start (lax
         padding larger than ``dilation*(K-1)``), which PyTorch cannot express.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, convt_jax as ct
       >>> w, pad, opad = ct.layouts.from_flax(jnp.zeros((4, 4, 8, 3)), "SAME", strides=2)
       >>> w.shape, pad, opad
@@ -482,7 +482,7 @@ def to_haiku(
       ``(w, padding)``: pass ``padding`` as ``hk.ConvNDTranspose(padding=...)``
       and put ``w`` in the module's ``"w"`` parameter.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, convt_jax as ct
       >>> w, pads = ct.layouts.to_haiku(jnp.zeros((8, 4, 3)), padding=1, stride=2)
       >>> w.shape, pads
@@ -512,7 +512,7 @@ def from_haiku(
     Returns:
       ``(w, padding, output_padding)`` with ``w`` of shape ``(C_in, C_out // groups, *K)``.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, convt_jax as ct
       >>> w, pad, opad = ct.layouts.from_haiku(jnp.zeros((3, 4, 8)), "VALID", stride=2)
       >>> w.shape, pad, opad
@@ -564,7 +564,7 @@ def to_keras(
       ``(kernel, padding, output_padding)`` for the Keras layer
       (``layer.kernel.assign(kernel)``).
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, convt_jax as ct
       >>> kernel, pad, opad = ct.layouts.to_keras(jnp.zeros((8, 4, 4, 4)), padding=1, stride=2)
       >>> kernel.shape, pad, opad
@@ -599,7 +599,7 @@ def from_keras(
     Returns:
       ``(w, padding, output_padding)`` with ``w`` of shape ``(C_in, C_out // groups, *K)``.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, convt_jax as ct
       >>> w, pad, opad = ct.layouts.from_keras(jnp.zeros((4, 4, 3, 8)), "same", strides=2)
       >>> w.shape, pad, opad
@@ -649,7 +649,7 @@ def to_equinox(
       (replace its weight with ``eqx.tree_at(lambda l: l.weight, layer, weight)``;
       its bias has shape ``(C_out, 1, ..., 1)``).
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, convt_jax as ct
       >>> weight, pad, opad = ct.layouts.to_equinox(jnp.zeros((8, 2, 3, 3)), 1, 1, stride=2,
       ...                                           groups=2)
@@ -687,7 +687,7 @@ def from_equinox(
     Returns:
       ``(w, padding, output_padding)`` with ``w`` of shape ``(C_in, C_out // groups, *K)``.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, convt_jax as ct
       >>> w, pad, opad = ct.layouts.from_equinox(jnp.zeros((4, 4, 3, 3)), "SAME", stride=2,
       ...                                        groups=2)

@@ -4,7 +4,7 @@ Static type checkers (pyright, mypy) flag a misspelled string setting such as
 ``method="subpixle"`` with these; at run time every value is still validated
 with a message that names the argument.
 
-Example:
+Examples:
   >>> import convt_jax as ct
   >>> from convt_jax.typing import Method
   >>> def upsample(x, w, method: Method = "auto"):

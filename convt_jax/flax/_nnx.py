@@ -32,20 +32,67 @@ _M = TypeVar("_M", bound="ConvTranspose")
 
 
 class ConvTranspose(nnx.Module):
-    """N-d transposed convolution as an ``nnx.Module``; see :class:`ConvTranspose2d`.
+    """N-d transposed convolution as an ``nnx.Module``, with PyTorch's semantics.
 
-        ``ConvTranspose(num_spatial_dims, in_channels, out_channels, kernel_size,
-        ...)`` takes the arguments of :class:`ConvTranspose2d` after
-        ``num_spatial_dims``.
+    ``torch.nn.ConvTranspose*d`` for Flax NNX, any number of spatial axes
+    (:class:`ConvTranspose1d`, :class:`ConvTranspose2d` and
+    :class:`ConvTranspose3d` fix it and take the same arguments after it):
+    ``weight`` (PyTorch layout ``(C_in, C_out // groups, *kernel)``) and
+    ``bias`` (``(C_out,)``, or ``None`` with ``bias=False``) are ``nnx.Param``
+    s, so ``nnx.Optimizer(model, tx, wrt=nnx.Param)``, ``nnx.jit``,
+    ``nnx.grad``, ``nnx.split`` / ``merge`` and ``nnx.state`` work as for
+    Flax's own layers, and a PyTorch checkpoint loads unchanged
+    (:meth:`load_state_dict`, :meth:`from_torch`). Same settings, semantics,
+    validation and messages as :class:`convt_jax.nn.ConvTranspose`; initial
+    weights as PyTorch's (uniform in ``±1/sqrt(fan_in)``, ``fan_in =
+    (out_channels // groups) * prod(kernel_size)``).
 
-        Example:
-          >>> import jax.numpy as jnp
-          >>> from flax import nnx
-    from jax.typing import ArrayLike, DTypeLike
-          >>> import convt_jax.flax as ctf
-          >>> m = ctf.ConvTranspose(4, 2, 3, kernel_size=2, stride=2, rngs=nnx.Rngs(0))
-          >>> m(jnp.ones((1, 3, 3, 3, 3, 2))).shape
-          (1, 6, 6, 6, 6, 3)
+    Args:
+      num_spatial_dims: the number of spatial axes, ``>= 1`` (not taken by
+        the 1-d, 2-d and 3-d classes).
+      in_channels: ``C_in``, ``>= 1``.
+      out_channels: ``C_out``, ``>= 1``.
+      kernel_size: an int or one int per spatial axis.
+      stride: as in :class:`convt_jax.nn.ConvTranspose`.
+      padding: as in :class:`convt_jax.nn.ConvTranspose` (ints, ``(lo, hi)``
+        pairs, ``"valid"`` or ``"same"``).
+      output_padding: as in :class:`convt_jax.nn.ConvTranspose`.
+      groups: keyword-only; as in :class:`convt_jax.nn.ConvTranspose`.
+      dilation: keyword-only; as in :class:`convt_jax.nn.ConvTranspose`.
+      bias: keyword-only; whether the module has a bias.
+      padding_mode: keyword-only; as in :class:`convt_jax.nn.ConvTranspose`.
+      conv_mode: keyword-only; as in :class:`convt_jax.nn.ConvTranspose`.
+      compute_mode: keyword-only; as in :class:`convt_jax.nn.ConvTranspose`.
+      channels_last: keyword-only; default True (Flax's ``(N, *spatial, C)``);
+        the weight keeps PyTorch's layout either way.
+      dtype: keyword-only; the computation dtype (None: the result dtype of
+        the inputs and parameters), Flax's meaning.
+      param_dtype: keyword-only; the parameters' dtype (default float32).
+      rngs: keyword-only; an ``nnx.Rngs`` (its ``params`` stream draws the
+        initial weights).
+
+    Raises:
+      ValueError: a bad setting value, at construction, with ``ct.nn``'s messages.
+      TypeError: a bad setting type, at construction, with ``ct.nn``'s messages.
+
+    Examples:
+      >>> import jax.numpy as jnp, optax
+      >>> from flax import nnx
+      >>> import convt_jax.flax as ctf
+      >>> m = ctf.ConvTranspose(4, 2, 3, kernel_size=2, stride=2, rngs=nnx.Rngs(0))
+      >>> m(jnp.ones((1, 3, 3, 3, 3, 2))).shape
+      (1, 6, 6, 6, 6, 3)
+
+      Training with optax, as any NNX module:
+
+      >>> m = ctf.ConvTranspose(2, 8, 4, 4, stride=2, padding=1, rngs=nnx.Rngs(0))
+      >>> x = jnp.ones((2, 5, 5, 8))
+      >>> opt = nnx.Optimizer(m, optax.sgd(0.1), wrt=nnx.Param)
+      >>> loss = lambda m: jnp.mean(m(x) ** 2)
+      >>> before = loss(m)
+      >>> _ = opt.update(m, nnx.grad(loss)(m))
+      >>> bool(loss(m) < before)
+      True
     """
 
     _num_spatial_dims: ClassVar[int | None] = None
@@ -144,18 +191,17 @@ class ConvTranspose(nnx.Module):
     def state_dict(self) -> dict[str, np.ndarray]:
         """The parameters as NumPy arrays under PyTorch's keys ``"weight"`` and ``"bias"``.
 
-                Returns:
-                  ``{"weight": (C_in, C_out // groups, *kernel), "bias": (C_out,)}``
-                  (no ``"bias"`` without one): ``torch.nn.ConvTranspose*d.state_dict()``'s
-                  keys and layouts.
+        Returns:
+          ``{"weight": (C_in, C_out // groups, *kernel), "bias": (C_out,)}``
+          (no ``"bias"`` without one): ``torch.nn.ConvTranspose*d.state_dict()``'s
+          keys and layouts.
 
-                Example:
-                  >>> from flax import nnx
-        from jax.typing import ArrayLike, DTypeLike
-                  >>> import convt_jax.flax as ctf
-                  >>> m = ctf.ConvTranspose2d(4, 6, 3, groups=2, rngs=nnx.Rngs(0))
-                  >>> {k: v.shape for k, v in m.state_dict().items()}
-                  {'weight': (4, 3, 3, 3), 'bias': (6,)}
+        Examples:
+          >>> from flax import nnx
+          >>> import convt_jax.flax as ctf
+          >>> m = ctf.ConvTranspose2d(4, 6, 3, groups=2, rngs=nnx.Rngs(0))
+          >>> {k: v.shape for k, v in m.state_dict().items()}
+          {'weight': (4, 3, 3, 3), 'bias': (6,)}
         """
         out = {"weight": np.array(self.weight.get_value())}
         if self.bias is not None:
@@ -165,29 +211,28 @@ class ConvTranspose(nnx.Module):
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Load PyTorch weights in place (NNX modules are mutable, like PyTorch's).
 
-                Args:
-                  state_dict: one layer's state dict, e.g. ``torch_layer.state_dict()``:
-                    ``"weight"`` (or weight norm's ``"weight_g"``/``"weight_v"`` or
-                    ``"parametrizations.weight.original0"``/``"original1"``, folded
-                    exactly as PyTorch computes the weight) and ``"bias"`` if the
-                    module has one; ``torch.Tensor``, NumPy or JAX arrays of the
-                    parameters' shapes and dtype.
+        Args:
+          state_dict: one layer's state dict, e.g. ``torch_layer.state_dict()``:
+            ``"weight"`` (or weight norm's ``"weight_g"``/``"weight_v"`` or
+            ``"parametrizations.weight.original0"``/``"original1"``, folded
+            exactly as PyTorch computes the weight) and ``"bias"`` if the
+            module has one; ``torch.Tensor``, NumPy or JAX arrays of the
+            parameters' shapes and dtype.
 
-                Raises:
-                  ValueError: missing, unexpected or prefixed keys, or a wrong shape
-                    (``ct.nn``'s messages).
-                  TypeError: not a mapping, or a wrong dtype.
+        Raises:
+          ValueError: missing, unexpected or prefixed keys, or a wrong shape
+            (``ct.nn``'s messages).
+          TypeError: not a mapping, or a wrong dtype.
 
-                Example:
-                  >>> import numpy as np
-                  >>> from flax import nnx
-        from jax.typing import ArrayLike, DTypeLike
-                  >>> import convt_jax.flax as ctf
-                  >>> m = ctf.ConvTranspose1d(2, 3, 4, rngs=nnx.Rngs(0))
-                  >>> m.load_state_dict({"weight": np.ones((2, 3, 4), np.float32),
-                  ...                    "bias": np.zeros(3, np.float32)})
-                  >>> float(m.weight[...].sum())
-                  24.0
+        Examples:
+          >>> import numpy as np
+          >>> from flax import nnx
+          >>> import convt_jax.flax as ctf
+          >>> m = ctf.ConvTranspose1d(2, 3, 4, rngs=nnx.Rngs(0))
+          >>> m.load_state_dict({"weight": np.ones((2, 3, 4), np.float32),
+          ...                    "bias": np.zeros(3, np.float32)})
+          >>> float(m.weight[...].sum())
+          24.0
         """
         layer = self._layer()
         new = layer.load_state_dict(fold_weight_norm(state_dict))
@@ -229,7 +274,7 @@ class ConvTranspose(nnx.Module):
           TypeError: ``module`` is not a PyTorch transposed convolution of
             this class's dimension.
 
-        Example:
+        Examples:
           >>> import torch, numpy as np
           >>> import convt_jax.flax as ctf
           >>> t = torch.nn.utils.parametrizations.weight_norm(torch.nn.ConvTranspose1d(4, 2, 3))
@@ -253,54 +298,20 @@ class ConvTranspose(nnx.Module):
 
 
 class ConvTranspose1d(ConvTranspose):
-    """1-d transposed convolution as an ``nnx.Module``, with PyTorch's semantics.
+    """1-d transposed convolution as an ``nnx.Module``: ``torch.nn.ConvTranspose1d`` for Flax.
 
-        ``torch.nn.ConvTranspose1d`` for Flax NNX: ``weight`` (PyTorch layout
-        ``(C_in, C_out // groups, *kernel)``) and ``bias`` (``(C_out,)``, or
-        ``None`` with ``bias=False``) are ``nnx.Param`` s, so ``nnx.Optimizer(model,
-        tx, wrt=nnx.Param)``, ``nnx.jit``, ``nnx.grad``, ``nnx.split`` / ``merge``
-        and ``nnx.state`` work as for Flax's own layers, and a PyTorch
-        checkpoint loads unchanged (:meth:`load_state_dict`, :meth:`from_torch`).
-        Same settings, semantics, validation and messages as
-        ``ct.nn.ConvTranspose1d``; initial weights as PyTorch's (uniform in
-        ``±1/sqrt(fan_in)``, ``fan_in = (out_channels // groups) * prod(kernel_size)``).
+    See :class:`ConvTranspose` for the arguments (all but ``num_spatial_dims``)
+    and the semantics.
 
-        Args:
-          in_channels: ``C_in``, ``>= 1``.
-          out_channels: ``C_out``, ``>= 1``.
-          kernel_size: an int or one int per spatial axis.
-          stride: as in ``ct.nn.ConvTranspose1d``.
-          padding: as in ``ct.nn.ConvTranspose1d`` (ints, ``(lo, hi)`` pairs,
-            ``"valid"`` or ``"same"``).
-          output_padding: as in ``ct.nn.ConvTranspose1d``.
-          groups: keyword-only; as in ``ct.nn.ConvTranspose1d``.
-          dilation: keyword-only; as in ``ct.nn.ConvTranspose1d``.
-          bias: keyword-only; whether the module has a bias.
-          padding_mode: keyword-only; as in ``ct.nn.ConvTranspose1d``.
-          conv_mode: keyword-only; as in ``ct.nn.ConvTranspose1d``.
-          compute_mode: keyword-only; as in ``ct.nn.ConvTranspose1d``.
-          channels_last: keyword-only; default True (Flax's ``(N, *spatial, C)``);
-            the weight keeps PyTorch's layout either way.
-          dtype: keyword-only; the computation dtype (None: the result dtype of
-            the inputs and parameters), Flax's meaning.
-          param_dtype: keyword-only; the parameters' dtype (default float32).
-          rngs: keyword-only; an ``nnx.Rngs`` (its ``params`` stream draws the
-            initial weights).
-
-        Raises:
-          ValueError: a bad setting value, at construction, with ``ct.nn``'s messages.
-          TypeError: a bad setting type, at construction, with ``ct.nn``'s messages.
-
-        Example:
-          >>> import jax.numpy as jnp
-          >>> from flax import nnx
-    from jax.typing import ArrayLike, DTypeLike
-          >>> import convt_jax.flax as ctf
-          >>> m = ctf.ConvTranspose1d(4, 2, kernel_size=3, stride=2, rngs=nnx.Rngs(0))
-          >>> m.weight[...].shape                          # (C_in, C_out // groups, K)
-          (4, 2, 3)
-          >>> m(jnp.ones((8, 5, 4))).shape                  # (N, (5 - 1)*2 + 3, C_out)
-          (8, 11, 2)
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> import convt_jax.flax as ctf
+      >>> m = ctf.ConvTranspose1d(4, 2, kernel_size=3, stride=2, rngs=nnx.Rngs(0))
+      >>> m.weight[...].shape                          # (C_in, C_out // groups, K)
+      (4, 2, 3)
+      >>> m(jnp.ones((8, 5, 4))).shape                  # (N, (5 - 1)*2 + 3, C_out)
+      (8, 11, 2)
     """
 
     _num_spatial_dims = 1
@@ -347,59 +358,19 @@ class ConvTranspose1d(ConvTranspose):
 
 
 class ConvTranspose2d(ConvTranspose):
-    """2-d transposed convolution as an ``nnx.Module``, with PyTorch's semantics.
+    """2-d transposed convolution as an ``nnx.Module``: ``torch.nn.ConvTranspose2d`` for Flax.
 
-        ``torch.nn.ConvTranspose2d`` for Flax NNX: ``weight`` (PyTorch layout
-        ``(C_in, C_out // groups, *kernel)``) and ``bias`` (``(C_out,)``, or
-        ``None`` with ``bias=False``) are ``nnx.Param`` s, so ``nnx.Optimizer(model,
-        tx, wrt=nnx.Param)``, ``nnx.jit``, ``nnx.grad``, ``nnx.split`` / ``merge``
-        and ``nnx.state`` work as for Flax's own layers, and a PyTorch
-        checkpoint loads unchanged (:meth:`load_state_dict`, :meth:`from_torch`).
-        Same settings, semantics, validation and messages as
-        ``ct.nn.ConvTranspose2d``; initial weights as PyTorch's (uniform in
-        ``±1/sqrt(fan_in)``, ``fan_in = (out_channels // groups) * prod(kernel_size)``).
+    See :class:`ConvTranspose` for the arguments (all but ``num_spatial_dims``)
+    and the semantics.
 
-        Args:
-          in_channels: ``C_in``, ``>= 1``.
-          out_channels: ``C_out``, ``>= 1``.
-          kernel_size: an int or one int per spatial axis.
-          stride: as in ``ct.nn.ConvTranspose2d``.
-          padding: as in ``ct.nn.ConvTranspose2d`` (ints, ``(lo, hi)`` pairs,
-            ``"valid"`` or ``"same"``).
-          output_padding: as in ``ct.nn.ConvTranspose2d``.
-          groups: keyword-only; as in ``ct.nn.ConvTranspose2d``.
-          dilation: keyword-only; as in ``ct.nn.ConvTranspose2d``.
-          bias: keyword-only; whether the module has a bias.
-          padding_mode: keyword-only; as in ``ct.nn.ConvTranspose2d``.
-          conv_mode: keyword-only; as in ``ct.nn.ConvTranspose2d``.
-          compute_mode: keyword-only; as in ``ct.nn.ConvTranspose2d``.
-          channels_last: keyword-only; default True (Flax's ``(N, *spatial, C)``);
-            the weight keeps PyTorch's layout either way.
-          dtype: keyword-only; the computation dtype (None: the result dtype of
-            the inputs and parameters), Flax's meaning.
-          param_dtype: keyword-only; the parameters' dtype (default float32).
-          rngs: keyword-only; an ``nnx.Rngs`` (its ``params`` stream draws the
-            initial weights).
-
-        Raises:
-          ValueError: a bad setting value, at construction, with ``ct.nn``'s messages.
-          TypeError: a bad setting type, at construction, with ``ct.nn``'s messages.
-
-        Example:
-          >>> import jax.numpy as jnp, optax
-          >>> from flax import nnx
-    from jax.typing import ArrayLike, DTypeLike
-          >>> import convt_jax.flax as ctf
-          >>> m = ctf.ConvTranspose2d(8, 4, 4, stride=2, padding=1, rngs=nnx.Rngs(0))
-          >>> x = jnp.ones((2, 5, 5, 8))
-          >>> m(x).shape, m(x, output_size=(11, 11)).shape
-          ((2, 10, 10, 4), (2, 11, 11, 4))
-          >>> opt = nnx.Optimizer(m, optax.sgd(0.1), wrt=nnx.Param)
-          >>> loss = lambda m: jnp.mean(m(x) ** 2)
-          >>> before = loss(m)
-          >>> _ = opt.update(m, nnx.grad(loss)(m))
-          >>> bool(loss(m) < before)
-          True
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> import convt_jax.flax as ctf
+      >>> m = ctf.ConvTranspose2d(8, 4, 4, stride=2, padding=1, rngs=nnx.Rngs(0))
+      >>> x = jnp.ones((2, 5, 5, 8))
+      >>> m(x).shape, m(x, output_size=(11, 11)).shape
+      ((2, 10, 10, 4), (2, 11, 11, 4))
     """
 
     _num_spatial_dims = 2
@@ -446,52 +417,18 @@ class ConvTranspose2d(ConvTranspose):
 
 
 class ConvTranspose3d(ConvTranspose):
-    """3-d transposed convolution as an ``nnx.Module``, with PyTorch's semantics.
+    """3-d transposed convolution as an ``nnx.Module``: ``torch.nn.ConvTranspose3d`` for Flax.
 
-        ``torch.nn.ConvTranspose3d`` for Flax NNX: ``weight`` (PyTorch layout
-        ``(C_in, C_out // groups, *kernel)``) and ``bias`` (``(C_out,)``, or
-        ``None`` with ``bias=False``) are ``nnx.Param`` s, so ``nnx.Optimizer(model,
-        tx, wrt=nnx.Param)``, ``nnx.jit``, ``nnx.grad``, ``nnx.split`` / ``merge``
-        and ``nnx.state`` work as for Flax's own layers, and a PyTorch
-        checkpoint loads unchanged (:meth:`load_state_dict`, :meth:`from_torch`).
-        Same settings, semantics, validation and messages as
-        ``ct.nn.ConvTranspose3d``; initial weights as PyTorch's (uniform in
-        ``±1/sqrt(fan_in)``, ``fan_in = (out_channels // groups) * prod(kernel_size)``).
+    See :class:`ConvTranspose` for the arguments (all but ``num_spatial_dims``)
+    and the semantics.
 
-        Args:
-          in_channels: ``C_in``, ``>= 1``.
-          out_channels: ``C_out``, ``>= 1``.
-          kernel_size: an int or one int per spatial axis.
-          stride: as in ``ct.nn.ConvTranspose3d``.
-          padding: as in ``ct.nn.ConvTranspose3d`` (ints, ``(lo, hi)`` pairs,
-            ``"valid"`` or ``"same"``).
-          output_padding: as in ``ct.nn.ConvTranspose3d``.
-          groups: keyword-only; as in ``ct.nn.ConvTranspose3d``.
-          dilation: keyword-only; as in ``ct.nn.ConvTranspose3d``.
-          bias: keyword-only; whether the module has a bias.
-          padding_mode: keyword-only; as in ``ct.nn.ConvTranspose3d``.
-          conv_mode: keyword-only; as in ``ct.nn.ConvTranspose3d``.
-          compute_mode: keyword-only; as in ``ct.nn.ConvTranspose3d``.
-          channels_last: keyword-only; default True (Flax's ``(N, *spatial, C)``);
-            the weight keeps PyTorch's layout either way.
-          dtype: keyword-only; the computation dtype (None: the result dtype of
-            the inputs and parameters), Flax's meaning.
-          param_dtype: keyword-only; the parameters' dtype (default float32).
-          rngs: keyword-only; an ``nnx.Rngs`` (its ``params`` stream draws the
-            initial weights).
-
-        Raises:
-          ValueError: a bad setting value, at construction, with ``ct.nn``'s messages.
-          TypeError: a bad setting type, at construction, with ``ct.nn``'s messages.
-
-        Example:
-          >>> import jax.numpy as jnp
-          >>> from flax import nnx
-    from jax.typing import ArrayLike, DTypeLike
-          >>> import convt_jax.flax as ctf
-          >>> m = ctf.ConvTranspose3d(2, 2, 2, stride=2, bias=False, rngs=nnx.Rngs(0))
-          >>> m.bias is None, m(jnp.ones((1, 3, 3, 3, 2))).shape
-          (True, (1, 6, 6, 6, 2))
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> import convt_jax.flax as ctf
+      >>> m = ctf.ConvTranspose3d(2, 2, 2, stride=2, bias=False, rngs=nnx.Rngs(0))
+      >>> m.bias is None, m(jnp.ones((1, 3, 3, 3, 2))).shape
+      (True, (1, 6, 6, 6, 2))
     """
 
     _num_spatial_dims = 3

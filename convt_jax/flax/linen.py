@@ -2,7 +2,9 @@
 
 The same fields and semantics as the NNX modules of ``convt_jax.flax``, as
 linen modules: parameters ``"weight"`` (PyTorch layout ``(C_in, C_out //
-groups, *kernel)``) and ``"bias"`` (``(C_out,)``; none with ``bias=False``).
+groups, *kernel)``) and ``"bias"`` (``(C_out,)``; none with ``bias=False``),
+initialised as PyTorch's. The settings are validated when a module is first
+called (``init`` / ``apply``), with ``ct.nn``'s messages.
 """
 
 from __future__ import annotations
@@ -125,7 +127,7 @@ class _ConvTranspose(linen.Module):
           TypeError: ``module`` is not a PyTorch transposed convolution of
             this class's dimension.
 
-        Example:
+        Examples:
           >>> import torch, numpy as np
           >>> from convt_jax.flax import linen as ctl
           >>> t = torch.nn.ConvTranspose2d(3, 2, 4, stride=2, padding=1)
@@ -160,7 +162,7 @@ class _ConvTranspose(linen.Module):
             ``load_state_dict`` messages).
           TypeError: not a mapping, or a wrong dtype.
 
-        Example:
+        Examples:
           >>> import numpy as np
           >>> from convt_jax.flax import linen as ctl
           >>> m = ctl.ConvTranspose1d(2, 3, 4, bias=False)
@@ -183,16 +185,11 @@ class _ConvTranspose(linen.Module):
 class ConvTranspose1d(_ConvTranspose):
     """1-d transposed convolution as a ``flax.linen.Module`` with PyTorch's semantics.
 
-    The fields of ``convt_jax.flax.ConvTranspose1d`` (``in_channels``,
-    ``out_channels``, ``kernel_size``, ``stride``, ``padding``,
-    ``output_padding``, ``groups``, ``dilation``, ``bias``, ``padding_mode``,
-    ``conv_mode``, ``compute_mode``, ``channels_last=True``, ``dtype=None``,
-    ``param_dtype=float32``); parameters ``"weight"`` ``(C_in, C_out // groups,
-    *kernel)`` and ``"bias"`` ``(C_out,)``, initialised as PyTorch's.
-    Settings are validated when the module is first called (``init``/``apply``),
-    with ``ct.nn``'s messages.
+    Its fields are the arguments of :class:`convt_jax.flax.ConvTranspose`
+    (see there), all but ``num_spatial_dims`` and ``rngs``, with the same
+    defaults.
 
-    Example:
+    Examples:
       >>> import jax, jax.numpy as jnp
       >>> from convt_jax.flax import linen as ctl
       >>> m = ctl.ConvTranspose1d(4, 2, kernel_size=3, stride=2)
@@ -209,16 +206,11 @@ class ConvTranspose1d(_ConvTranspose):
 class ConvTranspose2d(_ConvTranspose):
     """2-d transposed convolution as a ``flax.linen.Module`` with PyTorch's semantics.
 
-    The fields of ``convt_jax.flax.ConvTranspose2d`` (``in_channels``,
-    ``out_channels``, ``kernel_size``, ``stride``, ``padding``,
-    ``output_padding``, ``groups``, ``dilation``, ``bias``, ``padding_mode``,
-    ``conv_mode``, ``compute_mode``, ``channels_last=True``, ``dtype=None``,
-    ``param_dtype=float32``); parameters ``"weight"`` ``(C_in, C_out // groups,
-    *kernel)`` and ``"bias"`` ``(C_out,)``, initialised as PyTorch's.
-    Settings are validated when the module is first called (``init``/``apply``),
-    with ``ct.nn``'s messages.
+    Its fields are the arguments of :class:`convt_jax.flax.ConvTranspose`
+    (see there), all but ``num_spatial_dims`` and ``rngs``, with the same
+    defaults.
 
-    Example:
+    Examples:
       >>> import jax, jax.numpy as jnp
       >>> from convt_jax.flax import linen as ctl
       >>> m = ctl.ConvTranspose2d(8, 4, 4, stride=2, padding=1, groups=2)
@@ -234,16 +226,11 @@ class ConvTranspose2d(_ConvTranspose):
 class ConvTranspose3d(_ConvTranspose):
     """3-d transposed convolution as a ``flax.linen.Module`` with PyTorch's semantics.
 
-    The fields of ``convt_jax.flax.ConvTranspose3d`` (``in_channels``,
-    ``out_channels``, ``kernel_size``, ``stride``, ``padding``,
-    ``output_padding``, ``groups``, ``dilation``, ``bias``, ``padding_mode``,
-    ``conv_mode``, ``compute_mode``, ``channels_last=True``, ``dtype=None``,
-    ``param_dtype=float32``); parameters ``"weight"`` ``(C_in, C_out // groups,
-    *kernel)`` and ``"bias"`` ``(C_out,)``, initialised as PyTorch's.
-    Settings are validated when the module is first called (``init``/``apply``),
-    with ``ct.nn``'s messages.
+    Its fields are the arguments of :class:`convt_jax.flax.ConvTranspose`
+    (see there), all but ``num_spatial_dims`` and ``rngs``, with the same
+    defaults.
 
-    Example:
+    Examples:
       >>> import jax, jax.numpy as jnp
       >>> from convt_jax.flax import linen as ctl
       >>> m = ctl.ConvTranspose3d(2, 2, 2, stride=2, bias=False)

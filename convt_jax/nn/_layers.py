@@ -76,17 +76,65 @@ class _FromFields(type):
 
 @dataclasses.dataclass(frozen=True, init=False, repr=False, eq=False)
 class ConvTranspose(metaclass=_FromFields):
-    """N-d transposed convolution layer; see :class:`ConvTranspose2d`.
+    """N-d transposed convolution layer: ``torch.nn.ConvTranspose*d`` as an immutable JAX pytree.
 
-    ``ConvTranspose(num_spatial_dims, in_channels, out_channels, kernel_size,
-    ...)`` takes the same arguments as :class:`ConvTranspose2d` after
-    ``num_spatial_dims``; any number of spatial axes.
+    Any number of spatial axes; :class:`ConvTranspose1d`,
+    :class:`ConvTranspose2d` and :class:`ConvTranspose3d` fix it and take the
+    same arguments after it. Its only leaves are ``weight`` (PyTorch layout
+    ``(C_in, C_out // groups, *kernel)``) and ``bias`` (``(C_out,)`` or
+    ``None``); every setting is static. So ``jax.grad(loss)(layer)`` returns a
+    layer-shaped gradient and ``optax.apply_updates(layer, updates)`` returns
+    the updated layer. Weights start as PyTorch's do: uniform in
+    ``±1/sqrt(fan_in)`` with ``fan_in = (out_channels // groups) *
+    prod(kernel_size)``.
 
-    Example:
-      >>> import jax, convt_jax as ct
+    Args:
+      num_spatial_dims: the number of spatial axes, ``>= 1`` (not taken by
+        the 1-d, 2-d and 3-d classes).
+      in_channels: ``C_in``, ``>= 1``.
+      out_channels: ``C_out``, ``>= 1``.
+      kernel_size: int or one int per spatial axis.
+      stride: as in :func:`convt_jax.conv_transpose`.
+      padding: as in :func:`convt_jax.conv_transpose` (ints, ``(lo, hi)``
+        pairs, ``"valid"`` or ``"same"``).
+      output_padding: as in :func:`convt_jax.conv_transpose`.
+      groups: keyword-only; divides both ``in_channels`` and ``out_channels``.
+      dilation: keyword-only; int or one int per spatial axis.
+      bias: keyword-only; whether the layer has a bias.
+      padding_mode: keyword-only; ``"zeros"``, ``"circular"``, ``"reflect"``
+        or ``"replicate"``: the exact adjoint of the convolution that pads
+        with that mode (see :func:`convt_jax.conv_transpose`).
+      conv_mode: keyword-only; ``"cross_correlation"`` (PyTorch) or
+        ``"convolution"`` (kernel flipped on every spatial axis).
+      compute_mode: keyword-only; ``"default"`` or ``"float32"`` (accumulate
+        float16/bfloat16 in float32 and return the input's dtype).
+      channels_last: keyword-only; inputs and outputs have channels last
+        (the weight keeps the PyTorch layout).
+      dtype: keyword-only; the dtype of ``weight`` and ``bias``.
+      key: keyword-only; a ``jax.random`` key for the initial weights.
+
+    Raises:
+      ValueError: a bad setting value, at construction, with the functions'
+        own messages.
+      TypeError: a bad setting type, at construction, with the functions'
+        own messages.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, optax, convt_jax as ct
       >>> layer = ct.nn.ConvTranspose(4, 2, 3, kernel_size=2, stride=2, key=jax.random.key(0))
-      >>> layer(jax.numpy.ones((1, 2, 3, 3, 3, 3))).shape
+      >>> layer(jnp.ones((1, 2, 3, 3, 3, 3))).shape
       (1, 3, 6, 6, 6, 6)
+
+      A layer is a pytree: ``jax.grad`` and optax work on it as on any other.
+
+      >>> layer = ct.nn.ConvTranspose2d(8, 4, 4, stride=2, padding=1, key=jax.random.key(0))
+      >>> x = jnp.ones((2, 8, 5, 5))
+      >>> loss = lambda l: jnp.mean(l(x) ** 2)
+      >>> grads = jax.grad(loss)(layer)                 # a ConvTranspose2d of gradients
+      >>> opt = optax.sgd(0.1)
+      >>> updates, _ = opt.update(grads, opt.init(layer))
+      >>> bool(loss(optax.apply_updates(layer, updates)) < loss(layer))
+      True
     """
 
     weight: jax.Array
@@ -238,7 +286,7 @@ class ConvTranspose(metaclass=_FromFields):
             built with ``bias=False``.
           TypeError: a wrong dtype (cast it first: no silent conversion).
 
-        Example:
+        Examples:
           >>> import jax, jax.numpy as jnp, convt_jax as ct
           >>> layer = ct.nn.ConvTranspose1d(2, 3, 4, key=jax.random.key(0))
           >>> layer.replace(weight=jnp.zeros((2, 3, 4))).weight.sum()
@@ -263,7 +311,7 @@ class ConvTranspose(metaclass=_FromFields):
           (no ``"bias"`` when the layer has none): the keys and layouts of
           ``torch.nn.ConvTranspose*d.state_dict()``.
 
-        Example:
+        Examples:
           >>> import jax, convt_jax as ct
           >>> sd = ct.nn.ConvTranspose2d(4, 6, 3, groups=2, key=jax.random.key(0)).state_dict()
           >>> {k: v.shape for k, v in sd.items()}
@@ -293,7 +341,7 @@ class ConvTranspose(metaclass=_FromFields):
           ValueError: missing or unexpected keys, or a wrong shape.
           TypeError: not a mapping, or a wrong dtype.
 
-        Example:
+        Examples:
           >>> import jax, numpy as np, convt_jax as ct
           >>> layer = ct.nn.ConvTranspose1d(2, 3, 4, key=jax.random.key(0))
           >>> new = layer.load_state_dict({"weight": np.ones((2, 3, 4), np.float32),
@@ -322,7 +370,7 @@ class ConvTranspose(metaclass=_FromFields):
           TypeError: ``module`` is not a PyTorch transposed convolution of
             this class's dimension.
 
-        Example:
+        Examples:
           >>> import torch, numpy as np, convt_jax as ct
           >>> t = torch.nn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, output_padding=1)
           >>> layer = ct.nn.ConvTranspose2d.from_torch(t)
@@ -373,13 +421,10 @@ _register(ConvTranspose)
 class ConvTranspose1d(ConvTranspose):
     """1-d transposed convolution layer: ``torch.nn.ConvTranspose1d`` as an immutable JAX pytree.
 
-    Its only leaves are ``weight`` (PyTorch layout ``(C_in, C_out // groups,
-    K)``) and ``bias`` (``(C_out,)`` or ``None``); every setting is static.
-    Weights start as PyTorch's do: uniform in ``±1/sqrt(fan_in)`` with
-    ``fan_in = (out_channels // groups) * prod(kernel_size)``.  The arguments
-    are :class:`ConvTranspose2d`'s, with one int per spatial axis.
+    See :class:`ConvTranspose` for the arguments (all but ``num_spatial_dims``)
+    and the semantics.
 
-    Example:
+    Examples:
       >>> import jax, jax.numpy as jnp, convt_jax as ct
       >>> layer = ct.nn.ConvTranspose1d(4, 2, kernel_size=3, stride=2, key=jax.random.key(0))
       >>> layer.weight.shape, layer.bias.shape          # (C_in, C_out // groups, K)
@@ -430,54 +475,15 @@ class ConvTranspose1d(ConvTranspose):
 class ConvTranspose2d(ConvTranspose):
     """2-d transposed convolution layer: ``torch.nn.ConvTranspose2d`` as an immutable JAX pytree.
 
-    Its only leaves are ``weight`` (PyTorch layout ``(C_in, C_out // groups,
-    *kernel)``) and ``bias`` (``(C_out,)`` or ``None``); every setting is
-    static. So ``jax.grad(loss)(layer)`` returns a layer-shaped gradient and
-    ``optax.apply_updates(layer, updates)`` returns the updated layer. Weights
-    start as PyTorch's do: uniform in ``±1/sqrt(fan_in)`` with ``fan_in =
-    (out_channels // groups) * prod(kernel_size)``.
+    See :class:`ConvTranspose` for the arguments (all but ``num_spatial_dims``)
+    and the semantics.
 
-    Args:
-      in_channels: ``C_in``, ``>= 1``.
-      out_channels: ``C_out``, ``>= 1``.
-      kernel_size: int or one int per spatial axis.
-      stride: as in :func:`convt_jax.conv_transpose2d`.
-      padding: as in :func:`convt_jax.conv_transpose2d` (ints, ``(lo, hi)``
-        pairs, ``"valid"`` or ``"same"``).
-      output_padding: as in :func:`convt_jax.conv_transpose2d`.
-      groups: keyword-only; divides both ``in_channels`` and ``out_channels``.
-      dilation: keyword-only; int or one int per spatial axis.
-      bias: keyword-only; whether the layer has a bias.
-      padding_mode: keyword-only; ``"zeros"``, ``"circular"``, ``"reflect"``
-        or ``"replicate"``: the exact adjoint of the convolution that pads
-        with that mode (see :func:`convt_jax.conv_transpose`).
-      conv_mode: keyword-only; ``"cross_correlation"`` (PyTorch) or
-        ``"convolution"`` (kernel flipped on every spatial axis).
-      compute_mode: keyword-only; ``"default"`` or ``"float32"`` (accumulate
-        float16/bfloat16 in float32 and return the input's dtype).
-      channels_last: keyword-only; inputs and outputs have channels last
-        (the weight keeps the PyTorch layout).
-      dtype: keyword-only; the dtype of ``weight`` and ``bias``.
-      key: keyword-only; a ``jax.random`` key for the initial weights.
-
-    Raises:
-      ValueError: a bad setting value, at construction, with the functions'
-        own messages.
-      TypeError: a bad setting type, at construction, with the functions'
-        own messages.
-
-    Example:
-      >>> import jax, jax.numpy as jnp, optax, convt_jax as ct
+    Examples:
+      >>> import jax, jax.numpy as jnp, convt_jax as ct
       >>> layer = ct.nn.ConvTranspose2d(8, 4, 4, stride=2, padding=1, key=jax.random.key(0))
       >>> x = jnp.ones((2, 8, 5, 5))
       >>> layer(x).shape, layer(x, output_size=(11, 11)).shape
       ((2, 4, 10, 10), (2, 4, 11, 11))
-      >>> loss = lambda l: jnp.mean(l(x) ** 2)
-      >>> grads = jax.grad(loss)(layer)                 # a ConvTranspose2d of gradients
-      >>> opt = optax.sgd(0.1)
-      >>> updates, _ = opt.update(grads, opt.init(layer))
-      >>> bool(loss(optax.apply_updates(layer, updates)) < loss(layer))
-      True
     """
 
     def __init__(
@@ -522,11 +528,10 @@ class ConvTranspose2d(ConvTranspose):
 class ConvTranspose3d(ConvTranspose):
     """3-d transposed convolution layer: ``torch.nn.ConvTranspose3d`` as an immutable JAX pytree.
 
-    Its only leaves are ``weight`` (PyTorch layout ``(C_in, C_out // groups,
-    *kernel)``) and ``bias`` (``(C_out,)`` or ``None``); every setting is static.
-    The arguments are :class:`ConvTranspose2d`'s, with one int per spatial axis.
+    See :class:`ConvTranspose` for the arguments (all but ``num_spatial_dims``)
+    and the semantics.
 
-    Example:
+    Examples:
       >>> import jax, jax.numpy as jnp, convt_jax as ct
       >>> layer = ct.nn.ConvTranspose3d(2, 2, 2, stride=2, bias=False, key=jax.random.key(0))
       >>> layer(jnp.ones((1, 2, 3, 3, 3))).shape

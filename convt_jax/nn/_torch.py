@@ -99,7 +99,7 @@ def fold_weight_norm(state_dict: Mapping[str, Any]) -> dict[str, Any]:
         one layer), half a pair, ``weight`` next to a pair, or g and v shapes
         that do not come from PyTorch's weight norm.
 
-    Example:
+    Examples:
       >>> import numpy as np
       >>> from convt_jax.nn._torch import fold_weight_norm
       >>> v = np.arange(1.0, 7.0).reshape(2, 3, 1)           # (C_in, C_out, K)

@@ -42,7 +42,7 @@ def fan_in(weight_shape: Sequence[int]) -> int:
     Returns:
       ``weight_shape[1] * prod(weight_shape[2:])``.
 
-    Example:
+    Examples:
       >>> import convt_jax as ct
       >>> ct.nn.init.fan_in((16, 8, 4, 4))
       128
@@ -90,7 +90,7 @@ def pytorch_uniform(
     Returns:
       An array of ``shape`` and ``dtype``.
 
-    Example:
+    Examples:
       >>> import jax, convt_jax as ct
       >>> w = ct.nn.init.pytorch_uniform(jax.random.key(0), (16, 8, 4, 4))
       >>> bool(abs(w).max() <= 1 / 128 ** 0.5)
@@ -128,7 +128,7 @@ def pytorch_default(
       ``(weight, bias)``, both uniform in ``±1/sqrt(fan_in(weight_shape))``,
       the bias of shape ``(C_out,)`` (``None`` when ``bias=False``).
 
-    Example:
+    Examples:
       >>> import jax, convt_jax as ct
       >>> w, b = ct.nn.init.pytorch_default(jax.random.key(0), (4, 3, 2, 2), groups=2)
       >>> w.shape, b.shape
@@ -173,7 +173,7 @@ def icnr(
     Returns:
       The weight, of ``shape`` and ``dtype``.
 
-    Example:
+    Examples:
       >>> import jax, jax.numpy as jnp, convt_jax as ct
       >>> w = ct.nn.init.icnr(jax.random.key(0), (1, 1, 4, 4), stride=2)
       >>> y = ct.conv_transpose2d(jnp.ones((1, 1, 4, 4)), w, stride=2, padding=1)
@@ -242,7 +242,7 @@ def bilinear(
       TypeError: a shape that is not a tuple of ints, or a dtype that is
         not floating or complex.
 
-    Example:
+    Examples:
       >>> import jax.numpy as jnp, convt_jax as ct
       >>> w = ct.nn.init.bilinear(None, (1, 1, 4))
       >>> w[0, 0]
