@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import doctest
+import importlib
 import importlib.resources
+import importlib.util
 import inspect
 import itertools
-import sys
+import pkgutil
+import re
 import types
 from pathlib import Path
 from typing import TypeAlias
@@ -58,6 +61,44 @@ def _public_modules(module: types.ModuleType = ct):
 
 
 PUBLIC_MODULES = list(_public_modules())
+
+
+def _missing_dependency(error: BaseException | None) -> str | None:
+    """The top-level package a failed import could not find (through ``raise ... from``)."""
+    while error is not None:
+        if isinstance(error, ModuleNotFoundError) and error.name:
+            return error.name.split(".")[0]
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _package_modules():
+    """``(name, module)`` for every module of the package, imported here (``__main__``, the
+    demo's entry point, left out); ``module`` is None for one whose optional dependency
+    (flax) is not installed.  Any other import error is raised."""
+    # walk_packages imports each package to list its modules; a package whose optional
+    # dependency is missing is listed without its submodules (they need it too).
+    found = pkgutil.walk_packages(ct.__path__, "convt_jax.", onerror=lambda name: None)
+    names = {"convt_jax"} | {m.name for m in found} - {"convt_jax.__main__"}
+    for name in sorted(names):
+        try:
+            yield name, importlib.import_module(name)
+        except ImportError as e:
+            missing = _missing_dependency(e)
+            if missing is None or importlib.util.find_spec(missing) is not None:
+                raise
+            _NOT_INSTALLED[name] = missing
+            yield name, None
+
+
+_NOT_INSTALLED: dict[str, str] = {}  # a module left out -> the dependency it lacks
+PACKAGE_MODULES = dict(_package_modules())
+
+
+def _skip_reason(name: str) -> str:
+    """Why a module (or a submodule of one) left out is not tested."""
+    package = max((m for m in _NOT_INSTALLED if name == m or name.startswith(m + ".")), key=len)
+    return f"{name}: needs {_NOT_INSTALLED[package]}, which is not installed"
 
 
 def _type_aliases(module: types.ModuleType) -> set[str]:
@@ -137,6 +178,62 @@ def test_public_names_are_documented(obj):
         takes_arguments = bool(inspect.signature(obj).parameters)
         assert ("Args:" in doc) == takes_arguments, obj.__name__
         assert "Returns:" in doc, obj.__name__
+    elif inspect.isclass(obj) and not _per_dimension(obj):
+        # A class documents its constructor's arguments (a dataclass of results: its
+        # Attributes); the per-dimension classes point at the N-d one (the test below).
+        assert "Args:" in doc or "Attributes:" in doc, obj.__name__
+
+
+# The 1-d, 2-d and 3-d classes document their arguments once, on the N-d class they point
+# at (as Equinox's Conv1d points at Conv): module -> (the N-d class's module, the pointer).
+_POINTERS = {
+    "convt_jax.nn": ("convt_jax.nn", ":class:`ConvTranspose`"),
+    "convt_jax.flax": ("convt_jax.flax", ":class:`ConvTranspose`"),
+    "convt_jax.flax.linen": ("convt_jax.flax", ":class:`convt_jax.flax.ConvTranspose`"),
+}
+
+
+def _per_dimension(cls) -> bool:
+    return cls.__name__ in ("ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d")
+
+
+def _per_dimension_classes():
+    for name, (full_name, _) in _POINTERS.items():
+        module, full_module = PACKAGE_MODULES.get(name), PACKAGE_MODULES.get(full_name)
+        for n in (1, 2, 3):
+            if module is None or full_module is None:
+                marks = [pytest.mark.skip(reason=_skip_reason(name))]
+                yield pytest.param(None, None, None, id=f"{name}.{n}d", marks=marks)
+            else:
+                cls = getattr(module, f"ConvTranspose{n}d")
+                yield pytest.param(cls, full_module.ConvTranspose, name, id=f"{name}.{n}d")
+
+
+def _constructor_parameters(cls) -> list[inspect.Parameter]:
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]  # no self
+    # A linen module's dataclass fields end with Flax's own parent and name.
+    return [p for p in params if p.name not in ("parent", "name")]
+
+
+@pytest.mark.parametrize("cls, full, module", list(_per_dimension_classes()))
+def test_per_dimension_classes_point_at_the_n_d_class(cls, full, module):
+    doc, full_doc = inspect.getdoc(cls), inspect.getdoc(full)
+    # One line, the pointer and a short example; no Args of their own.
+    assert "Args:" not in doc and _POINTERS[module][1] in doc, cls
+    assert "Examples:\n  >>> " in doc, cls
+    # The N-d class documents every argument they take ...
+    args = full_doc.split("\nArgs:\n", 1)[1].split("\n\n", 1)[0]
+    documented = re.findall(r"^  (\w+):", args, re.M)
+    assert documented == [p.name for p in _constructor_parameters(full)]
+    # ... and they take its arguments after num_spatial_dims, with the same defaults
+    # (a linen module: as dataclass fields, and no rngs).
+    params = _constructor_parameters(cls)
+    want = _constructor_parameters(full)[1:]
+    if module == "convt_jax.flax.linen":
+        want = [p.replace(kind=P.POSITIONAL_OR_KEYWORD) for p in want if p.name != "rngs"]
+        params = [p.replace(annotation=P.empty) for p in params]
+        want = [p.replace(annotation=P.empty) for p in want]
+    assert params == want, cls
 
 
 # --- signatures ---------------------------------------------------------------------------
@@ -315,17 +412,10 @@ def test_output_shape_matches_the_operation(case):
 
 
 def _doctests():
-    """Every ``>>>`` example in every loaded module of the package, private ones included."""
+    """Every ``>>>`` example in every module of the package, private ones included."""
     finder = doctest.DocTestFinder(exclude_empty=True)
-    modules = [
-        mod
-        for name, mod in sorted(sys.modules.items())
-        if (name == "convt_jax" or name.startswith("convt_jax."))
-        and name != "convt_jax.__main__"
-        and mod is not None
-    ]
     tests = {}
-    for module in modules:
+    for module in filter(None, PACKAGE_MODULES.values()):
         for t in finder.find(module):
             if t.examples:
                 tests[t.name] = t
@@ -333,6 +423,25 @@ def _doctests():
 
 
 DOCTESTS = _doctests()
+# A module left out for a missing optional dependency shows in the report as a skip.
+_NOT_IMPORTED = [
+    pytest.param(
+        None,
+        id=name,
+        marks=pytest.mark.skip(reason=_skip_reason(name)),
+    )
+    for name, module in PACKAGE_MODULES.items()
+    if module is None
+]
+
+
+def test_every_module_is_searched_for_examples():
+    # The Flax modules' examples once ran only when another test file had imported them.
+    modules = {t.globs["__name__"] for t in DOCTESTS}
+    assert {"convt_jax.nn._layers", "convt_jax.nn._torch", "convt_jax.typing"} <= modules
+    if PACKAGE_MODULES["convt_jax.flax"] is None:
+        pytest.skip(_skip_reason("convt_jax.flax"))
+    assert {"convt_jax.flax._nnx", "convt_jax.flax.linen"} <= modules
 
 
 def test_every_public_function_has_a_doctest_that_is_run():
@@ -340,7 +449,7 @@ def test_every_public_function_has_a_doctest_that_is_run():
     assert set(OPS) | {"conv_transpose_output_shape"} | set(ct.layouts.__all__) <= names
 
 
-@pytest.mark.parametrize("test", DOCTESTS, ids=[t.name for t in DOCTESTS])
+@pytest.mark.parametrize("test", [pytest.param(t, id=t.name) for t in DOCTESTS] + _NOT_IMPORTED)
 def test_docstring_examples(test):
     report: list[str] = []
     runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
