@@ -4,6 +4,7 @@
     python -m benchmarks.models --small --rounds 1    # scaled-down models (a smoke test)
     python -m benchmarks.models --models dcgan,hifigan --rounds 9 --out models.md
     python -m benchmarks.models --list                # the models and their transposed layers
+    python -m benchmarks.models --bfloat16            # mixed precision: bfloat16 compute
 
 A step is loss -> gradients of every parameter (``jax.value_and_grad`` under
 ``jax.jit`` / ``torch.autograd.grad``), with a mean-squared-error loss
@@ -33,6 +34,17 @@ PyTorch's (the stand-in against PyTorch's stand-in); a float32 difference above
 sides, where rounding cannot hide a wrong result.  The 3-D decoder uses
 k=s=2 up-convolutions (nnU-Net's and the 3-D U-Net paper's); ``--unet3d-kernel
 4`` uses k4 s2 p1 instead.
+
+``--bfloat16`` times a mixed-precision step instead: float32 parameters, bfloat16
+compute, the policy of PyTorch's ``torch.autocast("cpu", dtype=torch.bfloat16)``
+on both sides: every convolution and transposed convolution casts its input,
+weight and bias to bfloat16 and returns bfloat16 (float32 sums inside), the other
+layers run in the dtype they are given (normalisation statistics in float32), and
+the loss is taken in float32; the gradients of the float32 parameters come back in
+float32 through the casts.  The two policies round differently, so each
+mixed-precision step is checked against PyTorch's float32 step, beside PyTorch's
+autocast step against the same: a step is flagged where its error is more than
+``BF16_MISMATCH`` times PyTorch's own.
 """
 
 from __future__ import annotations
@@ -97,10 +109,17 @@ def _standin_size(length, k, s, p, op):
 class JaxOps:
     """Layers in jax.lax / jax.numpy; ``convt`` is convt_jax, jax.lax or the stand-in."""
 
-    def __init__(self, convt: str, method: str = "auto"):
-        self.kind, self.method = convt, method
+    def __init__(self, convt: str, method: str = "auto", compute=None):
+        self.kind, self.method, self.compute = convt, method, compute
+
+    def _cast(self, *arrays):
+        """The operands of a (transposed) convolution in the compute dtype (autocast)."""
+        if self.compute is None:
+            return arrays
+        return tuple(None if a is None else a.astype(self.compute) for a in arrays)
 
     def conv(self, x, w, b=None, stride=1, padding=0, dilation=1):
+        x, w, b = self._cast(x, w, b)
         nd = x.ndim - 2
         spec = "DHW"[3 - nd :]
         y = jax.lax.conv_general_dilated(
@@ -110,10 +129,13 @@ class JaxOps:
             [(padding, padding)] * nd,
             rhs_dilation=(dilation,) * nd,
             dimension_numbers=("NC" + spec, "OI" + spec, "NC" + spec),
-        )
+            # float32 sums for bfloat16 operands too (as PyTorch's kernels)
+            preferred_element_type=jnp.promote_types(x.dtype, jnp.float32),
+        ).astype(x.dtype)
         return y if b is None else y + b.reshape(-1, *(1,) * nd)
 
     def convt(self, x, w, b, stride, padding, output_padding=0):
+        x, w, b = self._cast(x, w, b)
         nd = x.ndim - 2
         if self.kind == "convt_jax":
             return ct.conv_transpose(x, w, b, stride, padding, output_padding, method=self.method)
@@ -140,10 +162,13 @@ class JaxOps:
 
     @staticmethod
     def _norm(x, axes, gamma, beta, eps=1e-5):
-        mean = x.mean(axis=axes, keepdims=True)
-        var = jnp.square(x - mean).mean(axis=axes, keepdims=True)
+        # statistics in float32 also where the activations are bfloat16 (mixed precision)
+        xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+        mean = xf.mean(axis=axes, keepdims=True)
+        var = jnp.square(xf - mean).mean(axis=axes, keepdims=True)
         shape = (-1, *(1,) * (x.ndim - 2))
-        return (x - mean) * jax.lax.rsqrt(var + eps) * gamma.reshape(shape) + beta.reshape(shape)
+        y = (xf - mean) * jax.lax.rsqrt(var + eps) * gamma.reshape(shape) + beta.reshape(shape)
+        return y.astype(x.dtype)
 
     def batch_norm(self, x, gamma, beta):
         return self._norm(x, (0, *range(2, x.ndim)), gamma, beta)
@@ -427,19 +452,23 @@ def transposed_layers(model: Model, params: dict) -> list[str]:
     return layers
 
 
-def jax_step(model: Model, kind: str, method: str):
-    """Jitted (params, target, *inputs) -> (loss, gradient dict)."""
-    ops = JaxOps(kind, method)
+def jax_step(model: Model, kind: str, method: str, compute=None):
+    """Jitted (params, target, *inputs) -> (loss, gradient dict); ``compute`` (bfloat16):
+    the convolutions' operands cast to it (autocast's policy), the loss in float32."""
+    ops = JaxOps(kind, method, compute)
 
     def loss(params, target, *inputs):
         y = model.fn(ops, Params(params), *inputs, **model.kwargs)
-        return jnp.mean(jnp.square(y - target))
+        return jnp.mean(jnp.square(y.astype(target.dtype) - target))
 
     return jax.jit(jax.value_and_grad(loss))
 
 
-def torch_step(model: Model, kind: str, params: dict, target, inputs):
-    """() -> (loss, gradient dict) with PyTorch; parameters are leaf tensors."""
+def torch_step(model: Model, kind: str, params: dict, target, inputs, autocast=False):
+    """() -> (loss, gradient dict) with PyTorch; parameters are leaf tensors; ``autocast``:
+    the forward under ``torch.autocast("cpu", dtype=torch.bfloat16)``."""
+    import contextlib
+
     import torch
 
     tp = {k: torch.from_numpy(v.copy()).requires_grad_(True) for k, v in params.items()}
@@ -449,8 +478,12 @@ def torch_step(model: Model, kind: str, params: dict, target, inputs):
     names = list(tp)
 
     def step():
-        y = model.fn(ops, Params(tp), *tx, **model.kwargs)
-        loss = torch.mean(torch.square(y - tt))
+        mixed = (
+            torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+        )
+        with mixed:
+            y = model.fn(ops, Params(tp), *tx, **model.kwargs)
+        loss = torch.mean(torch.square(y.float() - tt))
         grads = torch.autograd.grad(loss, [tp[k] for k in names])
         return loss, dict(zip(names, grads, strict=True))
 
@@ -476,6 +509,7 @@ def _max_rel_error(a, b) -> float:
 
 
 MISMATCH = 1e-3  # worst relative error of a float32 step that is checked again in float64
+BF16_MISMATCH = 4.0  # a mixed-precision step this many times PyTorch's error is flagged
 
 
 def _float64_error(
@@ -505,8 +539,9 @@ def _float64_error(
     return _max_rel_error(ours, theirs)
 
 
-def bench_model(model: Model, rounds: int, method: str, with_lax: bool, log=print):
+def bench_model(model: Model, rounds: int, method: str, with_lax: bool, log=print, bfloat16=False):
     """{variant: [ms per round]} and {variant: relative error against PyTorch}."""
+    compute = jnp.bfloat16 if bfloat16 else None
     params = init(model)
     inputs, target = _data(model, params)
     jp, jt, jx = (
@@ -517,25 +552,38 @@ def bench_model(model: Model, rounds: int, method: str, with_lax: bool, log=prin
     kinds = ["convt_jax", "jax.lax", "JAX stand-in"] if with_lax else ["convt_jax", "JAX stand-in"]
     steps = {}
     for kind in kinds:
-        f = jax_step(model, "stand-in" if kind == "JAX stand-in" else kind, method)
+        f = jax_step(model, "stand-in" if kind == "JAX stand-in" else kind, method, compute)
         t0 = time.perf_counter()
         f = f.lower(jp, jt, *jx).compile()
         log(f"  {model.name} {kind:>16}: compiled in {time.perf_counter() - t0:6.1f} s")
         steps[kind] = lambda f=f: jax.block_until_ready(f(jp, jt, *jx))
-    steps["PyTorch"] = torch_step(model, "PyTorch", params, target, inputs)
-    steps["PyTorch stand-in"] = torch_step(model, "stand-in", params, target, inputs)
+    steps["PyTorch"] = torch_step(model, "PyTorch", params, target, inputs, bfloat16)
+    steps["PyTorch stand-in"] = torch_step(model, "stand-in", params, target, inputs, bfloat16)
     ref = {"convt_jax": "PyTorch", "jax.lax": "PyTorch", "JAX stand-in": "PyTorch stand-in"}
     outs, errors = {}, {}
     for kind, f in steps.items():  # warm-up and check
         t0 = time.perf_counter()
         outs[kind] = f()
         log(f"  {model.name} {kind:>16}: first step {1e3 * (time.perf_counter() - t0):8.1f} ms")
+    if bfloat16:  # both frameworks' mixed-precision steps against PyTorch's float32 one
+        f32 = {
+            "PyTorch": torch_step(model, "PyTorch", params, target, inputs)(),
+            "PyTorch stand-in": torch_step(model, "stand-in", params, target, inputs)(),
+        }
+        for kind, r in ref.items():
+            if kind in outs:
+                err, theirs = _max_rel_error(outs[kind], f32[r]), _max_rel_error(outs[r], f32[r])
+                errors[kind] = (err, None, theirs)
+                log(
+                    f"  {model.name} {kind:>16}: loss and gradients vs {r} float32: worst "
+                    f"relative error {err:.1e} ({r} autocast: {theirs:.1e})"
+                )
     for kind, r in ref.items():
-        if kind in outs:
+        if kind in outs and not bfloat16:
             err = _max_rel_error(outs[kind], outs[r])
             err64 = (
                 _float64_error(model, kind, r, method, params, inputs, target)
-                if err > MISMATCH
+                if err > MISMATCH and not bfloat16
                 else None
             )
             errors[kind] = (err, err64)
@@ -558,7 +606,7 @@ def bench_model(model: Model, rounds: int, method: str, with_lax: bool, log=prin
     return {k: [1e3 * t for t in v] for k, v in times.items()}, errors
 
 
-def table(results: dict, all_models: dict, header: str, errors: dict) -> str:
+def table(results: dict, all_models: dict, header: str, errors: dict, mixed: bool = False) -> str:
     lines = [
         "### Training step (loss -> gradients of every parameter): milliseconds\n",
         header,
@@ -605,7 +653,10 @@ def table(results: dict, all_models: dict, header: str, errors: dict) -> str:
         "convolutions add. Models:\n"
     )
 
-    def check(kind, err, err64):
+    def check(kind, err, err64, theirs=None):
+        if theirs is not None:  # mixed precision: against PyTorch's float32 step
+            flag = " **mismatch**" if err > BF16_MISMATCH * theirs else ""
+            return f"{kind} {err:.0e} (PyTorch autocast {theirs:.0e}{flag})"
         if err64 is None:
             return f"{kind} {err:.0e}"
         verdict = " (**mismatch**)" if err64 > 1e-9 else ""
@@ -617,8 +668,13 @@ def table(results: dict, all_models: dict, header: str, errors: dict) -> str:
             f"* **{name}**: {all_models[name].what}. `jax.lax.conv_transpose` "
             f"expresses every transposed layer (no groups, no output_padding). "
             f"Worst relative error of loss and gradients against PyTorch: {err}"
-            f" (float32 errors above {MISMATCH:g} are checked again in float64, "
-            f"where a correct step agrees to rounding)."
+            + (
+                " (mixed precision: both frameworks' bfloat16 steps against PyTorch's float32 "
+                f"step; flagged above {BF16_MISMATCH:g}x PyTorch's own error)."
+                if mixed
+                else f" (float32 errors above {MISMATCH:g} are checked again in float64, "
+                "where a correct step agrees to rounding)."
+            )
         )
     return "\n".join(lines)
 
@@ -649,6 +705,11 @@ def main(argv=None) -> int:
         help="PyTorch threads (default: the CPUs this process may use)",
     )
     parser.add_argument("--no-lax", action="store_true", help="skip the jax.lax variant")
+    parser.add_argument(
+        "--bfloat16",
+        action="store_true",
+        help="mixed precision: float32 parameters, bfloat16 compute (PyTorch: autocast)",
+    )
     parser.add_argument(
         "--list", action="store_true", help="print the models and their transposed layers and exit"
     )
@@ -681,14 +742,16 @@ def main(argv=None) -> int:
             args.method,
             not args.no_lax,
             log=lambda s: print(s, file=sys.stderr, flush=True),
+            bfloat16=args.bfloat16,
         )
     end = _machine.matmul_rates()
     header = (
         _machine.header(start, end) + f"\n\nMedian of {args.rounds} rounds (frameworks "
         f"alternating); convt_jax method={args.method!r}"
-        f"{'; --small sizes' if args.small else ''}."
+        f"{'; --small sizes' if args.small else ''}"
+        f"{'; mixed precision (bfloat16 compute, float32 parameters)' if args.bfloat16 else ''}."
     )
-    text = table(results, all_models, header, errors)
+    text = table(results, all_models, header, errors, args.bfloat16)
     print(text)
     if args.out:
         with open(args.out, "w") as fh:

@@ -4,6 +4,7 @@
     python -m benchmarks.run --quick              # fewer shapes and rounds
     python -m benchmarks.run --shapes dcgan1,group8,k3s2op1_cl,unet1_bf16 --rounds 9 --out t.md
     python -m benchmarks.run --shapes dcgan2,unet1 --channels-last   # the _cl variants of those
+    python -m benchmarks.run --shapes dcgan2,unet1 --bfloat16        # the _bf16 variants
     python -m benchmarks.run --list               # every shape and what it is
 
 Shape names: a base name from ``SHAPES``, optionally followed by ``_cl``
@@ -99,7 +100,9 @@ DESCRIPTION = {
     "wide3d": "wide 3-D, 128 channels, k4 s2",
 }
 OUTPUT_PADDING = {"k3s2op1": 1, "k3s2op1w": 1}
-# The default suite: every base shape, channels-last variants of several, bfloat16 for two.
+# The default suite: every base shape, channels-last variants of several, and bfloat16 in
+# both layouts for six (DCGAN k4 s2 x2, U-Net k2 s2, k3 s1, HiFi-GAN's k16 s8 1-D, V-Net's
+# k2 s2 3-D).
 CHANNELS_LAST = (
     "dcgan2",
     "dcgan4",
@@ -112,8 +115,13 @@ CHANNELS_LAST = (
     "vnet3d",
     "wide3d",
 )
-BFLOAT16 = ("dcgan2", "k3s2op1")
-SUITE = (*SHAPES, *(f"{n}_cl" for n in CHANNELS_LAST), *(f"{n}_bf16" for n in BFLOAT16))
+BFLOAT16 = ("dcgan2", "dcgan3", "unet1", "s1k3", "hifigan", "vnet3d")
+SUITE = (
+    *SHAPES,
+    *(f"{n}_cl" for n in CHANNELS_LAST),
+    *(f"{n}_bf16" for n in BFLOAT16),
+    *(f"{n}_cl_bf16" for n in BFLOAT16),
+)
 QUICK = (
     "dcgan1",
     "dcgan4",
@@ -474,6 +482,11 @@ def main(argv=None) -> int:
         help="run the channels-last (_cl) variant of every selected shape",
     )
     parser.add_argument(
+        "--bfloat16",
+        action="store_true",
+        help="run the bfloat16 (_bf16) variant of every selected shape",
+    )
+    parser.add_argument(
         "--methods",
         default=",".join(METHODS),
         help="comma-separated values of convt_jax's method= argument",
@@ -511,6 +524,8 @@ def main(argv=None) -> int:
             else (n[:-5] + "_cl_bf16" if n.endswith("_bf16") else n + "_cl")
             for n in names
         ]
+    if args.bfloat16:
+        names = [n if case(n).dtype == "bfloat16" else n + "_bf16" for n in names]
     try:
         [case(n) for n in names]
     except ValueError as e:
