@@ -150,9 +150,10 @@ class autotune(contextlib.AbstractContextManager):  # noqa: N801  (reads as a fu
     ``convt_jax.autotune(False)``) it sets the global switch; used as a
     context manager, the previous setting comes back at the end of the block.
 
-    >>> import convt_jax
-    >>> with convt_jax.autotune():
-    ...     pass  # calls first traced here use the forms measured fastest
+    Examples:
+      >>> import convt_jax
+      >>> with convt_jax.autotune():
+      ...     pass  # calls first traced here use the forms measured fastest
     """
 
     def __init__(self, enabled: bool = True):
@@ -477,9 +478,10 @@ def tuning_cache() -> list[dict[str, Any]]:
       to compile or run), ``medians`` (the median runs), ``machine`` and, if a
       candidate failed, ``errors``.  A snapshot: changing it changes nothing.
 
-    >>> import convt_jax
-    >>> isinstance(convt_jax.tuning_cache(), list)
-    True
+    Examples:
+      >>> import convt_jax
+      >>> isinstance(convt_jax.tuning_cache(), list)
+      True
     """
     with _lock:
         _load(_machine())

@@ -449,6 +449,24 @@ def test_every_public_function_has_a_doctest_that_is_run():
     assert set(OPS) | {"conv_transpose_output_shape"} | set(ct.layouts.__all__) <= names
 
 
+def test_examples_stand_in_an_examples_section():
+    # Google style's "Examples:" section is what mkdocstrings-python renders as code; a
+    # `>>>` anywhere else (an "Example:" admonition, plain text) is Markdown there and
+    # reads as three nested blockquotes (tests/test_docs.py checks the built pages).
+    outside = []
+    for t in DOCTESTS:
+        lines = inspect.cleandoc(t.docstring or "").splitlines()
+        for i, line in enumerate(lines):
+            if not line.lstrip().startswith(">>>"):
+                continue
+            indent = len(line) - len(line.lstrip())
+            above = (a for a in reversed(lines[:i]) if a.strip())
+            header = next((a for a in above if len(a) - len(a.lstrip()) < indent), None)
+            if header is None or header.strip() != "Examples:":
+                outside.append(f"{t.name}: {line.strip()}")
+    assert not outside, "\n".join(outside)
+
+
 @pytest.mark.parametrize("test", [pytest.param(t, id=t.name) for t in DOCTESTS] + _NOT_IMPORTED)
 def test_docstring_examples(test):
     report: list[str] = []
