@@ -1,8 +1,11 @@
 """The examples of the README and of the documentation pages run and print what they say;
-.ci/run runs Quick start command (2)."""
+.ci/run runs Quick start command (2); the built site shows every ``>>>`` example as code."""
 
 from __future__ import annotations
 
+import html.parser
+import importlib.util
+import os
 import pathlib
 import re
 import subprocess
@@ -141,3 +144,105 @@ def test_main_demo_runs(tmp_path):
         assert im.format == "PNG" and im.mode == "L"
         width, height = im.size
     assert width > height > 0
+
+
+# --- the built site ---------------------------------------------------------------------
+
+# What `mkdocs build` needs besides this package: the docs dependency group of
+# pyproject.toml (mkdocs, its theme, mkdocstrings' Python handler, mkdocs-jupyter).
+_DOCS_MODULES = (
+    "mkdocs",
+    "material",
+    "mkdocstrings",
+    "mkdocstrings_handlers.python",
+    "mkdocs_jupyter",
+)
+API_PAGES = ["convt_jax", "nn", "init", "layouts", "flax", "linen", "typing"]
+
+
+class _Prompts(html.parser.HTMLParser):
+    """A page's ``>>>`` prompts: those in ``<pre>``/``<code>`` (code) and those outside
+    (text), and the blockquotes nested in blockquotes (what Markdown makes of ``>>>``)."""
+
+    def __init__(self) -> None:
+        super().__init__()  # convert_charrefs: "&gt;&gt;&gt;" arrives as ">>>"
+        self.depth = {"pre": 0, "code": 0, "blockquote": 0}
+        self.in_code = self.in_text = self.nested_blockquotes = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.depth:
+            if tag == "blockquote" and self.depth[tag]:
+                self.nested_blockquotes += 1
+            self.depth[tag] += 1
+
+    def handle_endtag(self, tag):
+        if tag in self.depth and self.depth[tag]:
+            self.depth[tag] -= 1
+
+    def handle_data(self, data):
+        n = data.count(">>>")
+        if self.depth["pre"] or self.depth["code"]:
+            self.in_code += n
+        else:
+            self.in_text += n
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    if not DOCS.is_dir():
+        pytest.skip("no docs/ here (an sdist)")
+    missing = [m for m in _DOCS_MODULES if not _importable(m)]
+    if missing:
+        pytest.skip(
+            f"the docs dependency group is not installed (no {', '.join(missing)}): "
+            "pip install --group docs"
+        )
+    out = tmp_path_factory.mktemp("site")
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out
+
+
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # its parent package is missing
+        return False
+
+
+def _prompts(page: pathlib.Path) -> _Prompts:
+    parser = _Prompts()
+    parser.feed(page.read_text(encoding="utf-8"))
+    parser.close()
+    return parser
+
+
+def test_site_shows_every_prompt_as_code(site):
+    # A docstring example outside Google style's "Examples:" section (or a Markdown
+    # page's `>>>` outside a fence) is Markdown: its prompts become text or, more often,
+    # three nested blockquotes run together into one paragraph.
+    pages = sorted(site.rglob("*.html"))
+    assert pages
+    bad = []
+    for page in pages:
+        prompts = _prompts(page)
+        if prompts.in_text or prompts.nested_blockquotes:
+            rel = page.relative_to(site)
+            bad.append(
+                f"{rel}: {prompts.in_text} '>>>' outside <pre>/<code>, "
+                f"{prompts.nested_blockquotes} nested <blockquote>"
+            )
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("name", API_PAGES)
+def test_api_page_shows_its_examples_as_code(site, name):
+    # Each API page documents objects with docstring examples: they are there, as code.
+    assert _prompts(site / "api" / name / "index.html").in_code > 0
