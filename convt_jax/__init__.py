@@ -6,6 +6,7 @@ from . import layouts as layouts
 from . import nn as nn
 from . import typing as typing
 from ._onednn import BackendInfo as BackendInfo
+from ._onednn import BackendWarning as BackendWarning
 from ._onednn import backend_info as backend_info
 from ._op import conv_transpose as conv_transpose
 from ._op import conv_transpose1d as conv_transpose1d
@@ -24,6 +25,7 @@ del PackageNotFoundError, version
 
 __all__ = [
     "BackendInfo",
+    "BackendWarning",
     "autotune",
     "backend_info",
     "clear_tuning_cache",

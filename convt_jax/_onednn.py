@@ -19,7 +19,10 @@ the jaxlib that runs it (``jax.ffi.include_dir()``) and the oneDNN of the ``oned
 jaxlib and oneDNN versions and the compiler; later processes load the cached library.  A
 new jaxlib gets its own build.  Where any step fails (another OS or CPU, no compiler, the
 extra not installed, a build error) or ``CONVT_JAX_ONEDNN=0`` is set, nothing is raised:
-the XLA forms run, and :func:`backend_info` says which backend is in use and why.
+the XLA forms run, and :func:`backend_info` says which backend is in use and why.  Where the
+``onednn`` extra is installed on Linux x86-64 (or ``CONVT_JAX_ONEDNN_ROOT`` is set) and the
+backend still cannot be built or loaded, a :class:`BackendWarning` says so once, with the
+reason and the fix.
 
 What stays on the XLA forms: float64 and complex dtypes (oneDNN has no such kernels),
 ``preferred_element_type`` other than float32, empty operands, programs that XLA's SPMD
@@ -44,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 
 import jax
@@ -83,6 +87,22 @@ class BackendInfo:
     reason: str
     onednn_version: str | None = None
     library: str | None = None
+
+
+class BackendWarning(RuntimeWarning):
+    """The ``onednn`` extra is installed but its CPU backend cannot be built or loaded here,
+    so convt_jax runs on XLA's own (slower) convolutions.
+
+    Issued once per process, at the first call that asks for the backend, with the reason
+    (no C++ compiler, a failed build, ...) and how to fix it.  Silence it with
+    ``CONVT_JAX_ONEDNN=0`` (which keeps the XLA forms without trying) or with
+    :mod:`warnings`.
+
+    Examples:
+        >>> import warnings
+        >>> import convt_jax as ct
+        >>> warnings.filterwarnings("ignore", category=ct.BackendWarning)
+    """
 
 
 class _Unavailable(Exception):
@@ -219,6 +239,30 @@ def _build(include: pathlib.Path, libdir: pathlib.Path) -> pathlib.Path:
     return target
 
 
+def _extra_installed() -> bool:
+    """Whether the user asked for the backend: the ``onednn`` extra's packages are installed
+    or ``CONVT_JAX_ONEDNN_ROOT`` names a oneDNN."""
+    if os.environ.get("CONVT_JAX_ONEDNN_ROOT"):
+        return True
+    try:
+        importlib.metadata.distribution("onednn-cpu-gomp")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def _warn_unavailable(reason: str) -> None:
+    warnings.warn(
+        "convt_jax: the oneDNN CPU backend (the 'onednn' extra, installed) cannot be used, "
+        f"so every layer runs on XLA's slower convolutions: {reason}. Fix that (e.g. install a "
+        "C++ compiler: apt-get install g++; the backend is compiled on first use), or set "
+        f"{ENV_SWITCH}=0 to use XLA's convolutions without this warning "
+        "(convt_jax.backend_info() says which backend is in use and why).",
+        BackendWarning,
+        stacklevel=2,
+    )
+
+
 def _load() -> BackendInfo:
     global _library
     if _disabled_by_env():
@@ -230,7 +274,10 @@ def _load() -> BackendInfo:
             f"{sys.platform} {platform.machine()})",
         )
     if _compat.ffi_include_dir() is None:
-        return BackendInfo("xla", f"jax {jax.__version__} has no jax.ffi")
+        reason = f"jax {jax.__version__} has no jax.ffi"
+        if _extra_installed():
+            _warn_unavailable(reason)
+        return BackendInfo("xla", reason)
     try:
         include, libdir = _onednn_paths()
         path = _build(include, libdir)
@@ -241,6 +288,8 @@ def _load() -> BackendInfo:
         for target in _TARGETS.values():
             _compat.register_ffi_target(target, getattr(lib, target))
     except _Unavailable as e:
+        if _extra_installed():
+            _warn_unavailable(str(e))
         return BackendInfo("xla", str(e))
     _library = lib
     v = lib.convt_jax_onednn_version()

@@ -460,6 +460,7 @@ def test_pinned_onednn_where_it_cannot_apply_is_a_clear_error():
 
 
 def _child(env: dict, code: str) -> dict:
+    """The JSON the child prints last, with its standard error under ``"stderr"``."""
     full = {**os.environ, **env}
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
@@ -469,11 +470,12 @@ def _child(env: dict, code: str) -> dict:
         timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "stderr": proc.stderr}
 
 
 _CHILD = """
-    import json
+    import json, warnings
+    warnings.simplefilter("always")
     import jax, jax.numpy as jnp, numpy as np
     import convt_jax as ct
     x = jnp.asarray(np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4))
@@ -488,22 +490,63 @@ _CHILD = """
 
 
 @pytest.mark.parametrize(
-    "env, reason",
+    "env, reason, warns",
     [
-        ({"CONVT_JAX_ONEDNN": "0"}, "switched off by CONVT_JAX_ONEDNN=0"),
-        ({"CXX": "/nonexistent/c++", "PATH": "/nonexistent"}, "no C++ compiler"),
-        ({"CONVT_JAX_ONEDNN_ROOT": "/nonexistent"}, "no include/oneapi/dnnl/dnnl.hpp"),
+        ({"CONVT_JAX_ONEDNN": "0"}, "switched off by CONVT_JAX_ONEDNN=0", False),
+        ({"CXX": "/nonexistent/c++", "PATH": "/nonexistent"}, "no C++ compiler", True),
+        ({"CONVT_JAX_ONEDNN_ROOT": "/nonexistent"}, "no include/oneapi/dnnl/dnnl.hpp", True),
     ],
     ids=["switch", "no-compiler", "no-onednn"],
 )
-def test_without_the_backend_the_package_runs_on_xla_and_says_why(env, reason, tmp_path):
+def test_without_the_backend_the_package_runs_on_xla_and_says_why(env, reason, warns, tmp_path):
+    """The extra is installed here: where it cannot be used, one BackendWarning says why
+    and how to fix or silence it; switched off on purpose, nothing is said."""
     env = {**env, "CONVT_JAX_CACHE_DIR": str(tmp_path)}  # nothing cached: a build is needed
     got = _child(env, _CHILD)
     assert got["backend"] == "xla" and reason in got["reason"], got
     assert not got["ffi"]
+    assert got["stderr"].count("BackendWarning") == int(warns), got["stderr"]
+    if warns:
+        assert reason in got["stderr"] and "CONVT_JAX_ONEDNN=0" in got["stderr"]
     want = _child({}, _CHILD)
     assert want["backend"] == "onednn" and want["ffi"]
     np.testing.assert_allclose(got["y"], want["y"], rtol=1e-6)
+
+
+def test_no_warning_where_the_extra_is_not_installed(tmp_path):
+    """Without the onednn extra (here: its packages reported absent) the XLA forms are
+    what the user asked for: no warning, only backend_info's reason."""
+    code = """
+        import json, warnings
+        import convt_jax as ct
+        from convt_jax import _onednn
+        _onednn._extra_installed = lambda: False
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            info = ct.backend_info()
+        print(json.dumps(dict(backend=info.backend, reason=info.reason,
+                              warned=[str(w.category.__name__) for w in caught])))
+    """
+    env = {"CXX": "/nonexistent/c++", "PATH": "/nonexistent", "CONVT_JAX_CACHE_DIR": str(tmp_path)}
+    got = _child(env, code)
+    assert got["backend"] == "xla" and "no C++ compiler" in got["reason"]
+    assert got["warned"] == []
+
+
+def test_the_warning_is_a_category_users_can_filter(tmp_path):
+    code = """
+        import json, warnings
+        import convt_jax as ct
+        warnings.filterwarnings("error")  # any warning would fail the child...
+        warnings.filterwarnings("ignore", category=ct.BackendWarning)  # ...but this one
+        info = ct.backend_info()
+        print(json.dumps(dict(backend=info.backend,
+                              sub=issubclass(ct.BackendWarning, RuntimeWarning))))
+    """
+    env = {"CXX": "/nonexistent/c++", "PATH": "/nonexistent", "CONVT_JAX_CACHE_DIR": str(tmp_path)}
+    got = _child(env, code)
+    assert got["backend"] == "xla" and got["sub"]
+    assert "BackendWarning" not in got["stderr"]
 
 
 def test_a_build_failure_leaves_the_package_on_xla(tmp_path):
