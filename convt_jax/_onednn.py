@@ -493,8 +493,8 @@ def _call(
     a: jax.Array,
     b: jax.Array,
     config: Config,
-    dtype=np.float32,
-    out_dtype=np.float32,
+    dtype: np.dtype = np.dtype(np.float32),
+    out_dtype: np.dtype = np.dtype(np.float32),
 ):
     """One FFI call: ``a`` and ``b`` in ``dtype`` (converted if need be), the result of
     ``shape`` in ``out_dtype``."""
@@ -586,5 +586,5 @@ def weight_grad(g: jax.Array, x: jax.Array, config: Config) -> jax.Array:
     # Half-precision operands: a float32 gradient (summed over the batch in float32), then
     # rounded once.
     native = _native("weight_grad", config, x.shape, shape, g, x)
-    dw = _call("weight_grad", shape, g, x, config, native or np.float32)
+    dw = _call("weight_grad", shape, g, x, config, native or np.dtype(np.float32))
     return _flip(dw, config).astype(g.dtype)
