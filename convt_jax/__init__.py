@@ -5,6 +5,11 @@ from importlib.metadata import PackageNotFoundError, version
 from . import layouts as layouts
 from . import nn as nn
 from . import typing as typing
+from ._conv import conv as conv
+from ._conv import conv1d as conv1d
+from ._conv import conv2d as conv2d
+from ._conv import conv3d as conv3d
+from ._conv import conv_output_shape as conv_output_shape
 from ._onednn import BackendInfo as BackendInfo
 from ._onednn import BackendWarning as BackendWarning
 from ._onednn import backend_info as backend_info
@@ -29,6 +34,11 @@ __all__ = [
     "autotune",
     "backend_info",
     "clear_tuning_cache",
+    "conv",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_output_shape",
     "conv_transpose",
     "conv_transpose1d",
     "conv_transpose2d",

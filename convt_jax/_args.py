@@ -1038,3 +1038,201 @@ def check_autotune_switch(enabled: Any) -> bool:
             f"autotune(enabled={enabled!r}) must be a bool, not {type(enabled).__name__}"
         )
     return bool(enabled)
+
+
+# --- the regular convolution (convt_jax.conv*) -----------------------------------------------
+
+CONV_WEIGHT = "(C_out, C_in // groups, *kernel)"
+
+
+class ConvBound(NamedTuple):
+    """A regular convolution's call, bound: the transposed convolution it is the input
+    gradient of (``config``: the same stride, dilation and groups, the crop of the
+    convolution's zero padding, with the output padding that maps back to exactly the
+    input's size), and what the caller needs besides it."""
+
+    config: Config
+    batched: bool
+    out_shape: tuple[int, ...]
+    padding: Pairs  # (lo, hi) per axis, as the input is padded
+    padding_mode: str
+
+
+def conv_spatial_rank(weight_shape: Sequence[int], num_spatial: int | None, fn_name: str) -> int:
+    """A regular convolution's number of spatial axes: ``num_spatial`` or ``weight.ndim - 2``."""
+    w_shape = tuple(int(s) for s in weight_shape)
+    if num_spatial is None:
+        if len(w_shape) < 3:
+            raise ValueError(f"weight of shape {w_shape} must have rank >= 3: {CONV_WEIGHT}")
+        return len(w_shape) - 2
+    if len(w_shape) != num_spatial + 2:
+        raise ValueError(
+            f"weight of shape {w_shape} must have rank {num_spatial + 2} for {fn_name}: "
+            f"{CONV_WEIGHT}"
+        )
+    return num_spatial
+
+
+def parse_conv_settings(
+    n: int,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: Any = 1,
+    channels_last: Any = False,
+    precision: Any = None,
+    preferred_element_type: Any = None,
+) -> Settings:
+    """:func:`parse_settings` for a regular convolution (no output padding, no conv_mode).
+
+    The padding strings are PyTorch's, spelt as PyTorch spells them, and ``"same"`` needs
+    stride 1 on every axis (PyTorch's rule: with a stride no padding gives every axis the
+    input's size)."""
+    if isinstance(padding, str) and padding not in PADDING_STRINGS:
+        raise ValueError(f"padding={padding!r} must be 'valid', 'same' or numbers")
+    settings = parse_settings(
+        n,
+        stride,
+        padding,
+        0,
+        groups,
+        dilation,
+        channels_last,
+        "cross_correlation",
+        precision,
+        preferred_element_type,
+    )
+    if settings.padding == "same" and any(s != 1 for s in settings.stride):
+        raise ValueError(
+            f"padding='same' needs stride=1 on every axis, got stride={stride!r} (as PyTorch: "
+            "pass the padding as numbers for a strided convolution)"
+        )
+    return settings
+
+
+def conv_pads(settings: Settings, kernel: Sequence[int]) -> Pairs:
+    """The ``(lo, hi)`` zero padding of the input per axis; ``"same"`` is PyTorch's: in
+    all ``d*(K - 1)``, the odd unit on the high side."""
+    if settings.padding == "valid":
+        return ((0, 0),) * settings.ndim
+    if settings.padding == "same":
+        return tuple(
+            (d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2)
+            for k, d in zip(kernel, settings.dilation, strict=True)
+        )
+    return cast(Pairs, settings.padding)
+
+
+def bind_conv(
+    settings: Settings,
+    input_shape: Sequence[int],
+    weight_shape: Sequence[int],
+    bias_shape: Sequence[int] | None = None,
+    padding_mode: Any = "zeros",
+) -> ConvBound:
+    """Check a regular convolution's settings against the shapes; build its :class:`Config`."""
+    s = settings
+    n = s.ndim
+    in_shape = tuple(int(v) for v in input_shape)
+    w_shape = tuple(int(v) for v in weight_shape)
+    check_input_rank(in_shape, w_shape, n)
+    mode = check_padding_mode(padding_mode)
+    batched = len(in_shape) == n + 2
+    if s.channels_last:
+        c_in, spatial = in_shape[-1], in_shape[-1 - n : -1]
+    else:
+        c_in, spatial = in_shape[-1 - n], in_shape[len(in_shape) - n :]
+    kernel = w_shape[2:]
+    g = s.groups
+    if any(k < 1 for k in kernel):
+        raise ValueError(f"weight of shape {w_shape} must have every kernel size >= 1")
+    if w_shape[0] < 1 or w_shape[1] < 1:
+        raise ValueError(
+            f"weight of shape {w_shape} must have weight.shape[0] = C_out >= 1 and "
+            "weight.shape[1] = C_in // groups >= 1"
+        )
+    if any(length < 1 for length in spatial):
+        raise ValueError(
+            f"input of shape {in_shape} must have every spatial size >= 1, got {spatial}"
+        )
+    if c_in != w_shape[1] * g:
+        raise ValueError(
+            f"input has {c_in} channels (shape {in_shape}, channels_last={s.channels_last}) but "
+            f"weight of shape {w_shape} with groups={g} expects weight.shape[1] * groups = "
+            f"{w_shape[1] * g} input channels"
+        )
+    c_out = w_shape[0]
+    if c_out % g:
+        raise ValueError(
+            f"groups={g} must divide the {c_out} output channels (weight.shape[0]) of "
+            f"weight of shape {w_shape}"
+        )
+    if bias_shape is not None:
+        b_shape = tuple(int(v) for v in bias_shape)
+        if b_shape != (c_out,):
+            raise ValueError(
+                f"bias of shape {b_shape} must have shape ({c_out},): C_out = weight.shape[0]"
+            )
+    pads = conv_pads(s, kernel)
+    # L_out = floor((L + lo + hi - d*(K - 1) - 1) / s) + 1, and the output padding of the
+    # transposed convolution that maps L_out back to exactly L.
+    rests = [
+        length + lo + hi - d * (k - 1) - 1
+        for length, k, d, (lo, hi) in zip(spatial, kernel, s.dilation, pads, strict=True)
+    ]
+    out_spatial = tuple(r // st + 1 for r, st in zip(rests, s.stride, strict=True))
+    if any(o < 1 for o in out_spatial):
+        raise ValueError(
+            f"output spatial size {out_spatial} must be >= 1 on every axis: input spatial size "
+            f"{spatial}, kernel {kernel}, stride {s.stride}, dilation {s.dilation} and padding "
+            f"{pads} give floor((L + lo + hi - d*(K-1) - 1) / s) + 1 < 1 (the dilated kernel "
+            "is longer than the padded input)"
+        )
+    if mode == "reflect" and any(max(p) >= n_ for p, n_ in zip(pads, spatial, strict=True)):
+        raise ValueError(
+            f"padding={pads} must be smaller than the input's spatial size {spatial} on every "
+            "axis for padding_mode='reflect' (a reflection cannot reach further)"
+        )
+    if mode == "circular" and any(max(p) > n_ for p, n_ in zip(pads, spatial, strict=True)):
+        raise ValueError(
+            f"padding={pads} must be at most the input's spatial size {spatial} on every "
+            "axis for padding_mode='circular' (the padding cannot wrap around more than once)"
+        )
+    output_padding = tuple(r % st for r, st in zip(rests, s.stride, strict=True))
+    config = Config(
+        stride=s.stride,
+        dilation=s.dilation,
+        crops=tuple(geo.crop_from_padding(p, a) for p, a in zip(pads, output_padding, strict=True)),
+        groups=g,
+        channels_last=s.channels_last,
+        flip=False,
+        precision=s.precision,
+        preferred_element_type=s.preferred_element_type,
+    )
+    lead = in_shape[:1] if batched else ()
+    out_shape = lead + (out_spatial + (c_out,) if s.channels_last else (c_out,) + out_spatial)
+    return ConvBound(config, batched, out_shape, pads, mode)
+
+
+def parse_conv(
+    input_shape: Sequence[int],
+    weight_shape: Sequence[int],
+    bias_shape: Sequence[int] | None,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    groups: Any,
+    channels_last: Any,
+    precision: Any = None,
+    preferred_element_type: Any = None,
+    padding_mode: Any = "zeros",
+    num_spatial: int | None = None,
+    fn_name: str = "conv",
+) -> ConvBound:
+    """:func:`parse_conv_settings` then :func:`bind_conv`: one regular convolution's call."""
+    n = conv_spatial_rank(weight_shape, num_spatial, fn_name)
+    check_input_rank(input_shape, weight_shape, n)
+    settings = parse_conv_settings(
+        n, stride, padding, dilation, groups, channels_last, precision, preferred_element_type
+    )
+    return bind_conv(settings, input_shape, weight_shape, bias_shape, padding_mode)
