@@ -75,6 +75,11 @@ def row(desc, fn, base, exc, match, *, torch=True, **kwargs):
         "2d": "conv_transpose2d",
         "3d": "conv_transpose3d",
         "nd": "conv_transpose",
+        # the regular convolution (SPEC §8): weight (C_out, C_in // groups, *kernel)
+        "c1d": "conv1d",
+        "c2d": "conv2d",
+        "c3d": "conv3d",
+        "cnd": "conv",
     }[fn]
     return Row(desc, fn, {**base, **kwargs}, exc, match, torch)
 
@@ -866,6 +871,129 @@ ROWS = [
     ),
 ]
 
+# --- the regular convolution: the same rules, PyTorch's conv{1,2,3}d as the reference --------
+CX1, CW1 = arr(1, 2, 5), arr(3, 2, 3)
+CX2, CW2 = arr(1, 2, 5, 5), arr(3, 2, 3, 3)
+CX3, CW3 = arr(1, 2, 4, 4, 4), arr(3, 2, 2, 2, 2)
+C1, C2, C3 = dict(input=CX1, weight=CW1), dict(input=CX2, weight=CW2), dict(input=CX3, weight=CW3)
+ROWS += [
+    row("conv: stride 0", "c2d", C2, V, m("stride=0 must be >= 1 on every axis"), stride=0),
+    row("conv: dilation 0 1d", "c1d", C1, V, m("dilation=(0,) must be >= 1"), dilation=(0,)),
+    row("conv: padding negative", "c2d", C2, V, m("padding=-1 must be >= 0"), padding=-1),
+    row("conv: groups 0", "c2d", C2, V, m("groups=0 must be >= 1"), groups=0),
+    row(
+        "conv: groups does not divide C_out",
+        "c2d",
+        dict(input=arr(1, 4, 5, 5), weight=CW2),
+        V,
+        m("groups=2 must divide the 3 output channels (weight.shape[0])"),
+        groups=2,
+    ),
+    row(
+        "conv: input channels != weight.shape[1] * groups",
+        "c2d",
+        dict(input=arr(1, 3, 5, 5), weight=CW2),
+        V,
+        m("input has 3 channels", "expects weight.shape[1] * groups = 2 input channels"),
+    ),
+    row(
+        "conv: bias shape",
+        "c2d",
+        dict(C2, bias=arr(2)),
+        V,
+        m("bias of shape (2,) must have shape (3,): C_out = weight.shape[0]"),
+    ),
+    row(
+        "conv: padding same with stride 2",
+        "c2d",
+        C2,
+        V,
+        m("padding='same' needs stride=1 on every axis, got stride=2"),
+        padding="same",
+        stride=2,
+    ),
+    row(
+        "conv: padding string in upper case",
+        "c1d",
+        C1,
+        V,
+        m("padding='SAME' must be 'valid', 'same' or numbers"),
+        padding="SAME",
+    ),
+    row(
+        "conv: kernel longer than the padded input",
+        "c2d",
+        dict(input=arr(1, 2, 2, 2), weight=CW2),
+        V,
+        m("output spatial size (0, 0) must be >= 1 on every axis"),
+    ),
+    row(
+        "conv: weight rank for conv2d",
+        "c2d",
+        dict(input=CX2, weight=CW1),
+        V,
+        m(
+            "weight of shape (3, 2, 3) must have rank 4 for conv2d",
+            "(C_out, C_in // groups, *kernel)",
+        ),
+    ),
+    row(
+        "conv: input rank",
+        "c2d",
+        dict(input=arr(2, 5), weight=CW2),
+        V,
+        m("input of shape (2, 5) must have rank 4 (batched) or 3 (unbatched)"),
+    ),
+    row("conv: stride tuple length 3d", "c3d", C3, V, m("got 2 values"), stride=(1, 2)),
+    row(
+        "conv: integer input",
+        "c1d",
+        dict(input=arr(1, 2, 5, dtype=np.int32), weight=CW1),
+        T,
+        m("input has dtype int32", DTYPE_RULE),
+    ),
+    row("conv: stride float", "c2d", C2, T, m("stride=1.5 must be an int"), stride=1.5),
+    row("conv: traced stride", "cnd", C3, T, m(STATIC), stride=Traced(2), torch=False),
+    row(
+        "conv: padding_mode unknown",
+        "c2d",
+        C2,
+        V,
+        m("padding_mode='foo' must be one of ('zeros', 'circular', 'reflect', 'replicate')"),
+        padding_mode="foo",
+        torch=False,
+    ),
+    row(
+        "conv: reflect padding as long as the input",
+        "c1d",
+        C1,
+        V,
+        m("padding=((5, 5),) must be smaller than the input's spatial size (5,)", "'reflect'"),
+        padding=5,
+        padding_mode="reflect",
+        torch=False,
+    ),
+    row(
+        "conv: circular padding longer than the input",
+        "c1d",
+        C1,
+        V,
+        m("padding=((6, 6),) must be at most the input's spatial size (5,)", "'circular'"),
+        padding=6,
+        padding_mode="circular",
+        torch=False,
+    ),
+    row(
+        "conv: method that cannot compute it",
+        "c2d",
+        C2,
+        V,
+        m("method='depthwise' cannot compute this configuration", "groups == C_in > 1"),
+        method="depthwise",
+        torch=False,
+    ),
+]
+
 assert len({r.desc for r in ROWS}) == len(ROWS), "row descriptions must be unique"
 # Names a user never sees; a message must not leak them.
 INTERNAL_NAMES = (
@@ -887,7 +1015,14 @@ INTERNAL_NAMES = (
     "Traceback",
 )
 ARRAY_KEYS = ("input", "weight", "bias")
-N_SPATIAL = {"conv_transpose1d": 1, "conv_transpose2d": 2, "conv_transpose3d": 3}
+N_SPATIAL = {
+    "conv_transpose1d": 1,
+    "conv_transpose2d": 2,
+    "conv_transpose3d": 3,
+    "conv1d": 1,
+    "conv2d": 2,
+    "conv3d": 3,
+}
 
 
 def _params(rows):
@@ -967,6 +1102,8 @@ def _torch_call(r: Row):
     assert 1 <= n <= 3, "no PyTorch function for this row; mark it torch=False"
     tx, tw = torch.from_numpy(np.asarray(x)), torch.from_numpy(np.asarray(w))
     tb = None if b is None else torch.from_numpy(np.asarray(b))
+    if not r.fn.startswith("conv_transpose"):  # the regular convolution
+        return getattr(torch.nn.functional, f"conv{n}d")(tx, tw, tb, **kw)
     output_size = kw.pop("output_size", None)
     if output_size is None:
         return getattr(torch.nn.functional, f"conv_transpose{n}d")(tx, tw, tb, **kw)
@@ -1059,8 +1196,13 @@ def _shape_rows():
 def test_output_shape_helper_raises_the_same(r: Row):
     kw = dict(r.kwargs)
     x, w = kw.pop("input"), kw.pop("weight")
+    helper = (
+        ct.conv_transpose_output_shape
+        if r.fn.startswith("conv_transpose")
+        else ct.conv_output_shape
+    )
     with pytest.raises(r.exc, match=r.match):
-        ct.conv_transpose_output_shape(x.shape, w.shape, **kw)
+        helper(x.shape, w.shape, **kw)
 
 
 def test_every_rule_has_a_row():
