@@ -8,21 +8,25 @@
 
 A step is loss -> gradients of every parameter (``jax.value_and_grad`` under
 ``jax.jit`` / ``torch.autograd.grad``), with a mean-squared-error loss
-against a fixed random target.  Every model runs five ways:
+against a fixed random target.  Every model runs six ways:
 
-* ``convt_jax``: the transposed layers are ``ct.conv_transpose`` (``--method``,
-  default ``auto``);
+* ``convt_jax``: every convolution is convt_jax's: the transposed layers
+  ``ct.conv_transpose``, the regular ones ``ct.conv`` (``--method``, default
+  ``auto``) -- a whole model ported to convt_jax;
+* ``convt_jax + lax conv``: the transposed layers ``ct.conv_transpose``, the regular
+  ones ``jax.lax.conv_general_dilated`` (what convt_jax 0.1 could offer);
 * ``jax.lax``: ``jax.lax.conv_transpose`` (it expresses every transposed layer
   of these models: none has groups; ``output_padding`` would go in as extra
-  padding at the high end);
+  padding at the high end) and ``jax.lax`` regular convolutions;
 * ``JAX stand-in`` and ``PyTorch stand-in``: each transposed layer replaced by
   a cheap layer of the same output shape (a 1x1 channel matmul with the weight
   averaged over its kernel, then nearest-neighbour repetition by
-  ``ceil(out / in)`` and a crop);
-* ``PyTorch``: ``torch.nn.functional.conv_transpose*d``.
+  ``ceil(out / in)`` and a crop); the JAX stand-in's regular convolutions are
+  ``ct.conv``, as in the ``convt_jax`` step;
+* ``PyTorch``: ``torch.nn.functional.conv_transpose*d`` and ``conv*d``.
 
-The other layers are plain ``jax.lax`` / ``jax.numpy`` and
-``torch.nn.functional``, NCHW, float32.  "Added" = step time - stand-in step
+The other layers are plain ``jax.numpy`` and ``torch.nn.functional``, NCHW,
+float32.  "Added" = step time - stand-in step
 time of the same framework: the time the transposed convolutions add (the
 stand-in's own small cost is left in both, so it slightly understates both
 frameworks alike).  Every round runs all five once, alternating frameworks,
@@ -109,8 +113,8 @@ def _standin_size(length, k, s, p, op):
 class JaxOps:
     """Layers in jax.lax / jax.numpy; ``convt`` is convt_jax, jax.lax or the stand-in."""
 
-    def __init__(self, convt: str, method: str = "auto", compute=None):
-        self.kind, self.method, self.compute = convt, method, compute
+    def __init__(self, convt: str, method: str = "auto", compute=None, conv: str = "convt_jax"):
+        self.kind, self.method, self.compute, self.conv_kind = convt, method, compute, conv
 
     def _cast(self, *arrays):
         """The operands of a (transposed) convolution in the compute dtype (autocast)."""
@@ -120,6 +124,10 @@ class JaxOps:
 
     def conv(self, x, w, b=None, stride=1, padding=0, dilation=1):
         x, w, b = self._cast(x, w, b)
+        if self.conv_kind == "convt_jax":
+            # float32 sums for bfloat16 operands (oneDNN's kernels, and the XLA forms'
+            # rule), the result in the operands' dtype
+            return ct.conv(x, w, b, stride, padding, dilation, method=self.method)
         nd = x.ndim - 2
         spec = "DHW"[3 - nd :]
         y = jax.lax.conv_general_dilated(
@@ -452,10 +460,21 @@ def transposed_layers(model: Model, params: dict) -> list[str]:
     return layers
 
 
+#: The JAX variants: (transposed layers, regular convolutions) of each.
+JAX_VARIANTS = {
+    "convt_jax": ("convt_jax", "convt_jax"),
+    "convt_jax + lax conv": ("convt_jax", "jax.lax"),
+    "jax.lax": ("jax.lax", "jax.lax"),
+    "JAX stand-in": ("stand-in", "convt_jax"),
+}
+
+
 def jax_step(model: Model, kind: str, method: str, compute=None):
-    """Jitted (params, target, *inputs) -> (loss, gradient dict); ``compute`` (bfloat16):
-    the convolutions' operands cast to it (autocast's policy), the loss in float32."""
-    ops = JaxOps(kind, method, compute)
+    """Jitted (params, target, *inputs) -> (loss, gradient dict) for a variant of
+    :data:`JAX_VARIANTS`; ``compute`` (bfloat16): the convolutions' operands cast to it
+    (autocast's policy), the loss in float32."""
+    convt, conv = JAX_VARIANTS[kind]
+    ops = JaxOps(convt, method, compute, conv)
 
     def loss(params, target, *inputs):
         y = model.fn(ops, Params(params), *inputs, **model.kwargs)
@@ -529,7 +548,7 @@ def _float64_error(
         model, "stand-in" if ref == "PyTorch stand-in" else "PyTorch", params, target, inputs
     )()
     with _compat.enable_x64():
-        step = jax_step(model, "stand-in" if kind == "JAX stand-in" else kind, method)
+        step = jax_step(model, kind, method)
         ours = step(
             {k: jnp.asarray(v) for k, v in params.items()},
             jnp.asarray(target),
@@ -549,17 +568,17 @@ def bench_model(model: Model, rounds: int, method: str, with_lax: bool, log=prin
         jnp.asarray(target),
         [jnp.asarray(x) for x in inputs],
     )
-    kinds = ["convt_jax", "jax.lax", "JAX stand-in"] if with_lax else ["convt_jax", "JAX stand-in"]
+    kinds = [k for k in JAX_VARIANTS if with_lax or k != "jax.lax"]
     steps = {}
     for kind in kinds:
-        f = jax_step(model, "stand-in" if kind == "JAX stand-in" else kind, method, compute)
+        f = jax_step(model, kind, method, compute)
         t0 = time.perf_counter()
         f = f.lower(jp, jt, *jx).compile()
         log(f"  {model.name} {kind:>16}: compiled in {time.perf_counter() - t0:6.1f} s")
         steps[kind] = lambda f=f: jax.block_until_ready(f(jp, jt, *jx))
     steps["PyTorch"] = torch_step(model, "PyTorch", params, target, inputs, bfloat16)
     steps["PyTorch stand-in"] = torch_step(model, "stand-in", params, target, inputs, bfloat16)
-    ref = {"convt_jax": "PyTorch", "jax.lax": "PyTorch", "JAX stand-in": "PyTorch stand-in"}
+    ref = {k: "PyTorch stand-in" if k == "JAX stand-in" else "PyTorch" for k in JAX_VARIANTS}
     outs, errors = {}, {}
     for kind, f in steps.items():  # warm-up and check
         t0 = time.perf_counter()
@@ -594,7 +613,14 @@ def bench_model(model: Model, rounds: int, method: str, with_lax: bool, log=prin
     # alternate frameworks within a round; reverse the order every other round
     order = [
         k
-        for k in ("convt_jax", "PyTorch", "jax.lax", "PyTorch stand-in", "JAX stand-in")
+        for k in (
+            "convt_jax",
+            "PyTorch",
+            "convt_jax + lax conv",
+            "jax.lax",
+            "PyTorch stand-in",
+            "JAX stand-in",
+        )
         if k in steps
     ]
     times = {k: [] for k in order}
@@ -611,10 +637,11 @@ def table(results: dict, all_models: dict, header: str, errors: dict, mixed: boo
         "### Training step (loss -> gradients of every parameter): milliseconds\n",
         header,
         "",
-        "| model | convt_jax step | jax.lax step | JAX stand-in step | PyTorch step | "
-        "PyTorch stand-in step | added: convt_jax | added: jax.lax | added: PyTorch | "
-        "added: convt_jax / PyTorch | step: convt_jax / PyTorch |",
-        "|---" * 11 + "|",
+        "| model | convt_jax step | convt_jax + lax conv step | jax.lax step | "
+        "JAX stand-in step | PyTorch step | PyTorch stand-in step | added: convt_jax | "
+        "added: PyTorch | added: convt_jax / PyTorch | step: convt_jax / PyTorch | "
+        "step: convt_jax + lax conv / PyTorch |",
+        "|---" * 12 + "|",
     ]
 
     def ms(v):
@@ -629,11 +656,7 @@ def table(results: dict, all_models: dict, header: str, errors: dict, mixed: boo
                 if k in rounds
                 else None
             )
-            for k, s in (
-                ("convt_jax", "JAX stand-in"),
-                ("jax.lax", "JAX stand-in"),
-                ("PyTorch", "PyTorch stand-in"),
-            )
+            for k, s in (("convt_jax", "JAX stand-in"), ("PyTorch", "PyTorch stand-in"))
         }
         ratio = (
             f"{added['convt_jax'] / added['PyTorch']:.2f}"
@@ -641,16 +664,17 @@ def table(results: dict, all_models: dict, header: str, errors: dict, mixed: boo
             else "n/a (PyTorch adds <= 0)"
         )
         lines.append(
-            f"| {name} | {ms(t.get('convt_jax'))} | {ms(t.get('jax.lax'))} | "
-            f"{ms(t.get('JAX stand-in'))} | {ms(t.get('PyTorch'))} | "
+            f"| {name} | {ms(t.get('convt_jax'))} | {ms(t.get('convt_jax + lax conv'))} | "
+            f"{ms(t.get('jax.lax'))} | {ms(t.get('JAX stand-in'))} | {ms(t.get('PyTorch'))} | "
             f"{ms(t.get('PyTorch stand-in'))} | {ms(added['convt_jax'])} | "
-            f"{ms(added['jax.lax'])} | {ms(added['PyTorch'])} | {ratio} | "
-            f"{t['convt_jax'] / t['PyTorch']:.2f} |"
+            f"{ms(added['PyTorch'])} | {ratio} | "
+            f"{t['convt_jax'] / t['PyTorch']:.2f} | "
+            f"{t['convt_jax + lax conv'] / t['PyTorch']:.2f} |"
         )
     lines.append(
         '\n"added" = step - stand-in step of the same framework (the median over '
         "rounds of the difference within a round): the time the transposed "
-        "convolutions add. Models:\n"
+        "convolutions add (both JAX steps with convt_jax's regular convolutions). Models:\n"
     )
 
     def check(kind, err, err64, theirs=None):
