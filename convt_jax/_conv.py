@@ -172,7 +172,13 @@ def _conv(
     out_batched = lead + tuple(bound.out_shape[1:] if bound.batched else bound.out_shape)
     # ``method`` names the lowering of the transposed convolution whose maps compute this
     # one: checked against that configuration (input: this call's output).
-    _args.check_method(method, _methods.METHODS, _methods.reasons(config, out_batched, w.shape))
+    try:
+        _args.check_method(method, _methods.METHODS, _methods.reasons(config, out_batched, w.shape))
+    except ValueError as e:
+        raise ValueError(
+            f"{e} (for a convolution, method names the lowering of the transposed convolution "
+            "whose input gradient it is: that one's C_in is this call's C_out)"
+        ) from None
     dtype = np.dtype(jnp.result_type(x, w))
     if b is not None:
         _args.check_bias_dtype(b.dtype, dtype)
