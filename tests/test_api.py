@@ -273,6 +273,51 @@ def test_output_shape_signature():
     ]
 
 
+# The regular convolution (SPEC §8): torch.nn.functional.conv{1,2,3}d's positional order.
+CONV_OPS = ["conv", "conv1d", "conv2d", "conv3d"]
+CONV_POSITIONAL = [
+    ("input", inspect.Parameter.empty),
+    ("weight", inspect.Parameter.empty),
+    ("bias", None),
+    ("stride", 1),
+    ("padding", 0),
+    ("dilation", 1),
+    ("groups", 1),
+]
+CONV_KEYWORD_ONLY = [
+    ("padding_mode", "zeros"),
+    ("channels_last", False),
+    ("method", "auto"),
+    ("precision", None),
+    ("preferred_element_type", None),
+]
+
+
+@pytest.mark.parametrize("name", CONV_OPS)
+def test_conv_signature(name):
+    assert name in ct.__all__
+    params = list(inspect.signature(getattr(ct, name)).parameters.values())
+    assert [(p.name, p.default) for p in params] == CONV_POSITIONAL + CONV_KEYWORD_ONLY
+    for p in params[: len(CONV_POSITIONAL)]:
+        assert p.kind is P.POSITIONAL_OR_KEYWORD, p.name
+    for p in params[len(CONV_POSITIONAL) :]:
+        assert p.kind is P.KEYWORD_ONLY, f"{p.name} must be keyword-only"
+
+
+def test_conv_output_shape_signature():
+    assert "conv_output_shape" in ct.__all__
+    params = list(inspect.signature(ct.conv_output_shape).parameters.values())
+    assert [(p.name, p.kind, p.default) for p in params] == [
+        ("input_shape", P.POSITIONAL_OR_KEYWORD, P.empty),
+        ("weight_shape", P.POSITIONAL_OR_KEYWORD, P.empty),
+        ("stride", P.POSITIONAL_OR_KEYWORD, 1),
+        ("padding", P.POSITIONAL_OR_KEYWORD, 0),
+        ("dilation", P.POSITIONAL_OR_KEYWORD, 1),
+        ("groups", P.POSITIONAL_OR_KEYWORD, 1),
+        ("channels_last", P.KEYWORD_ONLY, False),
+    ]
+
+
 def test_positional_order_is_pytorchs():
     """input, weight, bias, stride, padding, output_padding: the same numbers either way."""
     rng = np.random.default_rng(0)
@@ -448,6 +493,7 @@ def test_every_module_is_searched_for_examples():
 def test_every_public_function_has_a_doctest_that_is_run():
     names = {t.name.rsplit(".", 1)[1] for t in DOCTESTS}
     assert set(OPS) | {"conv_transpose_output_shape"} | set(ct.layouts.__all__) <= names
+    assert set(CONV_OPS) | {"conv_output_shape"} <= names
 
 
 def test_examples_stand_in_an_examples_section():
