@@ -186,28 +186,32 @@ def test_public_names_are_documented(obj):
 
 
 # The 1-d, 2-d and 3-d classes document their arguments once, on the N-d class they point
-# at (as Equinox's Conv1d points at Conv): module -> (the N-d class's module, the pointer).
+# at (as Equinox's Conv1d points at Conv): module -> (the N-d class's module, the pointer,
+# written with {} for the N-d class's name).
 _POINTERS = {
-    "convt_jax.nn": ("convt_jax.nn", ":class:`ConvTranspose`"),
-    "convt_jax.flax": ("convt_jax.flax", ":class:`ConvTranspose`"),
-    "convt_jax.flax.linen": ("convt_jax.flax", ":class:`convt_jax.flax.ConvTranspose`"),
+    "convt_jax.nn": ("convt_jax.nn", ":class:`{}`"),
+    "convt_jax.flax": ("convt_jax.flax", ":class:`{}`"),
+    "convt_jax.flax.linen": ("convt_jax.flax", ":class:`convt_jax.flax.{}`"),
 }
+_FAMILIES = ("ConvTranspose", "Conv")
 
 
 def _per_dimension(cls) -> bool:
-    return cls.__name__ in ("ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d")
+    return cls.__name__ in {f"{f}{n}d" for f in _FAMILIES for n in (1, 2, 3)}
 
 
 def _per_dimension_classes():
     for name, (full_name, _) in _POINTERS.items():
         module, full_module = PACKAGE_MODULES.get(name), PACKAGE_MODULES.get(full_name)
-        for n in (1, 2, 3):
-            if module is None or full_module is None:
-                marks = [pytest.mark.skip(reason=_skip_reason(name))]
-                yield pytest.param(None, None, None, id=f"{name}.{n}d", marks=marks)
-            else:
-                cls = getattr(module, f"ConvTranspose{n}d")
-                yield pytest.param(cls, full_module.ConvTranspose, name, id=f"{name}.{n}d")
+        for family in _FAMILIES:
+            for n in (1, 2, 3):
+                id_ = f"{name}.{family}{n}d"
+                if module is None or full_module is None:
+                    marks = [pytest.mark.skip(reason=_skip_reason(name))]
+                    yield pytest.param(None, None, None, id=id_, marks=marks)
+                else:
+                    cls = getattr(module, f"{family}{n}d")
+                    yield pytest.param(cls, getattr(full_module, family), name, id=id_)
 
 
 def _constructor_parameters(cls) -> list[inspect.Parameter]:
@@ -220,7 +224,7 @@ def _constructor_parameters(cls) -> list[inspect.Parameter]:
 def test_per_dimension_classes_point_at_the_n_d_class(cls, full, module):
     doc, full_doc = inspect.getdoc(cls), inspect.getdoc(full)
     # One line, the pointer and a short example; no Args of their own.
-    assert "Args:" not in doc and _POINTERS[module][1] in doc, cls
+    assert "Args:" not in doc and _POINTERS[module][1].format(full.__name__) in doc, cls
     assert "Examples:\n  >>> " in doc, cls
     # The N-d class documents every argument they take ...
     args = full_doc.split("\nArgs:\n", 1)[1].split("\n\n", 1)[0]

@@ -1,7 +1,11 @@
-"""What the NNX and linen modules share: validation through ``ct.nn`` and the forward call."""
+"""What the NNX and linen modules share: validation through ``ct.nn`` and the forward call.
+
+Each function takes the family, the N-d ``ct.nn`` class (``ConvTranspose`` or ``Conv``).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -9,34 +13,32 @@ import jax
 import jax.numpy as jnp
 
 from .. import nn as _nn
+from ..nn._layers import _arguments as arguments  # noqa: F401  (the per-dimension classes')
 
-_LAYERS = {1: _nn.ConvTranspose1d, 2: _nn.ConvTranspose2d, 3: _nn.ConvTranspose3d}
-
-# Settings a Flax module reads back from its ct.nn template (PyTorch's attribute names).
-SETTING_NAMES = (
-    "in_channels",
-    "out_channels",
-    "kernel_size",
-    "stride",
-    "padding",
-    "output_padding",
-    "groups",
-    "dilation",
-    "padding_mode",
-    "conv_mode",
-    "compute_mode",
-    "channels_last",
-)
+# Each family's N-d ct.nn class -> its 1-d, 2-d and 3-d classes.
+_LAYERS = {
+    _nn.ConvTranspose: {1: _nn.ConvTranspose1d, 2: _nn.ConvTranspose2d, 3: _nn.ConvTranspose3d},
+    _nn.Conv: {1: _nn.Conv1d, 2: _nn.Conv2d, 3: _nn.Conv3d},
+}
 
 
-def layer_class(num_spatial_dims: int) -> type:
-    return _LAYERS.get(num_spatial_dims, _nn.ConvTranspose)
+def setting_names(family: type) -> tuple[str, ...]:
+    """Settings a Flax module reads back from its ct.nn template (PyTorch's attribute names)."""
+    return tuple(
+        f.name
+        for f in dataclasses.fields(family)
+        if f.metadata.get("static") and f.name != "num_spatial_dims"
+    )
 
 
-def build_layer(num_spatial_dims: int, kwargs: dict[str, Any], key: jax.Array):
+def layer_class(family: type, num_spatial_dims: int) -> type:
+    return _LAYERS[family].get(num_spatial_dims, family)
+
+
+def build_layer(family: type, num_spatial_dims: int, kwargs: dict[str, Any], key: jax.Array):
     """A ``ct.nn`` layer (validated by ``ct.nn``'s constructor, with its messages)."""
-    cls = layer_class(num_spatial_dims)
-    if cls is _nn.ConvTranspose:
+    cls = layer_class(family, num_spatial_dims)
+    if cls is family:
         return cls(num_spatial_dims, key=key, **kwargs)
     return cls(key=key, **kwargs)
 
@@ -48,12 +50,12 @@ def _freeze(value: Any) -> Any:
 
 
 @functools.lru_cache(maxsize=256)
-def _template_cached(num_spatial_dims: int, items: tuple) -> Any:
+def _template_cached(family: type, num_spatial_dims: int, items: tuple) -> Any:
     kwargs = dict(items)
-    return jax.eval_shape(lambda: build_layer(num_spatial_dims, kwargs, jax.random.key(0)))
+    return jax.eval_shape(lambda: build_layer(family, num_spatial_dims, kwargs, jax.random.key(0)))
 
 
-def template(num_spatial_dims: Any, kwargs: dict[str, Any]) -> Any:
+def template(family: type, num_spatial_dims: Any, kwargs: dict[str, Any]) -> Any:
     """A shape-only ``ct.nn`` layer for these settings: validates them without drawing weights.
 
     Its leaves are ``jax.ShapeDtypeStruct`` s; its tree structure holds the
@@ -64,16 +66,19 @@ def template(num_spatial_dims: Any, kwargs: dict[str, Any]) -> Any:
         hash(items)
         hash(num_spatial_dims)
     except TypeError:
-        return jax.eval_shape(lambda: build_layer(num_spatial_dims, kwargs, jax.random.key(0)))
-    return _template_cached(num_spatial_dims, items)
+        return jax.eval_shape(
+            lambda: build_layer(family, num_spatial_dims, kwargs, jax.random.key(0))
+        )
+    return _template_cached(family, num_spatial_dims, items)
 
 
-def forward(treedef: Any, weight: Any, bias: Any, dtype: Any, x: Any, output_size: Any):
-    """The ``ct.nn`` layer's forward on ``weight``/``bias`` cast to the computation dtype."""
+def forward(treedef: Any, weight: Any, bias: Any, dtype: Any, x: Any, *args: Any):
+    """The ``ct.nn`` layer's forward on ``weight``/``bias`` cast to the computation dtype
+    (``args``: what the layer takes after ``x``, e.g. ``output_size``)."""
     x = jnp.asarray(x)
     arrays = [weight] if bias is None else [weight, bias]
     dt = jnp.result_type(x, *arrays) if dtype is None else dtype
     x = x.astype(dt)
     arrays = [a.astype(dt) for a in arrays]
     layer = jax.tree_util.tree_unflatten(treedef, arrays)
-    return layer(x, output_size)
+    return layer(x, *args)

@@ -1,9 +1,10 @@
-"""``convt_jax.flax.linen.ConvTranspose1d/2d/3d``: ``flax.linen.Module`` s.
+"""``convt_jax.flax.linen.ConvTranspose1d/2d/3d`` and ``Conv1d/2d/3d``: ``flax.linen.Module`` s.
 
 The same fields and semantics as the NNX modules of ``convt_jax.flax``, as
-linen modules: parameters ``"weight"`` (PyTorch layout ``(C_in, C_out //
-groups, *kernel)``) and ``"bias"`` (``(C_out,)``; none with ``bias=False``),
-initialised as PyTorch's. The settings are validated when a module is first
+linen modules: parameters ``"weight"`` (PyTorch's layout: ``(C_in, C_out //
+groups, *kernel)`` for the transposed convolutions, ``(C_out, C_in // groups,
+*kernel)`` for the convolutions) and ``"bias"`` (``(C_out,)``; none with
+``bias=False``), initialised as PyTorch's. The settings are validated when a module is first
 called (``init`` / ``apply``), with ``ct.nn``'s messages.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import jax
 import jax.numpy as jnp
@@ -19,8 +20,9 @@ from flax import linen
 from jax.typing import ArrayLike, DTypeLike
 
 from .. import _args
+from .. import nn as _nn
 from ..nn import init as _init
-from ..nn._torch import fold_weight_norm, settings_from_torch
+from ..nn._torch import check_rank, fold_weight_norm, settings_from_torch
 from ..typing import (
     ComputeMode,
     ConvMode,
@@ -34,68 +36,30 @@ from ..typing import (
 )
 from . import _common
 
-__all__ = ["ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"]
+__all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"]
 
-_M = TypeVar("_M", bound="_ConvTranspose")
+_M = TypeVar("_M", bound="_Module")
 
 
-class _ConvTranspose(linen.Module):
-    """What the 1-d, 2-d and 3-d linen modules share (their fields and methods)."""
+class _Module(linen.Module):
+    """What every linen module here shares: its methods. The fields (in the PyTorch
+    class's positional order, so not shared) are the family's (:class:`_ConvTranspose`,
+    :class:`_Conv`); ``_family`` names its ``ct.nn`` N-d class."""
 
-    in_channels: int
-    out_channels: int
-    kernel_size: KernelSize
-    stride: Stride = 1
-    padding: Padding = 0
-    output_padding: OutputPadding = 0
-    groups: int = 1
-    dilation: Dilation = 1
-    bias: bool = True
-    padding_mode: PaddingMode = "zeros"
-    conv_mode: ConvMode = "cross_correlation"
-    compute_mode: ComputeMode = "default"
-    channels_last: bool = True
-    dtype: DTypeLike | None = None
-    param_dtype: DTypeLike | None = jnp.float32
-
+    _family: ClassVar[type] = _nn.ConvTranspose
     num_spatial_dims: ClassVar[int] = 0
 
     def _template(self) -> Any:
-        kwargs = dict(
-            in_channels=self.in_channels,
-            out_channels=self.out_channels,
-            kernel_size=self.kernel_size,
-            stride=self.stride,
-            padding=self.padding,
-            output_padding=self.output_padding,
-            groups=self.groups,
-            dilation=self.dilation,
-            bias=self.bias,
-            padding_mode=self.padding_mode,
-            conv_mode=self.conv_mode,
-            compute_mode=self.compute_mode,
-            channels_last=self.channels_last,
-            dtype=jnp.float32 if self.param_dtype is None else self.param_dtype,
-        )
-        return _common.template(self.num_spatial_dims, kwargs)
+        names = (*_common.setting_names(self._family), "bias")
+        kwargs = {name: getattr(self, name) for name in names}
+        param_dtype = getattr(self, "param_dtype")  # noqa: B009  (a field of the subclasses)
+        kwargs["dtype"] = jnp.float32 if param_dtype is None else param_dtype
+        return _common.template(self._family, self.num_spatial_dims, kwargs)
 
-    @linen.compact
-    def __call__(self, x: ArrayLike, output_size: OutputSize = None) -> jax.Array:
-        """Apply the layer, exactly as ``torch.nn.ConvTranspose*d.forward(x, output_size)``.
-
-        Args:
-          x: ``(N, *spatial, C_in)`` or unbatched ``(*spatial, C_in)``
-            (channels-last, the default); ``(N, C_in, *spatial)`` with
-            ``channels_last=False``.
-          output_size: the wanted spatial output size (or a full output
-            shape); it picks the output padding, as in PyTorch.
-
-        Returns:
-          The output, in ``dtype`` (or the result dtype of ``x`` and the
-          parameters when ``dtype`` is None).
-        """
+    def _apply(self, x: ArrayLike, *args: Any) -> jax.Array:
+        """The forward, from a compact ``__call__`` (``args``: what follows ``x``)."""
         tmpl = self._template()  # ct.nn's validation
-        dtype = _args.compute_dtype(self.dtype)
+        dtype = _args.compute_dtype(getattr(self, "dtype"))  # noqa: B009  (likewise)
         shape = tuple(tmpl.weight.shape)
         param_dtype = tmpl.weight.dtype
         weight = self.param("weight", _init.pytorch_uniform, shape, param_dtype)
@@ -103,19 +67,18 @@ class _ConvTranspose(linen.Module):
         if tmpl.bias is not None:
             bias_init = functools.partial(_init.pytorch_uniform, fan_in=_init.fan_in(shape))
             bias = self.param("bias", bias_init, tuple(tmpl.bias.shape), param_dtype)
-        return _common.forward(
-            jax.tree_util.tree_structure(tmpl), weight, bias, dtype, x, output_size
-        )
+        return _common.forward(jax.tree_util.tree_structure(tmpl), weight, bias, dtype, x, *args)
 
     @classmethod
     def from_torch(
         cls: type[_M], module: Any, *, channels_last: bool = True, dtype: DTypeLike | None = None
     ) -> tuple[_M, dict[str, Any]]:
-        """A linen module and its variables from a ``torch.nn.ConvTranspose*d``.
+        """A linen module and its variables from the PyTorch layer this class mirrors.
 
         Args:
-          module: a ``torch.nn.ConvTranspose*d`` with this class's number of
-            spatial axes, plain or weight-normed (either PyTorch API).
+          module: a ``torch.nn.ConvTranspose*d`` for the transposed modules, a
+            ``torch.nn.Conv*d`` for the convolutions, with this class's number
+            of spatial axes, plain or weight-normed (either PyTorch API).
           channels_last: keyword-only; the activation layout (default True).
           dtype: keyword-only; the computation dtype (None: from the inputs).
 
@@ -124,8 +87,8 @@ class _ConvTranspose(linen.Module):
           for ``linen_module.apply(variables, x)``.
 
         Raises:
-          TypeError: ``module`` is not a PyTorch transposed convolution of
-            this class's dimension.
+          TypeError: ``module`` is not the PyTorch layer this class mirrors,
+            of this class's dimension.
 
         Examples:
           >>> import torch, numpy as np
@@ -137,12 +100,12 @@ class _ConvTranspose(linen.Module):
           ...                  atol=1e-6))
           True
         """
-        n, kwargs, state = settings_from_torch(module)
-        _args.check_torch_rank_for(
-            "convt_jax.flax.linen", cls.__name__, cls.num_spatial_dims, n, type(module).__name__
-        )
+        family = cls._family
+        n, kwargs, state = settings_from_torch(module, transposed=family._transposed)
+        want, got = cls.num_spatial_dims, type(module).__name__
+        check_rank("convt_jax.flax.linen", family._kind, cls.__name__, want, n, got)
         kwargs["param_dtype"] = kwargs.pop("dtype")
-        mod = cls(**kwargs, channels_last=channels_last, dtype=dtype)
+        mod = cast(Any, cls)(**kwargs, channels_last=channels_last, dtype=dtype)  # has the fields
         return mod, mod.variables_from_state_dict(state)
 
     def variables_from_state_dict(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:
@@ -180,6 +143,43 @@ class _ConvTranspose(linen.Module):
         if new.bias is not None:
             params["bias"] = new.bias
         return {"params": params}
+
+
+class _ConvTranspose(_Module):
+    """The fields of the transposed modules (``torch.nn.ConvTranspose*d``'s order)."""
+
+    in_channels: int
+    out_channels: int
+    kernel_size: KernelSize
+    stride: Stride = 1
+    padding: Padding = 0
+    output_padding: OutputPadding = 0
+    groups: int = 1
+    dilation: Dilation = 1
+    bias: bool = True
+    padding_mode: PaddingMode = "zeros"
+    conv_mode: ConvMode = "cross_correlation"
+    compute_mode: ComputeMode = "default"
+    channels_last: bool = True
+    dtype: DTypeLike | None = None
+    param_dtype: DTypeLike | None = jnp.float32
+
+    @linen.compact
+    def __call__(self, x: ArrayLike, output_size: OutputSize = None) -> jax.Array:
+        """Apply the layer, exactly as ``torch.nn.ConvTranspose*d.forward(x, output_size)``.
+
+        Args:
+          x: ``(N, *spatial, C_in)`` or unbatched ``(*spatial, C_in)``
+            (channels-last, the default); ``(N, C_in, *spatial)`` with
+            ``channels_last=False``.
+          output_size: the wanted spatial output size (or a full output
+            shape); it picks the output padding, as in PyTorch.
+
+        Returns:
+          The output, in ``dtype`` (or the result dtype of ``x`` and the
+          parameters when ``dtype`` is None).
+        """
+        return self._apply(x, output_size)
 
 
 class ConvTranspose1d(_ConvTranspose):
@@ -237,6 +237,98 @@ class ConvTranspose3d(_ConvTranspose):
       >>> variables = m.init(jax.random.key(0), jnp.ones((1, 3, 3, 3, 2)))
       >>> list(variables["params"]), m.apply(variables, jnp.ones((1, 3, 3, 3, 2))).shape
       (['weight'], (1, 6, 6, 6, 2))
+    """
+
+    num_spatial_dims: ClassVar[int] = 3
+
+
+class _Conv(_Module):
+    """The fields of the convolutions (``torch.nn.Conv*d``'s order)."""
+
+    in_channels: int
+    out_channels: int
+    kernel_size: KernelSize
+    stride: Stride = 1
+    padding: Padding = 0
+    dilation: Dilation = 1
+    groups: int = 1
+    bias: bool = True
+    padding_mode: PaddingMode = "zeros"
+    compute_mode: ComputeMode = "default"
+    channels_last: bool = True
+    dtype: DTypeLike | None = None
+    param_dtype: DTypeLike | None = jnp.float32
+
+    _family: ClassVar[type] = _nn.Conv
+
+    @linen.compact
+    def __call__(self, x: ArrayLike) -> jax.Array:
+        """Apply the layer, exactly as ``torch.nn.Conv*d.forward(x)``.
+
+        Args:
+          x: ``(N, *spatial, C_in)`` or unbatched ``(*spatial, C_in)``
+            (channels-last, the default); ``(N, C_in, *spatial)`` with
+            ``channels_last=False``.
+
+        Returns:
+          The output, in ``dtype`` (or the result dtype of ``x`` and the
+          parameters when ``dtype`` is None).
+        """
+        return self._apply(x)
+
+
+class Conv1d(_Conv):
+    """1-d convolution as a ``flax.linen.Module`` with PyTorch's semantics.
+
+    Its fields are the arguments of :class:`convt_jax.flax.Conv` (see there),
+    all but ``num_spatial_dims`` and ``rngs``, with the same defaults.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from convt_jax.flax import linen as ctl
+      >>> m = ctl.Conv1d(4, 2, kernel_size=3, stride=2)
+      >>> variables = m.init(jax.random.key(0), jnp.ones((8, 11, 4)))
+      >>> jax.tree.map(jnp.shape, variables["params"])
+      {'bias': (2,), 'weight': (2, 4, 3)}
+      >>> m.apply(variables, jnp.ones((8, 11, 4))).shape
+      (8, 5, 2)
+    """
+
+    num_spatial_dims: ClassVar[int] = 1
+
+
+class Conv2d(_Conv):
+    """2-d convolution as a ``flax.linen.Module`` with PyTorch's semantics.
+
+    Its fields are the arguments of :class:`convt_jax.flax.Conv` (see there),
+    all but ``num_spatial_dims`` and ``rngs``, with the same defaults.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from convt_jax.flax import linen as ctl
+      >>> m = ctl.Conv2d(8, 4, 3, padding=1, padding_mode="replicate", groups=2)
+      >>> x = jnp.ones((2, 5, 5, 8))
+      >>> variables = m.init(jax.random.key(0), x)
+      >>> m.apply(variables, x).shape
+      (2, 5, 5, 4)
+    """
+
+    num_spatial_dims: ClassVar[int] = 2
+
+
+class Conv3d(_Conv):
+    """3-d convolution as a ``flax.linen.Module`` with PyTorch's semantics.
+
+    Its fields are the arguments of :class:`convt_jax.flax.Conv` (see there),
+    all but ``num_spatial_dims`` and ``rngs``, with the same defaults.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from convt_jax.flax import linen as ctl
+      >>> m = ctl.Conv3d(2, 2, 2, stride=2, bias=False)
+      >>> variables = m.init(jax.random.key(0), jnp.ones((1, 6, 6, 6, 2)))
+      >>> list(variables["params"]), m.apply(variables, jnp.ones((1, 6, 6, 6, 2))).shape
+      (['weight'], (1, 3, 3, 3, 2))
     """
 
     num_spatial_dims: ClassVar[int] = 3

@@ -5,7 +5,8 @@
   ``parametrizations.weight.original0`` / ``original1``) back to ``weight``,
   exactly as PyTorch computes it.
 - :func:`settings_from_torch`: the constructor arguments and the (folded)
-  weights of a ``torch.nn.ConvTranspose1d/2d/3d``.
+  weights of a ``torch.nn.ConvTranspose1d/2d/3d`` or ``torch.nn.Conv1d/2d/3d``.
+- :func:`check_module` / :func:`check_rank`: what ``from_torch`` accepts.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 
 from .. import _args
 
-__all__ = ["fold_weight_norm", "settings_from_torch"]
+__all__ = ["check_module", "check_rank", "fold_weight_norm", "settings_from_torch"]
 
 _OLD = ("weight_g", "weight_v")
 _NEW = ("parametrizations.weight.original0", "parametrizations.weight.original1")
@@ -79,7 +80,8 @@ def fold_weight_norm(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     ``dim`` is read from g's shape (the one axis where g has v's size; a
     scalar g is ``dim=None``, the norm of the whole tensor). For a
     ConvTranspose weight ``(C_in, C_out // groups, *kernel)`` PyTorch's
-    default ``dim=0`` normalises per *input* channel. The arithmetic is done in
+    default ``dim=0`` normalises per *input* channel; for a Conv weight
+    ``(C_out, C_in // groups, *kernel)`` per *output* channel. The arithmetic is done in
     float64 and cast back to v's dtype, so the result equals PyTorch's
     ``module.weight`` to round-off.
 
@@ -128,27 +130,64 @@ def fold_weight_norm(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def settings_from_torch(module: Any) -> tuple[int, dict[str, Any], dict[str, np.ndarray]]:
-    """Read a ``torch.nn.ConvTranspose1d/2d/3d`` (weight-normed or not).
+def check_module(module: Any, transposed: bool) -> None:
+    """``module`` must be an initialised ``torch.nn.ConvTranspose1d/2d/3d`` (``transposed``)
+    or ``torch.nn.Conv1d/2d/3d`` (or a subclass)."""
+    if transposed:
+        _args.check_torch_module(module)
+        return
+    cls = type(module)
+    names = [c.__name__ for c in cls.__mro__]
+    is_torch = any(c.__module__.startswith("torch.nn") for c in cls.__mro__)
+    if not (is_torch and "_ConvNd" in names and not getattr(module, "transposed", True)):
+        raise TypeError(
+            f"module must be a torch.nn.Conv1d, Conv2d or Conv3d, not "
+            f"{cls.__module__}.{cls.__qualname__}"
+        )
+    uninitialised = getattr(module, "has_uninitialized_params", None)
+    if callable(uninitialised) and uninitialised():
+        raise ValueError(
+            f"module {cls.__name__} is a lazy module that has not seen an input yet; run one "
+            "forward pass first so its in_channels and weight exist"
+        )
+
+
+def check_rank(family: str, kind: str, layer: str, want: int | None, got: int, mod: str) -> None:
+    """``from_torch`` of a 1/2/3-d class of ``family`` (``"ct.nn"``, ``"convt_jax.flax"``,
+    ...) needs a PyTorch ``kind`` (``"ConvTranspose"`` / ``"Conv"``) module of that rank."""
+    if want is not None and got != want:
+        raise TypeError(
+            f"{layer}.from_torch needs a torch.nn.{kind}{want}d, not a {mod} with {got} "
+            f"spatial axes; use {family}.{kind}{got}d.from_torch"
+        )
+
+
+def settings_from_torch(
+    module: Any, transposed: bool = True
+) -> tuple[int, dict[str, Any], dict[str, np.ndarray]]:
+    """Read a ``torch.nn.ConvTranspose1d/2d/3d`` or ``Conv1d/2d/3d`` (weight-normed or not).
 
     Args:
-      module: a ``torch.nn.ConvTranspose1d``, ``2d`` or ``3d`` (or subclass),
-        plain, under ``torch.nn.utils.weight_norm`` or under
+      module: a ``torch.nn.ConvTranspose1d``, ``2d`` or ``3d`` (``transposed``;
+        ``torch.nn.Conv1d``, ``2d`` or ``3d`` otherwise), or a subclass, plain,
+        under ``torch.nn.utils.weight_norm`` or under
         ``torch.nn.utils.parametrizations.weight_norm``.
+      transposed: which of the two families ``module`` must be.
 
     Returns:
       ``(num_spatial_dims, kwargs, state_dict)``: ``kwargs`` are the
-      constructor arguments of ``ct.nn.ConvTranspose{n}d`` (``in_channels``,
-      ``out_channels``, ``kernel_size``, ``stride``, ``padding``,
-      ``output_padding``, ``groups``, ``dilation``, ``bias``,
-      ``padding_mode``, ``dtype``) and ``state_dict`` holds ``"weight"``
-      (weight norm folded) and, with a bias, ``"bias"`` as NumPy arrays.
+      constructor arguments of ``ct.nn.ConvTranspose{n}d`` / ``ct.nn.Conv{n}d``
+      (``in_channels``, ``out_channels``, ``kernel_size``, ``stride``,
+      ``padding``, ``output_padding`` (transposed only), ``groups``,
+      ``dilation``, ``bias``, ``padding_mode``, ``dtype``) and ``state_dict``
+      holds ``"weight"`` (weight norm folded) and, with a bias, ``"bias"`` as
+      NumPy arrays.
 
     Raises:
-      TypeError: ``module`` is not a PyTorch transposed convolution.
+      TypeError: ``module`` is not a PyTorch layer of that family.
       ValueError: a lazy module that has not been initialised yet.
     """
-    _args.check_torch_module(module)
+    check_module(module, transposed)
     kernel = tuple(int(k) for k in module.kernel_size)
     n = len(kernel)
     padding = module.padding
@@ -161,13 +200,16 @@ def settings_from_torch(module: Any) -> tuple[int, dict[str, Any], dict[str, np.
     has_bias = module.bias is not None
     if has_bias:
         state["bias"] = _to_numpy(sd["bias"])
-    kwargs = dict(
+    kwargs: dict[str, Any] = dict(
         in_channels=int(module.in_channels),
         out_channels=int(module.out_channels),
         kernel_size=kernel,
         stride=tuple(int(s) for s in module.stride),
         padding=pad,
-        output_padding=tuple(int(a) for a in module.output_padding),
+    )
+    if transposed:
+        kwargs["output_padding"] = tuple(int(a) for a in module.output_padding)
+    kwargs.update(
         groups=int(module.groups),
         dilation=tuple(int(d) for d in module.dilation),
         bias=has_bias,

@@ -136,9 +136,18 @@ def pytorch_default(
     """
     shape = _shape("weight_shape", weight_shape, 3)
     g = positive("groups", groups)
+    return _pytorch_weights(key, shape, dtype, shape[1] * g, bias)
+
+
+def _pytorch_weights(
+    key: jax.Array, shape: tuple[int, ...], dtype: DTypeLike, out_channels: int, bias: bool
+) -> tuple[jax.Array, jax.Array | None]:
+    """:func:`pytorch_default` for any layout whose ``shape[1] * prod(shape[2:])`` is the
+    fan-in (a transposed convolution's, and a convolution's ``(C_out, C_in // groups,
+    *K)``), with a bias of ``out_channels``."""
     kw, kb = jax.random.split(key)
     w = pytorch_uniform(kw, shape, dtype)
-    b = pytorch_uniform(kb, (shape[1] * g,), dtype, fan_in=fan_in(shape)) if bias else None
+    b = pytorch_uniform(kb, (out_channels,), dtype, fan_in=fan_in(shape)) if bias else None
     return w, b
 
 
