@@ -28,9 +28,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.lax import PrecisionLike
+from jax.sharding import PartitionSpec as P
 from jax.typing import ArrayLike, DTypeLike
 
-from . import _args, _geometry, _methods, _onednn, _padding_modes, _primitive, _tune
+from . import _args, _compat, _geometry, _methods, _onednn, _padding_modes, _primitive, _tune
 from ._geometry import Config
 from ._op import _forms
 from .typing import Dilation, Method, Padding, PaddingMode, Stride
@@ -66,6 +67,24 @@ def _output_shape(config: Config, x_shape: Sequence[int], w_shape: Sequence[int]
     )
     c_out = w_shape[0]
     return (x_shape[0], *spatial, c_out) if config.channels_last else (x_shape[0], c_out, *spatial)
+
+
+def _bind(x, w, config: Config, forms: tuple, out_shape: tuple, pad=None) -> jax.Array:
+    """The input-gradient map of the transposed convolution on ``(pad(x), w)``; with
+    Explicit mesh axes in the types, run (the pad too) with them Auto, as the primitive's
+    own transposes are, and the result split like ``x`` on the batch axis."""
+
+    def fn(x, w):
+        if pad is not None:
+            x = pad(x)
+        return _primitive.input_grad_batched(x, w, config, forms, out_shape)
+
+    aval = _compat.typeof(x)
+    axes = _primitive._explicit_axes(aval, _compat.typeof(w))
+    if not axes:
+        return fn(x, w)
+    batch = tuple(aval.sharding.spec)[:1]
+    return _compat.auto_axes(fn, axes, _compat.with_spec(aval.sharding, P(*batch)))(x, w)
 
 
 @functools.partial(
@@ -106,15 +125,20 @@ def _forward(
     w = w.astype(dtype)
     if not batched:
         x = x[None]
+    pad = None
+    x_shape = x.shape
     if pads is not None:
-        x = _mode_pad(x, pads, padding_mode, config.channels_last)
-    out_shape = _output_shape(config, x.shape, w.shape)
+        pad = functools.partial(
+            _mode_pad, pads=pads, padding_mode=padding_mode, channels_last=config.channels_last
+        )
+        x_shape = jax.eval_shape(pad, jax.ShapeDtypeStruct(x.shape, x.dtype)).shape
+    out_shape = _output_shape(config, x_shape, w.shape)
     if x.shape[0] == 0:
         # An empty batch: the bias alone (the im2col forms cannot reshape an empty batch).
         y = jnp.zeros(out_shape, dtype)
     else:
         forms = _forms(method, dtype, tune, config, out_shape, w.shape)
-        y = _primitive.input_grad_batched(x, w, config, forms, out_shape)
+        y = _bind(x, w, config, forms, out_shape, pad)
     if b is not None:
         shape = [1] * y.ndim
         shape[_geometry.channel_axis(config)] = -1
