@@ -338,6 +338,11 @@ PARITY = [
     ("input of rank 5", (1, 1, 1, 5, 5), (1, 1, 3, 3), None, {}),
     ("empty kernel", (1, 1, 5), (1, 1, 0), None, {}),
     ("no output channels", (1, 1, 5), (0, 1, 3), None, {}),
+    ("empty batch", (0, 2, 5), (3, 2, 3), (3,), {}),
+    ("empty spatial axis", (1, 1, 0), (1, 1, 1), None, dict(padding=1)),
+    ("groups as a tuple", (1, 1, 5), (1, 1, 3), None, dict(groups=(1,))),
+    ("stride as a bool", (1, 1, 5), (1, 1, 3), None, dict(stride=True)),
+    ("padding as a list", (1, 1, 4, 4), (1, 1, 2, 2), None, dict(padding=[1, 0])),
 ]
 NAMES = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
 
@@ -370,6 +375,15 @@ def test_accepts_and_rejects_what_pytorch_does(desc, x_shape, w_shape, b_shape, 
         with pytest.raises((ValueError, TypeError)) as info:
             fn(np.ones(x_shape), np.ones(w_shape), b, **kw)
         assert any(name in str(info.value) for name in NAMES), str(info.value)
+
+
+def test_zero_input_channels_are_refused_unlike_pytorch():
+    """The one known difference: PyTorch accepts zero input channels (and returns an empty
+    (1, 0, 3) for a weight of 1 output channel);
+    convt_jax refuses an empty weight axis, as conv_transpose does (SPEC §3: ill-formed)."""
+    assert _torch_accepts((1, 0, 4), (1, 0, 2), None, {})[0]
+    with pytest.raises(ValueError, match=r"weight.shape\[1\] = C_in // groups >= 1"):
+        ct.conv1d(np.ones((1, 0, 4)), np.ones((1, 0, 2)))
 
 
 def test_positional_order_is_pytorchs():
