@@ -100,6 +100,26 @@ DESCRIPTION = {
     "wide3d": "wide 3-D, 128 channels, k4 s2",
 }
 OUTPUT_PADDING = {"k3s2op1": 1, "k3s2op1w": 1}
+# The regular convolutions of the models (ct.conv against torch.nn.functional.conv*d and
+# jax.lax.conv_general_dilated): (N, C_in, spatial, C_out, k, s, p, groups, dilation).
+REGULAR = {
+    "conv_k3s1": (16, 64, (32, 32), 64, 3, 1, 1, 1, 1),
+    "conv_k4s2": (4, 128, (64, 64), 256, 4, 2, 1, 1, 1),
+    "conv_1x1": (16, 256, (32, 32), 64, 1, 1, 0, 1, 1),
+    "conv3d_k3": (1, 32, (32, 32, 32), 32, 3, 1, 1, 1, 1),
+    "conv1d_k3d1": (1, 128, (8192,), 128, 3, 1, 1, 1, 1),
+    "conv1d_k7d3": (1, 128, (8192,), 128, 7, 1, 9, 1, 3),
+    "conv1d_k11d5": (1, 64, (8192,), 64, 11, 1, 25, 1, 5),
+}
+DESCRIPTION_REGULAR = {
+    "conv_k3s1": "regular 3x3 stride 1 (U-Net, pix2pix)",
+    "conv_k4s2": "regular 4x4 stride 2 down (pix2pix encoder)",
+    "conv_1x1": "regular 1x1",
+    "conv3d_k3": "regular 3x3x3 (3-D U-Net)",
+    "conv1d_k3d1": "regular 1-D k3 (HiFi-GAN ResBlock)",
+    "conv1d_k7d3": "regular 1-D k7 dilation 3 (HiFi-GAN ResBlock)",
+    "conv1d_k11d5": "regular 1-D k11 dilation 5 (HiFi-GAN ResBlock)",
+}
 # The default suite: every base shape, channels-last variants of several, and bfloat16 in
 # both layouts for six (DCGAN k4 s2 x2, U-Net k2 s2, k3 s1, HiFi-GAN's k16 s8 1-D, V-Net's
 # k2 s2 3-D).
@@ -118,6 +138,8 @@ CHANNELS_LAST = (
 BFLOAT16 = ("dcgan2", "dcgan3", "unet1", "s1k3", "hifigan", "vnet3d")
 SUITE = (
     *SHAPES,
+    *REGULAR,
+    *(f"{n}_cl" for n in REGULAR),
     *(f"{n}_cl" for n in CHANNELS_LAST),
     *(f"{n}_bf16" for n in BFLOAT16),
     *(f"{n}_cl_bf16" for n in BFLOAT16),
@@ -148,26 +170,41 @@ class Case(NamedTuple):
     output_padding: int
     channels_last: bool
     dtype: str  # "float32" or "bfloat16"
+    regular: bool = False  # a regular convolution (REGULAR), else a transposed one
+    dilation: int = 1
 
 
 def case(name: str) -> Case:
     """The layer a shape name stands for: a base name plus optional ``_cl`` / ``_bf16``."""
     base, cl, dtype = name, False, "float32"
-    while base not in SHAPES:
+    while base not in SHAPES and base not in REGULAR:
         if base.endswith("_bf16") and dtype == "float32":
             base, dtype = base[:-5], "bfloat16"
         elif base.endswith("_cl") and not cl:
             base, cl = base[:-3], True
         else:
             raise ValueError(
-                f"shape {name!r} is not a base shape ({', '.join(SHAPES)}) "
+                f"shape {name!r} is not a base shape ({', '.join([*SHAPES, *REGULAR])}) "
                 "optionally followed by _cl and/or _bf16"
             )
+    if base in REGULAR:
+        *shape, d = REGULAR[base]
+        return Case(name, base, tuple(shape), 0, cl, dtype, True, d)
     return Case(name, base, SHAPES[base], OUTPUT_PADDING.get(base, 0), cl, dtype)
 
 
-def _flops(shape) -> float:
-    n, c_in, spatial, c_out, k, _, _, g = shape
+def _flops(shape, regular=False) -> float:
+    n, c_in, spatial, c_out, k, s, _, g = shape
+    if regular:  # per output position: C_in / g * k^nd products (about: input / s^nd outputs)
+        return (
+            2.0
+            * n
+            * c_out
+            * math.prod(spatial)
+            / s ** len(spatial)
+            * (c_in // g)
+            * k ** len(spatial)
+        )
     return 2.0 * n * c_in * math.prod(spatial) * (c_out // g) * k ** len(spatial)
 
 
@@ -179,6 +216,23 @@ def _fwd_bwd(f):
         return (y, *vjp(gy))
 
     return fb
+
+
+def _lax_conv(x, w, *, s, p, d, g, channels_last):
+    """A regular convolution with public jax.lax only."""
+    nd = w.ndim - 2
+    spec = "DHW"[3 - nd :]
+    lhs = ("N" + spec + "C") if channels_last else ("NC" + spec)
+    return jax.lax.conv_general_dilated(
+        x,
+        w,
+        (s,) * nd,
+        [(p, p)] * nd,
+        rhs_dilation=(d,) * nd,
+        dimension_numbers=(lhs, "OI" + spec, lhs),
+        feature_group_count=g,
+        preferred_element_type=jnp.promote_types(x.dtype, jnp.float32),
+    ).astype(x.dtype)
 
 
 def _lax_transpose(x, w, *, nd, k, s, p, op, g, channels_last):
@@ -229,20 +283,31 @@ def _implementations(c: Case, modes, methods, with_lax=True):
     import torch
 
     n, c_in, spatial, c_out, k, s, p, g = c.shape
-    op, cl = c.output_padding, c.channels_last
+    op, cl, d = c.output_padding, c.channels_last, c.dilation
     nd = len(spatial)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, c_in, *spatial), dtype=np.float32)
-    w = rng.standard_normal((c_in, c_out // g, *(k,) * nd), dtype=np.float32) / math.sqrt(
-        c_in * k**nd / s**nd
-    )
-    out_shape = ct.conv_transpose_output_shape(x.shape, w.shape, s, p, op, groups=g)
+    if c.regular:
+        w = rng.standard_normal((c_out, c_in // g, *(k,) * nd), dtype=np.float32) / math.sqrt(
+            c_in // g * k**nd
+        )
+        out_shape = ct.conv_output_shape(x.shape, w.shape, s, p, d, g)
+        F = torch.nn.functional
+        conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[nd]
+
+        def tfn(x, w, b, s, p, op, g):  # (op is 0: the transposed call's signature)
+            return conv(x, w, b, s, p, d, g)
+    else:
+        w = rng.standard_normal((c_in, c_out // g, *(k,) * nd), dtype=np.float32) / math.sqrt(
+            c_in * k**nd / s**nd
+        )
+        out_shape = ct.conv_transpose_output_shape(x.shape, w.shape, s, p, op, groups=g)
+        tfn = {
+            1: torch.nn.functional.conv_transpose1d,
+            2: torch.nn.functional.conv_transpose2d,
+            3: torch.nn.functional.conv_transpose3d,
+        }[nd]
     gy = rng.standard_normal(out_shape, dtype=np.float32)
-    tfn = {
-        1: torch.nn.functional.conv_transpose1d,
-        2: torch.nn.functional.conv_transpose2d,
-        3: torch.nn.functional.conv_transpose3d,
-    }[nd]
     tdtype = torch.bfloat16 if c.dtype == "bfloat16" else torch.float32
     tx, tw, tg = (torch.from_numpy(a).to(tdtype) for a in (x, w, gy))
     if c.dtype != "float32":  # both frameworks and the reference see the same values
@@ -291,11 +356,15 @@ def _implementations(c: Case, modes, methods, with_lax=True):
         if m == XLA:  # "auto" as without the oneDNN backend (traced inside the switch)
             with _onednn.switched_off():
                 return call(x, w, "auto")
+        if c.regular:
+            return ct.conv(x, w, None, s, p, d, g, channels_last=cl, method=m)
         return ct.conv_transpose(x, w, None, s, p, op, groups=g, channels_last=cl, method=m)
 
     for m in methods:
         add_jax(m, lambda x, w, m=m: call(x, w, m))
-    if with_lax:
+    if with_lax and c.regular:
+        add_jax("jax.lax", lambda x, w: _lax_conv(x, w, s=s, p=p, d=d, g=g, channels_last=cl))
+    elif with_lax:
         add_jax(
             "jax.lax",
             lambda x, w: _lax_transpose(x, w, nd=nd, k=k, s=s, p=p, op=op, g=g, channels_last=cl),
@@ -406,7 +475,7 @@ def table(results, modes, names, peak, header=""):
                 ((ratios[col][name], col) for col in explicit if name in ratios[col]), default=None
             )
             auto = ratios["auto"].get(name) if "auto" in ratios else None
-            flops = _flops(case(name).shape) * (3 if mode == "fb" else 1)
+            flops = _flops(case(name).shape, case(name).regular) * (3 if mode == "fb" else 1)
             frac = (
                 f"{100 * flops / (res[('auto', mode)] * 1e-3) / (peak * 1e9):.0f}%"
                 if auto is not None
@@ -510,8 +579,9 @@ def main(argv=None) -> int:
             print(
                 f"{name:16} N={n} C_in={c_in} {'x'.join(map(str, spatial))} -> C_out={c_out} "
                 f"k={k} s={s} p={p} op={c.output_padding} groups={g} "
-                f"{'channels-last ' if c.channels_last else ''}{c.dtype}: "
-                f"{DESCRIPTION.get(c.base, '')}"
+                f"{'channels-last ' if c.channels_last else ''}{c.dtype}"
+                f"{f' dilation={c.dilation}' if c.regular else ''}: "
+                f"{DESCRIPTION.get(c.base) or DESCRIPTION_REGULAR.get(c.base, '')}"
             )
         return 0
     import torch
