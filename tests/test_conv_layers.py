@@ -7,14 +7,13 @@ state dicts both ways, ``from_torch``, weight-norm checkpoints (PyTorch's defaul
 
 from __future__ import annotations
 
-import warnings
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
 from flax import nnx
+from test_weight_norm import _weight_norm
 
 import convt_jax as ct
 import convt_jax.flax as ctf
@@ -230,14 +229,6 @@ def test_from_torch_refuses_the_other_family_and_rank():
         ctl.Conv1d.from_torch(conv)
     with pytest.raises(TypeError, match="must be a torch.nn.Conv1d"):
         ctf.Conv2d.from_torch(convt)
-
-
-def _weight_norm(module, api, dim):
-    if api == "new":
-        return torch.nn.utils.parametrizations.weight_norm(module, dim=dim)
-    with warnings.catch_warnings():  # the old API is deprecated but still in checkpoints
-        warnings.simplefilter("ignore")
-        return torch.nn.utils.weight_norm(module, dim=dim)
 
 
 @pytest.mark.parametrize("api", ["old", "new"])
