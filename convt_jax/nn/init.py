@@ -34,7 +34,9 @@ def fan_in(weight_shape: Sequence[int]) -> int:
     """PyTorch's fan-in of a transposed-convolution weight: ``(C_out // groups) * prod(kernel)``.
 
     PyTorch computes it from ``weight.size(1)`` and the kernel, so for the
-    layout ``(C_in, C_out // groups, *K)`` it counts output channels.
+    layout ``(C_in, C_out // groups, *K)`` it counts output channels; for a
+    regular convolution's ``(C_out, C_in // groups, *K)`` (``ct.nn.Conv*``)
+    the same formula counts input channels, as PyTorch's does.
 
     Args:
       weight_shape: ``(C_in, C_out // groups, *kernel)``.
