@@ -668,6 +668,50 @@ def test_nan_and_inf_reach_exactly_pytorchs_outputs(method, dtype, dilation):
     np.testing.assert_allclose(got[finite], want[finite], rtol=1e-4, atol=1e-4)
 
 
+def _definition(x, w, stride, pads, dilation):
+    """``y[o] = sum over the in-range taps of x[s*o + d*k - lo] * w[k]`` (groups 1): the
+    padding contributes no products."""
+    n, _, *spatial = x.shape
+    c_out, c_in, *kernel = w.shape
+    out = [
+        (length + lo + hi - d * (k - 1) - 1) // s + 1
+        for length, k, s, d, (lo, hi) in zip(spatial, kernel, stride, dilation, pads, strict=True)
+    ]
+    y = np.zeros((n, c_out, *out))
+    for b, co, *o in itertools.product(range(n), range(c_out), *[range(v) for v in out]):
+        acc = 0.0
+        for ci, *k in itertools.product(range(c_in), *[range(v) for v in kernel]):
+            pos = [
+                s * oo + d * kk - lo
+                for oo, kk, s, d, (lo, _) in zip(o, k, stride, dilation, pads, strict=True)
+            ]
+            if all(0 <= p < length for p, length in zip(pos, spatial, strict=True)):
+                acc = acc + x[(b, ci, *pos)] * w[(co, ci, *k)]
+        y[(b, co, *o)] = acc
+    return y
+
+
+@pytest.mark.parametrize("method", ["auto", "dilated", "subpixel", "matmul"])
+@pytest.mark.parametrize(
+    "stride, padding, dilation", [((2, 1), 1, (1, 2)), ((1, 1), 2, (1, 1)), ((2, 2), 0, (1, 1))]
+)
+def test_nan_and_inf_in_the_weight(method, stride, padding, dilation):
+    """Each entry is the definition's (padding contributes nothing) or NaN where PyTorch's
+    is: PyTorch multiplies its padding zeros by an Inf weight, some forms do not; the same
+    rule as the transposed convolution's gradients (tests/test_nonfinite.py)."""
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((2, 2, 7, 6)), rng.standard_normal((3, 2, 3, 2))
+    w[0, 0, 0, 0], w[1, 1, 2, 1], w[2, 0, 1, 1] = np.inf, np.nan, -np.inf
+    kw = dict(stride=stride, padding=padding, dilation=dilation)
+    if method == "matmul" and dilation != (1, 1):
+        pytest.skip("the method cannot compute the configuration")
+    want = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), **kw).numpy()
+    definition = _definition(x, w, stride, ((padding, padding),) * 2, dilation)
+    got = np.asarray(ct.conv2d(x, w, **kw, method=method))
+    same = (np.isnan(got) & np.isnan(definition)) | np.isclose(got, definition, 1e-12, 1e-12)
+    assert np.all(same | (np.isnan(got) & np.isnan(want)))
+
+
 # --- oneDNN ----------------------------------------------------------------------------------
 
 
