@@ -67,7 +67,8 @@ _TARGETS = {
 #: The environment switch: ``CONVT_JAX_ONEDNN=0`` (or ``false``, ``off``, ``no``) keeps
 #: every call on the XLA forms.
 ENV_SWITCH = "CONVT_JAX_ONEDNN"
-_DTYPES = (np.dtype(np.float32), np.dtype(jnp.bfloat16), np.dtype(np.float16))
+_FLOAT32 = np.dtype(np.float32)
+_DTYPES = (_FLOAT32, np.dtype(jnp.bfloat16), np.dtype(np.float16))
 #: The handler's dtype codes (``convt_jax_onednn_probe``, ``convt_jax_onednn_native_half``).
 _CODES = {np.dtype(np.float32): 0, np.dtype(jnp.bfloat16): 1, np.dtype(np.float16): 2}
 
@@ -493,8 +494,8 @@ def _call(
     a: jax.Array,
     b: jax.Array,
     config: Config,
-    dtype: np.dtype = np.dtype(np.float32),
-    out_dtype: np.dtype = np.dtype(np.float32),
+    dtype: np.dtype = _FLOAT32,
+    out_dtype: np.dtype = _FLOAT32,
 ):
     """One FFI call: ``a`` and ``b`` in ``dtype`` (converted if need be), the result of
     ``shape`` in ``out_dtype``."""
@@ -586,5 +587,5 @@ def weight_grad(g: jax.Array, x: jax.Array, config: Config) -> jax.Array:
     # Half-precision operands: a float32 gradient (summed over the batch in float32), then
     # rounded once.
     native = _native("weight_grad", config, x.shape, shape, g, x)
-    dw = _call("weight_grad", shape, g, x, config, native or np.dtype(np.float32))
+    dw = _call("weight_grad", shape, g, x, config, native or _FLOAT32)
     return _flip(dw, config).astype(g.dtype)
