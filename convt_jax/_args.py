@@ -158,7 +158,7 @@ def check_dtype(name: str, dtype: Any) -> None:
     dt = np.dtype(dtype)
     if not np.issubdtype(dt, np.inexact) and dt.name != "bfloat16":
         raise TypeError(
-            f"{name} has dtype {dt.name}; transposed convolution needs a floating or complex "
+            f"{name} has dtype {dt.name}; convolution needs a floating or complex "
             f"dtype ({_DTYPE_RULE}): cast it first, e.g. {name}.astype(jnp.float32)"
         )
 
