@@ -35,6 +35,7 @@ PADDING_MODES = ("zeros", "circular", "reflect", "replicate")
 COMPUTE_MODES = ("default", "float32")
 _DTYPE_RULE = "float16, bfloat16, float32, float64, complex64 or complex128"
 _SCALAR_SETTINGS = ("groups",)  # settings that take one int, never a tuple
+TRANSPOSED_WEIGHT = "(C_in, C_out // groups, *kernel)"  # the weight layouts, as messages say
 
 Pairs = tuple[tuple[int, int], ...]
 
@@ -657,15 +658,6 @@ def check_key(key: Any, layer: str) -> None:
         )
 
 
-def check_torch_rank(layer: str, want: int | None, got: int, module_type: str) -> None:
-    """``from_torch`` of a 1/2/3-d layer class needs a PyTorch module of that rank."""
-    if want is not None and got != want:
-        raise TypeError(
-            f"{layer}.from_torch needs a torch.nn.ConvTranspose{want}d, not a "
-            f"{module_type} with {got} spatial axes; use ct.nn.ConvTranspose{got}d.from_torch"
-        )
-
-
 def leaf_array(name: str, value: Any) -> Any:
     """A layer's new ``weight`` / ``bias`` as passed: a jax or NumPy array (a list or a
     ``torch.Tensor`` becomes a NumPy array; torch is not imported); ``None`` stays ``None``.
@@ -699,8 +691,9 @@ def owned_leaf(value: Any) -> jax.Array:
     return jnp.asarray(np.array(value, copy=True))
 
 
-def check_leaf(layer: str, name: str, current: Any, value: Any) -> None:
-    """A replacement ``weight`` / ``bias`` must keep the leaf's presence, shape and dtype."""
+def check_leaf(layer: str, name: str, current: Any, value: Any, transposed: bool = True) -> None:
+    """A replacement ``weight`` / ``bias`` must keep the leaf's presence, shape and dtype
+    (the weight's layout named for a transposed or a regular convolution)."""
     if current is None or value is None:
         raise ValueError(
             f"{name}: this {layer} was built with "
@@ -711,7 +704,11 @@ def check_leaf(layer: str, name: str, current: Any, value: Any) -> None:
         raise ValueError(
             f"{name} of shape {tuple(value.shape)} must have shape "
             f"{tuple(current.shape)} for this {layer}"
-            + (" (C_in, C_out // groups, *kernel)" if name == "weight" else " (C_out,)")
+            + (
+                f" {TRANSPOSED_WEIGHT if transposed else CONV_WEIGHT}"
+                if name == "weight"
+                else " (C_out,)"
+            )
         )
     got, want = np.dtype(value.dtype), np.dtype(current.dtype)
     if got != want:
@@ -973,17 +970,6 @@ def check_torch_module(module: Any) -> None:
         raise ValueError(
             f"module {cls.__name__} is a lazy module that has not seen an input yet; run one "
             "forward pass first so its in_channels and weight exist"
-        )
-
-
-def check_torch_rank_for(
-    family: str, layer: str, want: int | None, got: int, module_type: str
-) -> None:
-    """:func:`check_torch_rank` for the classes of ``family`` (``"convt_jax.flax"``, ...)."""
-    if want is not None and got != want:
-        raise TypeError(
-            f"{layer}.from_torch needs a torch.nn.ConvTranspose{want}d, not a "
-            f"{module_type} with {got} spatial axes; use {family}.ConvTranspose{got}d.from_torch"
         )
 
 

@@ -321,3 +321,16 @@ def test_pytree_and_replace():
     # The transposed layers keep their own fields and settings.
     assert not hasattr(layer, "output_padding")
     assert ct.nn.ConvTranspose1d(2, 4, 3, key=jax.random.key(0)).output_padding == (0,)
+
+
+def test_replace_names_the_regular_convolutions_weight_layout():
+    """A wrong weight shape for a Conv names its layout (C_out, C_in // groups, *kernel),
+    not the transposed layers' (C_in, C_out // groups, *kernel)."""
+    import re
+
+    layer = ct.nn.Conv2d(2, 3, 4, key=jax.random.key(0))
+    with pytest.raises(ValueError, match=re.escape("(C_out, C_in // groups, *kernel)")):
+        layer.replace(weight=jnp.zeros((2, 3, 4, 4)))
+    layer_t = ct.nn.ConvTranspose2d(2, 3, 4, key=jax.random.key(0))
+    with pytest.raises(ValueError, match=re.escape("(C_in, C_out // groups, *kernel)")):
+        layer_t.replace(weight=jnp.zeros((3, 3, 4, 4)))

@@ -188,7 +188,8 @@ class _ConvLayer(metaclass=_FromFields):
             value = _args.leaf_array(name, value)
             if new[name] is None and value is None:
                 continue
-            _args.check_leaf(name_, name, new[name], value)  # the dtype as passed
+            # the dtype as passed
+            _args.check_leaf(name_, name, new[name], value, self._transposed)
             new[name] = _args.owned_leaf(value)
         return dataclasses.replace(self, **new)
 
