@@ -1,4 +1,4 @@
-"""convt_jax: exact, fast transposed convolution for JAX with PyTorch's semantics."""
+"""convt_jax: PyTorch-exact, fast convolutions for JAX, centred on the transposed one."""
 
 from importlib.metadata import PackageNotFoundError, version
 
