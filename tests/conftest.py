@@ -49,15 +49,63 @@ def pytest_addoption(parser):
     )
 
 
+# The default tier runs every n-th parametrization of these tests (the first, then every
+# n-th in collection order, so that it still spans the parameter list); the others are
+# marked slow like a decorator would, so that `-m slow` runs exactly what the default tier
+# leaves out.  A test that is slow as a whole carries @pytest.mark.slow in its file.
+DEFAULT_TIER_EVERY = {
+    "tests/test_from_torch.py::test_flax_from_torch": 3,
+    "tests/test_flax.py::test_nnx_matches_torch_values_and_gradients": 3,
+    "tests/test_gradients.py::test_check_grads_each_argument": 5,
+    "tests/test_grouped.py::test_grouped_equals_pytorch_and_dilated": 4,
+    "tests/test_layouts.py::test_from_equinox_matches_equinox": 3,
+    "tests/test_layouts.py::test_from_flax_matches_flax": 3,
+    "tests/test_layouts.py::test_from_haiku_matches_haiku": 3,
+    "tests/test_layouts.py::test_to_equinox_matches_equinox": 2,
+    "tests/test_layouts.py::test_to_flax_matches_flax": 3,
+    "tests/test_layouts.py::test_to_haiku_matches_haiku": 2,
+    "tests/test_layouts.py::test_to_keras_matches_keras": 3,
+    "tests/test_methods.py::test_backward_forms_with_an_empty_batch": 5,
+    "tests/test_methods.py::test_grouped_backward_forms_equal_conv_rules": 3,
+    "tests/test_methods.py::test_methods_under_vmap_and_second_order": 3,
+    "tests/test_nn.py::test_dtype": 2,
+    "tests/test_nn.py::test_icnr_has_no_checkerboard": 4,
+    "tests/test_nonfinite.py::test_nonfinite_pattern": 3,
+    "tests/test_padding_modes.py::test_adjoint_of_torch_padded_conv": 3,
+    "tests/test_padding_modes.py::test_transformations": 3,
+    "tests/test_port_hifigan.py::test_port_matches_pytorch_and_writes_a_wav": 2,
+    "tests/test_reference.py::test_half_precision_sums_in_float32": 4,
+    "tests/test_reference.py::test_matches_pytorch_grid": 2,
+    "tests/test_reference.py::test_same_matches_lax_conv_transpose": 3,
+    "tests/test_robustness.py::test_bit_identical_across_calls_and_between_jit_and_eager": 3,
+    "tests/test_robustness.py::test_empty_batch_forward_and_gradients": 3,
+    "tests/test_robustness.py::test_extreme_settings_match_pytorch": 3,
+    "tests/test_sharding_fuzz.py::test_sharded_equals_unsharded": 4,
+    "tests/test_transforms.py::test_check_grads_order2": 3,
+    "tests/test_typing.py::test_a_misspelled_setting_is_a_type_error": 2,
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by the marks added here
 def pytest_collection_modifyitems(config, items):
-    # The default run (CI's) leaves out the tests marked slow; `--slow` runs them, and an
-    # explicit `-m` expression decides for itself.
+    seen: dict[str, int] = {}
+    for item in items:
+        base = item.nodeid.split("[", 1)[0]
+        every = DEFAULT_TIER_EVERY.get(base)
+        if every is None or not hasattr(item, "callspec"):
+            continue
+        index = seen[base] = seen.get(base, -1) + 1
+        if index % every:
+            item.add_marker(pytest.mark.slow)
+    # The default tier (README's command, the first pytest run of .ci/run) deselects the
+    # tests marked slow; `-m slow` runs only them (.ci/run's second run), `--slow` runs
+    # everything, and any other explicit `-m` expression decides for itself.
     if config.getoption("--slow") or config.option.markexpr:
         return
-    skip = pytest.mark.skip(reason="slow: run with --slow")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
 
 
 def pytest_configure(config):

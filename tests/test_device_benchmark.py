@@ -12,6 +12,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -27,6 +29,7 @@ def _run(*args):
     )
 
 
+@pytest.mark.slow
 def test_dry_run_checks_and_writes_the_table(tmp_path):
     out = tmp_path / "device.md"
     shapes = "dcgan1,group8,depthwise_cl,hifigan,vnet3d,k3s2op1_cl"

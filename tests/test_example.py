@@ -43,6 +43,7 @@ def test_example_trains_with_the_demo_loop(example):
     assert "optax.adam(" not in source and "jax.value_and_grad(" not in source
 
 
+@pytest.mark.slow
 def test_short_training_run_lowers_the_loss(example, tmp_path):
     pytest.importorskip("matplotlib")
     png = tmp_path / "reconstructions.png"
@@ -84,6 +85,7 @@ def test_fit_minimises_a_least_squares_problem():
     np.testing.assert_allclose(np.asarray(result.params["w"]), w_true, atol=0.02)
 
 
+@pytest.mark.slow
 def test_demo_training_lowers_the_loss_and_writes_a_png(tmp_path):
     png = tmp_path / "demo.png"
     result = _demo.train(steps=300, progress=False, png=png)

@@ -8,7 +8,8 @@ the process on a convolution it mis-partitions.  When a child dies, the case it 
 running (its last ``CASE`` line) is reported with its configuration and the rest of
 the batch runs in a fresh child, so one abort fails one case, not the run.
 
-Default run: 64 cases; ``--slow``: 640 (seeds 0-639, the default's among them).
+Default tier: seeds 0-15 (tests/conftest.py's DEFAULT_TIER_EVERY); ``-m slow``: seeds
+16-639; ``--slow``: all 640.
 """
 
 from __future__ import annotations
@@ -116,6 +117,7 @@ def test_sharded_equals_unsharded_slow(seeds):
     _check(seeds)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not (HAS_EXPLICIT_AXES and hasattr(jax, "shard_map")),
     reason="this JAX has no Explicit mesh axes for convt_jax (needs 0.7)",

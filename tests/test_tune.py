@@ -443,6 +443,7 @@ def _layer_child(cache_dir):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_a_second_process_reads_the_choice_from_disk(tmp_path):
     first = _layer_child(tmp_path)
     assert len(first["timed"]) == 3 and set(first["choices"]) == {"forward", "dx", "dw"}
