@@ -353,6 +353,12 @@ def native_half(dtype) -> bool:
 
 #: The three primitives of a problem, in the handler's order.
 KINDS = ("forward", "input_grad", "weight_grad")
+#: The fewest channels per group a half-precision primitive sums over to run natively.
+#: oneDNN's bfloat16 / float16 kernels consume the summed channels in blocks of 16 to 32
+#: (a vector of float32 sums, an AMX tile row), zero-filled: a layer with 3 output channels
+#: (an image decoder's last layer) used 3 of each block in its input gradient, which on a
+#: Xeon with AMX took 1.5x PyTorch's time natively and 0.97x converted to float32.
+HALF_MIN_CHANNELS = 16
 
 
 def compute_dtype(
@@ -361,13 +367,19 @@ def compute_dtype(
     """The dtype oneDNN's kernel for ``kind`` (one of :data:`KINDS`) computes a problem in:
     ``dtype`` itself for bfloat16 / float16 where the CPU has native instructions for it
     and oneDNN gives a direct kernel (neither its reference kernel nor its GEMM-based
-    fallback) for that primitive in that dtype; float32 otherwise (the operands are then
+    fallback) for that primitive in that dtype, and the primitive sums over at least
+    :data:`HALF_MIN_CHANNELS` channels per group; float32 otherwise (the operands are then
     converted around the float32 kernel, whose choice :func:`unsupported` has checked)."""
     dtype = np.dtype(dtype)
     if dtype == np.float32 or not native_half(dtype):
         return np.dtype(np.float32)
     x_shape = tuple(int(d) for d in x_shape)
     w_shape = tuple(int(d) for d in w_shape)
+    # The channels the primitive sums over: the forward over the input's, the input
+    # gradient over the output's (the weight gradient sums over the batch and space).
+    summed = {"forward": w_shape[0], "input_grad": w_shape[1] * config.groups}.get(kind)
+    if summed is not None and summed // config.groups < HALF_MIN_CHANNELS:
+        return np.dtype(np.float32)
     native = _native_kernels(config, x_shape, w_shape, dtype)[KINDS.index(kind)]
     return dtype if native else np.dtype(np.float32)
 

@@ -608,3 +608,35 @@ def test_probing_alone_runs_nothing_and_a_rejected_primitive_is_not_kept(
         assert "reference kernel" in reason or "cannot compute" in reason, reason
         assert grown < 3, reason  # the primitive that would not be used is dropped
     assert set(_onednn.implementations()) == before
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16], ids=["bfloat16", "float16"])
+def test_half_precision_sums_over_few_channels_run_on_the_float32_kernels(dtype):
+    """A primitive that sums over fewer than HALF_MIN_CHANNELS channels per group (the
+    input gradient of a layer with 3 output channels) runs converted around the float32
+    kernel; the forward of the same layer, summing over 64, natively where the CPU can."""
+    config = Config(
+        stride=(2, 2),
+        dilation=(1, 1),
+        crops=((1, 1), (1, 1)),
+        groups=1,
+        channels_last=False,
+        flip=False,
+        precision=None,
+        preferred_element_type=None,
+    )
+    x_shape, w_shape = (2, 64, 8, 8), (64, 3, 4, 4)
+    assert _onednn.compute_dtype(config, x_shape, w_shape, dtype, "input_grad") == np.float32
+    if _onednn.native_half(dtype):
+        assert _onednn.compute_dtype(config, x_shape, w_shape, dtype, "forward") == dtype
+    x = jnp.asarray(np.random.default_rng(0).standard_normal(x_shape), dtype)
+    w = jnp.asarray(np.random.default_rng(1).standard_normal(w_shape), dtype)
+
+    def loss(x, w):
+        y = ct.conv_transpose2d(x, w, stride=2, padding=1)
+        return jnp.sum(y.astype(jnp.float32) ** 2)
+
+    text = jax.jit(jax.grad(loss, (0, 1))).lower(x, w).as_text()
+    calls = text.splitlines()
+    (dx_call,) = [c for c in calls if "custom_call @convt_jax_onednn_input_grad" in c]
+    assert "xf32>" in dx_call.rsplit(":", 1)[1], dx_call
