@@ -395,6 +395,33 @@ def _output_size(value: Any, n: int, in_ndim: int, channels_last: bool) -> tuple
     return (to_int("output_size", value),) * n
 
 
+def _operands(settings: Settings, input_shape, weight_shape, weight_axes: tuple[str, str]):
+    """``(input shape, weight shape, batched, C_in, spatial sizes, kernel)`` as ints, with
+    the checks both convolutions share: the input's rank, and no empty kernel, weight
+    channel axis (named ``weight_axes``: the weight's layout) or input spatial axis."""
+    n = settings.ndim
+    in_shape = tuple(int(v) for v in input_shape)
+    w_shape = tuple(int(v) for v in weight_shape)
+    check_input_rank(in_shape, w_shape, n)
+    if settings.channels_last:
+        c_in, spatial = in_shape[-1], in_shape[-1 - n : -1]
+    else:
+        c_in, spatial = in_shape[-1 - n], in_shape[len(in_shape) - n :]
+    kernel = w_shape[2:]
+    if any(k < 1 for k in kernel):
+        raise ValueError(f"weight of shape {w_shape} must have every kernel size >= 1")
+    if w_shape[0] < 1 or w_shape[1] < 1:
+        raise ValueError(
+            f"weight of shape {w_shape} must have weight.shape[0] = {weight_axes[0]} >= 1 and "
+            f"weight.shape[1] = {weight_axes[1]} >= 1"
+        )
+    if any(length < 1 for length in spatial):
+        raise ValueError(
+            f"input of shape {in_shape} must have every spatial size >= 1, got {spatial}"
+        )
+    return in_shape, w_shape, len(in_shape) == n + 2, c_in, spatial, kernel
+
+
 def check_input_rank(input_shape: Sequence[int], weight_shape: Sequence[int], n: int) -> None:
     in_shape, w_shape = tuple(input_shape), tuple(weight_shape)
     if len(in_shape) not in (n + 1, n + 2):
@@ -414,27 +441,10 @@ def bind(
     """Check ``settings`` against the shapes and build the :class:`Config`."""
     s = settings
     n = s.ndim
-    in_shape = tuple(int(v) for v in input_shape)
-    w_shape = tuple(int(v) for v in weight_shape)
-    check_input_rank(in_shape, w_shape, n)
-    batched = len(in_shape) == n + 2
-    if s.channels_last:
-        c_in, spatial = in_shape[-1], in_shape[-1 - n : -1]
-    else:
-        c_in, spatial = in_shape[-1 - n], in_shape[len(in_shape) - n :]
-    kernel = w_shape[2:]
+    in_shape, w_shape, batched, c_in, spatial, kernel = _operands(
+        s, input_shape, weight_shape, ("C_in", "C_out // groups")
+    )
     g = s.groups
-    if any(k < 1 for k in kernel):
-        raise ValueError(f"weight of shape {w_shape} must have every kernel size >= 1")
-    if w_shape[0] < 1 or w_shape[1] < 1:
-        raise ValueError(
-            f"weight of shape {w_shape} must have weight.shape[0] = C_in >= 1 and "
-            "weight.shape[1] = C_out // groups >= 1"
-        )
-    if any(length < 1 for length in spatial):
-        raise ValueError(
-            f"input of shape {in_shape} must have every spatial size >= 1, got {spatial}"
-        )
     if c_in != w_shape[0]:
         raise ValueError(
             f"input has {c_in} channels (shape {in_shape}, channels_last={s.channels_last}) but "
@@ -1118,29 +1128,11 @@ def bind_conv(
 ) -> ConvBound:
     """Check a regular convolution's settings against the shapes; build its :class:`Config`."""
     s = settings
-    n = s.ndim
-    in_shape = tuple(int(v) for v in input_shape)
-    w_shape = tuple(int(v) for v in weight_shape)
-    check_input_rank(in_shape, w_shape, n)
+    in_shape, w_shape, batched, c_in, spatial, kernel = _operands(
+        s, input_shape, weight_shape, ("C_out", "C_in // groups")
+    )
     mode = check_padding_mode(padding_mode)
-    batched = len(in_shape) == n + 2
-    if s.channels_last:
-        c_in, spatial = in_shape[-1], in_shape[-1 - n : -1]
-    else:
-        c_in, spatial = in_shape[-1 - n], in_shape[len(in_shape) - n :]
-    kernel = w_shape[2:]
     g = s.groups
-    if any(k < 1 for k in kernel):
-        raise ValueError(f"weight of shape {w_shape} must have every kernel size >= 1")
-    if w_shape[0] < 1 or w_shape[1] < 1:
-        raise ValueError(
-            f"weight of shape {w_shape} must have weight.shape[0] = C_out >= 1 and "
-            "weight.shape[1] = C_in // groups >= 1"
-        )
-    if any(length < 1 for length in spatial):
-        raise ValueError(
-            f"input of shape {in_shape} must have every spatial size >= 1, got {spatial}"
-        )
     if c_in != w_shape[1] * g:
         raise ValueError(
             f"input has {c_in} channels (shape {in_shape}, channels_last={s.channels_last}) but "
