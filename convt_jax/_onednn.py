@@ -417,14 +417,16 @@ def _probe_statuses(
     x_shape: tuple[int, ...],
     w_shape: tuple[int, ...],
     dtype: np.dtype,
+    stop_at_failure: bool = False,
 ) -> list[tuple[int, str]]:
     """Build the three primitives of a problem with operands of ``dtype`` (the forward's
     output in the configuration's output dtype, the weight gradient in float32): the
     handler's status (0 a direct kernel, 3 the GEMM-based fallback, 2 the reference kernel,
-    1 none) and the implementation's name, or why none, for each."""
+    1 none) and the implementation's name, or why none, for each (only up to the first
+    1 or 2 with ``stop_at_failure``)."""
     lib = _library
     if lib is None:
-        return [(1, "the oneDNN backend is not loaded")]
+        return [(1, "the oneDNN backend is not loaded")] * (1 if stop_at_failure else 3)
     nd = config.ndim
     x_shape = (1,) * (nd + 2 - len(x_shape)) + x_shape  # unbatched: one batch row
     y_shape = geo.output_shape(config, x_shape, w_shape)
@@ -458,6 +460,8 @@ def _probe_statuses(
             ctypes.c_int64(kind), *args, arr(dtypes[kind]), buf, ctypes.c_int64(len(buf))
         )
         statuses.append((int(status), buf.value.decode()))
+        if stop_at_failure and status in (1, 2):
+            break
     return statuses
 
 
@@ -471,8 +475,8 @@ def _probe(config: Config, x_shape: tuple[int, ...], w_shape: tuple[int, ...]) -
     forms)."""
     for name, (status, text) in zip(
         _KIND_NAMES,
-        _probe_statuses(config, x_shape, w_shape, np.dtype(np.float32)),
-        strict=True,
+        _probe_statuses(config, x_shape, w_shape, _FLOAT32, stop_at_failure=True),
+        strict=False,  # (up to the first failure)
     ):
         if status == 1:
             return f"oneDNN cannot compute its {name}: {text}"
