@@ -71,7 +71,7 @@ import numpy as np  # noqa: E402
 import convt_jax as ct  # noqa: E402
 
 from . import _machine  # noqa: E402
-from .run import _lax_transpose  # noqa: E402
+from .run import _lax_conv, _lax_transpose  # noqa: E402
 
 # --------------------------------------------------------------------------------------
 # Parameters: a model asks for them by name; at init they are created (NumPy), later
@@ -128,19 +128,8 @@ class JaxOps:
             # float32 sums for bfloat16 operands (oneDNN's kernels, and the XLA forms'
             # rule), the result in the operands' dtype
             return ct.conv(x, w, b, stride, padding, dilation, method=self.method)
-        nd = x.ndim - 2
-        spec = "DHW"[3 - nd :]
-        y = jax.lax.conv_general_dilated(
-            x,
-            w,
-            (stride,) * nd,
-            [(padding, padding)] * nd,
-            rhs_dilation=(dilation,) * nd,
-            dimension_numbers=("NC" + spec, "OI" + spec, "NC" + spec),
-            # float32 sums for bfloat16 operands too (as PyTorch's kernels)
-            preferred_element_type=jnp.promote_types(x.dtype, jnp.float32),
-        ).astype(x.dtype)
-        return y if b is None else y + b.reshape(-1, *(1,) * nd)
+        y = _lax_conv(x, w, s=stride, p=padding, d=dilation, g=1, channels_last=False)
+        return y if b is None else y + b.reshape(-1, *(1,) * (x.ndim - 2))
 
     def convt(self, x, w, b, stride, padding, output_padding=0):
         x, w, b = self._cast(x, w, b)
