@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import inspect
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -214,6 +215,71 @@ def is_exporting(ctx: Any) -> bool:
     parameters (``for_export``, on every supported release); ``False`` where absent."""
     params = getattr(getattr(ctx, "module_context", None), "lowering_parameters", None)
     return bool(getattr(params, "for_export", False))
+
+
+# --- partitioning rules (``jax.experimental.custom_partitioning``) ------------------------
+#
+# A partition callback with a Shardy sharding rule (``def_partition(sharding_rule=...)``)
+# from jax 0.5; before, only GSPMD's callbacks, and convt_jax keeps its convolution-free
+# forms in partitioned programs there.
+
+
+@functools.cache
+def _custom_partitioning() -> Any:
+    try:
+        from jax.experimental.custom_partitioning import custom_partitioning
+    except ImportError:  # pragma: no cover - every supported release has it
+        return None
+    if "sharding_rule" not in inspect.signature(custom_partitioning.def_partition).parameters:
+        return None
+    return custom_partitioning
+
+
+#: Whether partitioned programs can run convt_jax's one-device forms per device.
+HAS_PARTITIONING_RULES = _custom_partitioning() is not None
+
+
+def custom_partitioning(fn: Callable, static_argnums: tuple[int, ...]) -> Any:
+    """``jax.experimental.custom_partitioning(fn, static_argnums)``."""
+    return _custom_partitioning()(fn, static_argnums=static_argnums)
+
+
+def def_partition(cp: Any, partition: Callable, infer: Callable, rule: Callable) -> None:
+    """Give ``cp`` its partition callback, GSPMD's inference and Shardy's rule."""
+    cp.def_partition(
+        partition=partition,
+        infer_sharding_from_operands=infer,
+        sharding_rule=rule,
+        decode_shardings=False,
+    )
+
+
+def require_devices_during_lowering(*primitives: Any) -> bool:
+    """Have ``jax.jit`` give the lowering of ``primitives`` its device assignment and mesh
+    (which a partitioning rule's lowering needs), as JAX's own custom-partitioned
+    primitives do.  JAX has no public spelling of this registry
+    (``jax._src.dispatch.prim_requires_devices_during_lowering``, the same from 0.4.36 to
+    0.10); where it is missing, False, and partitioned programs keep the
+    convolution-free forms."""
+    try:
+        from jax._src import dispatch
+    except ImportError:  # pragma: no cover
+        return False
+    registry = getattr(dispatch, "prim_requires_devices_during_lowering", None)
+    if not isinstance(registry, set):
+        return False
+    registry.update(primitives)
+    return True
+
+
+def partitioner_sees_mesh(ctx: Any) -> bool:
+    """Whether a partitioning callback in a lowering ``ctx`` gets named shardings on a
+    mesh: a ``jax.jit`` whose shardings carry one (its axis context's ``abstract_mesh``);
+    not ``shard_map`` with Auto axes left (no mesh to decode them on)."""
+    axis_context = getattr(getattr(ctx, "module_context", None), "axis_context", None)
+    if getattr(axis_context, "manual_axes", None) is not None:
+        return False
+    return getattr(axis_context, "abstract_mesh", None) is not None
 
 
 # --- XLA's foreign function interface ---------------------------------------------------

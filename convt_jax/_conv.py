@@ -14,9 +14,11 @@ picks the forms of those maps exactly as for ``conv_transpose`` (oneDNN's kernel
 where they apply).
 
 A non-zero ``padding_mode`` pads the input with that mode first and then convolves
-without zero padding, as ``torch.nn.Conv*d`` does.  That pad is the transpose of
-:func:`convt_jax._padding_modes.fold` (which the transposed convolution uses for the same
-modes), so it is computed as exactly that transpose: one rule for both directions.
+without zero padding, as ``torch.nn.Conv*d`` does: ``jnp.pad`` in numpy's name for the
+mode (the transpose of :func:`convt_jax._padding_modes.fold`, which the transposed
+convolution uses for the same modes; the tests check both against PyTorch).  A plain
+``jnp.pad`` rather than that transpose traced again: inside ``shard_map`` (a batch split
+on Explicit axes) the transpose would need the operand's varying-axes type.
 """
 
 from __future__ import annotations
@@ -31,25 +33,25 @@ from jax.lax import PrecisionLike
 from jax.sharding import PartitionSpec as P
 from jax.typing import ArrayLike, DTypeLike
 
-from . import _args, _compat, _geometry, _methods, _onednn, _padding_modes, _primitive, _tune
+from . import _args, _compat, _geometry, _halo, _methods, _onednn, _primitive, _tune
 from ._geometry import Config
 from ._op import _forms
 from .typing import Dilation, Method, Padding, PaddingMode, Stride
 
+# torch.nn.functional.pad's modes in numpy's (and jnp.pad's) words.
+_PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
 
 def _mode_pad(x: jax.Array, pads, padding_mode: str, channels_last: bool) -> jax.Array:
-    """``torch.nn.functional.pad(x, pads, mode=padding_mode)`` on the spatial axes: the
-    transpose of the fold (a linear map of slices, flips, zero pads and sums)."""
+    """``torch.nn.functional.pad(x, pads, mode=padding_mode)`` on the spatial axes
+    (``jnp.pad``: the same values for the pads PyTorch accepts, which the argument checks
+    enforce; the transpose of the transposed convolution's fold)."""
     n = len(pads)
     first = x.ndim - n - 1 if channels_last else x.ndim - n
-    shape = list(x.shape)
-    for i, (lo, hi) in enumerate(pads):
-        shape[first + i] += lo + hi
-    fold = functools.partial(
-        _padding_modes.fold, pads=pads, padding_mode=padding_mode, channels_last=channels_last
-    )
-    (padded,) = jax.linear_transpose(fold, jax.ShapeDtypeStruct(tuple(shape), x.dtype))(x)
-    return padded
+    widths = [(0, 0)] * x.ndim
+    for i, pair in enumerate(pads):
+        widths[first + i] = tuple(pair)
+    return jnp.pad(x, widths, mode=_PAD_MODES[padding_mode])
 
 
 def _output_shape(config: Config, x_shape: Sequence[int], w_shape: Sequence[int]) -> tuple:
@@ -71,8 +73,9 @@ def _output_shape(config: Config, x_shape: Sequence[int], w_shape: Sequence[int]
 
 def _bind(x, w, config: Config, forms: tuple, out_shape: tuple, pad=None) -> jax.Array:
     """The input-gradient map of the transposed convolution on ``(pad(x), w)``; with
-    Explicit mesh axes in the types, run (the pad too) with them Auto, as the primitive's
-    own transposes are, and the result split like ``x`` on the batch axis."""
+    Explicit mesh axes in the types: a batch split alone runs per device in ``shard_map``
+    (``_halo.batch_plan``), anything else (the pad too) with the axes Auto, as the
+    primitive's own transposes are, and the result split like ``x`` on the batch axis."""
 
     def fn(x, w):
         if pad is not None:
@@ -83,6 +86,15 @@ def _bind(x, w, config: Config, forms: tuple, out_shape: tuple, pad=None) -> jax
     axes = _primitive._explicit_axes(aval, _compat.typeof(w))
     if not axes:
         return fn(x, w)
+    if (batch := _halo.batch_plan(x, w)) is not None:
+        # Data parallelism in the types: each device its block of the batch (shard_map).
+        def block(xb, wb):
+            if pad is not None:
+                xb = pad(xb)
+            shape = (xb.shape[0], *out_shape[1:])
+            return _primitive.input_grad_batched(xb, wb, config, forms, shape)
+
+        return _halo.run_batch(block, x, w, batch)
     batch = tuple(aval.sharding.spec)[:1]
     return _compat.auto_axes(fn, axes, _compat.with_spec(aval.sharding, P(*batch)))(x, w)
 

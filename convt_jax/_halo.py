@@ -29,8 +29,15 @@ channels the same way), and no spatial axis split, each device computes its own 
 channels from its own weight block in ``shard_map``: no collective in the forward; ``dx``
 of a dense layer is summed over the devices by the transpose of the input's cast to vary.
 
+Data parallelism, :func:`batch_plan`: the input split on its batch axis alone and the
+weight replicated: each device runs the one-device forms on its block of the batch in
+``shard_map`` (nothing exchanged in the forward; ``dw`` summed over the batch's mesh
+axes).  The regular convolution (``_conv``) uses it too.
+
 Anything else (Auto mesh axes, whose shardings the trace cannot see; other layouts of
-the split) goes to the partitioner with convolution-free forms (see ``_methods``).
+the split) goes to the partitioner, which runs the one-device forms per device through
+the primitives' partitioning rule (``_partition``), or convolution-free forms where no
+rule can be attached (an exported program; see ``_methods``).
 """
 
 from __future__ import annotations
@@ -103,20 +110,64 @@ def plan(config: Config, x, w) -> Plan | None:
     devices = _primitive._axis_size(mesh, entry)
     i = s_axes.index(axis)
     length, kernel = x.shape[axis], w.shape[2 + i]
-    s, d, (lo, hi) = config.stride[i], config.dilation[i], config.crops[i]
-    if devices < 2 or length % devices:
-        return None
-    if geo.output_length(length, kernel, s, d, (lo, hi)) != s * length:
-        return None
-    b = length // devices
-    halo_lo = max(0, (d * (kernel - 1) - lo) // s)
-    halo_hi = max(0, (lo - 1) // s + 1)
-    if halo_lo > b or halo_hi > b:
+    if not rows_fit(config, i, length, kernel, devices):
         return None
     y_spec = [None] * x.ndim
     y_spec[0] = x_spec[0]
     y_spec[axis] = entry
-    return Plan(axis, i, entry, devices, halo_lo, halo_hi, mesh, x_spec, tuple(y_spec))
+    return Plan(axis, i, entry, devices, *halo_rows(config, i, kernel), mesh, x_spec, tuple(y_spec))
+
+
+def rows_fit(config: Config, i: int, length: int, kernel: int, devices: int) -> bool:
+    """Whether spatial axis ``i`` (``length`` input rows) split ``devices`` ways runs by
+    halo exchange: equal blocks, ``L_out = s * L`` and halos no longer than a block."""
+    s, d = config.stride[i], config.dilation[i]
+    if devices < 2 or length % devices:
+        return False
+    if geo.output_length(length, kernel, s, d, config.crops[i]) != s * length:
+        return False
+    b = length // devices
+    return max(halo_rows(config, i, kernel)) <= b
+
+
+def halo_rows(config: Config, i: int, kernel: int) -> tuple[int, int]:
+    """The input rows a device borrows from its left and right neighbours on spatial
+    axis ``i`` (the module docstring's ``hl`` and ``hh``)."""
+    s, d, lo = config.stride[i], config.dilation[i], config.crops[i][0]
+    return max(0, (d * (kernel - 1) - lo) // s), max(0, (lo - 1) // s + 1)
+
+
+def local_forward(xb, wb, config: Config, method, axis: int, i: int, entry, n: int):
+    """One device's block of the output, inside a per-device program (``shard_map`` or a
+    partitioner's callback): the input block ``xb`` (split ``n`` ways over mesh ``entry``
+    on array axis ``axis``, spatial axis ``i``) extended by its halo rows from the
+    neighbours, then the transposed convolution cropped to this device's output rows.
+
+    ``method`` is a resolved method, or a callable ``(config, x_shape, w_shape) ->``
+    resolved method for the local problem."""
+    names = _names(entry)
+    axis_name = names[0] if len(names) == 1 else names
+    kernel = wb.shape[2 + i]
+    s, d, lo = config.stride[i], config.dilation[i], config.crops[i][0]
+    halo_lo, halo_hi = halo_rows(config, i, kernel)
+    b = xb.shape[axis]
+    parts = []
+    if halo_lo:
+        # My left halo is my left neighbour's last rows: j sends to j + 1.
+        rows = jax.lax.slice_in_dim(xb, b - halo_lo, b, axis=axis)
+        parts.append(jax.lax.ppermute(rows, axis_name, [(j, j + 1) for j in range(n - 1)]))
+    parts.append(xb)
+    if halo_hi:
+        rows = jax.lax.slice_in_dim(xb, 0, halo_hi, axis=axis)
+        parts.append(jax.lax.ppermute(rows, axis_name, [(j + 1, j) for j in range(n - 1)]))
+    xe = jnp.concatenate(parts, axis=axis) if len(parts) > 1 else xb
+    full = geo.full_length(xe.shape[axis], kernel, s, d)
+    crop_lo = lo + s * halo_lo
+    crops = list(config.crops)
+    crops[i] = (crop_lo, full - crop_lo - s * b)
+    local = config._replace(crops=tuple(crops))
+    forms = method(local, xe.shape, wb.shape) if callable(method) else method
+    return _primitive.conv_transpose_batched(xe, wb, local, forms)
 
 
 def run(x: jax.Array, w: jax.Array, config: Config, resolve, p: Plan) -> jax.Array:
@@ -125,32 +176,9 @@ def run(x: jax.Array, w: jax.Array, config: Config, resolve, p: Plan) -> jax.Arr
     ``resolve(config, x_shape, w_shape)`` gives the resolved method for a device's
     local problem; ``_primitive.conv_transpose_batched`` runs it.
     """
-    names = _names(p.entry)
-    axis_name = names[0] if len(names) == 1 else names
-    n = p.devices
-    i = p.spatial
-    s, d = config.stride[i], config.dilation[i]
-    lo = config.crops[i][0]
-    kernel = w.shape[2 + i]
 
     def per_device(xb, w):
-        b = xb.shape[p.axis]
-        parts = []
-        if p.halo_lo:
-            # My left halo is my left neighbour's last rows: j sends to j + 1.
-            rows = jax.lax.slice_in_dim(xb, b - p.halo_lo, b, axis=p.axis)
-            parts.append(jax.lax.ppermute(rows, axis_name, [(j, j + 1) for j in range(n - 1)]))
-        parts.append(xb)
-        if p.halo_hi:
-            rows = jax.lax.slice_in_dim(xb, 0, p.halo_hi, axis=p.axis)
-            parts.append(jax.lax.ppermute(rows, axis_name, [(j + 1, j) for j in range(n - 1)]))
-        xe = jnp.concatenate(parts, axis=p.axis) if len(parts) > 1 else xb
-        full = geo.full_length(xe.shape[p.axis], kernel, s, d)
-        crop_lo = lo + s * p.halo_lo
-        crops = list(config.crops)
-        crops[i] = (crop_lo, full - crop_lo - s * b)
-        local = config._replace(crops=tuple(crops))
-        return _primitive.conv_transpose_batched(xe, w, local, resolve(local, xe.shape, w.shape))
+        return local_forward(xb, w, config, resolve, p.axis, p.spatial, p.entry, p.devices)
 
     fn = jax.shard_map(
         per_device, mesh=p.mesh, in_specs=(P(*p.x_spec), P()), out_specs=P(*p.y_spec)
@@ -216,3 +244,32 @@ def run_channels(x: jax.Array, w: jax.Array, config: Config, resolve, p: Channel
         per_device, mesh=p.mesh, in_specs=(P(*p.x_spec), P(*p.w_spec)), out_specs=P(*p.y_spec)
     )
     return fn(x, w)
+
+
+class BatchPlan(NamedTuple):
+    mesh: Any  # a jax.sharding.Mesh or AbstractMesh
+    x_spec: tuple  # the batch entry, then None on every other axis
+
+
+def batch_plan(x, w) -> BatchPlan | None:
+    """Data parallelism visible in the types: the batched ``x`` split on its batch axis
+    alone (over Explicit mesh axes, evenly), the weight replicated; else None."""
+    found = _explicit_specs(x, w)
+    if found is None:
+        return None
+    mesh, explicit, x_spec, w_spec = found
+    names = _names(x_spec[0])
+    if not names or any(e is not None for e in x_spec[1:]) or any(e is not None for e in w_spec):
+        return None
+    n = _primitive._axis_size(mesh, x_spec[0])
+    if not set(names) <= explicit or n < 2 or x.shape[0] % n:
+        return None
+    return BatchPlan(mesh, x_spec)
+
+
+def run_batch(fn, x: jax.Array, w: jax.Array, p: BatchPlan) -> jax.Array:
+    """``fn(x_block, w)`` on each device's block of the batch, in ``shard_map``: the
+    one-device forms per device; the weight's gradient is summed over the batch's mesh
+    axes by the transpose of its cast to vary (``_primitive._same_varying``)."""
+    spec = P(*p.x_spec)
+    return jax.shard_map(fn, mesh=p.mesh, in_specs=(spec, P()), out_specs=spec)(x, w)

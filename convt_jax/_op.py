@@ -73,6 +73,16 @@ def _forward(
         elif (channels := _halo.channel_plan(config, x, w)) is not None:
             # Output channels (or whole groups) split in the types: each device its own.
             y = _halo.run_channels(x, w, config, forms, channels)
+        elif (batch := _halo.batch_plan(x, w)) is not None:
+            # Data parallelism in the types: each device its block of the batch.
+            y = _halo.run_batch(
+                lambda xb, wb: _primitive.conv_transpose_batched(
+                    xb, wb, config, forms(config, xb.shape, wb.shape)
+                ),
+                x,
+                w,
+                batch,
+            )
         else:
             y = _primitive.conv_transpose_batched(x, w, config, forms(config, x.shape, w.shape))
     if fold is not None:

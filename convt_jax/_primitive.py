@@ -47,7 +47,7 @@ from jax.interpreters import ad, batching, mlir
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from . import _compat, _geometry, _methods
+from . import _compat, _geometry, _methods, _partition
 from ._compat import Primitive
 from ._geometry import Config
 
@@ -271,7 +271,10 @@ conv_transpose_p.def_impl(_impl)
 conv_transpose_p.def_abstract_eval(_abstract_eval)
 ad.defbilinear(conv_transpose_p, _transpose_x, _transpose_w)
 batching.primitive_batchers[conv_transpose_p] = _batch_rule
-_lower_run = mlir.lower_fun(_run, multiple_results=False)
+
+
+def _run_shaped(x, w, *, config: Config, method: tuple[str, str, str], shape):
+    return _run(x, w, config=config, method=method)
 
 
 def _platform_forms(
@@ -291,21 +294,41 @@ def _platform_forms(
     return forms
 
 
+def _lower_forms(kind: str, ctx, a, b, config: Config, method, forms, shape):
+    """Lower map ``kind`` with the platform's ``forms``; in a partitioned program that can
+    carry a partitioning rule, the one-device ``method`` per device instead (``_partition``)."""
+    if shape is None:
+        shape = ctx.avals_out[0].shape
+    if _partition.applies(ctx):
+        return _partition.lower(
+            kind, ctx, a, b, config=config, method=method, forms=forms, shape=shape
+        )
+    return _LOWER_RUN[kind](ctx, a, b, config=config, method=forms, shape=shape)
+
+
 def _lowering(ctx, x, w, *, config: Config, method: tuple[str, ...], platform: str | None):
+    original = method
     method = _platform_forms(
         ctx, method, platform, config, ctx.avals_in[0].shape, ctx.avals_in[1].shape
     )
     axes = _explicit_axes(*ctx.avals_in)
     if not axes:
-        return _lower_run(ctx, x, w, config=config, method=method)
+        return _lower_forms("forward", ctx, x, w, config, original, method, None)
     # Lower the insides with the explicit axes Auto (no per-op sharding rules or
     # constraints: the partitioner propagates), then pin the result to its type.
     mesh = _compat.auto_mesh(ctx.avals_in[0].sharding.mesh, axes)
     avals_in = [a.update(sharding=NamedSharding(mesh, P())) for a in ctx.avals_in]
     avals_out = [a.update(sharding=NamedSharding(mesh, P())) for a in ctx.avals_out]
     with _compat.use_abstract_mesh(mesh):
-        (out,) = _lower_run(
-            ctx.replace(avals_in=avals_in, avals_out=avals_out), x, w, config=config, method=method
+        (out,) = _lower_forms(
+            "forward",
+            ctx.replace(avals_in=avals_in, avals_out=avals_out),
+            x,
+            w,
+            config,
+            original,
+            method,
+            None,
         )
     return [_compat.lower_with_sharding_in_types(ctx, out, ctx.avals_out[0])]
 
@@ -402,12 +425,16 @@ def _grad_abstract_eval(g, a, *, config: Config, method: tuple[str, str, str], s
     return g.update(shape=tuple(shape), weak_type=False, sharding=sharding)
 
 
-def _grad_lowering(run, shapes, platform: str | None):
+def _grad_lowering(kind: str, run, shapes, platform: str | None):
     lower = mlir.lower_fun(run, multiple_results=False)
 
     def rule(ctx, g, a, *, config: Config, method: tuple[str, ...], shape):
-        method = _platform_forms(ctx, method, platform, config, *shapes(ctx.avals_in, shape))
-        return lower(ctx, g, a, config=config, method=method, shape=shape)
+        forms = _platform_forms(ctx, method, platform, config, *shapes(ctx.avals_in, shape))
+        if _partition.applies(ctx):
+            return _partition.lower(
+                kind, ctx, g, a, config=config, method=method, forms=forms, shape=shape
+            )
+        return lower(ctx, g, a, config=config, method=forms, shape=shape)
 
     return rule
 
@@ -497,5 +524,20 @@ for _p, _run_fn, _shapes, _tg, _ta, _batch in (
     _p.def_abstract_eval(_grad_abstract_eval)
     ad.defbilinear(_p, _tg, _ta)
     batching.primitive_batchers[_p] = _batch
-    mlir.register_lowering(_p, _grad_lowering(_run_fn, _shapes, "cpu"), platform="cpu")
-    mlir.register_lowering(_p, _grad_lowering(_run_fn, _shapes, None))
+    _kind = "input_grad" if _p is input_grad_p else "weight_grad"
+    mlir.register_lowering(_p, _grad_lowering(_kind, _run_fn, _shapes, "cpu"), platform="cpu")
+    mlir.register_lowering(_p, _grad_lowering(_kind, _run_fn, _shapes, None))
+
+# Partitioned programs lower the three maps through a partitioning rule (``_partition``),
+# whose lowering needs the program's devices and mesh.
+PARTITIONING_RULES = _compat.HAS_PARTITIONING_RULES and _compat.require_devices_during_lowering(
+    conv_transpose_p, input_grad_p, weight_grad_p
+)
+
+# The three maps' one-device functions by name (``_partition``'s fallback), and lowered.
+RUN = {
+    "forward": _run_shaped,
+    "input_grad": _run_input_grad,
+    "weight_grad": _run_weight_grad,
+}
+_LOWER_RUN = {k: mlir.lower_fun(f, multiple_results=False) for k, f in RUN.items()}
