@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from . import _args
+from . import _args, _checkpoints
 from . import _geometry as geo
 from .typing import Dilation, FrameworkPadding, OutputPadding, Padding, Stride
 
@@ -123,8 +123,8 @@ _TORCH_RULE = "(C_in, C_out // groups, *kernel)"
 
 def _array(name: str, w: Any, min_rank: int, rule: str) -> jax.Array:
     # a private copy (the caller may change theirs in place); a torch.Tensor is detached
-    w = _args.owned_leaf(_args.from_torch_tensor(w))
-    _args.check_rank(name, w.shape, min_rank, rule)
+    w = _checkpoints.owned_leaf(_args.from_torch_tensor(w))
+    _checkpoints.check_rank(name, w.shape, min_rank, rule)
     return w
 
 
@@ -144,7 +144,7 @@ def _grouped(w: jax.Array, groups: int) -> jax.Array:
     if groups == 1:
         return w
     c_in, c_out, *kernel = w.shape
-    _args.check_kernel_groups(groups, c_out)
+    _checkpoints.check_kernel_groups(groups, c_out)
     cig, cog = c_in // groups, c_out // groups
     blocks = w.reshape(groups, cig, groups, cog, *kernel)
     idx = jnp.arange(groups)
@@ -187,7 +187,7 @@ def _to_torch_padding(
     """
     pads, opad = [], []
     for ax, ((lo, hi), s, d) in enumerate(zip(crops, stride, dilation, strict=True)):
-        _args.check_torch_crop(framework, ax, (lo, hi), s, d)
+        _checkpoints.check_torch_crop(framework, ax, (lo, hi), s, d)
         if symmetric and 0 <= lo - hi < max(s, d):
             pads.append((lo, lo))
             opad.append(lo - hi)
@@ -201,7 +201,7 @@ def _lax_crops(value: Any, kernel, stride, dilation, framework: str) -> Pairs:
     """Flax/Haiku ``padding`` (a string, an int, or ints / (lo, hi) pairs per axis) as crops."""
     n = len(kernel)
     if isinstance(value, str):
-        mode = _args.padding_string(value, ("SAME", "VALID"), framework)
+        mode = _checkpoints.padding_string(value, ("SAME", "VALID"), framework)
         pads = tuple(
             geo.lax_string_padding(mode, k, s, d)
             for k, s, d in zip(kernel, stride, dilation, strict=True)
@@ -271,7 +271,7 @@ def _keras_padding(crops, kernel_size, stride, dil, padding, output_padding):
         f"axis {ax}: " + ", ".join(_keras_reachable(kernel_size[ax], stride[ax], dil[ax]))
         for ax in range(n)
     )
-    _args.no_keras_equivalent(padding, output_padding, crops, reachable)
+    _checkpoints.no_keras_equivalent(padding, output_padding, crops, reachable)
 
 
 def _equinox_crops(padding: Any, output_padding: Any, kernel, stride, dil) -> Pairs:
@@ -281,7 +281,7 @@ def _equinox_crops(padding: Any, output_padding: Any, kernel, stride, dil) -> Pa
         return tuple(
             (lo, hi - a) for (lo, hi), a in zip(_args.padding_pairs(padding, n), opad, strict=True)
         )
-    mode = _args.padding_string(padding, ("SAME", "SAME_LOWER", "VALID"), "Equinox")
+    mode = _checkpoints.padding_string(padding, ("SAME", "SAME_LOWER", "VALID"), "Equinox")
     crops = []
     for kk, s, d, a in zip(kernel, stride, dil, opad, strict=True):
         if mode == "VALID":
@@ -326,7 +326,9 @@ def _to(
         pads, opad = settings.pads(kernel_size), settings.output_padding
     else:
         pads, opad = _to_torch_padding(crops, stride_t, dil, "PyTorch", symmetric=False)
-        _args.check_output_padding_below_stride(fw.name, padding, output_padding, opad, stride_t)
+        _checkpoints.check_output_padding_below_stride(
+            fw.name, padding, output_padding, opad, stride_t
+        )
     return kernel, pads, opad
 
 
@@ -350,7 +352,7 @@ def _from(
     if fw.padding == "lax":
         crops = _lax_crops(padding, kernel_size, stride_t, dil, fw.name)
     elif fw.padding == "keras":
-        _args.keras_padding(padding)
+        _checkpoints.keras_padding(padding)
         opad = (
             (None,) * n
             if output_padding is None

@@ -998,6 +998,7 @@ assert len({r.desc for r in ROWS}) == len(ROWS), "row descriptions must be uniqu
 # Names a user never sees; a message must not leak them.
 INTERNAL_NAMES = (
     "_args",
+    "_checkpoints",
     "parse",
     "bind",
     "_op",

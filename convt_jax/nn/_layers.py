@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike, DTypeLike
 
-from .. import _args, _conv, _op
+from .. import _args, _checkpoints, _conv, _op
 from ..typing import (
     ComputeMode,
     ConvMode,
@@ -182,15 +182,15 @@ class _ConvLayer(metaclass=_FromFields):
           Array(0., dtype=float32)
         """
         name_ = type(self).__name__
-        _args.check_leaf_names(name_, leaves)
+        _checkpoints.check_leaf_names(name_, leaves)
         new = {"weight": self.weight, "bias": self.bias}
         for name, value in leaves.items():
-            value = _args.leaf_array(name, value)
+            value = _checkpoints.leaf_array(name, value)
             if new[name] is None and value is None:
                 continue
             # the dtype as passed
-            _args.check_leaf(name_, name, new[name], value, self._transposed)
-            new[name] = _args.owned_leaf(value)
+            _checkpoints.check_leaf(name_, name, new[name], value, self._transposed)
+            new[name] = _checkpoints.owned_leaf(value)
         return dataclasses.replace(self, **new)
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -245,7 +245,9 @@ class _ConvLayer(metaclass=_FromFields):
           24.0
         """
         state_dict = _torch.fold_weight_norm(state_dict)
-        expected = _args.check_state_dict(type(self).__name__, state_dict, self.bias is not None)
+        expected = _checkpoints.check_state_dict(
+            type(self).__name__, state_dict, self.bias is not None
+        )
         return self.replace(**{k: state_dict[k] for k in expected})
 
     @classmethod

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import _args
+from .. import _checkpoints
 
 __all__ = ["check_module", "check_rank", "fold_weight_norm", "settings_from_torch"]
 
@@ -67,7 +67,7 @@ def _norm_axes(
                 d = matches[0]
                 shape = tuple(v_shape[i] if i == d else 1 for i in range(len(v_shape)))
                 return tuple(i for i in range(len(v_shape)) if i != d), shape
-    raise _args.weight_norm_shapes_error(g_key, v_key, g_shape, v_shape)
+    raise _checkpoints.weight_norm_shapes_error(g_key, v_key, g_shape, v_shape)
 
 
 def fold_weight_norm(state_dict: Mapping[str, Any]) -> dict[str, Any]:
@@ -110,15 +110,15 @@ def fold_weight_norm(state_dict: Mapping[str, Any]) -> dict[str, Any]:
       >>> np.round(np.linalg.norm(w.reshape(2, -1), axis=1), 12)
       array([2., 1.])
     """
-    _args.check_mapping("state_dict", state_dict)
-    _args.check_one_layer(state_dict, _LAYER_KEYS, _SUFFIXES, _NEW)
-    pair = _args.weight_norm_pair(state_dict, _OLD, _NEW)
+    _checkpoints.check_mapping("state_dict", state_dict)
+    _checkpoints.check_one_layer(state_dict, _LAYER_KEYS, _SUFFIXES, _NEW)
+    pair = _checkpoints.weight_norm_pair(state_dict, _OLD, _NEW)
     if pair is None:
         return dict(state_dict)
     g_key, v_key = pair
     g, v = _to_numpy(state_dict[g_key]), _to_numpy(state_dict[v_key])
     dtype = v.dtype
-    _args.check_weight_norm_dtype(v_key, dtype)
+    _checkpoints.check_weight_norm_dtype(v_key, dtype)
     axes, g_shape = _norm_axes(g_key, v_key, tuple(g.shape), tuple(v.shape))
     wide = np.complex128 if np.iscomplexobj(v) or np.iscomplexobj(g) else np.float64
     v64 = v.astype(wide)
@@ -134,7 +134,7 @@ def check_module(module: Any, transposed: bool) -> None:
     """``module`` must be an initialised ``torch.nn.ConvTranspose1d/2d/3d`` (``transposed``)
     or ``torch.nn.Conv1d/2d/3d`` (or a subclass)."""
     if transposed:
-        _args.check_torch_module(module)
+        _checkpoints.check_torch_module(module)
         return
     cls = type(module)
     names = [c.__name__ for c in cls.__mro__]
