@@ -95,8 +95,19 @@ def _bind(x, w, config: Config, forms: tuple, out_shape: tuple, pad=None) -> jax
             return _primitive.input_grad_batched(xb, wb, config, forms, shape)
 
         return _halo.run_batch(block, x, w, batch)
-    batch = tuple(aval.sharding.spec)[:1]
-    return _compat.auto_axes(fn, axes, _compat.with_spec(aval.sharding, P(*batch)))(x, w)
+    # The output's type: split like x on the batch axis, and on its channels like the
+    # weight's output channels (axis 0) where they divide evenly.
+    spec = [None] * len(out_shape)
+    spec[0] = (tuple(aval.sharding.spec) + (None,))[0]
+    w_sharding = _compat.aval_sharding(_compat.typeof(w))
+    w_out = (tuple(w_sharding.spec) + (None,))[0] if w_sharding is not None else None
+    c_ax = _geometry.channel_axis(config, len(out_shape))
+    if (
+        w_out is not None
+        and out_shape[c_ax] % _primitive._axis_size(aval.sharding.mesh, w_out) == 0
+    ):
+        spec[c_ax] = w_out
+    return _compat.auto_axes(fn, axes, _compat.with_spec(aval.sharding, P(*spec)))(x, w)
 
 
 @functools.partial(

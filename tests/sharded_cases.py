@@ -17,10 +17,12 @@ collectives the partitioner chose:
 * channel (model) parallel: weight over its output channels (its input
   channels, whole groups, with ``groups``), on a 2 x 4 (data x model) mesh;
   the ``dilated`` and ``depthwise`` lowerings never gather;
-* spatial parallel: the first spatial axis over the devices; the core
-  lowering (``method="dilated"``) exchanges halos (collective-permute) and
-  never all-gathers; the other lowerings give the same numbers (their
-  depth-to-space interleave and im2col make XLA gather, see docs/scaling.md);
+* spatial parallel: the first spatial axis over the devices; every lowering
+  exchanges halos (collective-permute) and never all-gathers;
+* in every split each device runs the one-device program's forms (oneDNN's
+  kernels for ``"auto"`` on this CPU, convolutions for ``"dilated"``), on Auto
+  and on Explicit axes, for the transposed and the regular convolution; the
+  programs exported for ``cuda`` and ``tpu`` (docs/scaling.md, "Per device");
 * an XLA bug kept as an expected failure: a spatial split with an unused
   mesh axis all-reduces the weight gradient over the whole mesh;
 * explicit mesh axes (``jax.make_mesh``'s default: shardings in the types),
@@ -87,6 +89,30 @@ def explicit_axes_unsupported():
     """On a JAX that has Explicit axes but not what convt_jax needs for them: the clear
     error, asserted by the caller's ``with``."""
     return pytest.raises(NotImplementedError, match=r"Explicit mesh axes .* needs jax >= 0\.7")
+
+
+# Where the oneDNN backend is in use, "auto" runs its kernels on this CPU (float32).
+ONEDNN = ct.backend_info().backend == "onednn"
+# The calls that mark a program's forms: oneDNN's kernels, XLA's convolutions.
+MARKERS = ("convt_jax_onednn_", "convolution(")
+
+
+def one_device_hlo(f, args) -> str:
+    """The compiled program of ``f`` on one device."""
+    dev = jax.devices()[0]
+    return jax.jit(f).lower(*jax.device_put(args, dev)).compile().as_text()
+
+
+def assert_one_device_forms(hlo: str, one_device: str) -> None:
+    """Each device runs the one-device program's forms (docs/scaling.md): as many oneDNN
+    calls and XLA convolutions as the program for one device, not the partitioner's
+    convolution-free stand-ins."""
+    for marker in MARKERS:
+        assert hlo.count(marker) >= one_device.count(marker), (
+            marker,
+            hlo.count(marker),
+            one_device.count(marker),
+        )
 
 
 def collectives(hlo: str) -> dict[str, list[str]]:
@@ -169,6 +195,13 @@ def assert_close(got, want, tol=TOL):
         np.testing.assert_allclose(np.asarray(g), np.asarray(w_), rtol=tol, atol=tol)
 
 
+def assert_close_relative(got, want, tol=1e-5):
+    """float32: each result within ``tol`` of the largest value of one device's."""
+    for g, w_ in zip(got, want, strict=True):
+        g, w_ = np.asarray(g), np.asarray(w_)
+        assert np.abs(g - w_).max() <= tol * np.abs(w_).max(), np.abs(g - w_).max()
+
+
 def groups_for(method, c_in):
     return c_in if method == "depthwise" else 1
 
@@ -190,6 +223,7 @@ def test_data_parallel(nd, method):
     # (in whatever shape the backward form computes it: the phase form's is padded).
     assert max(reduced_sizes(hlo), default=0) >= args[1].size, collectives(hlo)
     assert "all-gather" not in collectives(hlo), collectives(hlo)
+    assert_one_device_forms(hlo, one_device_hlo(fwd_bwd(nd, method, groups), args))
     # y and dx stay batch-sharded; dw is replicated.
     y_s, dx_s, dw_s = compiled.output_shardings
     assert y_s.is_equivalent_to(batch, y.ndim), y_s
@@ -245,9 +279,11 @@ def test_spatial_parallel(nd, method):
         fwd_bwd(nd, method, groups), args, (sp, NamedSharding(m, P()), sp)
     )
     assert_close((y, dx, dw), reference(nd, groups, args))
-    # No convolution reaches the partitioner (docs/scaling.md); the convolution-free
-    # forms' reshapes make it gather the split activations (no halo-only lowering yet).
-    assert "convolution(" not in hlo
+    # Each device computes its own rows from a halo of its neighbours' (the partitioning
+    # rule, docs/scaling.md): collective-permutes, nothing gathered, the one-device forms.
+    found = collectives(hlo)
+    assert "collective-permute" in found and "all-gather" not in found, found
+    assert_one_device_forms(hlo, one_device_hlo(fwd_bwd(nd, method, groups), args))
 
 
 @pytest.mark.parametrize("method", ["dilated", "auto"])
@@ -360,7 +396,8 @@ def test_spatial_parallel_channels_last_dilated():
     sp = NamedSharding(m, P(None, "space"))
     out, hlo, _ = run_sharded(run, (x, w, gy), (sp, NamedSharding(m, P()), sp))
     assert_close(out, jax.jit(run)(x, w, gy))
-    assert "convolution(" not in hlo
+    assert "all-gather" not in collectives(hlo), collectives(hlo)
+    assert_one_device_forms(hlo, one_device_hlo(run, (x, w, gy)))
 
 
 # --- explicit mesh axes (sharding in types) ---------------------------------------------
@@ -408,6 +445,121 @@ def test_explicit_axes_channel_and_spatial():
     )
     assert_close((y, dx, dw), reference(2, 1, args))
     assert jax.typeof(y).sharding.spec[:3] == ("data", None, "model")
+
+
+# --- per device: every split, on Auto and on Explicit axes ------------------------------
+#
+# On a 2 x 4 ("data", "model") mesh, a 2-D k4 s2 p1 layer: (groups, x spec, w spec, gy spec).
+SPLITS = {
+    "batch (8 ways)": (1, P(("data", "model")), P(), P(("data", "model"))),
+    "batch + output channels": (1, P("data"), P(None, "model"), P("data", "model")),
+    "batch + rows": (1, P("data", None, "model"), P(), P("data", None, "model")),
+    "whole groups": (4, P("data", "model"), P("model"), P("data", "model")),
+    "input channels": (1, P(None, "model"), P("model"), P()),
+}
+
+
+@pytest.mark.parametrize("method", ["auto", "dilated"])
+@pytest.mark.parametrize("explicit", [False, pytest.param(True, marks=needs_axis_types)])
+@pytest.mark.parametrize("split", list(SPLITS))
+def test_every_split_runs_the_one_device_forms(split, explicit, method):
+    """y, dx, dw of a split layer equal one device's, each device runs the one-device
+    forms, and nothing is gathered: the split runs where it is."""
+    if explicit and not HAS_EXPLICIT_AXES:
+        pytest.skip("convt_jax on Explicit axes needs jax >= 0.7")
+    groups, xs, ws, gs = SPLITS[split]
+    m = mesh((2, 4), ("data", "model"), explicit=explicit)
+    # float32: the dtype oneDNN's kernels take.
+    args = [a.astype(np.float32) for a in problem(2, n=8, c_in=8, c_out=8, groups=groups, length=8)]
+    f = fwd_bwd(2, method, groups)
+    specs = tuple(NamedSharding(m, s) for s in (xs, ws, gs))
+    out, hlo, _ = run_sharded(f, args, specs)
+    dev = jax.devices()[0]
+    assert_close_relative(out, jax.jit(f)(*jax.device_put(args, dev)))
+    one_device = one_device_hlo(f, args)
+    assert_one_device_forms(hlo, one_device)
+    if method == "auto" and ONEDNN:
+        assert one_device.count("convt_jax_onednn_") == 3  # so the check above means it
+    assert "all-gather" not in collectives(hlo), collectives(hlo)
+
+
+def _conv_fwd_bwd(method):
+    def run(x, w, gy):
+        y, vjp = jax.vjp(lambda x, w: ct.conv2d(x, w, None, 2, 1, method=method), x, w)
+        return (y, *vjp(gy))
+
+    return run
+
+
+@pytest.mark.parametrize("method", ["auto", "dilated"])
+@pytest.mark.parametrize("explicit", [False, pytest.param(True, marks=needs_axis_types)])
+@pytest.mark.parametrize("split", ["batch", "output channels"])
+def test_regular_convolution_splits_run_the_one_device_forms(split, explicit, method):
+    """The regular convolution (the transposed one's input-gradient map) likewise."""
+    if explicit and not HAS_EXPLICIT_AXES:
+        pytest.skip("convt_jax on Explicit axes needs jax >= 0.7")
+    m = mesh((2, 4), ("data", "model"), explicit=explicit)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((8, 8, 16, 16), dtype=np.float32)
+    w = rng.standard_normal((8, 8, 4, 4), dtype=np.float32)
+    gy = rng.standard_normal((8, 8, 8, 8), dtype=np.float32)
+    if split == "batch":
+        specs = (P(("data", "model")), P(), P(("data", "model")))
+    else:  # the convolution's output channels: the weight's axis 0
+        specs = (P("data"), P("model"), P("data", "model"))
+    f = _conv_fwd_bwd(method)
+    out, hlo, _ = run_sharded(f, (x, w, gy), tuple(NamedSharding(m, s) for s in specs))
+    want = jax.jit(f)(*jax.device_put((x, w, gy), jax.devices()[0]))
+    assert_close_relative(out, want)
+    one_device = one_device_hlo(f, (x, w, gy))
+    assert_one_device_forms(hlo, one_device)
+    if method == "auto" and ONEDNN:
+        assert one_device.count("convt_jax_onednn_") == 3
+    assert "all-gather" not in collectives(hlo), collectives(hlo)
+
+
+def test_higher_order_derivatives_and_vmap_keep_the_split():
+    """grad of grad, jvp and vmap over a batch split (Auto axes) equal one device's."""
+    m = mesh((8,), ("data",))
+    rng = np.random.default_rng(4)
+    x, w = rng.standard_normal((8, 4, 6, 6)), rng.standard_normal((3, 4, 4, 4, 4))
+    f = lambda x, w: ct.conv_transpose2d(x, w, None, 2, 1)  # noqa: E731
+
+    def checks(x, w):
+        loss = lambda w0: jnp.sum(jnp.tanh(f(x, w0)) ** 2)  # noqa: E731
+        hvp = jax.jvp(jax.grad(loss), (w[0],), (w[1],))[1]
+        ys = jax.vmap(lambda wi: f(x, wi))(w)
+        tangent = jax.jvp(lambda x: f(x, w[2]), (x,), (x[::-1],))[1]
+        return hvp, ys, tangent
+
+    batch = NamedSharding(m, P("data"))
+    got = jax.jit(checks)(jax.device_put(x, batch), jax.device_put(w, NamedSharding(m, P())))
+    want = jax.jit(checks)(*jax.device_put((x, w), jax.devices()[0]))
+    assert_close(got, want)
+
+
+@pytest.mark.parametrize("explicit", [False, pytest.param(True, marks=needs_axis_types)])
+def test_sharded_exports_for_accelerators(explicit):
+    """``jax.export`` of a data-parallel step for ``cuda`` and ``tpu`` works; on Explicit
+    axes (``shard_map`` per device) it keeps XLA's convolutions; on Auto axes (no
+    partitioning callback can be serialized) it has the convolution-free forms."""
+    from jax import export
+
+    if explicit and not HAS_EXPLICIT_AXES:
+        pytest.skip("convt_jax on Explicit axes needs jax >= 0.7")
+    m = mesh((8,), ("data",), explicit=explicit)
+    x, w, gy = problem(2, n=8, c_in=4, c_out=8, groups=1)
+    f = fwd_bwd(2, "auto", 1)
+    placed = (
+        jax.device_put(x, NamedSharding(m, P("data"))),
+        jax.device_put(w, NamedSharding(m, P())),
+        jax.device_put(gy, NamedSharding(m, P("data"))),
+    )
+    for platform in ("cuda", "tpu"):
+        text = export.export(jax.jit(f), platforms=[platform])(*placed).mlir_module()
+        assert "CustomSPMDPartitioning" not in text and "convt_jax_onednn" not in text
+        convolutions = text.count("stablehlo.convolution")
+        assert convolutions >= 3 if explicit else convolutions == 0, (platform, convolutions)
 
 
 # --- training step ----------------------------------------------------------------------
