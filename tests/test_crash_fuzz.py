@@ -19,6 +19,16 @@ one ``jax.jit`` program, compared with PyTorch in float64.  An explicit
 method that does not apply may raise the registry's ``ValueError``; any
 other exception, a wrong number, and above all an abort fail the test.
 
+Every other drawn case is a regular convolution (``convt_jax.conv`` or
+``conv1d/2d/3d``, computed by the transposed convolution's maps) instead:
+the same corners plus every padding spelling (``(lo, hi)`` pairs, per-axis
+ints, one int, ``"same"``, ``"valid"``), every ``padding_mode`` and unbatched
+inputs, in float64 or float32 (always for ``method="onednn"``: oneDNN's
+kernels, on by default, never see float64), against
+``torch.nn.functional.conv{1,2,3}d`` in float64 on the same inputs, its
+shape against ``conv_output_shape``.  The budget is split, not doubled:
+``N_CASES`` in all.
+
 ``pytest --slow`` (or ``HYPOTHESIS_PROFILE=dev``) runs ten times as many
 cases, like the argument fuzz of tests/test_fuzz.py; ``CONVT_JAX_CRASH_FUZZ_CASES=N``
 sets the number directly.
@@ -36,7 +46,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from convt_jax import _methods
+from convt_jax import _args, _methods
 from convt_jax._geometry import Config, crop_from_padding
 
 CHILD = Path(__file__).with_name("crash_fuzz_child.py")
@@ -51,6 +61,15 @@ VMAP_EVERY = 4  # every 4th case also runs under jax.vmap
 REFUSED_SHARE = 0.1  # cases drawn whatever the method can compute
 SEED = 20261129
 CHILD_TIMEOUT_S = 900
+# The drawn cases are split between the two operations (the budget is N_CASES in all):
+# every other case is a regular convolution (``convt_jax.conv*``, drawn from its own stream
+# seeded SEED + 1, so the transposed cases are the same draws as before the split).
+CONV_EVERY = 2
+# A regular-convolution case runs in float32 (oneDNN's kernels where they apply: float64
+# never reaches them) with this probability per method, else in float64.
+FLOAT32_SHARE = {"onednn": 1.0, "auto": 0.5}
+FLOAT32_SHARE_OTHERS = 0.2
+PADDING_MODES = _args.PADDING_MODES
 
 # Configurations that aborted XLA:CPU (jaxlib 0.10.2): always run, before the drawn ones.
 # The class: an lhs-dilated convolution with an axis of kernel size 2, lhs dilation 2, no
@@ -203,11 +222,164 @@ def _draw_any(r: random.Random, method: str) -> dict:
             )
 
 
+def padding_value(padding):
+    """A case's ``padding`` (JSON) as the public functions take it: lists become tuples."""
+    if isinstance(padding, list):
+        return tuple(tuple(v) if isinstance(v, list) else v for v in padding)
+    return padding
+
+
+def _conv_bound(case: dict):
+    """``convt_jax.conv``'s argument checks on the case's shapes (a ``ValueError`` if the
+    case is not a valid call): its ``ConvBound``."""
+    cl = case["channels_last"]
+    lead = (case["batch"],) if case["batched"] else ()
+    spatial = tuple(case["spatial"])
+    x_shape = lead + (spatial + (case["c_in"],) if cl else (case["c_in"], *spatial))
+    w_shape = (case["c_out"], case["c_in"] // case["groups"], *case["kernel"])
+    bound = _args.parse_conv(
+        x_shape,
+        w_shape,
+        (case["c_out"],) if case["bias"] else None,
+        tuple(case["stride"]),
+        padding_value(case["padding"]),
+        tuple(case["dilation"]),
+        case["groups"],
+        cl,
+        None,
+        None,
+        case["padding_mode"],
+    )
+    return bound, w_shape
+
+
+def _conv_applies(case: dict) -> bool:
+    """Whether the registry says the case's method can compute this regular convolution
+    (the transposed convolution whose input gradient it is, as ``convt_jax._conv._conv``
+    asks)."""
+    if case["method"] == "auto":
+        return True
+    bound, w_shape = _conv_bound(case)
+    config = bound.config
+    if bound.padding_mode != "zeros" and any(lo or hi for lo, hi in bound.padding):
+        # The input is padded with the mode; the convolution then has no zero padding.
+        config = config._replace(
+            crops=tuple(
+                (0, hi - p_hi)
+                for (_, hi), (_, p_hi) in zip(config.crops, bound.padding, strict=True)
+            )
+        )
+    out = bound.out_shape if bound.batched else (1, *bound.out_shape)
+    return _methods.reasons(config, out, w_shape)[case["method"]] is None
+
+
+def draw_conv_case(r: random.Random, method: str) -> dict:
+    """One valid regular convolution (``convt_jax.conv*``) that ``method`` can compute (one
+    in ``REFUSED_SHARE`` it may not), biased like :func:`draw_case` to small and degenerate
+    axes: every padding spelling (pairs, per-axis ints, one int, ``"same"``, ``"valid"``),
+    every padding mode, unbatched inputs, float32 (oneDNN) and float64."""
+    refused_ok = r.random() < REFUSED_SHARE
+    while True:
+        case = _draw_any_conv(r, method)
+        if refused_ok or _conv_applies(case):
+            return case
+
+
+def _draw_any_conv(r: random.Random, method: str) -> dict:
+    while True:
+        nd = r.choice((1, 1, 2, 2, 2, 3, 3))
+        kind = r.choice(("dense", "dense", "grouped", "depthwise"))
+        if kind == "dense":
+            groups, c_in, c_out = 1, r.randint(1, 3), r.randint(1, 3)
+        elif kind == "grouped":
+            groups = r.randint(2, 3)
+            c_in, c_out = groups * r.randint(1, 2), groups * r.randint(1, 2)
+        else:
+            groups = c_in = r.randint(2, 3)
+            c_out = c_in * r.randint(1, 2)
+        big = {1: 9, 2: 6, 3: 4}[nd]
+        form = r.choice(("pairs", "pairs", "ints", "int", "same", "valid"))
+        mode = r.choice(("zeros", "zeros", "zeros") + PADDING_MODES[1:])
+        p_int = r.choice((0, 1, 2, r.randint(0, 4)))
+        spatial, kernel, stride, dilation, pads = [], [], [], [], []
+        for _ in range(nd):
+            n = r.choice((1, 1, 2, 3, r.randint(1, big)))
+            s = 1 if form == "same" else r.choice((1, 1, 2, 2, 3, r.randint(1, 5)))
+            # A kernel as long as the input (one output position) often; else small, or
+            # longer than the input (the padding makes up the difference).
+            k = n if r.random() < 0.2 else r.choice((1, 2, 3, r.randint(1, big + 1)))
+            d = r.choice((1, 1, 2, 3, r.randint(1, 4)))
+            reach = d * (k - 1)
+            if form == "same":
+                lo, hi = reach // 2, reach - reach // 2
+            elif form == "valid":
+                lo = hi = 0
+            elif form == "int":
+                lo = hi = p_int
+            elif r.random() < 0.25:
+                # Padding the dilated kernel's whole reach (as many outputs as inputs at
+                # stride 1, or one more or fewer).
+                lo = max(0, reach + r.choice((0, 0, -1, 1)))
+                same_hi = form == "ints" or r.random() < 0.6
+                hi = lo if same_hi else max(0, reach + r.choice((0, -1, 1)))
+            else:
+                lo = r.choice((0, 0, 1, r.randint(0, 4)))
+                hi = lo if form == "ints" or r.random() < 0.6 else r.randint(0, 4)
+            spatial.append(n), kernel.append(k), stride.append(s), dilation.append(d)
+            pads.append([lo, hi])
+        axes = list(zip(spatial, kernel, stride, dilation, pads, strict=True))
+        if any(n + lo + hi < d * (k - 1) + 1 for n, k, s, d, (lo, hi) in axes):
+            continue  # the dilated kernel is longer than the padded input
+        if mode == "reflect" and any(max(p) >= n for n, *_, p in axes):
+            continue  # a reflection cannot reach further than the input
+        if mode == "circular" and any(max(p) > n for n, *_, p in axes):
+            continue  # nor can the padding wrap around more than once
+        if form in ("same", "valid"):
+            padding = form
+        elif form == "int":
+            padding = p_int
+        elif form == "ints":
+            padding = [lo for lo, _ in pads]
+        else:
+            padding = pads
+        f32 = r.random() < FLOAT32_SHARE.get(method, FLOAT32_SHARE_OTHERS)
+        return dict(
+            op="conv",
+            nd=nd,
+            batched=r.random() < 0.85,
+            batch=r.randint(1, 2),
+            c_in=c_in,
+            c_out=c_out,
+            groups=groups,
+            spatial=spatial,
+            kernel=kernel,
+            stride=stride,
+            dilation=dilation,
+            padding=padding,
+            pads=pads,
+            padding_mode=mode,
+            channels_last=r.random() < 0.5,
+            bias=r.random() < 0.5,
+            dtype="float32" if f32 else "float64",
+            method=method,
+            seed=r.randint(0, 2**31),
+        )
+
+
 def draw_cases(n: int, seed: int = SEED) -> list[dict]:
-    r = random.Random(seed)
-    return [
-        dict(draw_case(r, METHODS[i % len(METHODS)]), vmap=i % VMAP_EVERY == 0) for i in range(n)
-    ]
+    """``n`` cases: every ``CONV_EVERY``-th a regular convolution, the others transposed
+    ones; each operation cycles through every method and also runs every ``VMAP_EVERY``-th
+    of its cases under ``jax.vmap``."""
+    r, r_conv = random.Random(seed), random.Random(seed + 1)
+    cases, counts = [], {"conv_transpose": 0, "conv": 0}
+    for i in range(n):
+        op = "conv" if i % CONV_EVERY == CONV_EVERY - 1 else "conv_transpose"
+        j = counts[op]
+        counts[op] += 1
+        method = METHODS[j % len(METHODS)]
+        case = draw_conv_case(r_conv, method) if op == "conv" else draw_case(r, method)
+        cases.append(dict(case, op=op, vmap=j % VMAP_EVERY == 0))
+    return cases
 
 
 def run_in_children(cases: list[dict], timeout: float = CHILD_TIMEOUT_S):
@@ -335,8 +507,11 @@ def test_crash_fuzz(chunk):
 
 def test_draw_is_valid_and_covers_the_corners():
     """The draw is deterministic and reaches the configurations it is meant to stress."""
-    cases = draw_cases(N_CASES)
-    assert cases == draw_cases(N_CASES)
+    everything = draw_cases(N_CASES)
+    assert everything == draw_cases(N_CASES)
+    cases = [c for c in everything if c["op"] == "conv_transpose"]
+    convs = [c for c in everything if c["op"] == "conv"]
+    assert abs(len(convs) - len(everything) / CONV_EVERY) < 1
     axes = [
         (n, k, s, d, tuple(p), a)
         for c in cases
@@ -365,3 +540,31 @@ def test_draw_is_valid_and_covers_the_corners():
     assert {c["method"] for c in cases} == set(METHODS)
     assert {c["channels_last"] for c in cases} == {False, True}
     assert {c["vmap"] for c in cases} == {False, True}
+
+    # The regular convolutions: valid calls (convt_jax's own checks accept them, with the
+    # output size of PyTorch's formula), and the corners.
+    conv_axes = []
+    for c in convs:
+        bound, _ = _conv_bound(c)
+        assert [list(p) for p in bound.padding] == c["pads"]
+        axes = list(
+            zip(c["spatial"], c["kernel"], c["stride"], c["dilation"], c["pads"], strict=True)
+        )
+        out = [(n + lo + hi - d * (k - 1) - 1) // s + 1 for n, k, s, d, (lo, hi) in axes]
+        first = len(bound.out_shape) - c["nd"] - (1 if c["channels_last"] else 0)
+        assert list(bound.out_shape[first : first + c["nd"]]) == out and min(out) >= 1
+        conv_axes += axes
+    assert any(n == 1 and s > 1 and d > 1 for n, k, s, d, _ in conv_axes)
+    assert any(k > n for n, k, *_ in conv_axes)
+    assert any(lo != hi for *_, (lo, hi) in conv_axes)
+    assert {type(c["padding"]).__name__ for c in convs} == {"str", "int", "list"}
+    assert {c["padding"] for c in convs if isinstance(c["padding"], str)} == {"same", "valid"}
+    assert {c["padding_mode"] for c in convs} == set(PADDING_MODES)
+    assert any(c["groups"] == c["c_in"] > 1 for c in convs)
+    assert any(1 < c["groups"] < c["c_in"] for c in convs)
+    assert {c["nd"] for c in convs} == {1, 2, 3}
+    assert {c["method"] for c in convs} == set(METHODS)
+    assert {c["dtype"] for c in convs} == {"float32", "float64"}
+    assert {c["dtype"] for c in convs if c["method"] == "onednn"} == {"float32"}
+    for key in ("channels_last", "batched", "bias", "vmap"):
+        assert {c[key] for c in convs} == {False, True}, key
