@@ -144,6 +144,113 @@ def bench_layer(torch, device, shape, op: int, cl: bool, rounds: int):
     return {key: statistics.median(v) * 1e3 for key, v in times.items()}, errors
 
 
+# The data-parallel check: one layer (benchmarks.run's name) per op.
+DATA_PARALLEL = {"conv_transpose": "dcgan2", "conv": "conv_k3s1"}
+
+
+def _markers(text: str) -> dict[str, int]:
+    """What a compiled program computes its convolutions with: XLA's convolutions (on GPU
+    cuDNN custom calls), im2col matrix multiplies, oneDNN calls, all-gathers."""
+    return {
+        "convolutions": text.count("convolution(") + text.count("cudnn$conv"),
+        "dots": text.count(" dot(") + text.count("cublas"),
+        "oneDNN": text.count("convt_jax_onednn_"),
+        "all-gathers": text.count("all-gather("),
+    }
+
+
+def bench_data_parallel(op: str, dry: bool, rounds: int) -> dict:
+    """Forward + backward of one layer with its batch split over every device (a mesh of
+    all of them, Auto and Explicit axes) against the same layer at the per-device batch on
+    one device: times, the compiled programs' convolutions, and the error against the
+    unsplit result.  With one device the mesh has one device: that checks the sharded
+    call's program, not scaling."""
+    from jax.sharding import AxisType, NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    from .run import REGULAR
+
+    devices = jax.devices()
+    d = len(devices)
+    rng = np.random.default_rng(0)
+    if op == "conv_transpose":
+        n, c_in, spatial, c_out, k, s, p, g = SHAPES[DATA_PARALLEL[op]]
+        if dry:
+            n, c_in, spatial, c_out = _shrink((n, c_in, spatial, c_out, k, s, p, g))[:4]
+        w_shape = (c_in, c_out // g, *(k,) * len(spatial))
+
+        def layer(x, w):
+            return ct.conv_transpose(x, w, None, s, p, groups=g)
+    else:
+        n, c_in, spatial, c_out, k, s, p, g, dil = REGULAR[DATA_PARALLEL[op]]
+        if dry:
+            n, c_in, c_out = 1, min(c_in, 16), min(c_out, 16)
+            spatial = tuple(min(v, 6) for v in spatial)
+        w_shape = (c_out, c_in // g, *(k,) * len(spatial))
+
+        def layer(x, w):
+            return ct.conv(x, w, None, s, p, dil, g)
+
+    x = rng.standard_normal((n * d, c_in, *spatial), dtype=np.float32)
+    w = rng.standard_normal(w_shape, dtype=np.float32) / math.sqrt(math.prod(w_shape[1:]))
+    gy = rng.standard_normal(jax.eval_shape(layer, x, w).shape, dtype=np.float32)
+    f = jax.jit(_fwd_bwd(layer))
+    want = [np.asarray(v) for v in f(x, w, gy)]
+    one = jax.device_put((x[:n], w, gy[:n]), devices[0])
+    programs = {"one device, per-device batch": (f.lower(*one).compile(), one)}
+    for kind in ("Auto", "Explicit"):
+        mesh = jax.make_mesh((d,), ("data",), axis_types=(getattr(AxisType, kind),))
+        batch, rep = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+        args = (jax.device_put(x, batch), jax.device_put(w, rep), jax.device_put(gy, batch))
+        compiled = f.lower(*args).compile()
+        got = compiled(*args)
+        err = max(
+            float(np.abs(np.asarray(a) - b).max() / (np.abs(b).max() + 1e-30))
+            for a, b in zip(got, want, strict=True)
+        )
+        programs[f"batch over {d} device(s), {kind} axes"] = (compiled, args, err)
+    times: dict[str, list[float]] = {k: [] for k in programs}
+    for _ in range(rounds + 1):  # the first round warms up
+        for key, (compiled, args, *_rest) in programs.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(compiled(*args))
+            times[key].append(time.perf_counter() - t0)
+    return {
+        key: (
+            statistics.median(times[key][1:]) * 1e3,
+            _markers(compiled.as_text()),
+            rest[0] if rest else None,
+        )
+        for key, (compiled, args, *rest) in programs.items()
+    }
+
+
+def data_parallel_table(dry: bool, rounds: int) -> tuple[list[str], list[str]]:
+    """The data-parallel section's lines, and its mismatches."""
+    lines = [
+        "",
+        "## Data parallel",
+        "",
+        f"Forward + backward with the batch split over all {jax.device_count()} device(s) "
+        "(`python -m benchmarks.device`, same run): ms, and what the compiled program "
+        "computes with (XLA convolutions incl. cuDNN calls / matrix multiplies / oneDNN "
+        "calls / all-gathers).",
+        "",
+        "| op (layer) | program | ms | convolutions / dots / oneDNN / all-gathers | "
+        "max rel. error |",
+        "|---|---|---|---|---|",
+    ]
+    bad = []
+    for op, name in DATA_PARALLEL.items():
+        for key, (ms, marks, err) in bench_data_parallel(op, dry, rounds).items():
+            cells = " / ".join(str(v) for v in marks.values())
+            err_cell = "" if err is None else f"{err:.1e}"
+            lines.append(f"| {op} ({name}) | {key} | {ms:.3f} | {cells} | {err_cell} |")
+            if err is not None and err > TOL:
+                bad.append(f"data parallel {op}: relative error {err:.1e}")
+    return lines, bad
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -243,6 +350,12 @@ def main(argv=None) -> int:
         "",
         ("All results match PyTorch." if not bad else "MISMATCHES: " + "; ".join(bad)),
     ]
+    with jax.default_matmul_precision("highest"):
+        dp_lines, dp_bad = data_parallel_table(args.dry, rounds)
+    lines += dp_lines
+    if dp_bad:
+        bad += dp_bad
+        lines += ["", "MISMATCHES: " + "; ".join(dp_bad)]
     text = "\n".join(lines) + "\n"
     with open(args.out, "w") as fh:
         fh.write(text)

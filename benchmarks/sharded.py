@@ -11,10 +11,12 @@ cores, so on a small machine the table shows the *overhead* of partitioning
 on real accelerators each device has its own compute.
 
 Each row is one way of splitting one layer (DCGAN-like: k=4, s=2, p=1,
-float32): the function computes ``y``, ``dx`` and ``dw`` in one ``jax.jit``
-program (``jax.vjp``), checked against the one-device result before it is
-timed.  Every figure is the median over the rounds; in each round every
-device count runs once, in turn (the machines are shared and noisy).
+float32) on Auto or Explicit mesh axes: the function computes ``y``, ``dx`` and
+``dw`` in one ``jax.jit`` program (``jax.vjp``), checked against the one-device
+result before it is timed.  Every figure is the median over the rounds; in each
+round every device count runs once, in turn (the machines are shared and noisy).
+Beside the times, one device's temporary memory (``memory_analysis()``) against
+its 1/D share of the one-device program's.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ if _FLAG not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FLAG}".strip()
 
 import argparse  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 
@@ -37,54 +38,57 @@ from jax.sharding import AxisType, Mesh, NamedSharding  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 
 import convt_jax as ct  # noqa: E402
+from benchmarks import _machine  # noqa: E402
 
 DEVICE_COUNTS = (1, 2, 4, 8)
+_AUTO, _EXPLICIT = AxisType.Auto, AxisType.Explicit
 # name: (what, method, x spec, w spec, gy spec, mesh axis type)
 LAYOUTS = {
-    "data (auto)": ("batch split, weight replicated", "auto", P("d"), P(), P("d"), AxisType.Auto),
-    "data (dilated)": (
-        "batch split, weight replicated",
+    "data (Auto)": ("batch split, weight replicated", "auto", P("d"), P(), P("d"), _AUTO),
+    "data (Explicit)": ("batch split, weight replicated", "auto", P("d"), P(), P("d"), _EXPLICIT),
+    "data, dilated (Auto)": (
+        "batch split; the accelerators' forms pinned",
         "dilated",
         P("d"),
         P(),
         P("d"),
-        AxisType.Auto,
+        _AUTO,
     ),
-    "channel (Auto axes)": (
-        "weight's output channels split; the partitioner",
+    "channel (Auto)": (
+        "weight's output channels split",
         "auto",
         P(),
         P(None, "d"),
         P(None, "d"),
-        AxisType.Auto,
+        _AUTO,
     ),
-    "channel (Explicit axes)": (
-        "weight's output channels split; each device its own",
+    "channel (Explicit)": (
+        "weight's output channels split",
         "auto",
         P(),
         P(None, "d"),
         P(None, "d"),
-        AxisType.Explicit,
+        _EXPLICIT,
     ),
-    "spatial (Auto axes)": (
-        "image rows split; the partitioner gathers",
+    "rows (Auto)": (
+        "image rows split; halo exchange",
         "auto",
         P(None, None, "d"),
         P(),
         P(None, None, "d"),
-        AxisType.Auto,
+        _AUTO,
     ),
-    "spatial (Explicit axes)": (
-        "image rows split; halo exchange in shard_map",
+    "rows (Explicit)": (
+        "image rows split; halo exchange",
         "auto",
         P(None, None, "d"),
         P(),
         P(None, None, "d"),
-        AxisType.Explicit,
+        _EXPLICIT,
     ),
 }
-# In a partitioned program every method runs convolution-free forms (docs/scaling.md,
-# "Scaling out"), so "dilated" rows time the same forms as "auto" would there.
+# Every split runs the one-device forms on each device (docs/scaling.md, "Per device"):
+# oneDNN's kernels for "auto" on the CPU, XLA's convolutions for "dilated".
 # (N, C_in, H, W, C_out, kernel, stride, padding)
 SHAPE = (32, 64, 16, 16, 64, 4, 2, 1)
 
@@ -114,12 +118,22 @@ def _block(values):
         v.block_until_ready()
 
 
-def bench(rounds: int, log=print) -> dict[str, dict[int, float]]:
-    """{layout: {devices: median seconds}}, every result checked against one device."""
+def _temp_bytes(compiled) -> float:
+    """Temporary memory of one device's program (``memory_analysis()``), or NaN."""
+    try:
+        return float(compiled.memory_analysis().temp_size_in_bytes)
+    except (AttributeError, TypeError, NotImplementedError):
+        return float("nan")
+
+
+def bench(rounds: int, log=print) -> tuple[dict, dict]:
+    """({layout: {devices: median seconds}}, {layout: {devices: per-device temporary
+    bytes}}), every result checked against one device."""
     x, w, gy = _arrays()
     _, _, _, _, _, _, s, p = SHAPE
     want = jax.jit(_fwd_bwd("dilated", s, p))(x, w, gy)
     runs = {}
+    memory: dict[str, dict[int, float]] = {}
     for name, (_, method, xs, ws, gs, kind) in LAYOUTS.items():
         for d in DEVICE_COUNTS:
             mesh = Mesh(np.array(jax.devices()[:d]), ("d",), axis_types=(kind,))
@@ -128,6 +142,7 @@ def bench(rounds: int, log=print) -> dict[str, dict[int, float]]:
                 for a, spec in ((x, xs), (w, ws), (gy, gs))
             ]
             f = jax.jit(_fwd_bwd(method, s, p)).lower(*args).compile()
+            memory.setdefault(name, {})[d] = _temp_bytes(f)
             got = f(*args)
             for g, ref in zip(got, want, strict=True):
                 err = float(jnp.abs(g - ref).max() / jnp.abs(ref).max())
@@ -145,25 +160,38 @@ def bench(rounds: int, log=print) -> dict[str, dict[int, float]]:
     out: dict[str, dict[int, float]] = {}
     for (name, d), ts in times.items():
         out.setdefault(name, {})[d] = statistics.median(ts)
-    return out
+    return out, memory
 
 
-def table(results) -> str:
+def table(results, memory) -> str:
     n, c_in, h, w_, c_out, k, s, p = SHAPE
     lines = [
         f"Sharded forward + backward (y, dx, dw) of conv_transpose2d, x = ({n}, {c_in}, {h}, "
         f"{w_}) float32, weight ({c_in}, {c_out}, {k}, {k}), stride {s}, padding {p}; "
         f"median ms on D simulated CPU devices (XLA_FLAGS={_FLAG}), "
-        f"{os.cpu_count()} cores, jax {jax.__version__}, {platform.processor() or 'cpu'}. "
-        "In brackets: time relative to 1 device.",
+        f"{os.cpu_count()} cores, jax {jax.__version__}, {_machine.cpu_model()}. "
+        "In brackets: time relative to 1 device. Memory: one device's temporary memory "
+        "(memory_analysis) relative to its 1/D share of the one-device program's.",
         "",
-        "| layout | split | " + " | ".join(f"D={d}" for d in DEVICE_COUNTS) + " |",
-        "|---|---|" + "---|" * len(DEVICE_COUNTS),
+        "| layout | split | "
+        + " | ".join(f"D={d}" for d in DEVICE_COUNTS)
+        + " | "
+        + " | ".join(f"memory D={d}" for d in DEVICE_COUNTS[1:])
+        + " |",
+        "|---|---|" + "---|" * (2 * len(DEVICE_COUNTS) - 1),
     ]
     for name, (what, *_rest) in LAYOUTS.items():
         base = results[name][1]
         cells = [
             f"{results[name][d] * 1e3:.1f} ({results[name][d] / base:.2f}x)" for d in DEVICE_COUNTS
+        ]
+        mem = memory[name]
+        # (oneDNN's kernels keep their scratch to themselves: XLA's temporary memory of
+        # a program of oneDNN calls can be 0, and then there is no share to compare.)
+        cells += [
+            f"{mem[d] / 2**20:.1f} MiB"
+            + (f" ({mem[d] / (mem[1] / d):.2f}x)" if mem[1] else f" (1 device: {mem[1]:.0f})")
+            for d in DEVICE_COUNTS[1:]
         ]
         lines.append(f"| {name} | {what} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -180,8 +208,9 @@ def main(argv=None):
             f"XLA_FLAGS={_FLAG} could be set; run `python -m benchmarks.sharded`"
         )
     print(f"{jax.device_count()} {jax.devices()[0].platform} devices", flush=True)
-    results = bench(args.rounds, log=lambda m: print(m, flush=True))
-    text = table(results)
+    start = _machine.matmul_rates()
+    results, memory = bench(args.rounds, log=lambda m: print(m, flush=True))
+    text = _machine.header(start, _machine.matmul_rates()) + "\n\n" + table(results, memory)
     print()
     print(text)
     if args.out:
