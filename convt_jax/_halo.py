@@ -137,7 +137,7 @@ def halo_rows(config: Config, i: int, kernel: int) -> tuple[int, int]:
     return max(0, (d * (kernel - 1) - lo) // s), max(0, (lo - 1) // s + 1)
 
 
-def local_forward(xb, wb, config: Config, method, axis: int, i: int, entry, n: int):
+def local_forward(xb, wb, config: Config, method: Any, axis: int, i: int, entry, n: int):
     """One device's block of the output, inside a per-device program (``shard_map`` or a
     partitioner's callback): the input block ``xb`` (split ``n`` ways over mesh ``entry``
     on array axis ``axis``, spatial axis ``i``) extended by its halo rows from the
@@ -166,7 +166,7 @@ def local_forward(xb, wb, config: Config, method, axis: int, i: int, entry, n: i
     crops = list(config.crops)
     crops[i] = (crop_lo, full - crop_lo - s * b)
     local = config._replace(crops=tuple(crops))
-    forms = method(local, xe.shape, wb.shape) if callable(method) else method
+    forms: Any = method(local, xe.shape, wb.shape) if callable(method) else method
     return _primitive.conv_transpose_batched(xe, wb, local, forms)
 
 

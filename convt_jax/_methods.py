@@ -401,10 +401,13 @@ def auto(config: Config, x_shape: Shape, w_shape: Shape) -> tuple[str, str, str]
 # axis, the batch-grouped convolution of a grouped weight gradient under a batch split, a
 # feature-grouped convolution with its channels split, spatial splits of strided or
 # dilated convolutions (wrong values, or a process abort).  Its partitioning of dot_general,
-# slices, pads, reshapes and elementwise ops is right in every case we tried.  So when the
-# primitive is lowered into a partitioned program (jit over several devices, with Auto or
-# Explicit mesh axes, or shard_map with some axes left Auto), every form that contains a
-# convolution is replaced by one that contains none.
+# slices, pads, reshapes and elementwise ops is right in every case we tried.  A partitioned
+# program (jit over several devices, with Auto or Explicit mesh axes) normally hands the
+# partitioner no convolution at all: each primitive lowers through its partitioning rule
+# (``_partition``) and runs the one-device forms per device.  Where that rule cannot be
+# attached (an exported program, shard_map with some axes left Auto, a jit without a mesh,
+# a JAX without sharding rules), every form that contains a convolution is replaced by
+# one that contains none (below).
 
 
 def _forward_adjoint(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:

@@ -106,9 +106,9 @@ def specs(config: Config, split: Split, ndim: int) -> dict[str, tuple]:
     """The partition specs of ``x``, ``w`` and ``y`` that ``split`` runs per device."""
     c_ax, s_axes = _layout(config, ndim)
     ch = _entry(split.channels)
-    x = [None] * ndim
-    y = [None] * ndim
-    w = [None] * ndim
+    x: list[Any] = [None] * ndim
+    y: list[Any] = [None] * ndim
+    w: list[Any] = [None] * ndim
     x[0] = y[0] = _entry(split.batch)
     if split.mode in ("groups", "in"):
         x[c_ax] = ch
@@ -212,34 +212,27 @@ def per_device(kind: str, config: Config, split: Split, mesh, method, shapes) ->
     x_local = _local_shape(shapes["x"], sp["x"], mesh)
     w_local = _local_shape(shapes["w"], sp["w"], mesh)
 
-    if kind == "forward":
+    def forward(xb, wb):
+        y = _local_forward(xb, wb, config, split, mesh, method)
+        return _psum(y, split.channels if split.mode == "in" else ())
 
-        def fn(xb, wb):
-            y = _local_forward(xb, wb, config, split, mesh, method)
-            return _psum(y, split.channels if split.mode == "in" else ())
+    def input_grad(gb, wb):
+        t = jax.linear_transpose(
+            lambda xb: _local_forward(xb, wb, config, split, mesh, method),
+            jax.ShapeDtypeStruct(x_local, gb.dtype),
+        )
+        (dx,) = t(gb)
+        return _psum(dx, split.channels if split.mode == "out" else ())
 
-    elif kind == "input_grad":
+    def weight_grad(gb, xb):
+        t = jax.linear_transpose(
+            lambda wb: _local_forward(xb, wb, config, split, mesh, method),
+            jax.ShapeDtypeStruct(w_local, gb.dtype),
+        )
+        (dw,) = t(gb)
+        return _psum(dw, split.batch + split.rows)
 
-        def fn(gb, wb):
-            dtype = gb.dtype
-            t = jax.linear_transpose(
-                lambda xb: _local_forward(xb, wb, config, split, mesh, method),
-                jax.ShapeDtypeStruct(x_local, dtype),
-            )
-            (dx,) = t(gb)
-            return _psum(dx, split.channels if split.mode == "out" else ())
-
-    else:
-
-        def fn(gb, xb):
-            t = jax.linear_transpose(
-                lambda wb: _local_forward(xb, wb, config, split, mesh, method),
-                jax.ShapeDtypeStruct(w_local, gb.dtype),
-            )
-            (dw,) = t(gb)
-            return _psum(dw, split.batch + split.rows)
-
-    return fn
+    return {"forward": forward, "input_grad": input_grad, "weight_grad": weight_grad}[kind]
 
 
 # --- the sharding rule (Shardy) ----------------------------------------------------------------

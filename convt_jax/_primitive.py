@@ -22,13 +22,14 @@ fail.  A primitive gives full control and is sound:
 * **Batching**: a vmapped input folds into the batch axis, a vmapped weight
   into the output channels, both together into the groups; no loop.
 * **Abstract eval** from the shared shape arithmetic (:mod:`._geometry`).
-* **Lowering** via ``mlir.lower_fun`` of the chosen lowering, so XLA (and
-  its SPMD partitioner) sees ordinary convolutions, and ``impl`` is the same
-  function under ``jax.jit``.
-* **Sharding** (see "Sharding" below): the partitioner works on the lowered
-  convolutions; with ``Explicit`` mesh axes the primitive's type carries an
-  output sharding and its insides run with those axes ``Auto``; inside
-  ``shard_map`` operands are cast to vary over the same manual axes.
+* **Lowering** via ``mlir.lower_fun`` of the chosen lowering, so XLA sees
+  ordinary convolutions (or oneDNN calls), and ``impl`` is the same function
+  under ``jax.jit``; in a partitioned program, through the partitioning rule
+  of ``_partition`` (each device runs that lowering on its block).
+* **Sharding** (see "Sharding" below): with ``Explicit`` mesh axes the
+  primitive's type carries an output sharding and its insides run with those
+  axes ``Auto``; inside ``shard_map`` operands are cast to vary over the same
+  manual axes.
 
 The primitive works on batched arrays in the configuration's layout, with
 ``x`` and ``w`` in one dtype; the public functions handle unbatched input,
@@ -79,8 +80,9 @@ def _abstract_eval(x, w, *, config: Config, method: tuple[str, str, str]):
 
 # --- Sharding ------------------------------------------------------------------------------
 #
-# Auto mesh axes (jit with NamedSharding inputs on an Auto mesh): nothing to do; the
-# primitive lowers to ordinary XLA ops and the SPMD partitioner partitions those.
+# Auto mesh axes (jit with NamedSharding inputs on an Auto mesh): the lowering sees a
+# partitioned program and goes through the partitioning rule (``_partition``), which
+# tells the SPMD partitioner how the splits carry and runs the one-device forms per device.
 #
 # Explicit mesh axes (the default of ``jax.make_mesh``): shardings are part of the
 # types, so (1) the abstract eval gives the output a sharding (below); (2) the lowering
