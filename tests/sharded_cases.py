@@ -483,6 +483,27 @@ def test_every_split_runs_the_one_device_forms(split, explicit, method):
     assert "all-gather" not in collectives(hlo), collectives(hlo)
 
 
+@pytest.mark.parametrize("split", ["batch (8 ways)", "batch + rows", "input channels"])
+def test_gspmd_partitioner_takes_the_rule_too(split):
+    """With JAX's older partitioner (GSPMD, ``jax_use_shardy_partitioner=False``) the
+    rule's sharding inference and partition callback run the same per-device program."""
+    if not hasattr(jax.config, "jax_use_shardy_partitioner"):
+        pytest.skip("this JAX has no jax_use_shardy_partitioner switch")
+    groups, xs, ws, gs = SPLITS[split]
+    m = mesh((2, 4), ("data", "model"))
+    args = [a.astype(np.float32) for a in problem(2, n=8, c_in=8, c_out=8, groups=groups, length=8)]
+    f = fwd_bwd(2, "auto", groups)
+    before = jax.config.jax_use_shardy_partitioner
+    jax.config.update("jax_use_shardy_partitioner", False)
+    try:
+        out, hlo, _ = run_sharded(f, args, tuple(NamedSharding(m, s) for s in (xs, ws, gs)))
+    finally:
+        jax.config.update("jax_use_shardy_partitioner", before)
+    assert_close_relative(out, jax.jit(f)(*jax.device_put(args, jax.devices()[0])))
+    assert_one_device_forms(hlo, one_device_hlo(f, args))
+    assert "all-gather" not in collectives(hlo), collectives(hlo)
+
+
 def _conv_fwd_bwd(method):
     def run(x, w, gy):
         y, vjp = jax.vjp(lambda x, w: ct.conv2d(x, w, None, 2, 1, method=method), x, w)
