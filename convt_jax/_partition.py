@@ -291,30 +291,51 @@ def _global_shapes(kind: str, config: Config, operand_shapes, result_shape) -> d
     return shapes
 
 
-def _spec_of(sharding, mesh, ndim: int) -> tuple:
-    """The partition spec (padded to ``ndim``) on ``mesh`` that ``sharding`` (the
+def _spec_of(sharding, mesh, shape: tuple) -> tuple:
+    """The partition spec (padded to the rank) on ``mesh`` that ``sharding`` (the
     partitioner's, as a ``GSPMDSharding``) is equivalent to; ``None`` on every axis where
     none is found.  The callbacks take the shardings undecoded (``decode_shardings=False``)
     because JAX's decoding rejects an uneven split (a mesh axis that does not divide the
-    dimension), which the partitioner makes and which :func:`decide` simply does not use.
-    Found by trying the specs that place each mesh axis on one dimension or none (in mesh
-    order where several share one), with the public ``Sharding.is_equivalent_to``."""
+    dimension), which the partitioner makes and which :func:`decide` does not use.
+
+    Found with public ``Sharding`` methods: ``shard_shape`` says how many ways each
+    dimension is split, which leaves a few candidate specs (the ordered sets of mesh axes
+    with that product), and ``is_equivalent_to`` picks the one."""
+    ndim = len(shape)
     spec = getattr(sharding, "spec", None)
     if spec is not None:  # a NamedSharding already
         return tuple(spec) + (None,) * (ndim - len(spec))
+    none = (None,) * ndim
+    try:
+        shard = sharding.shard_shape(tuple(shape))
+    except (ValueError, TypeError, NotImplementedError):
+        return none
     names = [a for a in mesh.axis_names if mesh.shape[a] > 1]
-    for placement in itertools.product(range(-1, ndim), repeat=len(names)):
-        dims: list[list[str]] = [[] for _ in range(ndim)]
-        for name, dim in zip(names, placement, strict=True):
-            if dim >= 0:
-                dims[dim].append(name)
-        cand = tuple(_entry(tuple(d)) for d in dims)
+    per_dim: list[list[tuple]] = []
+    for n, b in zip(shape, shard, strict=True):
+        ways = -(-n // b) if b else 1
+        if ways == 1:
+            per_dim.append([()])
+            continue
+        per_dim.append(
+            [
+                c
+                for r in range(1, len(names) + 1)
+                for c in itertools.permutations(names, r)
+                if _size(mesh, c) == ways
+            ]
+        )
+    for combo in itertools.product(*per_dim):
+        used = [a for c in combo for a in c]
+        if len(used) != len(set(used)):
+            continue
+        cand = tuple(_entry(c) for c in combo)
         try:
             if sharding.is_equivalent_to(NamedSharding(mesh, P(*cand)), ndim):
                 return cand
         except (ValueError, TypeError):
             continue
-    return (None,) * ndim
+    return none
 
 
 def _make(kind: str):
@@ -330,7 +351,7 @@ def _make(kind: str):
     def analyse(config, mesh, arg_infos, result_info):
         shapes = _global_shapes(kind, config, [a.shape for a in arg_infos], result_info.shape)
         given = {
-            r: _spec_of(a.sharding, mesh, len(a.shape))
+            r: _spec_of(a.sharding, mesh, tuple(a.shape))
             for r, a in zip(operands, arg_infos, strict=True)
         }
         split = decide(kind, config, mesh, shapes, given)
