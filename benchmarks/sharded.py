@@ -70,6 +70,14 @@ LAYOUTS = {
         P(None, "d"),
         _EXPLICIT,
     ),
+    "channel, dilated (Auto)": (
+        "output channels split; the accelerators' forms pinned",
+        "dilated",
+        P(),
+        P(None, "d"),
+        P(None, "d"),
+        _AUTO,
+    ),
     "rows (Auto)": (
         "image rows split; halo exchange",
         "auto",
@@ -85,6 +93,14 @@ LAYOUTS = {
         P(),
         P(None, None, "d"),
         _EXPLICIT,
+    ),
+    "rows, dilated (Auto)": (
+        "image rows split; the accelerators' forms pinned",
+        "dilated",
+        P(None, None, "d"),
+        P(),
+        P(None, None, "d"),
+        _AUTO,
     ),
 }
 # Every split runs the one-device forms on each device (docs/scaling.md, "Per device"):
