@@ -1,10 +1,11 @@
 """Sharded equals unsharded: tests/sharding_fuzz.py's random cases, in child processes.
 
-Each case is a random transposed convolution and a random split of its operands over
-8 simulated CPU devices (see tests/sharding_fuzz.py); the sharded forward and gradients
-must equal the one-device ones.  The cases run in child processes, a batch of seeds per
-child: JAX fixes its device count when it starts, and XLA's SPMD partitioner can abort
-the process on a convolution it mis-partitions.  When a child dies, the case it was
+Each case is a random transposed convolution or (every third seed) a random regular
+convolution, in float64 or (a quarter of the seeds) float32, and a random split of its
+operands over 8 simulated CPU devices (see tests/sharding_fuzz.py); the sharded forward
+and gradients must equal the one-device ones.  The cases run in child processes, a batch
+of seeds per child: JAX fixes its device count when it starts, and XLA's SPMD partitioner
+can abort the process on a convolution it mis-partitions.  When a child dies, the case it was
 running (its last ``CASE`` line) is reported with its configuration and the rest of
 the batch runs in a fresh child, so one abort fails one case, not the run.
 
