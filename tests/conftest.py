@@ -47,6 +47,14 @@ def pytest_addoption(parser):
         "times the examples of the 'ci' profile (the argument fuzz of tests/test_fuzz.py "
         "and the crash fuzz scale with it), still derandomized",
     )
+    parser.addoption(
+        "--other-jax",
+        action="store_true",
+        default=False,
+        help="a run on another JAX than the default tier's (.ci/run's stages 4 and 5): of "
+        "the random-configuration grids in tests/conftest.py's OTHER_JAX_EVERY only every "
+        "n-th default-tier parametrization runs, the others are deselected",
+    )
 
 
 # The default tier runs every n-th parametrization of these tests (the first, then every
@@ -86,6 +94,22 @@ DEFAULT_TIER_EVERY = {
 }
 
 
+# `--other-jax` (.ci/run's stages 4 and 5, the core tests on the oldest and the newest JAX)
+# runs every n-th of the default tier's parametrizations of these grids of random
+# configurations (the first, then every n-th, so that it still spans the seeds: every padding
+# spelling, mode and dtype stays in).  What the seeds vary is convt_jax's own geometry, the
+# same on every JAX, and the default tier ran every seed on this Python's newest JAX; each
+# case that runs still goes through the JAX-dependent parts (the primitive, its lowering and
+# transposes, the oneDNN FFI call).  A grid whose parameters alternate (a product whose
+# last axis every n-th would fix) does not belong here.
+OTHER_JAX_EVERY = {
+    "tests/test_conv.py::test_adjoint_identity": 2,
+    "tests/test_conv.py::test_values_and_gradients_match_pytorch_float64": 2,
+    "tests/test_onednn.py::test_half_precision_results_are_the_float32_result_rounded_once": 2,
+    "tests/test_onednn.py::test_values_equal_pytorch_forward_dx_dw": 2,
+}
+
+
 @pytest.hookimpl(tryfirst=True)  # before `-m` selects by the marks added here
 def pytest_collection_modifyitems(config, items):
     seen: dict[str, int] = {}
@@ -97,6 +121,20 @@ def pytest_collection_modifyitems(config, items):
         index = seen[base] = seen.get(base, -1) + 1
         if index % every:
             item.add_marker(pytest.mark.slow)
+    if config.getoption("--other-jax"):
+        seen, thinned = {}, []
+        for item in items:
+            base = item.nodeid.split("[", 1)[0]
+            every = OTHER_JAX_EVERY.get(base)
+            if every is None or not hasattr(item, "callspec") or item.get_closest_marker("slow"):
+                continue
+            index = seen[base] = seen.get(base, -1) + 1
+            if index % every:
+                thinned.append(item)
+        if thinned:
+            config.hook.pytest_deselected(items=thinned)
+            drop = set(thinned)
+            items[:] = [item for item in items if item not in drop]
     # The default tier (README's command, the first pytest run of .ci/run) deselects the
     # tests marked slow; `-m slow` runs only them (.ci/run's second run), `--slow` runs
     # everything, and any other explicit `-m` expression decides for itself.
