@@ -43,7 +43,7 @@ def _layout(cfg, x):
 
 
 @pytest.mark.slow
-@settings(max_examples=100)
+@settings(max_examples=50)
 @given(cfg=configs(), flip=st.booleans())
 def test_rules_match_autodiff_of_dilated_lowering(cfg, flip):
     """dx, dw, db against jax.vjp of the lhs-dilated lowering (JAX's own transpose rules)."""
@@ -138,7 +138,7 @@ def test_check_grads_each_argument(kw, argnum):
 
 
 @pytest.mark.slow
-@settings(max_examples=50)
+@settings(max_examples=25)
 @given(cfg=configs())
 def test_adjoint_identity(cfg):
     """<conv_transpose(x, w), y> == <x, conv(y, w)> with the matching forward convolution."""

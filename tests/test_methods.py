@@ -39,7 +39,7 @@ def _reasons(cfg, xin, w):
 
 
 @pytest.mark.slow
-@settings(max_examples=100)
+@settings(max_examples=50)
 @given(
     cfg=configs(),
     method=st.sampled_from(("auto",) + LOWERINGS),
@@ -77,7 +77,7 @@ def test_forward_and_gradients_equal_dilated(cfg, method, dw, flip):
 
 
 @pytest.mark.slow
-@settings(max_examples=60)
+@settings(max_examples=30)
 @given(
     cfg=configs(),
     dw=st.booleans(),

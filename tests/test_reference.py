@@ -26,7 +26,7 @@ TOL = 1e-10
 
 
 @pytest.mark.slow
-@settings(max_examples=300)
+@settings(max_examples=150)
 @given(cfg=configs())
 def test_matches_pytorch_hypothesis(cfg):
     x, w, b = make_arrays(cfg)
