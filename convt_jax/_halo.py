@@ -170,6 +170,58 @@ def local_forward(xb, wb, config: Config, method: Any, axis: int, i: int, entry,
     return _primitive.conv_transpose_batched(xe, wb, local, forms)
 
 
+def cotangent_halo_rows(config: Config, i: int, kernel: int) -> tuple[int, int]:
+    """The cotangent rows (rows of ``y``) a device borrows from its left and right
+    neighbours to compute ``dx`` of its own input rows on spatial axis ``i``:
+    ``dx[i] = sum_k g[s i + d k - lo] w[k]`` reaches ``lo`` rows before its block and
+    ``d (K - 1) - lo - s + 1`` past it."""
+    s, d, lo = config.stride[i], config.dilation[i], config.crops[i][0]
+    return max(0, lo), max(0, d * (kernel - 1) - lo - s + 1)
+
+
+def cotangent_rows_fit(config: Config, i: int, length: int, kernel: int, devices: int) -> bool:
+    """Whether ``dx`` by a cotangent halo applies: the rows split as for the forward
+    (:func:`rows_fit`) and the cotangent's halos no longer than a block of ``y``."""
+    if not rows_fit(config, i, length, kernel, devices):
+        return False
+    block = config.stride[i] * (length // devices)
+    return max(cotangent_halo_rows(config, i, kernel)) <= block
+
+
+def local_input_grad(
+    gb, wb, x_shape: tuple, config: Config, method: Any, axis: int, i: int, entry, n: int
+):
+    """One device's block of ``dx`` from its block of the cotangent ``gb`` (``y``'s rows,
+    split like the input's, see :func:`local_forward`) and the cotangent rows its own input
+    rows reach in its neighbours' blocks: the neighbours' ``dx`` contributions are never
+    computed, so each device does only its own rows' work.  ``x_shape``: the device's
+    block of the input."""
+    names = _names(entry)
+    axis_name = names[0] if len(names) == 1 else names
+    kernel = wb.shape[2 + i]
+    s, d, lo = config.stride[i], config.dilation[i], config.crops[i][0]
+    g_lo, g_hi = cotangent_halo_rows(config, i, kernel)
+    rows = gb.shape[axis]  # s * b
+    b = rows // s
+    parts = []
+    if g_lo:
+        left = jax.lax.slice_in_dim(gb, rows - g_lo, rows, axis=axis)
+        parts.append(jax.lax.ppermute(left, axis_name, [(j, j + 1) for j in range(n - 1)]))
+    parts.append(gb)
+    if g_hi:
+        right = jax.lax.slice_in_dim(gb, 0, g_hi, axis=axis)
+        parts.append(jax.lax.ppermute(right, axis_name, [(j + 1, j) for j in range(n - 1)]))
+    ge = jnp.concatenate(parts, axis=axis) if len(parts) > 1 else gb
+    # The local problem: b input rows whose output, cropped by lo - g_lo at the start,
+    # is the extended cotangent's rows (the end cropped, or extended, to match).
+    full = geo.full_length(b, kernel, s, d)
+    crop_lo = lo - g_lo
+    crops = list(config.crops)
+    crops[i] = (crop_lo, full - crop_lo - ge.shape[axis])
+    local = config._replace(crops=tuple(crops))
+    return _primitive.input_grad_batched(ge, wb, local, method, tuple(x_shape))
+
+
 def run(x: jax.Array, w: jax.Array, config: Config, resolve, p: Plan) -> jax.Array:
     """The transposed convolution of batched ``x`` by halo exchange (see the module).
 

@@ -210,6 +210,13 @@ def per_device(kind: str, config: Config, split: Split, mesh, method, shapes) ->
     """The function each device runs on its blocks of ``kind``'s operands."""
     sp = specs(config, split, len(shapes["x"]))
     x_local = _local_shape(shapes["x"], sp["x"], mesh)
+    rows_direct = split.row_axis is not None and _halo.cotangent_rows_fit(
+        config,
+        split.row_axis,
+        shapes["x"][geo.spatial_axes(config, len(shapes["x"]))[split.row_axis]],
+        shapes["w"][2 + split.row_axis],
+        _size(mesh, split.rows),
+    )
     w_local = _local_shape(shapes["w"], sp["w"], mesh)
 
     def forward(xb, wb):
@@ -217,6 +224,15 @@ def per_device(kind: str, config: Config, split: Split, mesh, method, shapes) ->
         return _psum(y, split.channels if split.mode == "in" else ())
 
     def input_grad(gb, wb):
+        if split.row_axis is not None and rows_direct:
+            # Each device only its own rows of dx, from a halo of the cotangent.
+            local = _local_config(config, split, mesh)
+            axis = geo.spatial_axes(config, gb.ndim)[split.row_axis]
+            n = _size(mesh, split.rows)
+            dx = _halo.local_input_grad(
+                gb, wb, x_local, local, method, axis, split.row_axis, split.rows, n
+            )
+            return _psum(dx, split.channels if split.mode == "out" else ())
         t = jax.linear_transpose(
             lambda xb: _local_forward(xb, wb, config, split, mesh, method),
             jax.ShapeDtypeStruct(x_local, gb.dtype),
