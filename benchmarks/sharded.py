@@ -2,6 +2,7 @@
 
     python -m benchmarks.sharded                 # the table below, 7 rounds
     python -m benchmarks.sharded --rounds 3 --out table.md
+    python -m benchmarks.sharded --dry           # a tiny layer, 1 round: checks the script
 
 Runs on simulated CPU devices: this module sets
 ``XLA_FLAGS=--xla_force_host_platform_device_count=8`` before it imports
@@ -107,6 +108,7 @@ LAYOUTS = {
 # oneDNN's kernels for "auto" on the CPU, XLA's convolutions for "dilated".
 # (N, C_in, H, W, C_out, kernel, stride, padding)
 SHAPE = (32, 64, 16, 16, 64, 4, 2, 1)
+DRY_SHAPE = (8, 16, 8, 8, 16, 4, 2, 1)  # --dry: the same splits, small enough for the tests
 
 
 def _fwd_bwd(method, stride, padding):
@@ -217,7 +219,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--out", help="also write the table to this file")
+    parser.add_argument(
+        "--dry",
+        action="store_true",
+        help="a tiny layer and 1 round: check the script (the tests run it), not the speed",
+    )
     args = parser.parse_args(argv)
+    global SHAPE
+    if args.dry:
+        SHAPE, args.rounds = DRY_SHAPE, 1
     if jax.device_count() < max(DEVICE_COUNTS):
         raise SystemExit(
             f"needs {max(DEVICE_COUNTS)} devices: JAX was initialised before "
