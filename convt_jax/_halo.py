@@ -137,6 +137,25 @@ def halo_rows(config: Config, i: int, kernel: int) -> tuple[int, int]:
     return max(0, (d * (kernel - 1) - lo) // s), max(0, (lo - 1) // s + 1)
 
 
+def _exchange(a, lo: int, hi: int, axis: int, entry, n: int):
+    """``a`` (one device's block, split ``n`` ways over mesh ``entry`` on ``axis``)
+    extended by its left neighbour's last ``lo`` rows and its right neighbour's first
+    ``hi`` rows (zeros at the ends of the axis)."""
+    names = _names(entry)
+    axis_name = names[0] if len(names) == 1 else names
+    length = a.shape[axis]
+    parts = []
+    if lo:
+        # My left halo is my left neighbour's last rows: j sends to j + 1.
+        rows = jax.lax.slice_in_dim(a, length - lo, length, axis=axis)
+        parts.append(jax.lax.ppermute(rows, axis_name, [(j, j + 1) for j in range(n - 1)]))
+    parts.append(a)
+    if hi:
+        rows = jax.lax.slice_in_dim(a, 0, hi, axis=axis)
+        parts.append(jax.lax.ppermute(rows, axis_name, [(j + 1, j) for j in range(n - 1)]))
+    return jnp.concatenate(parts, axis=axis) if len(parts) > 1 else a
+
+
 def local_forward(xb, wb, config: Config, method: Any, axis: int, i: int, entry, n: int):
     """One device's block of the output, inside a per-device program (``shard_map`` or a
     partitioner's callback): the input block ``xb`` (split ``n`` ways over mesh ``entry``
@@ -145,22 +164,11 @@ def local_forward(xb, wb, config: Config, method: Any, axis: int, i: int, entry,
 
     ``method`` is a resolved method, or a callable ``(config, x_shape, w_shape) ->``
     resolved method for the local problem."""
-    names = _names(entry)
-    axis_name = names[0] if len(names) == 1 else names
     kernel = wb.shape[2 + i]
     s, d, lo = config.stride[i], config.dilation[i], config.crops[i][0]
     halo_lo, halo_hi = halo_rows(config, i, kernel)
     b = xb.shape[axis]
-    parts = []
-    if halo_lo:
-        # My left halo is my left neighbour's last rows: j sends to j + 1.
-        rows = jax.lax.slice_in_dim(xb, b - halo_lo, b, axis=axis)
-        parts.append(jax.lax.ppermute(rows, axis_name, [(j, j + 1) for j in range(n - 1)]))
-    parts.append(xb)
-    if halo_hi:
-        rows = jax.lax.slice_in_dim(xb, 0, halo_hi, axis=axis)
-        parts.append(jax.lax.ppermute(rows, axis_name, [(j + 1, j) for j in range(n - 1)]))
-    xe = jnp.concatenate(parts, axis=axis) if len(parts) > 1 else xb
+    xe = _exchange(xb, halo_lo, halo_hi, axis, entry, n)
     full = geo.full_length(xe.shape[axis], kernel, s, d)
     crop_lo = lo + s * halo_lo
     crops = list(config.crops)
@@ -196,22 +204,11 @@ def local_input_grad(
     rows reach in its neighbours' blocks: the neighbours' ``dx`` contributions are never
     computed, so each device does only its own rows' work.  ``x_shape``: the device's
     block of the input."""
-    names = _names(entry)
-    axis_name = names[0] if len(names) == 1 else names
     kernel = wb.shape[2 + i]
     s, d, lo = config.stride[i], config.dilation[i], config.crops[i][0]
     g_lo, g_hi = cotangent_halo_rows(config, i, kernel)
-    rows = gb.shape[axis]  # s * b
-    b = rows // s
-    parts = []
-    if g_lo:
-        left = jax.lax.slice_in_dim(gb, rows - g_lo, rows, axis=axis)
-        parts.append(jax.lax.ppermute(left, axis_name, [(j, j + 1) for j in range(n - 1)]))
-    parts.append(gb)
-    if g_hi:
-        right = jax.lax.slice_in_dim(gb, 0, g_hi, axis=axis)
-        parts.append(jax.lax.ppermute(right, axis_name, [(j + 1, j) for j in range(n - 1)]))
-    ge = jnp.concatenate(parts, axis=axis) if len(parts) > 1 else gb
+    b = gb.shape[axis] // s
+    ge = _exchange(gb, g_lo, g_hi, axis, entry, n)
     # The local problem: b input rows whose output, cropped by lo - g_lo at the start,
     # is the extended cotangent's rows (the end cropped, or extended, to match).
     full = geo.full_length(b, kernel, s, d)
