@@ -16,12 +16,14 @@ time of the same calls is printed beside them.
 
 * ``--shapes``: the layers of ``benchmarks.run`` (the same names, values and
   ``output_padding``).
-* ``--models``: one training step of the models of ``benchmarks.models``.  On convt_jax's
-  side the ``deconvolution`` and ``reorder`` primitives are its transposed layers (its
-  other layers are XLA's; an sgemm that XLA:CPU may call for a dot is left out); on
-  PyTorch's side the ``deconvolution`` primitives are the transposed layers and the
-  ``reorder`` primitives are shared with its regular convolutions (in pix2pix and the
-  3-D U-Net), so the ratio with reorders is a lower bound there.
+* ``--models``: one training step of the models of ``benchmarks.models``, every
+  convolution ported to convt_jax.  The convolution primitives are counted on both sides:
+  oneDNN's ``convolution`` and ``deconvolution`` primitives and the ``reorder`` primitives
+  around them.  convt_jax computes all three maps of both of its convolutions with
+  oneDNN's ``convolution`` primitives (a transposed convolution is the adjoint of a
+  regular one); PyTorch computes its transposed layers with ``deconvolution`` primitives
+  and its regular ones with ``convolution`` primitives.  Other primitives (an sgemm that
+  XLA:CPU may call for a dot) are left out.
 
 Times are medians over the rounds; verbose mode adds a little time to every primitive on
 both sides.
@@ -40,6 +42,9 @@ import sys
 import time
 
 _MARK = "convt_jax-benchmark-round"
+# The primitive kinds of a convolution (either kind) and the reorders around them.
+_CONVOLUTIONS = ("convolution", "deconvolution")
+_COUNTED = (*_CONVOLUTIONS, "reorder")
 
 
 def _child(argv: list[str]) -> int:
@@ -139,8 +144,8 @@ def _primitives(out: str) -> dict[str, dict[tuple[str, ...], float]]:
 
 
 def measure(kind: str, name: str, mode: str, rounds: int) -> dict[str, dict]:
-    """{side: {"kernels": {primitive kind: median ms}, "total": the transposed layers'
-    median oneDNN ms, "wall": median ms, "impls": names}}."""
+    """{side: {"kernels": {primitive kind: median ms}, "total": the convolutions'
+    median oneDNN ms (with their reorders), "wall": median ms, "impls": names}}."""
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.kernels", "--child", kind, name, mode, str(rounds)],
         env=dict(os.environ, ONEDNN_VERBOSE="1"),
@@ -155,17 +160,21 @@ def measure(kind: str, name: str, mode: str, rounds: int) -> dict[str, dict]:
         kinds = sorted({k for r in per_call for k in r})
         out[side] = {
             "kernels": {k: statistics.median(r.get(k, 0.0) for r in per_call) for k in kinds},
-            # the transposed layers' share: their deconvolution primitives and the reorders
-            # around them (other primitives: e.g. the sgemm that XLA:CPU's dots may call)
-            "total": statistics.median(
-                r.get("deconvolution", 0.0) + r.get("reorder", 0.0) for r in per_call
-            ),
+            # the convolutions' share: their primitives and the reorders around them (other
+            # primitives: e.g. the sgemm that XLA:CPU's dots may call)
+            "total": statistics.median(_total(r) for r in per_call),
             "wall": statistics.median(walls),
             "impls": impls,
         }
     for side, prims in _primitives(proc.stdout).items():
         out[side]["primitives"] = prims
     return out
+
+
+def _total(call: dict[str, float]) -> float:
+    """A call's convolution time: its convolution primitives of either kind and the reorders
+    around them, ms (other primitives left out)."""
+    return sum(call.get(k, 0.0) for k in _COUNTED)
 
 
 def _geo(values: list[float]) -> float:
@@ -239,8 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = [
             "### one training step",
             "",
-            "| model | convt_jax deconvolution | convt_jax reorders | PyTorch deconvolution | "
-            "PyTorch reorders | deconvolution ratio | with reorders (a lower bound) | "
+            "| model | convt_jax convolutions | convt_jax reorders | PyTorch convolutions | "
+            "PyTorch reorders | convolution ratio | with reorders | "
             "convt_jax step | PyTorch step | step ratio |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
@@ -248,8 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in models:
             r = measure("model", name, "step", args.rounds)
             a, b = r["convt_jax"], r["PyTorch"]
-            ad, ar = (a["kernels"].get(k, 0.0) for k in ("deconvolution", "reorder"))
-            bd, br = (b["kernels"].get(k, 0.0) for k in ("deconvolution", "reorder"))
+            ad, bd = (sum(x["kernels"].get(k, 0.0) for k in _CONVOLUTIONS) for x in (a, b))
+            ar, br = (x["kernels"].get("reorder", 0.0) for x in (a, b))
             rows.append(
                 f"| {name} | {ad:.1f} | {ar:.1f} | {bd:.1f} | {br:.1f} | "
                 f"{ad / bd if bd else float('nan'):.2f} | "

@@ -1,29 +1,33 @@
-// oneDNN's deconvolution kernels as XLA FFI handlers for the CPU: the forward, the input
-// gradient (backward data) and the weight gradient (backward weights) of a transposed
-// convolution, 1-3 spatial axes, channels-first or channels-last, any groups. Operands in
-// float32, or in bfloat16 / float16 for oneDNN's native half-precision kernels (float32
-// accumulation; the forward may write float32, the weight gradient always does): each
-// buffer's dtype is read from XLA's buffer and is part of the cached problem.
+// oneDNN's convolution kernels as XLA FFI handlers for the CPU: the forward, the input
+// gradient and the weight gradient of a transposed convolution, 1-3 spatial axes,
+// channels-first or channels-last, any groups. Operands in float32, or in bfloat16 /
+// float16 for oneDNN's native half-precision kernels (float32 accumulation; the forward may
+// write float32, the weight gradient always does): each buffer's dtype is read from XLA's
+// buffer and is part of the cached problem.
+//
+// A transposed convolution is the adjoint of the regular convolution with the same weight,
+// so its three maps are oneDNN's three convolution primitives (see `create`): its forward is
+// the convolution's backward data, its input gradient the convolution's forward (which is
+// what convt_jax's regular convolution calls), its weight gradient the convolution's
+// backward weights. PyTorch's transposed weight (C_in, C_out / groups, *K) is, as stored,
+// the weight of that convolution (output channels first), so it needs no transposition.
 //
 // Built and loaded by convt_jax/_onednn.py (against the XLA FFI headers of the jaxlib in
 // use and the oneDNN of the `onednn` extra); registered as three FFI targets for the "cpu"
 // platform and called with jax.ffi.ffi_call from the primitive's CPU lowering.
 //
 // A memory descriptor with the operand's strides describes the layout XLA hands over
-// (row-major, in the layout given by `channels_last`); the weight is PyTorch's (C_in,
-// C_out / groups, *K). The weight (or its gradient) is always reordered into the blocked
-// layout the kernel prefers; the activations are read where they are (channels-last
-// forward and input gradient) or reordered into the layout oneDNN chooses (channels-first
-// activations, the channels-last weight gradient): see `build` for the rule.
+// (row-major, in the layout given by `channels_last`). The weight (or its gradient) is
+// always reordered into the blocked layout the kernel prefers; the activations are read
+// where they are (channels-last forward and input gradient) or reordered into the layout
+// oneDNN chooses (channels-first activations, the channels-last weight gradient): see
+// `build` for the rule.
 //
 // Each (kind, shapes, settings) gets its primitive descriptor, primitive and reorders built
 // once and cached (a mutex guards the cache; execution runs outside it). Scratch memory
 // (the kernel's scratchpad, the reordered operands) comes from per-thread arenas that only
 // grow, so a call allocates nothing once warm, and concurrent calls from XLA's threads
 // never share a buffer.
-//
-// `Problem` and `primitive_for` describe a convolution-shaped problem in general terms, so
-// a regular convolution (whose input gradient is a transposed convolution) can reuse them.
 
 #include <algorithm>
 #include <atomic>
@@ -49,7 +53,8 @@ using dims = dnnl::memory::dims;
 using dt = dnnl::memory::data_type;
 
 // One transposed-convolution problem: logical shapes in oneDNN's order (N, C, spatial...)
-// and the settings; `key()` identifies it in the cache.
+// and the settings; `key()` identifies it in the cache. `src` and `dst` are the transposed
+// convolution's input x and output y (the convolution's output and input).
 struct Problem {
   Kind kind;
   bool channels_last;
@@ -57,8 +62,7 @@ struct Problem {
   dims src, dst;          // x: (N, C_in, *S); y: (N, C_out, *S_out)
   dims kernel;            // K
   dims strides, dilates, pad_l, pad_r;
-  // The dtypes of x, y and the weight as stored (the arguments of oneDNN's deconvolution,
-  // whichever of them are gradients).
+  // The dtypes of x, y and the weight as stored (whichever of them are gradients).
   dt src_dt = dt::f32, dst_dt = dt::f32, wei_dt = dt::f32;
 
   std::string key() const {
@@ -96,25 +100,17 @@ dims activation_strides(const dims& shape, bool channels_last) {
   return strides;
 }
 
-// The weight stored as PyTorch's (C_in, C_out / g, *K), described in oneDNN's logical
-// order for deconvolution: (C_out, C_in, *K), or (g, C_out / g, C_in / g, *K) with groups.
+// The weight stored as PyTorch's (C_in, C_out / g, *K): in the convolution's logical order
+// (its output channels are x's) that is (C_in, C_out, *K), or (g, C_in / g, C_out / g, *K)
+// with groups, row-major as it is.
 dnnl::memory::desc user_weight_desc(const Problem& p) {
-  const int64_t g = p.groups, ci = p.c_in() / g, co = p.c_out() / g;
-  int64_t k = 1;
-  for (int64_t d : p.kernel) k *= d;
-  dims shape, strides;
-  if (g == 1) {
-    shape = {co, ci};
-    strides = {k, co * k};
-  } else {
-    shape = {g, co, ci};
-    strides = {ci * co * k, k, co * k};
-  }
-  int64_t s = 1;
-  dims kstrides(p.kernel.size());
-  for (size_t i = p.kernel.size(); i-- > 0;) { kstrides[i] = s; s *= p.kernel[i]; }
+  const int64_t g = p.groups;
+  dims shape{p.c_in(), p.c_out() / g};
+  if (g > 1) shape = {g, p.c_in() / g, p.c_out() / g};
   shape.insert(shape.end(), p.kernel.begin(), p.kernel.end());
-  strides.insert(strides.end(), kstrides.begin(), kstrides.end());
+  dims strides(shape.size());
+  int64_t s = 1;
+  for (size_t i = shape.size(); i-- > 0;) { strides[i] = s; s *= shape[i]; }
   return dnnl::memory::desc(shape, p.wei_dt, strides);
 }
 
@@ -136,8 +132,8 @@ struct Operand {
   dnnl::primitive convert;
 };
 
-// A cached problem: the primitive, its three operands (source, destination, weights: the
-// arguments of oneDNN's deconvolution, whichever of them are gradients) and the scratchpad.
+// A cached problem: the primitive, its three operands (x, y and the weight, whichever of
+// them are gradients) and the scratchpad.
 struct Entry {
   dnnl::primitive primitive;
   Operand src, dst, weight;
@@ -178,55 +174,59 @@ dnnl::memory::desc channels_last_desc(const dnnl::memory::desc& d) {
 // brgemm-based direct kernels are "brgconv", "brg_conv", "brgemm...": other tokens).
 bool is_gemm(const std::string& impl) { return has_token(impl, "gemm"); }
 
-// The primitive of `p` with the activations in the layouts `src` and `dst` (given, or
-// `any`) and the weight in the layout the kernel chooses.
+// The primitive of `p` with the activations in the layouts `src` (x's) and `dst` (y's),
+// given or `any`, and the weight in the layout the kernel chooses: oneDNN's convolution
+// primitives, the transposed convolution's three maps read as the regular convolution's
+// they are (x has the regular convolution's output shape, y its input's):
+//   kForward    y = x^T * w   convolution backward data:    diff_dst = x, diff_src = y
+//   kInputGrad  dx = conv(g)  convolution forward:          src = g, dst = dx
+//   kWeightGrad dw            convolution backward weights: src = g, diff_dst = x
 void create(const Problem& p, const dnnl::memory::desc& src, const dnnl::memory::desc& dst,
             Entry& entry, dnnl::primitive_desc_base& pd) {
   const auto& eng = cpu_engine();
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   auto wei = any_like(entry.weight.user);
-  auto algo = dnnl::algorithm::deconvolution_direct;
-  // The forward descriptor: the primitive for kForward, the hint for the gradients (whose
-  // weights are in the activations' dtype: a half-precision layer's weight gradient is
-  // float32, its weights are not).
-  const auto hint_wei =
-      p.kind == kWeightGrad
-          ? dnnl::memory::desc(wei.get_dims(), p.src_dt, dnnl::memory::format_tag::any)
-          : wei;
-  dnnl::deconvolution_forward::primitive_desc fwd(eng, dnnl::prop_kind::forward_training, algo,
-                                                  src, hint_wei, dst, p.strides, p.dilates,
+  auto algo = dnnl::algorithm::convolution_direct;
+  if (p.kind == kInputGrad) {
+    dnnl::convolution_forward::primitive_desc fwd(eng, dnnl::prop_kind::forward_training, algo,
+                                                  dst, wei, src, p.strides, p.dilates,
                                                   p.pad_l, p.pad_r, attr);
-  switch (p.kind) {
-    case kForward:
-      entry.primitive = dnnl::deconvolution_forward(fwd);
-      entry.src.kernel = fwd.src_desc();
-      entry.dst.kernel = fwd.dst_desc();
-      entry.weight.kernel = fwd.weights_desc();
-      pd = fwd;
-      break;
-    case kInputGrad: {
-      dnnl::deconvolution_backward_data::primitive_desc bwd(
-          eng, algo, src, wei, dst, p.strides, p.dilates, p.pad_l, p.pad_r, fwd, attr);
-      entry.primitive = dnnl::deconvolution_backward_data(bwd);
-      entry.src.kernel = bwd.diff_src_desc();
-      entry.dst.kernel = bwd.diff_dst_desc();
-      entry.weight.kernel = bwd.weights_desc();
-      pd = bwd;
-      break;
-    }
-    case kWeightGrad: {
-      dnnl::deconvolution_backward_weights::primitive_desc bwd(
-          eng, algo, src, wei, dst, p.strides, p.dilates, p.pad_l, p.pad_r, fwd, attr);
-      entry.primitive = dnnl::deconvolution_backward_weights(bwd);
-      entry.src.kernel = bwd.src_desc();
-      entry.dst.kernel = bwd.diff_dst_desc();
-      entry.weight.kernel = bwd.diff_weights_desc();
-      pd = bwd;
-      break;
-    }
+    entry.primitive = dnnl::convolution_forward(fwd);
+    entry.dst.kernel = fwd.src_desc();
+    entry.src.kernel = fwd.dst_desc();
+    entry.weight.kernel = fwd.weights_desc();
+    entry.impl = fwd.impl_info_str();
+    pd = fwd;
+    return;
   }
-  entry.impl = pd.impl_info_str();
+  // The gradients' forward hint, every operand in x's dtype (a half-precision layer's weight
+  // gradient is float32, its weights are not; its forward may write float32).
+  const auto in_x_dtype = [&](const dnnl::memory::desc& d) {
+    return dnnl::memory::desc(d.get_dims(), p.src_dt, dnnl::memory::format_tag::any);
+  };
+  dnnl::convolution_forward::primitive_desc hint(
+      eng, dnnl::prop_kind::forward_training, algo, in_x_dtype(dst), in_x_dtype(wei),
+      in_x_dtype(src), p.strides, p.dilates, p.pad_l, p.pad_r, attr);
+  if (p.kind == kForward) {
+    dnnl::convolution_backward_data::primitive_desc bwd(
+        eng, algo, dst, wei, src, p.strides, p.dilates, p.pad_l, p.pad_r, hint, attr);
+    entry.primitive = dnnl::convolution_backward_data(bwd);
+    entry.dst.kernel = bwd.diff_src_desc();
+    entry.src.kernel = bwd.diff_dst_desc();
+    entry.weight.kernel = bwd.weights_desc();
+    entry.impl = bwd.impl_info_str();
+    pd = bwd;
+    return;
+  }
+  dnnl::convolution_backward_weights::primitive_desc bwd(
+      eng, algo, dst, wei, src, p.strides, p.dilates, p.pad_l, p.pad_r, hint, attr);
+  entry.primitive = dnnl::convolution_backward_weights(bwd);
+  entry.dst.kernel = bwd.src_desc();
+  entry.src.kernel = bwd.diff_dst_desc();
+  entry.weight.kernel = bwd.diff_weights_desc();
+  entry.impl = bwd.impl_info_str();
+  pd = bwd;
 }
 
 std::shared_ptr<Entry> build(const Problem& p) {
@@ -491,23 +491,23 @@ ffi::Error run(Kind kind, ffi::AnyBuffer a, ffi::AnyBuffer b,
     Bound w = bind(e->weight, dw ? weight_out : weight_in, weight_arena, !dw);
     if (failed) return ffi::Error::Internal("convt_jax oneDNN: out of memory (reorder buffer)");
     switch (kind) {
-      case kForward:
-        e->primitive.execute(stream, {{DNNL_ARG_SRC, s.kernel},
+      case kForward:  // convolution backward data
+        e->primitive.execute(stream, {{DNNL_ARG_DIFF_DST, s.kernel},
                                       {DNNL_ARG_WEIGHTS, w.kernel},
-                                      {DNNL_ARG_DST, d.kernel},
+                                      {DNNL_ARG_DIFF_SRC, d.kernel},
                                       {DNNL_ARG_SCRATCHPAD, scratchpad}});
         write_back(e->dst, d);
         break;
-      case kInputGrad:
-        e->primitive.execute(stream, {{DNNL_ARG_DIFF_DST, d.kernel},
+      case kInputGrad:  // convolution forward
+        e->primitive.execute(stream, {{DNNL_ARG_SRC, d.kernel},
                                       {DNNL_ARG_WEIGHTS, w.kernel},
-                                      {DNNL_ARG_DIFF_SRC, s.kernel},
+                                      {DNNL_ARG_DST, s.kernel},
                                       {DNNL_ARG_SCRATCHPAD, scratchpad}});
         write_back(e->src, s);
         break;
-      case kWeightGrad:
-        e->primitive.execute(stream, {{DNNL_ARG_SRC, s.kernel},
-                                      {DNNL_ARG_DIFF_DST, d.kernel},
+      case kWeightGrad:  // convolution backward weights
+        e->primitive.execute(stream, {{DNNL_ARG_SRC, d.kernel},
+                                      {DNNL_ARG_DIFF_DST, s.kernel},
                                       {DNNL_ARG_DIFF_WEIGHTS, w.kernel},
                                       {DNNL_ARG_SCRATCHPAD, scratchpad}});
         write_back(e->weight, w);

@@ -1,4 +1,4 @@
-"""oneDNN's deconvolution kernels as the CPU backend, through XLA's FFI.
+"""oneDNN's convolution kernels as the CPU backend, through XLA's FFI.
 
 The forward, ``dx`` and ``dw`` of the primitive can run as one FFI call each to oneDNN
 (``_onednn.cc``): on CPU, float32, bfloat16 and float16, 1-3 spatial axes, either layout,
@@ -448,7 +448,7 @@ def _probe_statuses(
     )
     code = _CODES[np.dtype(dtype)]
     out_code = _CODES.get(np.dtype(config.preferred_element_type or dtype), code)
-    dtypes = (  # (x, y, weight) of oneDNN's deconvolution for each kind
+    dtypes = (  # (x, y, weight) of each kind
         (code, out_code, code),  # forward: x, w -> y
         (code, code, code),  # input gradient: g, w -> dx
         (code, code, 0),  # weight gradient: g, x -> dw in float32
@@ -536,7 +536,8 @@ def _flip(w: jax.Array, config: Config) -> jax.Array:
 
 
 def forward(x: jax.Array, w: jax.Array, config: Config) -> jax.Array:
-    """The transposed convolution by oneDNN's deconvolution forward."""
+    """The transposed convolution by oneDNN's convolution backward data (the transposed
+    convolution is the adjoint of the regular one with the same weight)."""
     shape = geo.output_shape(config, x.shape, w.shape)
     out_dtype = geo.output_dtype(config, x.dtype)
     native = _native("forward", config, x.shape, w.shape, x, w)
@@ -589,7 +590,8 @@ def weight_shape(config: Config, y_shape: Sequence[int], x_shape: Sequence[int])
 
 
 def input_grad(g: jax.Array, w: jax.Array, config: Config) -> jax.Array:
-    """``dx`` by oneDNN's deconvolution backward data (``g`` of the output's shape)."""
+    """``dx`` by oneDNN's convolution forward (``g`` of the output's shape): also the regular
+    convolution's forward (``ct.conv``)."""
     shape = input_shape(config, g.shape, w.shape)
     native = _native("input_grad", config, shape, w.shape, g, w)
     if native is not None:
@@ -598,7 +600,7 @@ def input_grad(g: jax.Array, w: jax.Array, config: Config) -> jax.Array:
 
 
 def weight_grad(g: jax.Array, x: jax.Array, config: Config) -> jax.Array:
-    """``dw`` by oneDNN's deconvolution backward weights."""
+    """``dw`` by oneDNN's convolution backward weights."""
     shape = weight_shape(config, g.shape, x.shape)
     # Half-precision operands: a float32 gradient (summed over the batch in float32), then
     # rounded once.

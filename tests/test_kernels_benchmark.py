@@ -65,6 +65,10 @@ def test_parse_sums_each_call_by_side_and_primitive_kind(fmt):
         {},
     ]
     assert impls == {"jit:avx2", "brg_conv_fwd:avx2"}
+    # a call's convolution time: both primitive kinds and the reorders (convt_jax runs
+    # oneDNN's convolution primitives for its transposed layers too), nothing else
+    assert kernels._total(calls[0]) == 16.25
+    assert kernels._total({"convolution": 2.0, "reorder": 0.5, "matmul": 7.0}) == 2.5
     # --detail: each primitive's median time per call (a call without it counts 0)
     prims = kernels._primitives("\n".join(lines))
     problem = "mb64_ic128oc64_ih16oh32kh4sh2dh0ph1_iw16ow32kw4sw2dw0pw1"

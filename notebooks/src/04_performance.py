@@ -8,7 +8,7 @@
 #
 # * **PyTorch** (`torch.nn.functional.conv_transpose*d`, 2 threads): the reference;
 # * **convt_jax** `method="auto"` (the default). With the `onednn` extra installed,
-#   `auto` runs the forward and both gradients as oneDNN's deconvolution kernels on the
+#   `auto` runs the forward and both gradients as oneDNN's convolution kernels on the
 #   CPU (`convt_jax.backend_info()` says whether it does); without it, and on GPU and
 #   TPU, it picks one of the XLA lowerings per layer: `"dilated"` (one XLA convolution
 #   over the zero-stretched input, notebook 01's gather view), `"subpixel"` (one small
