@@ -229,6 +229,17 @@ void create(const Problem& p, const dnnl::memory::desc& src, const dnnl::memory:
   pd = bwd;
 }
 
+// Whether oneDNN runs its AVX-512 kernels (avx512_core or a later ISA) here, as it sees the
+// CPU (ONEDNN_MAX_CPU_ISA lowers it).
+bool avx512() {
+  static const bool yes = [] {
+    const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+    const auto want = static_cast<unsigned>(dnnl_cpu_isa_avx512_core);
+    return (isa & want) == want;
+  }();
+  return yes;
+}
+
 std::shared_ptr<Entry> build(const Problem& p) {
   const auto& eng = cpu_engine();
   const auto src_user = activation_desc(p.src, p.src_dt, p.channels_last);
@@ -240,11 +251,14 @@ std::shared_ptr<Entry> build(const Problem& p) {
   //    reorders cost, and PyTorch does the same through oneDNN), then channels-last.
   //  * Channels-last, forward and input gradient: read in place (as PyTorch does), then
   //    the kernel's choice.
-  //  * Channels-last, weight gradient: the kernel's choice, then in place.  oneDNN 3.2's
-  //    weight-gradient kernels on in-place channels-last activations can be several times
-  //    slower than on the layout it picks, reorders included (2-core AVX2 EPYC: a 1-D
-  //    layer 188 -> 53 ms, wide2d 140 -> 87 ms; benchmarks/RESULTS.md), and where it
-  //    picks channels-last itself nothing changes.
+  //  * Channels-last, weight gradient: on AVX-512 (oneDNN's avx512_core kernels and up) in
+  //    place, then the kernel's choice, as PyTorch does; on older ISAs the kernel's choice,
+  //    then in place.  The AVX-512 weight-gradient kernels read channels-last activations
+  //    about as fast as blocked ones, so the two reorders are saved (2-core Xeon: the
+  //    channels-last forward+backward of 8 layers 0.96 -> 0.86 of PyTorch's time, none
+  //    slower); oneDNN 3.2's AVX2 ones can be several times slower in place, reorders
+  //    included (2-core AVX2 EPYC: a 1-D layer 188 -> 53 ms, wide2d 140 -> 87 ms; the Xeon
+  //    capped at AVX2 by ONEDNN_MAX_CPU_ISA: conv1d 52 -> 28 ms; benchmarks/RESULTS.md).
   // The first candidate is taken unless it is oneDNN's GEMM-based fallback (e.g. the input
   // gradient of HiFi-GAN's 1-D upsamplers at batch 1: 15-20x its forward's time): then the
   // first later one with a direct kernel, or, if all are GEMM-based, the one that needs no
@@ -253,7 +267,7 @@ std::shared_ptr<Entry> build(const Problem& p) {
   std::vector<std::pair<dnnl::memory::desc, dnnl::memory::desc>> layouts;
   if (!p.channels_last) {
     layouts = {{any_src, any_dst}, {channels_last_desc(src_user), channels_last_desc(dst_user)}};
-  } else if (p.kind == kWeightGrad) {
+  } else if (p.kind == kWeightGrad && !avx512()) {
     layouts = {{any_src, any_dst}, {src_user, dst_user}};
   } else {
     layouts = {{src_user, dst_user}, {any_src, any_dst}};
