@@ -23,6 +23,8 @@ collectives the partitioner chose:
   kernels for ``"auto"`` on this CPU, convolutions for ``"dilated"``), on Auto
   and on Explicit axes, for the transposed and the regular convolution; the
   programs exported for ``cuda`` and ``tpu`` (docs/scaling.md, "Per device");
+* the regular convolution with groups and each padding mode under a batch, row or
+  weight split on 4 of the devices, Auto and Explicit axes;
 * an XLA bug kept as an expected failure: a spatial split with an unused
   mesh axis all-reduces the weight gradient over the whole mesh;
 * explicit mesh axes (``jax.make_mesh``'s default: shardings in the types),
@@ -537,6 +539,52 @@ def test_regular_convolution_splits_run_the_one_device_forms(split, explicit, me
     if method == "auto" and ONEDNN:
         assert one_device.count("convt_jax_onednn_") == 3
     assert "all-gather" not in collectives(hlo), collectives(hlo)
+
+
+# The regular convolution with a padding mode (its own padding before the convolution) under
+# a batch, a row or a weight split, on Auto and Explicit axes of 4 devices: forward and
+# gradients as on one device.  (Moved here from tests/test_conv.py, which ran it in a
+# 4-device child of its own.)
+REGULAR_PADDING_MODES = [
+    dict(stride=2, padding=1, groups=2),
+    dict(stride=1, padding=1, groups=2, padding_mode="reflect"),
+    dict(stride=2, padding=(2, 1), groups=2, padding_mode="circular"),
+]
+
+
+@pytest.mark.parametrize("explicit", [False, pytest.param(True, marks=needs_axis_types)])
+@pytest.mark.parametrize(
+    "kw", REGULAR_PADDING_MODES, ids=lambda kw: kw.get("padding_mode", "zeros")
+)
+def test_regular_convolution_padding_modes_split_like_one_device(kw, explicit):
+    """Batch, row and weight splits of ct.conv2d with groups and a padding mode, on 4 of the
+    devices: forward and gradients as on one device."""
+    if not hasattr(jax, "set_mesh"):
+        pytest.skip("this JAX has no jax.set_mesh")
+    if explicit and not HAS_EXPLICIT_AXES:
+        pytest.skip("convt_jax on Explicit axes needs jax >= 0.7")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 4, 8, 8))
+    w = rng.standard_normal((8, 2, 3, 3))
+
+    def loss(x, w):
+        return jnp.sum(jnp.sin(ct.conv2d(x, w, **kw)))
+
+    want, gwant = ct.conv2d(x, w, **kw), jax.grad(loss, argnums=(0, 1))(x, w)  # one device
+    kind = AxisType.Explicit if explicit else AxisType.Auto
+    m = jax.make_mesh((4,), ("b",), axis_types=(kind,), devices=jax.devices()[:4])
+    for xspec, wspec in [(P("b"), P()), (P(None, None, "b"), P()), (P(), P("b"))]:
+        xs = jax.device_put(x, NamedSharding(m, xspec))
+        ws = jax.device_put(w, NamedSharding(m, wspec))
+        with jax.set_mesh(m):
+            y = jax.jit(lambda x, w: ct.conv2d(x, w, **kw))(xs, ws)
+            g = jax.jit(jax.grad(loss, argnums=(0, 1)))(xs, ws)
+        case = (xspec, wspec)
+        np.testing.assert_allclose(np.asarray(y), np.asarray(want), 1e-12, 1e-12, err_msg=str(case))
+        for a, b in zip(g, gwant, strict=True):
+            np.testing.assert_allclose(
+                np.asarray(a), np.asarray(b), 1e-12, 1e-12, err_msg=str(case)
+            )
 
 
 def test_higher_order_derivatives_and_vmap_keep_the_split():

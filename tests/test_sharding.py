@@ -4,7 +4,8 @@ JAX fixes its device count when it initialises (here, in conftest.py), so
 the sharded checks run in one subprocess started with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=8``: data, channel and
 spatial parallelism for 1-, 2- and 3-D and every ``method`` (forward and
-gradients against one device, collectives read from the compiled HLO),
+gradients against one device, collectives read from the compiled HLO), the regular
+convolution's splits with each padding mode,
 Explicit mesh axes, an optax training step of ``ct.nn`` layers, and
 examples/shard_map_example.py.  See tests/sharded_cases.py.
 """
