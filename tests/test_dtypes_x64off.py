@@ -177,6 +177,10 @@ def test_dtype_layer_and_error_tests_pass_with_x64_off():
             "-q",
             "-p",
             "no:cacheprovider",
+            # one process: its 133 tests take 4.5 s, two xdist workers (pyproject's addopts)
+            # would spend more than that starting up (16 against 8 CPU-seconds)
+            "-n",
+            "0",
             "tests/test_errors.py",
             "tests/test_nn.py",
             "-k",
