@@ -162,7 +162,7 @@ print(
 # and the loss on the held-out digits every 100 steps.
 
 # %%
-STEPS, BATCH, LR = 1500, 128, 3e-3
+STEPS, BATCH, LR = 600, 128, 3e-3
 
 
 def train(params, loss_fn, steps=STEPS, seed=0):
