@@ -62,6 +62,9 @@ def pytest_addoption(parser):
 # marked slow like a decorator would, so that `-m slow` runs exactly what the default tier
 # leaves out.  A test that is slow as a whole carries @pytest.mark.slow in its file.
 DEFAULT_TIER_EVERY = {
+    "tests/test_conv.py::test_adjoint_identity": 2,
+    # every third: the four padding modes rotate through the four configurations
+    "tests/test_conv.py::test_padding_modes_match_torch_nn_conv": 3,
     "tests/test_from_torch.py::test_flax_from_torch": 3,
     "tests/test_flax.py::test_nnx_matches_torch_values_and_gradients": 3,
     "tests/test_gradients.py::test_check_grads_each_argument": 5,
@@ -73,12 +76,13 @@ DEFAULT_TIER_EVERY = {
     "tests/test_layouts.py::test_to_flax_matches_flax": 3,
     "tests/test_layouts.py::test_to_haiku_matches_haiku": 2,
     "tests/test_layouts.py::test_to_keras_matches_keras": 3,
-    "tests/test_methods.py::test_backward_forms_with_an_empty_batch": 5,
-    "tests/test_methods.py::test_grouped_backward_forms_equal_conv_rules": 3,
+    "tests/test_methods.py::test_backward_forms_with_an_empty_batch": 10,
+    "tests/test_methods.py::test_grouped_backward_forms_equal_conv_rules": 6,
     "tests/test_methods.py::test_methods_under_vmap_and_second_order": 3,
     "tests/test_nn.py::test_dtype": 2,
     "tests/test_nn.py::test_icnr_has_no_checkerboard": 4,
     "tests/test_nonfinite.py::test_nonfinite_pattern": 3,
+    "tests/test_onednn.py::test_half_precision_results_are_the_float32_result_rounded_once": 3,
     "tests/test_padding_modes.py::test_adjoint_of_torch_padded_conv": 3,
     "tests/test_padding_modes.py::test_transformations": 3,
     "tests/test_port_hifigan.py::test_port_matches_pytorch_and_writes_a_wav": 2,

@@ -317,6 +317,7 @@ def _child(cache_dir, switch):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # five child interpreters, 7 s of a worker
 def test_environment_switch_and_disk_cache_across_processes(tmp_path):
     off = _child(tmp_path, None)
     assert off == {"enabled": False, "choice": "slow", "counts": {}}
