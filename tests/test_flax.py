@@ -1,7 +1,10 @@
-"""Flax modules (SPEC §7): NNX and linen against torch.nn.ConvTranspose*d, inside NNX models."""
+"""Flax modules (SPEC §7): NNX and linen against torch.nn.ConvTranspose*d, inside NNX models;
+the linen N-d classes against torch.nn.ConvTranspose*d / Conv*d and the per-dimension ones."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import os
 import subprocess
 import sys
@@ -29,6 +32,14 @@ TORCH_LAYERS = {
 }
 NNX = {1: ctf.ConvTranspose1d, 2: ctf.ConvTranspose2d, 3: ctf.ConvTranspose3d}
 LINEN = {1: ctl.ConvTranspose1d, 2: ctl.ConvTranspose2d, 3: ctl.ConvTranspose3d}
+# The regular convolution's (tests/test_conv_layers.py tests its 1/2/3-d classes).
+TORCH_CONVS = {1: torch.nn.Conv1d, 2: torch.nn.Conv2d, 3: torch.nn.Conv3d}
+LINEN_CONVS = {1: ctl.Conv1d, 2: ctl.Conv2d, 3: ctl.Conv3d}
+# family -> (ct.nn's N-d class, NNX's, linen's)
+N_D = {
+    "ConvTranspose": (ct.nn.ConvTranspose, ctf.ConvTranspose, ctl.ConvTranspose),
+    "Conv": (ct.nn.Conv, ctf.Conv, ctl.Conv),
+}
 
 # (input spatial, in, out, kernel, settings shared by both libraries)
 CONFIGS = [
@@ -59,10 +70,18 @@ CONFIGS = [
 IDS = [f"{len(c[0])}d-{i}" for i, c in enumerate(CONFIGS)]
 
 
-def _torch(cfg, seed=0):
+def _torch(cfg, seed=0, layers=TORCH_LAYERS):
     spatial, c_in, c_out, kernel, kw = cfg
     torch.manual_seed(seed)
-    return TORCH_LAYERS[len(spatial)](c_in, c_out, kernel, dtype=torch.float64, **kw)
+    return layers[len(spatial)](c_in, c_out, kernel, dtype=torch.float64, **kw)
+
+
+def _conv_cfg(cfg):
+    """A configuration of CONFIGS for the regular convolution: no output padding, and an
+    input three larger on each axis (enough for every dilated kernel there)."""
+    spatial, c_in, c_out, kernel, kw = cfg
+    kw = {k: v for k, v in kw.items() if k != "output_padding"}
+    return tuple(s + 3 for s in spatial), c_in, c_out, kernel, kw
 
 
 def _nnx(cfg, **extra):
@@ -106,11 +125,26 @@ def test_nnx_matches_torch_values_and_gradients(rng, cfg, channels_last):
         assert m.bias is None and "bias" not in gm
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
-def test_linen_matches_torch_values_and_gradients(rng, cfg):
+def _linen_cases():
+    """(family, class, cfg): the transposed 1/2/3-d classes and both N-d classes on every
+    configuration; the regular convolution's N-d class on two in the default tier (its
+    1/2/3-d classes: tests/test_conv_layers.py)."""
+    for family, cls in [("ConvTranspose", "per_dim"), ("ConvTranspose", "Nd"), ("Conv", "Nd")]:
+        for i, (cfg, id_) in enumerate(zip(CONFIGS, IDS, strict=True)):
+            marks = [pytest.mark.slow] if family == "Conv" and i not in (1, 4) else []
+            yield pytest.param(family, cls, cfg, id=f"{family}-{cls}-{id_}", marks=marks)
+
+
+@pytest.mark.parametrize("family, cls, cfg", list(_linen_cases()))
+def test_linen_matches_torch_values_and_gradients(rng, family, cls, cfg):
+    if family == "Conv":
+        cfg = _conv_cfg(cfg)
     spatial, c_in, c_out, kernel, kw = cfg
-    t = _torch(cfg)
-    m = LINEN[len(spatial)](c_in, c_out, kernel, param_dtype=jnp.float64, **kw)
+    t = _torch(cfg, layers=TORCH_LAYERS if family == "ConvTranspose" else TORCH_CONVS)
+    if cls == "Nd":
+        m = N_D[family][2](len(spatial), c_in, c_out, kernel, param_dtype=jnp.float64, **kw)
+    else:
+        m = LINEN[len(spatial)](c_in, c_out, kernel, param_dtype=jnp.float64, **kw)
     x = rng.standard_normal((2, c_in, *spatial))
     xin = np.moveaxis(x, 1, -1)
     variables = m.init(jax.random.key(0), xin)
@@ -125,8 +159,81 @@ def test_linen_matches_torch_values_and_gradients(rng, cfg):
     gv, gx = jax.grad(lambda v, x: jnp.sum(m.apply(v, x) * cin), argnums=(0, 1))(variables, xin)
     np.testing.assert_allclose(gx, np.moveaxis(want_gx, 1, -1), **TOL)
     np.testing.assert_allclose(gv["params"]["weight"], want_gw, **TOL)
+    if t.bias is not None:
+        np.testing.assert_allclose(gv["params"]["bias"], t.bias.grad.numpy(), **TOL)
     # jitted apply: same numbers
     np.testing.assert_allclose(jax.jit(m.apply)(variables, xin), np.moveaxis(want, 1, -1), **TOL)
+
+
+@pytest.mark.parametrize("family", ["ConvTranspose", "Conv"])
+@pytest.mark.parametrize("n", [1, 2, pytest.param(3, marks=pytest.mark.slow)])
+def test_linen_n_d_equals_per_dimension_class(rng, family, n):
+    """``ctl.ConvTranspose(n, ...)`` is ``ctl.ConvTranspose{n}d(...)``: same parameters for
+    the same key, same results, same settings."""
+    per_dim = (LINEN if family == "ConvTranspose" else LINEN_CONVS)[n]
+    kw = dict(stride=2, padding=1, groups=2, bias=n != 2, channels_last=n != 3)
+    m, ref = N_D[family][2](n, 4, 6, 3, **kw), per_dim(4, 6, 3, **kw)
+    assert m.num_spatial_dims == ref.num_spatial_dims == n
+    for f in dataclasses.fields(ref):
+        assert getattr(m, f.name) == getattr(ref, f.name), f.name
+    shape = (2, *(5,) * n, 4) if m.channels_last else (2, 4, *(5,) * n)
+    x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
+    v, want_v = m.init(jax.random.key(3), x), ref.init(jax.random.key(3), x)
+    assert jax.tree.structure(v) == jax.tree.structure(want_v)
+    for got, want in zip(jax.tree.leaves(v), jax.tree.leaves(want_v), strict=True):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(m.apply(v, x), ref.apply(want_v, x))
+
+
+@pytest.mark.parametrize("family", ["ConvTranspose", "Conv"])
+def test_linen_n_d_fields_are_the_nnx_arguments(family):
+    """The linen N-d class's fields: NNX's N-d arguments but rngs, in order, same defaults,
+    all positional (``ctl.ConvTranspose(2, 8, 4, 4)``: num_spatial_dims, C_in, C_out, kernel)."""
+    _, nnx_cls, linen_cls = N_D[family]
+    nnx_params = list(inspect.signature(nnx_cls.__init__).parameters.values())[1:]
+    want = [(p.name, p.default) for p in nnx_params if p.name != "rngs"]
+    fields = [f for f in dataclasses.fields(linen_cls) if f.name not in ("parent", "name")]
+    none = {dataclasses.MISSING: inspect.Parameter.empty}
+    assert [(f.name, none.get(f.default, f.default)) for f in fields] == want
+    per_dim = dataclasses.fields((LINEN if family == "ConvTranspose" else LINEN_CONVS)[2])
+    assert [f.name for f in per_dim] == [f.name for f in fields][1:] + ["parent", "name"]
+    m = linen_cls(2, 8, 4, 4, stride=2)
+    assert (m.num_spatial_dims, m.in_channels, m.out_channels, m.kernel_size) == (2, 8, 4, 4)
+    assert m.stride == 2
+
+
+@pytest.mark.parametrize("family", ["ConvTranspose", pytest.param("Conv", marks=pytest.mark.slow)])
+def test_linen_n_d_four_spatial_axes_match_ct_nn(rng, family):
+    """Four spatial axes (no PyTorch class): the ct.nn N-d layer's weights, values and
+    gradients."""
+    nn_cls, _, linen_cls = N_D[family]
+    kw = dict(stride=2, padding=1, groups=2)
+    layer = nn_cls(4, 4, 2, 3, **kw, dtype=jnp.float64, key=jax.random.key(0))
+    m = linen_cls(4, 4, 2, 3, **kw, channels_last=False, param_dtype=jnp.float64)
+    x = jnp.asarray(rng.standard_normal((1, 4, 3, 3, 3, 4)))
+    shapes = jax.tree.map(jnp.shape, m.init(jax.random.key(0), x)["params"])
+    assert shapes == {"weight": layer.weight.shape, "bias": layer.bias.shape}
+    variables = m.variables_from_state_dict(layer.state_dict())
+    np.testing.assert_allclose(m.apply(variables, x), layer(x), **TOL)
+    gp = jax.grad(lambda v: jnp.sum(m.apply(v, x) ** 2))(variables)["params"]
+    gl = jax.grad(lambda lay: jnp.sum(lay(x) ** 2))(layer)
+    np.testing.assert_allclose(gp["weight"], gl.weight, **TOL)
+    np.testing.assert_allclose(gp["bias"], gl.bias, **TOL)
+
+
+@pytest.mark.parametrize("family", ["ConvTranspose", "Conv"])
+def test_linen_n_d_from_torch(rng, family):
+    """``from_torch`` on an N-d class takes the PyTorch layer's number of spatial axes."""
+    torch_cls = (TORCH_LAYERS if family == "ConvTranspose" else TORCH_CONVS)[2]
+    t = torch.nn.utils.parametrizations.weight_norm(torch_cls(4, 6, 3, stride=2, groups=2))
+    m, variables = N_D[family][2].from_torch(t, channels_last=False)
+    assert type(m) is N_D[family][2] and m.num_spatial_dims == 2 and m.groups == 2
+    x = rng.standard_normal((2, 4, 7, 7)).astype(np.float32)
+    want = t(torch.as_tensor(x)).detach().numpy()
+    np.testing.assert_allclose(m.apply(variables, x), want, rtol=1e-5, atol=1e-6)
+    other = (TORCH_CONVS if family == "ConvTranspose" else TORCH_LAYERS)[2](2, 2, 1)
+    with pytest.raises(TypeError, match=f"must be a torch.nn.{family}1d, {family}2d or"):
+        N_D[family][2].from_torch(other)
 
 
 def test_initialisation_is_pytorchs_distribution():
@@ -325,7 +432,10 @@ def test_errors_match_ct_nn():
         (dict(in_channels=2, out_channels=2, kernel_size=3, padding_mode="mirror"), ValueError),
         (dict(in_channels=2, out_channels=2, kernel_size=3, bias="yes"), TypeError),
         (dict(in_channels=0, out_channels=2, kernel_size=3), ValueError),
+        # equal to bias=True, whose template the linen module's cache holds (built below)
+        (dict(in_channels=2, out_channels=2, kernel_size=3, bias=1), TypeError),
     ]
+    ctl.ConvTranspose2d(2, 2, 3, bias=True).init(jax.random.key(0), jnp.ones((1, 4, 4, 2)))
     for kw, exc in cases:
         with pytest.raises(exc) as ours_nn:
             ct.nn.ConvTranspose2d(**kw, key=jax.random.key(0))
@@ -334,6 +444,37 @@ def test_errors_match_ct_nn():
         with pytest.raises(exc) as ours_linen:
             ctl.ConvTranspose2d(**kw).init(jax.random.key(0), jnp.ones((1, 4, 4, 2)))
         assert str(ours_nnx.value) == str(ours_nn.value) == str(ours_linen.value)
+
+
+@pytest.mark.parametrize("family", ["ConvTranspose", "Conv"])
+@pytest.mark.parametrize(
+    "value, exc, message",
+    [
+        (0, ValueError, "num_spatial_dims=0 must be >= 1"),
+        (-1, ValueError, "num_spatial_dims=-1 must be >= 1"),
+        (True, TypeError, "num_spatial_dims=True must be an int, not bool"),
+        (2.0, TypeError, "num_spatial_dims=2.0 must be an int, not float"),
+        ("2", TypeError, "num_spatial_dims='2' must be an int, not str"),
+        (None, TypeError, "num_spatial_dims=None must be an int, not NoneType"),
+    ],
+    ids=["0", "-1", "True", "2.0", "str", "None"],
+)
+def test_bad_num_spatial_dims(family, value, exc, message):
+    """ct.nn's check and message in the NNX and linen N-d classes, where linen checks
+    (``init`` / ``apply``); a valid equal value (1 for True, 2 for 2.0) built before does not
+    let it through the templates' cache."""
+    nn_cls, nnx_cls, linen_cls = N_D[family]
+    for n in (1, 2):  # 1 == True, 2 == 2.0: valid, and in the cache first
+        nnx_cls(n, 2, 2, 3, rngs=nnx.Rngs(0))
+        linen_cls(n, 2, 2, 3).init(jax.random.key(0), jnp.ones((1, *(4,) * n, 2)))
+    with pytest.raises(exc) as ours_nn:
+        nn_cls(value, 2, 2, 3, key=jax.random.key(0))
+    with pytest.raises(exc) as ours_nnx:
+        nnx_cls(value, 2, 2, 3, rngs=nnx.Rngs(0))
+    m = linen_cls(value, 2, 2, 3)  # a dataclass: checked when first called
+    with pytest.raises(exc) as ours_linen:
+        m.init(jax.random.key(0), jnp.ones((1, 4, 4, 2)))
+    assert str(ours_nn.value) == str(ours_nnx.value) == str(ours_linen.value) == message
 
 
 def test_other_errors(rng):

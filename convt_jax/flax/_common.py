@@ -31,7 +31,11 @@ def setting_names(family: type) -> tuple[str, ...]:
     )
 
 
-def layer_class(family: type, num_spatial_dims: int) -> type:
+def layer_class(family: type, num_spatial_dims: Any) -> type:
+    """The 1/2/3-d ``ct.nn`` class for an int 1, 2 or 3; the N-d ``family`` for anything else
+    (which validates it: ``True`` and ``2.0`` equal 1 and 2 but are not ints)."""
+    if type(num_spatial_dims) is not int:
+        return family
     return _LAYERS[family].get(num_spatial_dims, family)
 
 
@@ -44,14 +48,22 @@ def build_layer(family: type, num_spatial_dims: int, kwargs: dict[str, Any], key
 
 
 def _freeze(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return tuple(_freeze(v) for v in value)
-    return value
+    """A hashable cache key for a setting that keeps its type (``True`` / ``1``, ``2.0`` /
+    ``2``, a list / a tuple compare equal but validate differently); :func:`_thaw` undoes it."""
+    if type(value) in (list, tuple):
+        return type(value), tuple(_freeze(v) for v in value)
+    return type(value), value
+
+
+def _thaw(frozen: Any) -> Any:
+    kind, value = frozen
+    return kind(_thaw(v) for v in value) if kind in (list, tuple) else value
 
 
 @functools.lru_cache(maxsize=256)
-def _template_cached(family: type, num_spatial_dims: int, items: tuple) -> Any:
-    kwargs = dict(items)
+def _template_cached(family: type, frozen_n: Any, items: tuple) -> Any:
+    num_spatial_dims = _thaw(frozen_n)
+    kwargs = {k: _thaw(v) for k, v in items}
     return jax.eval_shape(lambda: build_layer(family, num_spatial_dims, kwargs, jax.random.key(0)))
 
 
@@ -61,15 +73,15 @@ def template(family: type, num_spatial_dims: Any, kwargs: dict[str, Any]) -> Any
     Its leaves are ``jax.ShapeDtypeStruct`` s; its tree structure holds the
     validated settings and rebuilds a real layer from ``(weight, bias)``.
     """
+    frozen_n = _freeze(num_spatial_dims)
     items = tuple((k, _freeze(v)) for k, v in kwargs.items())
     try:
-        hash(items)
-        hash(num_spatial_dims)
+        hash((frozen_n, items))
     except TypeError:
         return jax.eval_shape(
             lambda: build_layer(family, num_spatial_dims, kwargs, jax.random.key(0))
         )
-    return _template_cached(family, num_spatial_dims, items)
+    return _template_cached(family, frozen_n, items)
 
 
 def forward(treedef: Any, weight: Any, bias: Any, dtype: Any, x: Any, *args: Any):
