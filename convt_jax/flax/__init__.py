@@ -5,8 +5,9 @@ arguments and semantics of ``ct.nn.ConvTranspose2d``: its ``weight`` and
 ``bias`` are ``nnx.Param`` s in PyTorch's layout, so ``nnx.Optimizer(model,
 tx, wrt=nnx.Param)`` trains them and a PyTorch checkpoint loads unchanged.
 ``Conv1d/2d/3d`` do the same for ``ct.nn.Conv1d/2d/3d``. Channels-last by default
-(Flax's convention). ``convt_jax.flax.linen`` holds
-the same layers as ``flax.linen.Module`` s.
+(Flax's convention). ``ConvTranspose`` and ``Conv`` take the number of spatial axes
+first. ``convt_jax.flax.linen`` holds the same layers, N-d ones included, as
+``flax.linen.Module`` s.
 
 Needs flax: ``pip install "convt_jax[flax]"``.
 """
