@@ -277,8 +277,13 @@ def test_half_precision_matches_pytorchs_half_precision(dtype, channels_last):
             pytest.skip(f"PyTorch has no {tdtype} conv_transpose2d here: {e}")
         theirs = theirs.float().numpy()
         exact = torch.nn.functional.conv_transpose2d(
-            torch.tensor(x, dtype=torch.float64), torch.tensor(w, dtype=torch.float64), None,
-            stride, padding, 0, groups,
+            torch.tensor(x, dtype=torch.float64),
+            torch.tensor(w, dtype=torch.float64),
+            None,
+            stride,
+            padding,
+            0,
+            groups,
         ).numpy()
         xj = np.moveaxis(x, 1, -1) if channels_last else x
         ours = jax.jit(
