@@ -491,7 +491,9 @@ def torch_step(model: Model, kind: str, params: dict, target, inputs, autocast=F
         )
         with mixed:
             y = model.fn(ops, Params(tp), *tx, **model.kwargs)
-        loss = torch.mean(torch.square(y.float() - tt))
+        # the loss in the target's dtype: float32 for an autocast (bfloat16) output, float64
+        # in _float64_error's re-check (not .float(), which rounded that step's output)
+        loss = torch.mean(torch.square(y.to(tt.dtype) - tt))
         grads = torch.autograd.grad(loss, [tp[k] for k in names])
         return loss, dict(zip(names, grads, strict=True))
 
