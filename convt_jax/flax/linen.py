@@ -228,7 +228,7 @@ class ConvTranspose(_ConvTranspose, _NumSpatialDims):
     called (``init`` / ``apply``), ``num_spatial_dims`` too, with the messages
     of :class:`convt_jax.nn.ConvTranspose`.
 
-    Args:
+    Attributes:
       num_spatial_dims: the number of spatial axes, ``>= 1`` (not taken by
         the 1-d, 2-d and 3-d classes).
       in_channels: ``C_in``, ``>= 1``.
@@ -381,7 +381,7 @@ class Conv(_Conv, _NumSpatialDims):
     when the module is first called (``init`` / ``apply``),
     ``num_spatial_dims`` too, with the messages of :class:`convt_jax.nn.Conv`.
 
-    Args:
+    Attributes:
       num_spatial_dims: the number of spatial axes, ``>= 1`` (not taken by
         the 1-d, 2-d and 3-d classes).
       in_channels: ``C_in``, ``>= 1``.
