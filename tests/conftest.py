@@ -83,6 +83,8 @@ DEFAULT_TIER_EVERY = {
     "tests/test_nn.py::test_icnr_has_no_checkerboard": 4,
     "tests/test_nonfinite.py::test_nonfinite_pattern": 3,
     "tests/test_onednn.py::test_half_precision_results_are_the_float32_result_rounded_once": 3,
+    # "switch" (no warning) and "no-onednn" (the warning); "no-compiler" in the slow tier
+    "tests/test_onednn.py::test_without_the_backend_the_package_runs_on_xla_and_says_why": 2,
     "tests/test_padding_modes.py::test_adjoint_of_torch_padded_conv": 3,
     "tests/test_padding_modes.py::test_transformations": 3,
     "tests/test_port_hifigan.py::test_port_matches_pytorch_and_writes_a_wav": 2,

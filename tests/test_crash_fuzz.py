@@ -446,6 +446,7 @@ def _check(cases):
     assert not failures, f"{len(failures)} of {len(cases)} cases failed:\n" + "\n".join(failures)
 
 
+@pytest.mark.slow  # child processes, 10 s of a worker
 def test_regressions():
     """Configurations that aborted XLA:CPU before, every method."""
     _check(REGRESSIONS)
@@ -475,6 +476,7 @@ print("OK")
 """
 
 
+@pytest.mark.slow  # a child process, 5 s of a worker
 def test_second_order_derivatives_compile():
     """jax.hessian and the gradient of a vjp with respect to the cotangent, in a child: no
     abort, and d/dg <dx(g), v> is the transposed convolution of v (PyTorch)."""

@@ -108,6 +108,7 @@ def test_demo_training_lowers_the_loss_and_writes_a_png(tmp_path):
         assert int(np.argmin(errors)) == i, errors
 
 
+@pytest.mark.slow  # a fresh virtual environment, 5 s of a worker
 def test_demo_without_its_extra_says_how_to_install_it(tmp_path):
     # optax missing: the examples still run, the training is skipped with the install
     # command, and no PNG is written.

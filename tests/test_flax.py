@@ -202,7 +202,8 @@ def test_linen_n_d_fields_are_the_nnx_arguments(family):
     assert m.stride == 2
 
 
-@pytest.mark.parametrize("family", ["ConvTranspose", pytest.param("Conv", marks=pytest.mark.slow)])
+@pytest.mark.slow  # the N-d classes meet PyTorch in the default tier
+@pytest.mark.parametrize("family", ["ConvTranspose", "Conv"])
 def test_linen_n_d_four_spatial_axes_match_ct_nn(rng, family):
     """Four spatial axes (no PyTorch class): the ct.nn N-d layer's weights, values and
     gradients."""
