@@ -496,6 +496,7 @@ def test_second_order_derivatives_compile():
 
 
 @pytest.mark.slow  # the drawn cases: CI's slow tier; the regressions run in the default one
+@pytest.mark.long
 @pytest.mark.parametrize("chunk", range(-(-N_CASES // PER_CHILD)))
 def test_crash_fuzz(chunk):
     """Cases ``chunk*PER_CHILD ...`` of the seeded draw: no abort, no error, PyTorch's numbers."""

@@ -125,6 +125,7 @@ def test_ci_runs_quick_start_command_two_verbatim():
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_main_demo_runs(tmp_path):
     # The training part needs the `demo` extra (optax, tqdm, Pillow).
     for module in ("optax", "tqdm"):

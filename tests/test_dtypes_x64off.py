@@ -162,6 +162,7 @@ def test_torch_int64_tensor_is_refused_by_name(x64_off):
 
 
 @pytest.mark.slow  # the dtype, layer and error tests again in a child process
+@pytest.mark.long
 def test_dtype_layer_and_error_tests_pass_with_x64_off():
     """The dtype / state-dict / error-table tests again, in a pytest child with x64 off.
 

@@ -43,6 +43,7 @@ def _layout(cfg, x):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @settings(max_examples=50)
 @given(cfg=configs(), flip=st.booleans())
 def test_rules_match_autodiff_of_dilated_lowering(cfg, flip):

@@ -68,6 +68,7 @@ def test_committed_notebook_matches_its_source_and_has_outputs(path):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_top_to_bottom(path, tmp_path):
     for module in REQUIRES.get(path.stem[:2], ()):

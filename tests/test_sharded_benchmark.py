@@ -15,6 +15,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_dry_run_checks_every_split_and_writes_the_table(tmp_path):
     out = tmp_path / "sharded.md"
     env = dict(os.environ, JAX_PLATFORMS="cpu")

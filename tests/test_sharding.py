@@ -25,6 +25,7 @@ DEVICES = "--xla_force_host_platform_device_count=8"
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_sharded_cases_on_8_simulated_devices():
     env = dict(os.environ)
     env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {DEVICES}".strip()
