@@ -1,5 +1,7 @@
-"""tests/conftest.py's tiers: what the default tier deselects, and the long tests first."""
+"""tests/conftest.py's tiers (what the default tier deselects, the long tests first) and the
+unoptimised XLA:CPU code the tests compile."""
 
+import os
 import types
 
 import conftest
@@ -70,3 +72,36 @@ def test_slow_runs_keep_every_test_long_ones_first(markexpr, slow):
         "test_other",
         "test_last",
     ]
+
+
+@pytest.mark.parametrize(
+    "environ, expected",
+    [
+        ({}, conftest.UNOPTIMIZED),
+        (
+            {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"},
+            f"--xla_force_host_platform_device_count=8 {conftest.UNOPTIMIZED}",
+        ),
+        ({"CONVT_JAX_TEST_OPTIMIZED": "1"}, None),
+        ({"XLA_FLAGS": "--xla_backend_optimization_level=3"}, None),
+        ({"CONVT_JAX_TEST_OPTIMIZED": "0"}, conftest.UNOPTIMIZED),
+    ],
+)
+def test_xla_flags(environ, expected):
+    assert conftest.xla_flags(environ) == expected
+
+
+def test_this_run_compiles_as_the_environment_says():
+    # This process's XLA_FLAGS (set by tests/conftest.py before JAX started): the flag is in
+    # unless .ci/run's optimised stages asked for XLA's default.
+    flags = os.environ.get("XLA_FLAGS", "")
+    if os.environ.get("CONVT_JAX_TEST_OPTIMIZED", "0") != "0":
+        assert conftest.UNOPTIMIZED not in flags
+    else:
+        assert "--xla_backend_optimization_level" in flags
+
+
+def test_optimized_children_get_the_flags_the_run_started_with(optimized_children):
+    assert os.environ.get("XLA_FLAGS", "") == conftest.STARTED_WITH
+    # (in this worker too: pytest-xdist started it from the changed environment)
+    assert conftest.UNOPTIMIZED not in conftest.STARTED_WITH
