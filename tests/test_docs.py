@@ -63,19 +63,7 @@ def _run(rel):
     return int(re.search(r"attempted=(\d+)", proc.stdout).group(1))
 
 
-# The two longest pages (14 s and 9 s of a worker on a 2-core EPYC; every layer and framework
-# integration on them is checked against its reference by tests/test_nn.py,
-# test_conv_layers.py and test_flax.py in the default tier) run in the slow tier.
-SLOW_PAGES = {"docs/layers.md", "docs/frameworks.md"}
-
-
-@pytest.mark.parametrize(
-    "rel",
-    [
-        pytest.param(f, marks=pytest.mark.slow) if f in SLOW_PAGES else f
-        for f in _files_with_examples()
-    ],
-)
+@pytest.mark.parametrize("rel", _files_with_examples())
 def test_examples_run(rel):
     attempted = _run(rel)
     assert attempted >= MIN_EXAMPLES.get(rel, 1), (rel, attempted)
